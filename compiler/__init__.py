@@ -1,0 +1,1 @@
+"""edgebert.compiler: TVM Relax passes and lowering of ALBERT models to the edgebert ISA."""

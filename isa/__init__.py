@@ -1,0 +1,1 @@
+"""edgebert.isa: the instruction table, encoding, `.ebin` container, assembler and disassembler."""

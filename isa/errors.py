@@ -1,0 +1,35 @@
+"""The one exception root of edgebert and its specialised subclasses."""
+
+from __future__ import annotations
+
+
+class EdgebertError(Exception):
+    """Root of every error edgebert raises on purpose; CLIs catch it and exit with code 2."""
+
+
+class IsaTableError(EdgebertError):
+    """The instruction table itself is inconsistent (raised at import)."""
+
+
+class EncodingError(EdgebertError):
+    """An instruction cannot be encoded (field out of range) or a word cannot be decoded."""
+
+
+class EbinError(EdgebertError):
+    """A `.ebin` file is malformed; the message says what and at which offset."""
+
+
+class AssemblyError(EdgebertError):
+    """Bad assembly source; the message carries file:line:column, the line and a caret."""
+
+
+class HardwareConfigError(EdgebertError):
+    """An invalid hardware configuration; the message names the field."""
+
+
+class EmulatorTrap(EdgebertError):
+    """The emulated program trapped; the message names the PC and the instruction."""
+
+
+class CompileError(EdgebertError):
+    """A model cannot be compiled; the message names the node, op or buffer at fault."""
