@@ -1,0 +1,99 @@
+"""Load/store unit semantics: `ld`, `st` and `gather` move raw elements between memory spaces."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+import numpy as np
+from edgebert.emulator.costs import dma_cycles
+from edgebert.emulator.memory import ELEMENT_BYTES, SRAM, Fault, tile
+from edgebert.isa.encoding import Inst
+
+if TYPE_CHECKING:
+    from edgebert.emulator.machine import Machine
+
+
+def _copy(inst: Inst, m: Machine, src_space: int, dst_space: int) -> Callable[[], int]:
+    """A rows x cols tile copy from src_space to dst_space (the dtype only sets the element size)."""
+    v = inst.values
+    rows, cols, esize = v["rows"], v["cols"], ELEMENT_BYTES[v["dtype"]]
+    src_base, src, src_stride = v["src_base"], v["src"], v["src_stride"]
+    dst_base, dst, dst_stride = v["dst_base"], v["dst"], v["dst_stride"]
+    nbytes = rows * cols * esize
+    cycles = dma_cycles(m.hw, src_space, dst_space, nbytes)
+    regs, mem, acc = m.regs, m.mem, m.acc
+    src_buf, dst_buf = mem.u8[src_space], mem.u8[dst_space]
+    src_size, dst_size = mem.sizes[src_space], mem.sizes[dst_space]
+    # Byte-level tiles: `cols * esize` bytes per row, pitch `stride * esize` bytes; alignment checked first.
+    bcols, bsrc_stride, bdst_stride = cols * esize, src_stride * esize, dst_stride * esize
+
+    def run() -> int:
+        s_addr, d_addr = regs[src_base] + src, regs[dst_base] + dst
+        if s_addr % esize or d_addr % esize:
+            bad, what = (s_addr, "src") if s_addr % esize else (d_addr, "dst")
+            raise Fault(f"misaligned {what}: address {bad:#x} is not a multiple of {esize}")
+        s = tile(src_buf, src_size, src_space, s_addr, rows, bcols, bsrc_stride, 1, acc, False, "src")
+        d = tile(dst_buf, dst_size, dst_space, d_addr, rows, bcols, bdst_stride, 1, acc, True, "dst")
+        d[...] = s
+        seg = m.seg
+        seg.read[src_space] += nbytes
+        seg.written[dst_space] += nbytes
+        return cycles
+
+    return run
+
+
+def compile_ld(inst: Inst, m: Machine) -> Callable[[], int]:
+    """ld: any space -> SRAM."""
+    return _copy(inst, m, inst["src_space"], SRAM)
+
+
+def compile_st(inst: Inst, m: Machine) -> Callable[[], int]:
+    """st: SRAM -> any space."""
+    return _copy(inst, m, SRAM, inst["dst_space"])
+
+
+def compile_gather(inst: Inst, m: Machine) -> Callable[[], int]:
+    """gather: dst[r] = table[idx[r]] (rows of `cols` elements); an index outside the table's memory traps."""
+    v = inst.values
+    rows, cols, esize = v["rows"], v["cols"], ELEMENT_BYTES[v["dtype"]]
+    space = v["table_space"]
+    table_base, table, pitch = v["table_base"], v["table"], (v["table_stride"] or v["cols"]) * esize
+    idx_base, idx, dst_base, dst = v["idx_base"], v["idx"], v["dst_base"], v["dst"]
+    row_bytes = cols * esize
+    nbytes = rows * row_bytes
+    cycles = dma_cycles(m.hw, space, SRAM, nbytes)
+    regs, mem, acc = m.regs, m.mem, m.acc
+    size = mem.sizes[space]
+
+    def run() -> int:
+        t_addr = regs[table_base] + table
+        if t_addr % esize:
+            raise Fault(f"misaligned table: address {t_addr:#x} is not a multiple of {esize}")
+        ids = tile(mem.i32[SRAM], mem.sizes[SRAM], SRAM, regs[idx_base] + idx, 1, rows, 0, 4, acc, False, "idx")[0]
+        d = tile(mem.u8[SRAM], mem.sizes[SRAM], SRAM, regs[dst_base] + dst, rows, row_bytes, 0, 1, acc, True, "dst")
+        if t_addr < 0 or t_addr + row_bytes > size:
+            raise Fault(f"table address {t_addr:#x} lies outside the {size:#x}-byte space")
+        available = (size - t_addr - row_bytes) // pitch + 1  # table rows that fit in the space
+        if rows:
+            lo, hi = int(ids.min()), int(ids.max())
+            if lo < 0 or hi >= available:
+                bad = lo if lo < 0 else hi
+                raise Fault(f"gather index {bad} out of range (the table space holds rows 0..{available - 1})")
+            # Race detection sees the span of rows touched (a superset of the gathered rows).
+            acc.append((space, t_addr + lo * pitch, hi - lo + 1, pitch, row_bytes, False))
+            rows_view = np.lib.stride_tricks.as_strided(
+                mem.u8[space][t_addr:], shape=(available, row_bytes), strides=(pitch, 1), writeable=False
+            )
+            d[...] = rows_view[ids]
+        seg = m.seg
+        seg.read[space] += nbytes
+        seg.read[SRAM] += rows * 4
+        seg.written[SRAM] += nbytes
+        return cycles
+
+    return run
+
+
+FACTORIES = {"ld": compile_ld, "st": compile_st, "gather": compile_gather}

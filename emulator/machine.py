@@ -1,0 +1,263 @@
+"""The emulated machine: state, the decode-once op list, and the run loop with its timing model.
+
+Functional semantics run in program (dispatch) order; timing is computed alongside: the ctl front end
+dispatches one instruction per cycle into per-unit queues of `frontend.queue_depth`; the ld/pu/sfu/st
+units run concurrently, each in order. An instruction starts at max(dispatch, unit free, push time of every
+token it pops, readiness of the F registers it reads); ctl instructions take one cycle in the front end;
+dvfs/dvfsr/barrier/halt first drain every unit. Accesses of different units that overlap in time and in
+memory, one of them a write, are recorded as races (the program failed to guard them with tokens).
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from edgebert.emulator.dispatch import DISPATCH, format_inst
+from edgebert.emulator.energy import Segment
+from edgebert.emulator.memory import Access, Fault, Memories, accesses_overlap
+from edgebert.isa.encoding import Inst
+from edgebert.isa.errors import EmulatorTrap
+from edgebert.isa.hardware import HardwareConfig
+from edgebert.isa.program import Program
+from edgebert.isa.table import BY_MNEMONIC, NUM_FREGS, NUM_REGS, SPACES, UNITS
+
+CTL = UNITS.index("ctl")
+KIND_UNIT, KIND_CTL, KIND_DRAIN, KIND_DVFS, KIND_HALT, KIND_INVALID = range(6)
+MAX_RACES_KEPT = 100
+
+
+class Op:
+    """One decoded instruction, ready to run: its handler and the static facts the timing model needs."""
+
+    __slots__ = ("pc", "inst", "unit", "waits", "signals", "run", "kind", "freg_reads", "freg_write")
+
+    def __init__(self, pc: int, inst: Inst, m: Machine) -> None:
+        self.pc, self.inst = pc, inst
+        spec = BY_MNEMONIC.get(inst.mnemonic)
+        factory = DISPATCH.get(spec.opcode) if spec is not None else None
+        self.freg_reads: tuple[int, ...] = ()
+        self.freg_write = -1
+        if factory is None:
+            self.kind, self.unit, self.waits, self.signals = KIND_INVALID, CTL, (), ()
+            self.run: Callable[[], Any] = lambda: None
+            return
+        self.unit = UNITS.index(spec.unit)
+        self.waits = tuple(u for u in range(len(UNITS)) if inst["wait"] >> u & 1)
+        self.signals = tuple(u for u in range(len(UNITS)) if inst["signal"] >> u & 1)
+        self.run = factory(inst, m)
+        name = inst.mnemonic
+        if self.unit != CTL:
+            self.kind = KIND_UNIT
+        elif name in ("barrier",):
+            self.kind = KIND_DRAIN
+        elif name in ("dvfs", "dvfsr"):
+            self.kind = KIND_DVFS
+        elif name == "halt":
+            self.kind = KIND_HALT
+        else:
+            self.kind = KIND_CTL
+        if name == "entropy":
+            self.freg_write = inst["fd"]
+        if name in ("bexit", "lut"):
+            self.freg_reads = (inst["fs"],)
+        elif name == "bexitr":
+            self.freg_reads = (inst["fs"], inst["ft"])
+
+
+class Machine:
+    """Registers, memories, counters and timing state of one run."""
+
+    def __init__(
+        self,
+        program: Program,
+        hw: HardwareConfig,
+        *,
+        max_cycles: int | None = None,
+        entropy_values: Sequence[float] | None = None,
+        trace: bool = False,
+    ) -> None:
+        self.program, self.hw = program, hw
+        self.mem = Memories(hw)
+        self.regs = [0] * NUM_REGS
+        self.fregs = [0.0] * NUM_FREGS
+        self.acc: list[Access] = []
+        self.next_pc = 0
+        self.seg = Segment(hw.dvfs.initial, 0, 0.0, False, 0.0)
+        self.segments = [self.seg]
+        self.entropy_values = None if entropy_values is None else [float(x) for x in entropy_values]
+        self.entropy_used = 0
+        self.max_cycles = max_cycles
+        self.tracing = trace
+        self.trace: list[tuple[int, int, int, int]] = []  # (unit, start cycle, end cycle, pc)
+        self.switches: list[tuple[int, int]] = []  # (cycle, segment index) of each DVFS switch
+        self.races: list[dict[str, Any]] = []
+        self.race_count = 0
+        self.pc_counts = [0] * len(program.code)
+        self.cycles = 0
+        self.halted = False
+        self.trap: EmulatorTrap | None = None
+        self.ops = [Op(pc, inst, self) for pc, inst in enumerate(program.code)]
+
+    # ---- helpers used by handlers -------------------------------------------------------------
+    def next_injected_entropy(self) -> float | None:
+        """The next value of the entropy trace, or None when entropies are computed."""
+        if self.entropy_values is None:
+            return None
+        if self.entropy_used >= len(self.entropy_values):
+            raise Fault(
+                f"entropy trace exhausted: the program ran more than {len(self.entropy_values)} entropy instructions"
+            )
+        value = self.entropy_values[self.entropy_used]
+        self.entropy_used += 1
+        return value
+
+    def describe(self, pc: int) -> str:
+        """`pc N (instruction)` for messages."""
+        if 0 <= pc < len(self.program.code):
+            return f"pc {pc} ({format_inst(self.program.code[pc], self.program.code_labels())})"
+        return f"pc {pc}"
+
+    # ---- DVFS --------------------------------------------------------------------------------
+    def _switch(self, point: int, cycle: int) -> None:
+        """Switch to operating point `point` at drain cycle `cycle` (a no-op when already there)."""
+        if not 0 <= point < len(self.hw.dvfs.points):
+            raise Fault(f"DVFS operating point {point} out of range (0..{len(self.hw.dvfs.points) - 1})")
+        if point == self.seg.point:
+            return
+        old = self.seg
+        old.cycles = cycle - old.start_cycle
+        self.seg = Segment(point, cycle, old.start_s + old.seconds(self.hw), True, self.hw.dvfs.switch_ns * 1e-9)
+        self.segments.append(self.seg)
+        self.switches.append((cycle, len(self.segments) - 1))
+
+    # ---- the run loop ------------------------------------------------------------------------
+    def execute(self) -> None:
+        """Run from pc 0 until halt; a trap is stored in `self.trap` (the state stays inspectable)."""
+        ops, n, acc = self.ops, len(self.ops), self.acc
+        depth = self.hw.frontend.queue_depth
+        nunits = len(UNITS)
+        unit_free = [0] * nunits
+        queues = [deque(maxlen=depth) for _ in range(nunits)]  # start cycles of each unit's last `depth` ops
+        tokens = [[deque() for _ in range(nunits)] for _ in range(nunits)]  # tokens[from][to]: push cycles
+        freg_ready = [0] * NUM_FREGS
+        live: list[tuple[int, int, int, int, Access]] = []  # (unit, start, end, pc, access) for race checks
+        max_cycles = self.max_cycles if self.max_cycles is not None else float("inf")
+        pc_counts, trace, tracing = self.pc_counts, self.trace, self.tracing
+        fe = 0  # the front end's next dispatch cycle
+        pc = 0
+        end = 0
+        try:
+            while True:
+                if not 0 <= pc < n:
+                    raise Fault(f"program counter {pc} outside the code (0..{n - 1}): missing halt or bad branch")
+                op = ops[pc]
+                pc_counts[pc] += 1
+                self.next_pc = pc + 1
+                unit = op.unit
+                kind = op.kind
+                if kind == KIND_UNIT:
+                    t = fe
+                    q = queues[unit]
+                    if len(q) == depth and q[0] > t:
+                        t = q[0]  # the unit's queue is full until its oldest entry starts
+                    start = t if t > unit_free[unit] else unit_free[unit]
+                    for w in op.waits:
+                        tq = tokens[w][unit]
+                        if not tq:
+                            raise Fault(f"token deadlock: waits on {UNITS[w]}->{UNITS[unit]} but no earlier signal")
+                        p = tq.popleft()
+                        if p > start:
+                            start = p
+                    cycles = op.run()
+                    end = start + cycles
+                    unit_free[unit] = end
+                    q.append(start)
+                    fe = t + 1
+                    self.seg.busy[unit] += cycles
+                    if op.freg_write >= 0:
+                        freg_ready[op.freg_write] = end
+                else:
+                    if kind == KIND_INVALID:
+                        raise Fault(f"unknown instruction '{op.inst.mnemonic}' (no such opcode)")
+                    start = fe
+                    for w in op.waits:
+                        tq = tokens[w][unit]
+                        if not tq:
+                            raise Fault(f"token deadlock: waits on {UNITS[w]}->{UNITS[unit]} but no earlier signal")
+                        p = tq.popleft()
+                        if p > start:
+                            start = p
+                    for f in op.freg_reads:
+                        if freg_ready[f] > start:
+                            start = freg_ready[f]
+                    if kind >= KIND_DRAIN:
+                        busy_until = max(unit_free)
+                        if busy_until > start:
+                            start = busy_until
+                    result = op.run()
+                    if kind == KIND_DVFS:
+                        self._switch(result, start)
+                    end = start + 1
+                    fe = end
+                    seg = self.seg
+                    seg.ctl_ops += 1
+                    seg.busy[CTL] += 1
+                for s in op.signals:
+                    tokens[unit][s].append(end)
+                if tracing:
+                    trace.append((unit, start, end, pc))
+                if acc:
+                    self._check_races(live, unit, start, end, pc, fe)
+                    acc.clear()
+                if end > max_cycles:
+                    raise Fault(f"cycle budget of {self.max_cycles} cycles exceeded (cycle {end})")
+                if kind == KIND_HALT:
+                    self.halted = True
+                    break
+                pc = self.next_pc
+        except Fault as exc:
+            acc.clear()
+            self.trap = EmulatorTrap(f"{self.describe(pc)}: {exc}")
+        self.cycles = max(end, fe, max(unit_free))
+        self.seg.cycles = self.cycles - self.seg.start_cycle
+
+    def _check_races(
+        self, live: list[tuple[int, int, int, int, Access]], unit: int, start: int, end: int, pc: int, fe: int
+    ) -> None:
+        """Record every conflicting overlap of this instruction's accesses with other units' live accesses."""
+        if len(live) > 64:
+            live[:] = [rec for rec in live if rec[2] > fe]  # nothing dispatched later can start before fe
+        for a in self.acc:
+            for other_unit, o_start, o_end, o_pc, b in live:
+                if (
+                    other_unit != unit
+                    and o_start < end
+                    and start < o_end
+                    and (a[5] or b[5])
+                    and accesses_overlap(a, b)
+                ):
+                    self._record_race(pc, unit, a, o_pc, other_unit, b, max(start, o_start))
+        for a in self.acc:
+            live.append((unit, start, end, pc, a))
+
+    def _record_race(self, pc: int, unit: int, a: Access, o_pc: int, o_unit: int, b: Access, cycle: int) -> None:
+        self.race_count += 1
+        if len(self.races) >= MAX_RACES_KEPT:
+            return
+        code, labels = self.program.code, self.program.code_labels()
+        self.races.append(
+            {
+                "pc": pc,
+                "instruction": format_inst(code[pc], labels),
+                "unit": UNITS[unit],
+                "access": "write" if a[5] else "read",
+                "other_pc": o_pc,
+                "other_instruction": format_inst(code[o_pc], labels),
+                "other_unit": UNITS[o_unit],
+                "other_access": "write" if b[5] else "read",
+                "space": SPACES[a[0]],
+                "cycle": cycle,
+            }
+        )

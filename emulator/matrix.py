@@ -1,0 +1,115 @@
+"""Processing-unit semantics: `matmul` (dense or bitmask-sparse b, fp32 or AdaptivFloat-8 operands)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+import numpy as np
+from edgebert.emulator.costs import matmul_cycles
+from edgebert.emulator.memory import SRAM, Fault, check_range, tile
+from edgebert.isa.adaptivfloat import DECODE_TABLE
+from edgebert.isa.encoding import Inst
+from edgebert.isa.table import FORMATS
+
+if TYPE_CHECKING:
+    from edgebert.emulator.machine import Machine
+
+AF8 = FORMATS.index("af8")
+
+
+def sparse_mask_bytes(k: int, n: int) -> int:
+    """Bytes of the bitmask of a k x n sparse operand: one bit per element, padded to a multiple of 4."""
+    return -(-(k * n) // 32) * 4
+
+
+def compile_matmul(inst: Inst, m: Machine) -> Callable[[], int]:
+    """dst (+)= a @ b (+ bias).
+
+    Rounding points: p = a @ b rounded once to fp32 (computed exactly in float64 when both operands
+    are AF8, with float32 BLAS otherwise); then dst + p if `acc`; then + bias if `has_bias`.
+    """
+    v = inst.values
+    mm, k, n = v["m"], v["k"], v["n"]
+    a_af8, b_af8 = v["a_fmt"] == AF8, v["b_fmt"] == AF8
+    a_dec = DECODE_TABLE[v["a_exp"]] if a_af8 else None
+    b_dec = DECODE_TABLE[v["b_exp"]] if b_af8 else None
+    a_size, b_size = (1 if a_af8 else 4), (1 if b_af8 else 4)
+    acc_flag, has_bias, trans_b, sparse = v["acc"], v["has_bias"], v["trans_b"], v["sparse"]
+    exact = a_af8 and b_af8
+    b_rows, b_cols = (n, k) if trans_b else (k, n)
+    dense_cycles = matmul_cycles(m.hw, mm * k * n)
+    a_base, a_off, a_stride = v["a_base"], v["a"], v["a_stride"]
+    b_base, b_off, b_stride = v["b_base"], v["b"], v["b_stride"]
+    d_base, d_off, d_stride = v["dst_base"], v["dst"], v["dst_stride"]
+    bias_base, bias_off = v["bias_base"], v["bias"]
+    mask_bytes = sparse_mask_bytes(k, n)
+    regs, mem, acc = m.regs, m.mem, m.acc
+    f32, u8, size = mem.f32[SRAM], mem.u8[SRAM], mem.sizes[SRAM]
+    fixed_read = mm * k * a_size + (n * 4 if has_bias else 0) + (mm * n * 4 if acc_flag else 0)
+    written = mm * n * 4
+
+    def load_sparse_b(addr: int) -> tuple[np.ndarray, int]:
+        if addr % b_size:
+            raise Fault(f"misaligned b: address {addr:#x} is not a multiple of {b_size}")
+        check_range(size, SRAM, addr, mask_bytes, "b bitmask")
+        bits = np.unpackbits(u8[addr : addr + mask_bytes], count=k * n, bitorder="little").view(bool)
+        nnz = int(np.count_nonzero(bits))
+        vals_addr = addr + mask_bytes
+        check_range(size, SRAM, vals_addr, nnz * b_size, "b non-zeros")
+        acc.append((SRAM, addr, 1, mask_bytes + nnz * b_size, mask_bytes + nnz * b_size, False))
+        if b_af8:
+            dense = np.zeros(k * n, dtype=np.uint8)
+            dense[bits] = u8[vals_addr : vals_addr + nnz]
+        else:
+            dense = np.zeros(k * n, dtype=np.float32)
+            dense[bits] = f32[vals_addr // 4 : vals_addr // 4 + nnz]
+        return dense.reshape(b_rows, b_cols), nnz
+
+    def run() -> int:
+        if a_af8:
+            a = a_dec[tile(u8, size, SRAM, regs[a_base] + a_off, mm, k, a_stride, 1, acc, False, "a")]
+        else:
+            a = tile(f32, size, SRAM, regs[a_base] + a_off, mm, k, a_stride, 4, acc, False, "a")
+        b_addr = regs[b_base] + b_off
+        if sparse:
+            b, nnz = load_sparse_b(b_addr)
+            b_read = mask_bytes + nnz * b_size
+            macs = mm * nnz
+            cycles = matmul_cycles(m.hw, macs)
+        else:
+            b = tile(u8 if b_af8 else f32, size, SRAM, b_addr, b_rows, b_cols, b_stride, b_size, acc, False, "b")
+            b_read = k * n * b_size
+            macs = mm * k * n
+            cycles = dense_cycles
+        if b_af8:
+            b = b_dec[b]
+        if trans_b:
+            b = b.T
+        if exact:
+            p = np.matmul(a.astype(np.float64), b.astype(np.float64)).astype(np.float32)
+        else:
+            p = np.matmul(a, b)
+        d = tile(f32, size, SRAM, regs[d_base] + d_off, mm, n, d_stride, 4, acc, True, "dst")
+        if has_bias:
+            bias = tile(f32, size, SRAM, regs[bias_base] + bias_off, 1, n, 0, 4, acc, False, "bias")
+            if acc_flag:
+                np.add(d, p, out=p)
+            np.add(p, bias, out=d)
+        elif acc_flag:
+            np.add(d, p, out=d)
+        else:
+            d[...] = p
+        seg = m.seg
+        if exact:
+            seg.mac_af8 += macs
+        else:
+            seg.mac_f32 += macs
+        seg.read[SRAM] += fixed_read + b_read
+        seg.written[SRAM] += written
+        return cycles
+
+    return run
+
+
+FACTORIES = {"matmul": compile_matmul}

@@ -1,0 +1,123 @@
+"""Emulated memories: flat byte spaces with typed views, and bounds/alignment-checked tile views."""
+
+from __future__ import annotations
+
+import numpy as np
+from edgebert.isa.hardware import HardwareConfig
+from edgebert.isa.table import DTYPES, SPACES
+from numpy.lib.stride_tricks import as_strided
+
+DRAM, ENVM, SRAM = (SPACES.index(s) for s in ("dram", "envm", "sram"))
+SPACE_INDEX = {name: i for i, name in enumerate(SPACES)}
+#: Element size in bytes of each DTYPES entry (f32, af8, i32, u8).
+ELEMENT_BYTES = tuple({"f32": 4, "af8": 1, "i32": 4, "u8": 1}[d] for d in DTYPES)
+
+#: One recorded memory access, for race detection:
+#: (space, byte address, rows, row pitch in bytes, bytes per row, is_write).
+Access = tuple[int, int, int, int, int, bool]
+
+
+class Fault(Exception):
+    """A trap raised inside an instruction's semantics; the run loop adds the PC and instruction."""
+
+
+class Memories:
+    """The three memory spaces as zero-filled uint8 arrays with float32/int32 views of the same bytes."""
+
+    def __init__(self, hw: HardwareConfig) -> None:
+        self.sizes = [hw.memory.level(s).size_bytes for s in SPACES]
+        # np.zeros is calloc-backed: a 1 GiB DRAM costs nothing until pages are touched.
+        self.u8 = [np.zeros(size, dtype=np.uint8) for size in self.sizes]
+        self.f32 = [buf[: len(buf) // 4 * 4].view(np.float32) for buf in self.u8]
+        self.i32 = [buf[: len(buf) // 4 * 4].view(np.int32) for buf in self.u8]
+
+    def write_bytes(self, space: int, address: int, data: bytes | np.ndarray) -> None:
+        """Copy raw bytes into a space (segments, inputs); raises Fault when out of range."""
+        raw = np.frombuffer(data, dtype=np.uint8) if isinstance(data, bytes | bytearray) else data.view(np.uint8)
+        raw = raw.reshape(-1)
+        check_range(self.sizes[space], space, address, len(raw), "data")
+        self.u8[space][address : address + len(raw)] = raw
+
+    def read_bytes(self, space: int, address: int, nbytes: int) -> np.ndarray:
+        """A copy of `nbytes` raw bytes of a space."""
+        check_range(self.sizes[space], space, address, nbytes, "data")
+        return self.u8[space][address : address + nbytes].copy()
+
+
+def check_range(size: int, space: int, address: int, nbytes: int, what: str) -> None:
+    """Fault unless [address, address + nbytes) lies inside a space of `size` bytes."""
+    if address < 0 or address + nbytes > size:
+        raise Fault(
+            f"{what} [{address:#x}, {address + nbytes:#x}) lies outside {SPACES[space]} ({size:#x} bytes)"
+        )
+
+
+def tile(
+    buf: np.ndarray,
+    size: int,
+    space: int,
+    address: int,
+    rows: int,
+    cols: int,
+    stride: int,
+    itemsize: int,
+    acc: list[Access],
+    write: bool,
+    what: str,
+) -> np.ndarray:
+    """A (rows, cols) view of typed array `buf` at byte `address`, row stride `stride` elements (0: packed).
+
+    Checks natural alignment and bounds, and records the access in `acc` for race detection.
+    """
+    if address % itemsize:
+        raise Fault(f"misaligned {what}: address {address:#x} is not a multiple of {itemsize}")
+    pitch = stride or cols
+    extent = (rows - 1) * pitch + cols if rows and cols else 0
+    if address < 0 or address + extent * itemsize > size:
+        raise Fault(
+            f"{what} tile [{address:#x}, {address + extent * itemsize:#x}) lies outside "
+            f"{SPACES[space]} ({size:#x} bytes)"
+        )
+    acc.append((space, address, rows, pitch * itemsize, cols * itemsize, write))
+    i = address // itemsize
+    if pitch == cols:
+        return buf[i : i + rows * cols].reshape(rows, cols)
+    if pitch > cols and i + rows * pitch <= len(buf):
+        return buf[i : i + rows * pitch].reshape(rows, pitch)[:, :cols]
+    return as_strided(buf[i:], shape=(rows, cols), strides=(pitch * itemsize, itemsize), writeable=write)
+
+
+def word_address(size: int, space: int, address: int, what: str) -> int:
+    """Index of the aligned 4-byte word at `address` (checked)."""
+    if address % 4:
+        raise Fault(f"misaligned {what}: address {address:#x} is not a multiple of 4")
+    check_range(size, space, address, 4, what)
+    return address // 4
+
+
+def accesses_overlap(a: Access, b: Access) -> bool:
+    """Whether two recorded accesses touch a common byte (exact for strided tiles)."""
+    if a[0] != b[0]:
+        return False
+    a_lo, a_hi = a[1], a[1] + (a[2] - 1) * a[3] + a[4] if a[2] else a[1]
+    b_lo, b_hi = b[1], b[1] + (b[2] - 1) * b[3] + b[4] if b[2] else b[1]
+    if a_hi <= a_lo or b_hi <= b_lo or a_hi <= b_lo or b_hi <= a_lo:
+        return False
+    a_solid = a[2] == 1 or a[3] <= a[4]
+    b_solid = b[2] == 1 or b[3] <= b[4]
+    if a_solid and b_solid:
+        return True
+    if b_solid:
+        a, b = b, a
+    # b is a set of disjoint, sorted row intervals; test every row of a against it.
+    b_starts = b[1] + np.arange(b[2], dtype=np.int64) * b[3]
+    b_ends = b_starts + b[4]
+    if a_solid:
+        a_starts = np.array([a[1]], dtype=np.int64)
+        a_ends = np.array([a_hi], dtype=np.int64)
+    else:
+        a_starts = a[1] + np.arange(a[2], dtype=np.int64) * a[3]
+        a_ends = a_starts + a[4]
+    j = np.searchsorted(b_ends, a_starts, side="right")
+    inside = j < len(b_starts)
+    return bool(np.any(b_starts[np.minimum(j, len(b_starts) - 1)][inside] < a_ends[inside]))

@@ -1,0 +1,290 @@
+"""Special-function-unit semantics: element-wise ops, GELU, layer norm, softmax, entropy, AF8 (de)quantization."""
+
+from __future__ import annotations
+
+import math
+import struct
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+import numpy as np
+from edgebert.emulator.costs import sfu_cycles, sfu_passes
+from edgebert.emulator.memory import SRAM, Fault, tile
+from edgebert.isa import adaptivfloat
+from edgebert.isa.encoding import Inst
+from edgebert.isa.table import BROADCASTS
+
+if TYPE_CHECKING:
+    from edgebert.emulator.machine import Machine
+
+Run = Callable[[], int]
+BCAST_NONE, BCAST_ROW, BCAST_COL, BCAST_SCALAR = (BROADCASTS.index(b) for b in ("none", "row", "col", "scalar"))
+
+
+def f32_from_bits(bits: int) -> np.float32:
+    """The float32 whose IEEE bit pattern is `bits`."""
+    return np.float32(struct.unpack("<f", struct.pack("<I", bits))[0])
+
+
+def erf(x: np.ndarray) -> np.ndarray:
+    """Vectorised erf in float64 (Numerical Recipes `erfcc`, Chebyshev fit, fractional error < 1.2e-7)."""
+    z = np.abs(x)
+    t = 1.0 / (1.0 + 0.5 * z)
+    poly = -z * z - 1.26551223 + t * (1.00002368 + t * (0.37409196 + t * (0.09678418 + t * (-0.18628806 + t * (
+        0.27886807 + t * (-1.13520398 + t * (1.48851587 + t * (-0.82215223 + t * 0.17087277))))))))
+    erfc = t * np.exp(poly)
+    return np.where(x >= 0, 1.0 - erfc, erfc - 1.0)
+
+
+def _gelu_tanh(x: np.ndarray, out: np.ndarray) -> None:
+    # HF gelu_new operation order, in float32.
+    c = np.float32(math.sqrt(2.0 / math.pi))
+    inner = c * (x + np.float32(0.044715) * (x * x * x))
+    np.multiply(np.float32(0.5) * x, np.float32(1.0) + np.tanh(inner), out=out)
+
+
+def _gelu_erf(x: np.ndarray, out: np.ndarray) -> None:
+    x64 = x.astype(np.float64)
+    out[...] = 0.5 * x64 * (1.0 + erf(x64 / math.sqrt(2.0)))
+
+
+def _relu(x: np.ndarray, out: np.ndarray) -> None:
+    np.maximum(x, np.float32(0.0), out=out)
+
+
+def _itof(x: np.ndarray, out: np.ndarray) -> None:
+    out[...] = x
+
+
+def _binary(ufunc: np.ufunc) -> Callable[[Inst, Machine], Run]:
+    def factory(inst: Inst, m: Machine) -> Run:
+        v = inst.values
+        rows, cols, bcast = v["rows"], v["cols"], v["bcast"]
+        b_shape = {BCAST_NONE: (rows, cols), BCAST_ROW: (1, cols), BCAST_COL: (rows, 1), BCAST_SCALAR: (1, 1)}[bcast]
+        b_stride = v["b_stride"] if bcast == BCAST_NONE else 0
+        passes = sfu_passes(m.hw, inst.mnemonic) * rows * cols
+        cycles = sfu_cycles(m.hw, passes)
+        read, written = (rows * cols + b_shape[0] * b_shape[1]) * 4, rows * cols * 4
+        a_base, a_off, a_stride = v["a_base"], v["a"], v["a_stride"]
+        b_base, b_off = v["b_base"], v["b"]
+        d_base, d_off, d_stride = v["dst_base"], v["dst"], v["dst_stride"]
+        regs, mem, acc = m.regs, m.mem, m.acc
+        f32, size = mem.f32[SRAM], mem.sizes[SRAM]
+
+        def run() -> int:
+            a = tile(f32, size, SRAM, regs[a_base] + a_off, rows, cols, a_stride, 4, acc, False, "a")
+            b = tile(f32, size, SRAM, regs[b_base] + b_off, b_shape[0], b_shape[1], b_stride, 4, acc, False, "b")
+            d = tile(f32, size, SRAM, regs[d_base] + d_off, rows, cols, d_stride, 4, acc, True, "dst")
+            ufunc(a, b, out=d)
+            seg = m.seg
+            seg.sfu_passes += passes
+            seg.read[SRAM] += read
+            seg.written[SRAM] += written
+            return cycles
+
+        return run
+
+    return factory
+
+
+def _unary(
+    fn: Callable[[np.ndarray, np.ndarray], None], src_item: int = 4, dst_item: int = 4, src_kind: str = "f32"
+) -> Callable[[Inst, Machine], Run]:
+    def factory(inst: Inst, m: Machine) -> Run:
+        v = inst.values
+        rows, cols = v["rows"], v["cols"]
+        passes = sfu_passes(m.hw, inst.mnemonic) * rows * cols
+        cycles = sfu_cycles(m.hw, passes)
+        read, written = rows * cols * src_item, rows * cols * dst_item
+        s_base, s_off, s_stride = v["src_base"], v["src"], v["src_stride"]
+        d_base, d_off, d_stride = v["dst_base"], v["dst"], v["dst_stride"]
+        regs, mem, acc = m.regs, m.mem, m.acc
+        views = {"f32": mem.f32[SRAM], "i32": mem.i32[SRAM], "u8": mem.u8[SRAM]}
+        src_buf = views[src_kind]
+        dst_buf = views["f32" if dst_item == 4 else "u8"]
+        size = mem.sizes[SRAM]
+        op = fn(inst) if getattr(fn, "needs_inst", False) else fn
+
+        def run() -> int:
+            s = tile(src_buf, size, SRAM, regs[s_base] + s_off, rows, cols, s_stride, src_item, acc, False, "src")
+            d = tile(dst_buf, size, SRAM, regs[d_base] + d_off, rows, cols, d_stride, dst_item, acc, True, "dst")
+            op(s, d)
+            seg = m.seg
+            seg.sfu_passes += passes
+            seg.read[SRAM] += read
+            seg.written[SRAM] += written
+            return cycles
+
+        return run
+
+    return factory
+
+
+def _with_inst(builder: Callable[[Inst], Callable[[np.ndarray, np.ndarray], None]]) -> Callable:
+    builder.needs_inst = True  # type: ignore[attr-defined]
+    return builder
+
+
+@_with_inst
+def _addi(inst: Inst) -> Callable[[np.ndarray, np.ndarray], None]:
+    imm = f32_from_bits(inst["imm"])
+    return lambda s, d: np.add(s, imm, out=d)
+
+
+@_with_inst
+def _muli(inst: Inst) -> Callable[[np.ndarray, np.ndarray], None]:
+    imm = f32_from_bits(inst["imm"])
+    return lambda s, d: np.multiply(s, imm, out=d)
+
+
+@_with_inst
+def _quant(inst: Inst) -> Callable[[np.ndarray, np.ndarray], None]:
+    bias = inst["exp_bias"]
+
+    def op(s: np.ndarray, d: np.ndarray) -> None:
+        if np.isnan(s).any():
+            raise Fault("quant of NaN")
+        d[...] = adaptivfloat.encode(s, bias)
+
+    return op
+
+
+@_with_inst
+def _dequant(inst: Inst) -> Callable[[np.ndarray, np.ndarray], None]:
+    table = adaptivfloat.DECODE_TABLE[inst["exp_bias"]]
+
+    def op(s: np.ndarray, d: np.ndarray) -> None:
+        d[...] = table[s]
+
+    return op
+
+
+def compile_layernorm(inst: Inst, m: Machine) -> Run:
+    """(x - mean) / sqrt(var + eps) * gamma + beta per row; statistics in float64, result rounded to fp32."""
+    v = inst.values
+    rows, cols = v["rows"], v["cols"]
+    eps = float(f32_from_bits(v["eps"]))
+    passes = sfu_passes(m.hw, "layernorm") * rows * cols
+    cycles = sfu_cycles(m.hw, passes)
+    read, written = (rows * cols + 2 * cols) * 4, rows * cols * 4
+    regs, mem, acc = m.regs, m.mem, m.acc
+    f32, size = mem.f32[SRAM], mem.sizes[SRAM]
+
+    def run() -> int:
+        s = tile(f32, size, SRAM, regs[v["src_base"]] + v["src"], rows, cols, v["src_stride"], 4, acc, False, "src")
+        g = tile(f32, size, SRAM, regs[v["gamma_base"]] + v["gamma"], 1, cols, 0, 4, acc, False, "gamma")
+        b = tile(f32, size, SRAM, regs[v["beta_base"]] + v["beta"], 1, cols, 0, 4, acc, False, "beta")
+        d = tile(f32, size, SRAM, regs[v["dst_base"]] + v["dst"], rows, cols, v["dst_stride"], 4, acc, True, "dst")
+        x = s.astype(np.float64)
+        centred = x - x.mean(axis=1, keepdims=True)
+        var = np.mean(centred * centred, axis=1, keepdims=True)
+        d[...] = centred / np.sqrt(var + eps) * g + b
+        seg = m.seg
+        seg.sfu_passes += passes
+        seg.read[SRAM] += read
+        seg.written[SRAM] += written
+        return cycles
+
+    return run
+
+
+def span_mask(rows: int, cols: int, row0: int, col0: int, span: int, ramp: int) -> np.ndarray:
+    """The adaptive-attention-span soft mask m(i, j) = clamp((ramp + span - |i - j|) / ramp, 0, 1)."""
+    dist = np.abs((row0 + np.arange(rows))[:, None] - (col0 + np.arange(cols))[None, :]).astype(np.float64)
+    if ramp == 0:
+        return (dist <= span).astype(np.float64)
+    return np.clip((ramp + span - dist) / ramp, 0.0, 1.0)
+
+
+def compile_softmax(inst: Inst, m: Machine) -> Run:
+    """Row softmax of src*scale (+ mask row), weighted by the span mask; float64 inside, fp32 out.
+
+    A row whose weights are all zero (fully masked) becomes all zeros.
+    """
+    v = inst.values
+    rows, cols = v["rows"], v["cols"]
+    scale = float(f32_from_bits(v["scale"]))
+    has_mask, span = v["has_mask"], v["span"]
+    weights = span_mask(rows, cols, v["row0"], v["col0"], span, v["ramp"]) if span else None
+    passes = sfu_passes(m.hw, "softmax") * rows * cols
+    cycles = sfu_cycles(m.hw, passes)
+    read, written = (rows * cols + (cols if has_mask else 0)) * 4, rows * cols * 4
+    regs, mem, acc = m.regs, m.mem, m.acc
+    f32, size = mem.f32[SRAM], mem.sizes[SRAM]
+
+    def run() -> int:
+        s = tile(f32, size, SRAM, regs[v["src_base"]] + v["src"], rows, cols, v["src_stride"], 4, acc, False, "src")
+        x = s.astype(np.float64) * scale
+        if has_mask:
+            x = x + tile(f32, size, SRAM, regs[v["mask_base"]] + v["mask"], 1, cols, 0, 4, acc, False, "mask")
+        d = tile(f32, size, SRAM, regs[v["dst_base"]] + v["dst"], rows, cols, v["dst_stride"], 4, acc, True, "dst")
+        if cols:
+            top = x.max(axis=1, keepdims=True)
+            top[~np.isfinite(top)] = 0.0
+            e = np.exp(x - top)
+            if weights is not None:
+                e *= weights
+            total = e.sum(axis=1, keepdims=True)
+            d[...] = np.divide(e, total, out=np.zeros_like(e), where=total > 0)
+        seg = m.seg
+        seg.sfu_passes += passes
+        seg.read[SRAM] += read
+        seg.written[SRAM] += written
+        return cycles
+
+    return run
+
+
+def entropy_of(x: np.ndarray) -> float:
+    """log(sum exp(x - max)) - sum((x - max) exp(x - max)) / sum exp(x - max), in float64."""
+    x = x.astype(np.float64) - np.max(x)
+    e = np.exp(x)
+    total = e.sum()
+    return float(np.log(total) - np.dot(x, e) / total)
+
+
+def compile_entropy(inst: Inst, m: Machine) -> Run:
+    """fd = entropy of softmax(src[0:n]) (or the next injected value when an entropy trace is given)."""
+    v = inst.values
+    n, fd = v["n"], v["fd"]
+    passes = sfu_passes(m.hw, "entropy") * n
+    cycles = sfu_cycles(m.hw, passes)
+    regs, mem, acc, fregs = m.regs, m.mem, m.acc, m.fregs
+    f32, size = mem.f32[SRAM], mem.sizes[SRAM]
+
+    def run() -> int:
+        x = tile(f32, size, SRAM, regs[v["src_base"]] + v["src"], 1, n, 0, 4, acc, False, "src")[0]
+        if n == 0:
+            raise Fault("entropy of an empty vector (n = 0)")
+        value = m.next_injected_entropy()
+        fregs[fd] = float(np.float32(entropy_of(x) if value is None else value))
+        seg = m.seg
+        seg.sfu_passes += passes
+        seg.read[SRAM] += n * 4
+        return cycles
+
+    return run
+
+
+FACTORIES: dict[str, Callable[[Inst, Machine], Run]] = {
+    "vadd": _binary(np.add),
+    "vsub": _binary(np.subtract),
+    "vmul": _binary(np.multiply),
+    "vmax": _binary(np.maximum),
+    "vmin": _binary(np.minimum),
+    "vdiv": _binary(np.divide),
+    "vaddi": _unary(_addi),
+    "vmuli": _unary(_muli),
+    "vmov": _unary(lambda s, d: np.copyto(d, s)),
+    "gelu": _unary(_gelu_tanh),
+    "gelu_erf": _unary(_gelu_erf),
+    "tanh": _unary(lambda s, d: np.tanh(s, out=d)),
+    "relu": _unary(_relu),
+    "exp": _unary(lambda s, d: np.exp(s, out=d)),
+    "itof": _unary(_itof, src_kind="i32"),
+    "quant": _unary(_quant, dst_item=1),
+    "dequant": _unary(_dequant, src_item=1, src_kind="u8"),
+    "layernorm": compile_layernorm,
+    "softmax": compile_softmax,
+    "entropy": compile_entropy,
+}
