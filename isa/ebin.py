@@ -225,7 +225,9 @@ class _Reader:
             raise EbinError(f"{self.source}: code section: undecodable instruction at file {exc}") from None
         return Program(insts, segments, symbols or [], metadata or {}, fingerprint)
 
-    def segment(self, label: str, at: int, offset: int, payload: bytes, space: int, name_len: int, address: int) -> Segment:
+    def segment(
+        self, label: str, at: int, offset: int, payload: bytes, space: int, name_len: int, address: int
+    ) -> Segment:
         if space >= len(SPACES):
             raise self.fail(at + 1, f"{label}: unknown memory space index {space}")
         if name_len > len(payload):

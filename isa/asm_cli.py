@@ -1,0 +1,30 @@
+"""`edgebert-as`: assemble a `.s` file into a `.ebin` binary."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from edgebert.isa.assembler import assemble_file
+from edgebert.isa.ebin import save_ebin
+from edgebert.isa.errors import EdgebertError
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Assemble `source` to `-o` (default: the source path with suffix .ebin); exit 2 on an error."""
+    parser = argparse.ArgumentParser(prog="edgebert-as", description="Assemble edgebert assembly into a .ebin file.")
+    parser.add_argument("source", type=Path, help="assembly source (.s)")
+    parser.add_argument("-o", "--output", type=Path, help="output .ebin (default: beside the source)")
+    args = parser.parse_args(argv)
+    output = args.output or args.source.with_suffix(".ebin")
+    try:
+        save_ebin(assemble_file(args.source), output)
+    except EdgebertError as exc:
+        print(f"{parser.prog}: error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

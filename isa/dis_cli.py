@@ -1,0 +1,36 @@
+"""`edgebert-dis`: print the assembly of a `.ebin` binary (re-assembles to the same bytes)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from edgebert.isa.disassembler import disassemble
+from edgebert.isa.ebin import load_ebin
+from edgebert.isa.errors import EdgebertError
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Disassemble `binary` to stdout or `-o`; exit 2 on an error."""
+    parser = argparse.ArgumentParser(prog="edgebert-dis", description="Disassemble a .ebin file.")
+    parser.add_argument("binary", type=Path, help="program (.ebin)")
+    parser.add_argument("-o", "--output", type=Path, help="write the assembly here instead of stdout")
+    args = parser.parse_args(argv)
+    try:
+        text = disassemble(load_ebin(args.binary))
+        if args.output is None:
+            sys.stdout.write(text)
+        else:
+            try:
+                args.output.write_text(text, encoding="utf-8")
+            except OSError as exc:
+                raise EdgebertError(f"{args.output}: cannot write: {exc.strerror}") from None
+    except EdgebertError as exc:
+        print(f"{parser.prog}: error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
