@@ -1,10 +1,171 @@
-"""edgebert-emu: run an `.ebin` program (not implemented yet)."""
+"""edgebert-emu: run an `.ebin` program on the emulated accelerator and report its costs."""
 
 from __future__ import annotations
 
+import argparse
+import json
 import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from edgebert.isa.errors import EdgebertError
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="edgebert-emu", description=__doc__)
+    p.add_argument("program", help="program to run (.ebin)")
+    p.add_argument("--inputs", help="inputs (.npz keyed by the program's input names)")
+    p.add_argument("--outputs", help="write the outputs here (.npz keyed by output names)")
+    p.add_argument("--report", help="write the report here (JSON); written even when the program traps")
+    p.add_argument("--trace", help="write a Chrome/Perfetto trace-event JSON of the units' timelines")
+    p.add_argument("--plot", help="draw the energy breakdown to this image (png, svg, pdf)")
+    p.add_argument("--hw", help="hardware config TOML (default: the one the package ships)")
+    p.add_argument("--max-cycles", type=int, default=None, help="trap when the run exceeds N cycles (default 1e9)")
+    p.add_argument("--entropy-trace", help="recorded entropies, one sentence per line (EdgeBERT's format)")
+    p.add_argument("--row", type=int, help="with --entropy-trace: the sentence (0-based line) to replay")
+    p.add_argument("--race-trap", action="store_true", help="treat a detected race as an error (exit code 2)")
+    p.add_argument("-q", "--quiet", action="store_true", help="no summary on the terminal")
+    return p
+
+
+def _warn(msg: str) -> None:
+    print(f"edgebert-emu: warning: {msg}", file=sys.stderr)
+
+
+def _write_json(path: str, data: Any) -> None:
+    try:
+        Path(path).write_text(json.dumps(data, indent=2) + "\n")
+    except OSError as exc:
+        raise EdgebertError(f"{path}: cannot write: {exc.strerror}") from None
+
+
+def _load_inputs(path: str | None) -> dict[str, np.ndarray]:
+    if path is None:
+        return {}
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            return {k: data[k] for k in data.files}
+    except (OSError, ValueError) as exc:
+        raise EdgebertError(f"{path}: cannot read inputs: {exc}") from None
+
+
+def _summary(report: dict[str, Any], outputs: dict[str, np.ndarray]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    head = Table(title=f"edgebert-emu on {report['hw']}", show_header=False)
+    head.add_row("instructions", f"{report['instructions']:,}")
+    head.add_row("cycles", f"{report['cycles']:,}")
+    head.add_row("time", f"{report['seconds'] * 1e6:,.3f} us")
+    head.add_row("energy", f"{report['energy_j'] * 1e9:,.3f} nJ")
+    head.add_row("MACs", f"{report['macs']:,}")
+    head.add_row("exit layer", str(report["exit_layer"]))
+    head.add_row("races", str(report["race_count"]))
+    console.print(head)
+    energy = Table(title="energy per component")
+    energy.add_column("component")
+    energy.add_column("nJ", justify="right")
+    energy.add_column("%", justify="right")
+    total = report["energy_j"] or 1.0
+    for name, joules in report["energy_breakdown_j"].items():
+        if joules:
+            energy.add_row(name, f"{joules * 1e9:,.3f}", f"{100 * joules / total:.1f}")
+    console.print(energy)
+    units = Table(title="units")
+    for col in ("unit", "busy cycles", "utilization"):
+        units.add_column(col, justify="right" if col != "unit" else "left")
+    for name, u in report["units"].items():
+        units.add_row(name, f"{u['busy_cycles']:,}", f"{100 * u['utilization']:.1f} %")
+    console.print(units)
+    traffic = Table(title="traffic (bytes)")
+    for col in ("level", "read", "write"):
+        traffic.add_column(col, justify="right" if col != "level" else "left")
+    for level, t in report["traffic_bytes"].items():
+        traffic.add_row(level, f"{t['read']:,}", f"{t['write']:,}")
+    console.print(traffic)
+    if len(report["dvfs"]) > 1:
+        dvfs = Table(title="DVFS timeline")
+        for col in ("point", "V", "MHz", "start (us)", "cycles", "energy (nJ)"):
+            dvfs.add_column(col, justify="right")
+        for seg in report["dvfs"]:
+            dvfs.add_row(str(seg["point"]), f"{seg['volts']:.2f}", f"{seg['mhz']:.0f}", f"{seg['start_s'] * 1e6:.3f}",
+                         f"{seg['cycles']:,}", f"{seg['energy_j'] * 1e9:,.3f}")
+        console.print(dvfs)
+    mix = ", ".join(f"{k} {v}" for k, v in report["instruction_mix"].items())
+    console.print(f"instruction mix: {mix}")
+    for name, value in outputs.items():
+        console.print(f"output {name}: shape {tuple(value.shape)} {value.dtype}")
+
+
+def _run(args: argparse.Namespace) -> int:
+    from edgebert.emulator.entropy_trace import load_entropy_row
+    from edgebert.emulator.run import DEFAULT_MAX_CYCLES, run
+    from edgebert.isa.ebin import load_ebin
+    from edgebert.isa.hardware import default_config, load_config
+
+    program = load_ebin(args.program)
+    hw = load_config(args.hw) if args.hw else default_config()
+    if any(program.hw_fingerprint) and program.hw_fingerprint != hw.fingerprint:
+        msg = (
+            f"{args.program} was compiled for a different hardware config "
+            f"(fingerprint {program.hw_fingerprint.hex()[:16]}..., {hw.name} is {hw.fingerprint.hex()[:16]}...)"
+        )
+        if not args.hw:
+            raise EdgebertError(msg + "; pass --hw FILE to run it on a config of your choice anyway")
+        _warn(msg + "; running on --hw as requested")
+    if (args.entropy_trace is None) != (args.row is None):
+        raise EdgebertError("--entropy-trace and --row go together")
+    entropies = load_entropy_row(args.entropy_trace, args.row) if args.entropy_trace else None
+    result = run(
+        program,
+        _load_inputs(args.inputs),
+        hw,
+        max_cycles=args.max_cycles if args.max_cycles is not None else DEFAULT_MAX_CYCLES,
+        entropy_values=entropies,
+        trace=bool(args.trace),
+        raise_on_trap=False,
+    )
+    report = result.report
+    if args.report:
+        _write_json(args.report, report)
+    if args.trace:
+        from edgebert.emulator.trace import chrome_trace
+
+        _write_json(args.trace, chrome_trace(result.machine))
+    if args.plot:
+        from edgebert.emulator.plot import plot_energy
+
+        plot_energy(report, args.plot)
+    if result.trap is not None:
+        raise result.trap
+    if args.outputs:
+        np.savez(args.outputs, **result.outputs)
+    if not args.quiet:
+        _summary(report, result.outputs)
+    if report["race_count"]:
+        first = report["races"][0]
+        msg = (
+            f"{report['race_count']} unguarded race(s); first: pc {first['pc']} ({first['instruction']}) "
+            f"{first['access']}s {first['space']} that pc {first['other_pc']} ({first['other_instruction']}) "
+            f"{first['other_access']}s concurrently"
+        )
+        if args.race_trap:
+            raise EdgebertError(msg)
+        _warn(msg)
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
-    print("edgebert-emu: not implemented yet (see issue 3)", file=sys.stderr)
-    return 2
+    """Entry point of `edgebert-emu`; returns the exit code (2 on any edgebert error or trap)."""
+    args = _parser().parse_args(argv)
+    try:
+        return _run(args)
+    except EdgebertError as exc:
+        print(f"edgebert-emu: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
