@@ -1,0 +1,160 @@
+"""Training, pruning fine-tune, quantization-aware fine-tune and per-exit evaluation of CompressedAlbert on CPU."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .tasks import DIFFICULTIES, TaskData
+from .torch_model import CompressedAlbert, early_exit_layer, exit_entropy
+from .torch_pruning import Pruner
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainSettings:
+    """Optimiser settings of one training phase."""
+
+    epochs: int = 10
+    batch_size: int = 64
+    lr: float = 2e-3
+    weight_decay: float = 0.01
+    span_penalty: float = 0.0  # weight of the mean-span L1 term (adaptive span)
+    seed: int = 0
+
+
+@dataclass
+class ExitReport:
+    """Per-layer accuracy and mean entropy (overall and per difficulty), plus the early-exit outcome."""
+
+    accuracy: list[float]
+    mean_entropy: list[float]
+    by_difficulty: dict[str, dict[str, list[float]]] = field(default_factory=dict)
+    threshold: float = 0.0
+    early_exit_accuracy: float = 0.0
+    mean_exit_layer: float = 0.0
+
+    def format(self) -> str:
+        """A small text table: one line per layer."""
+        diffs = list(self.by_difficulty)
+        head = "layer  acc    H    " + "".join(f"  acc/H {d:<6}" for d in diffs)
+        lines = [head]
+        for i, (a, h) in enumerate(zip(self.accuracy, self.mean_entropy, strict=True)):
+            cols = "".join(f"  {self.by_difficulty[d]['accuracy'][i]:.3f}/{self.by_difficulty[d]['mean_entropy'][i]:.3f}"
+                           for d in diffs)
+            lines.append(f"{i + 1:>5}  {a:.3f}  {h:.3f}{cols}")
+        lines.append(f"early exit at entropy < {self.threshold:g}: accuracy {self.early_exit_accuracy:.3f}, "
+                     f"mean exit layer {self.mean_exit_layer:.2f}")
+        return "\n".join(lines)
+
+
+def exit_loss_weights(num_layers: int) -> torch.Tensor:
+    """Exit i's weight in the joint loss: proportional to i (later exits matter more), summing to 1."""
+    w = torch.arange(1, num_layers + 1, dtype=torch.float32)
+    return w / w.sum()
+
+
+def joint_exit_loss(exit_logits: tuple[torch.Tensor, ...], labels: torch.Tensor) -> torch.Tensor:
+    """Weighted sum of every exit's cross-entropy (EdgeBERT/DeeBERT joint training of the off-ramps)."""
+    weights = exit_loss_weights(len(exit_logits))
+    return sum(w * F.cross_entropy(lg, labels) for w, lg in zip(weights, exit_logits, strict=True))
+
+
+def _batches(n: int, batch_size: int, rng: np.random.Generator | None):  # noqa: ANN202
+    order = rng.permutation(n) if rng is not None else np.arange(n)
+    for start in range(0, n, batch_size):
+        yield order[start:start + batch_size]
+
+
+def train(model: CompressedAlbert, data: TaskData, settings: TrainSettings, pruner: Pruner | None = None,
+          on_epoch: Callable[[int, float], None] | None = None) -> list[float]:
+    """Jointly train all exits; with a pruner, ramp its masks to the target sparsity over the run. Mean loss/epoch."""
+    torch.manual_seed(settings.seed)
+    rng = np.random.default_rng(settings.seed)
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=settings.lr, weight_decay=settings.weight_decay)
+    steps_per_epoch = -(-len(data) // settings.batch_size)
+    total = settings.epochs * steps_per_epoch
+    warmup = max(1, total // 10)
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: min((s + 1) / warmup, max(0.0, (total - s) / max(total - warmup, 1))))
+    # reach the final sparsity after 2/3 of the run, then fine-tune at the final masks
+    ramp_steps = max(1, (2 * total) // 3)
+    ids, mask, labels = (torch.from_numpy(a) for a in (data.input_ids, data.attention_mask, data.labels))
+    losses, step = [], 0
+    model.train()
+    for epoch in range(settings.epochs):
+        total_loss = 0.0
+        for idx in _batches(len(data), settings.batch_size, rng):
+            if pruner is not None:
+                pruner.step(min(step, ramp_steps), ramp_steps)
+            out = model(ids[idx], mask[idx])
+            loss = joint_exit_loss(out.exit_logits, labels[idx])
+            if settings.span_penalty and model.compression.span_enabled and not model.span.frozen:
+                loss = loss + settings.span_penalty * model.span.penalty()
+            opt.zero_grad()
+            loss.backward()
+            if pruner is not None:
+                pruner.accumulate()
+            opt.step()
+            sched.step()
+            total_loss += float(loss.detach()) * len(idx)
+            step += 1
+        losses.append(total_loss / len(data))
+        log.info("epoch %d: loss %.4f", epoch + 1, losses[-1])
+        if on_epoch is not None:
+            on_epoch(epoch + 1, losses[-1])
+    if pruner is not None:
+        pruner.apply(1.0)
+    model.eval()
+    return losses
+
+
+@torch.no_grad()
+def exit_outputs(model: CompressedAlbert, data: TaskData, batch_size: int = 256) -> tuple[np.ndarray, np.ndarray]:
+    """(logits [L, n, labels], entropies [L, n]) of every exit head on every example (eval mode)."""
+    model.eval()
+    logits = []
+    for idx in _batches(len(data), batch_size, None):
+        out = model(torch.from_numpy(data.input_ids[idx]), torch.from_numpy(data.attention_mask[idx]))
+        logits.append(torch.stack(out.exit_logits))
+    lg = torch.cat(logits, dim=1)
+    return lg.numpy(), exit_entropy(lg).numpy()
+
+
+def record_entropies(model: CompressedAlbert, data: TaskData) -> np.ndarray:
+    """Per-sentence, per-layer exit entropies [n, L] (write them with compressed_entropy.write_entropy_trace)."""
+    return exit_outputs(model, data)[1].T.copy()
+
+
+def evaluate_exits(model: CompressedAlbert, data: TaskData, threshold: float | None = None) -> ExitReport:
+    """Accuracy and mean entropy of every exit, per difficulty, and the early-exit accuracy / mean exit layer."""
+    thr = model.compression.entropy_threshold if threshold is None else threshold
+    logits, ent = exit_outputs(model, data)
+    correct = logits.argmax(-1) == data.labels[None, :]
+    by_diff = {}
+    for d in DIFFICULTIES:
+        sel = data.difficulty == d
+        if sel.any():
+            by_diff[d] = {"accuracy": correct[:, sel].mean(1).tolist(), "mean_entropy": ent[:, sel].mean(1).tolist()}
+    layer = early_exit_layer(ent, thr)
+    ee_correct = correct[layer - 1, np.arange(len(layer))]
+    return ExitReport(correct.mean(1).tolist(), ent.mean(1).tolist(), by_diff, thr, float(ee_correct.mean()),
+                      float(layer.mean()))
+
+
+@torch.no_grad()
+def calibrate_activations(model: CompressedAlbert, data: TaskData, batch_size: int = 256) -> dict[str, int]:
+    """Record activation ranges at every matmul input on `data`, fix their AF8 biases, enable quantization."""
+    model.eval()
+    model.activation_quant.mode = "calibrate"
+    for idx in _batches(len(data), batch_size, None):
+        model(torch.from_numpy(data.input_ids[idx]), torch.from_numpy(data.attention_mask[idx]))
+    model.compression.quantize_activations = True
+    return model.activation_quant.finish_calibration()

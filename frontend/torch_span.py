@@ -1,0 +1,56 @@
+"""Adaptive attention span (Sukhbaatar et al. 2019): a learnable soft ramp mask per layer and head."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+
+
+def span_mask(spans: torch.Tensor, seq_len: int, ramp: int) -> torch.Tensor:
+    """m[..., i, j] = clamp((ramp + z - |i - j|) / ramp, 0, 1) for spans z of any shape; ramp 0: |i - j| <= z."""
+    pos = torch.arange(seq_len, dtype=torch.float32, device=spans.device)
+    dist = (pos[:, None] - pos[None, :]).abs()
+    z = spans.to(torch.float32)[..., None, None]
+    if ramp == 0:
+        return (dist <= z).to(torch.float32)
+    return ((ramp + z - dist) / ramp).clamp(0.0, 1.0)
+
+
+def masked_softmax(scores: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    """p = m * exp(s - max) / sum(m * exp(s - max)) over the last axis (the ISA softmax with a span)."""
+    if mask is None:
+        return torch.softmax(scores, dim=-1)
+    e = torch.exp(scores - scores.amax(dim=-1, keepdim=True)) * mask
+    return e / e.sum(dim=-1, keepdim=True)
+
+
+class AdaptiveSpan(nn.Module):
+    """Learnable span z per (layer, head), kept in [0, max_span]; frozen to integers for export and hardware."""
+
+    def __init__(self, num_layers: int, num_heads: int, max_span: int, ramp: int, init_span: float) -> None:
+        super().__init__()
+        self.max_span = int(max_span)
+        self.ramp = int(ramp)
+        self.z = nn.Parameter(torch.full((num_layers, num_heads), float(init_span)))
+        self.frozen = False
+
+    def spans(self) -> torch.Tensor:
+        """Current spans (num_layers, num_heads), clamped to [0, max_span]."""
+        return self.z.clamp(0.0, float(self.max_span))
+
+    def masks(self, seq_len: int) -> torch.Tensor:
+        """Soft masks (num_layers, num_heads, seq_len, seq_len)."""
+        return span_mask(self.spans(), seq_len, self.ramp)
+
+    def penalty(self) -> torch.Tensor:
+        """Mean span as a fraction of max_span: the L1 term that shrinks spans during training."""
+        return self.spans().mean() / max(self.max_span, 1)
+
+    @torch.no_grad()
+    def freeze(self) -> np.ndarray:
+        """Round spans to integers in [1, max_span] (the ISA span field; 0 there means "no span"), stop learning."""
+        self.z.copy_(self.z.round().clamp(1.0, float(self.max_span)))
+        self.z.requires_grad_(False)
+        self.frozen = True
+        return self.z.detach().numpy().astype(np.int64)
