@@ -428,6 +428,10 @@ class _Assembler:
         if kind == "neg":
             return -self.evaluate(node.children[-1], names)
         left, right = self.evaluate(node.children[0], names), self.evaluate(node.children[-1], names)
+        if kind == "mul":
+            if abs(left) > 1 << 64 or abs(right) > 1 << 64:
+                raise _Located(_pos(node), "integer expression too large")
+            return left * right
         return left + right if kind == "add" else left - right
 
     def evaluate_range(self, node: Tree, lo: int, hi: int, what: str) -> int:
