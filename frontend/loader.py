@@ -1,0 +1,244 @@
+"""Load and validate an ONNX model, fix its input shapes, and import it into a TVM Relax IRModule."""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import functools
+import hashlib
+from pathlib import Path
+from typing import Any
+
+from edgebert.frontend.metadata import EdgebertMetadata, metadata_props_of, parse_metadata
+from edgebert.frontend.support import SUPPORTED_ONNX_OPS, check_supported
+from edgebert.isa.errors import CompileError
+
+_ONNX_DTYPES = {1: "float32", 6: "int32", 7: "int64", 9: "bool", 10: "float16", 11: "float64", 2: "uint8"}
+
+
+@dataclasses.dataclass(frozen=True)
+class TensorSpec:
+    """A graph input or output: name, static shape, dtype name (numpy spelling)."""
+
+    name: str
+    shape: tuple[int, ...]
+    dtype: str
+
+
+@dataclasses.dataclass
+class LoadedModel:
+    """A validated ONNX model with static input shapes, ready for `to_relax`."""
+
+    model: Any  # onnx.ModelProto, weights loaded in memory
+    path: Path | None
+    seq_len: int
+    inputs: tuple[TensorSpec, ...]
+    outputs: tuple[TensorSpec, ...]
+    metadata: EdgebertMetadata
+    opset: int
+    sha256: str  # of the model file and its external data files, in that order
+
+    @property
+    def input_names(self) -> tuple[str, ...]:
+        return tuple(t.name for t in self.inputs)
+
+    @property
+    def output_names(self) -> tuple[str, ...]:
+        return tuple(t.name for t in self.outputs)
+
+
+def load_onnx(
+    path_or_model: str | Path | Any,
+    seq_len: int | None = None,
+    supported_ops: frozenset[str] = SUPPORTED_ONNX_OPS,
+) -> LoadedModel:
+    """Load (external data too), check, fix inputs to [1, seq_len], infer shapes and read EdgeBERT metadata.
+
+    Fails with one CompileError before any heavy work when the file is malformed or any node's op is not in
+    `supported_ops` (the error lists every such node).
+    """
+    import onnx
+
+    model, path, digest = _read_model(path_or_model)
+    check_supported(model.graph, supported_ops)
+    try:
+        onnx.checker.check_model(model)
+    except onnx.checker.ValidationError as e:
+        raise CompileError(f"invalid ONNX model: {str(e).strip().splitlines()[0]}") from None
+    seq_len = _fix_input_shapes(model, seq_len)
+    try:
+        model = onnx.shape_inference.infer_shapes(model, check_type=True, strict_mode=True, data_prop=True)
+    except Exception as e:  # onnx raises InferenceError or plain RuntimeError depending on the failure
+        raise CompileError(f"ONNX shape inference failed: {str(e).strip().splitlines()[0]}") from None
+    opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
+    inputs = tuple(_spec(v) for v in _graph_inputs(model))
+    outputs = tuple(_spec(v) for v in model.graph.output)
+    metadata = parse_metadata(metadata_props_of(model), tuple(t.name for t in outputs))
+    return LoadedModel(model, path, seq_len, inputs, outputs, metadata, opset, digest)
+
+
+def _read_model(path_or_model) -> tuple[Any, Path | None, str]:
+    """The ModelProto (external data loaded), its path, and the sha256 of its bytes."""
+    import onnx
+    from google.protobuf.message import DecodeError
+
+    if isinstance(path_or_model, onnx.ModelProto):
+        return path_or_model, None, hashlib.sha256(path_or_model.SerializeToString()).hexdigest()
+    path = Path(path_or_model)
+    if not path.is_file():
+        raise CompileError(f"{path}: no such ONNX file")
+    try:
+        model = onnx.load(str(path), load_external_data=False)
+    except (DecodeError, ValueError, RuntimeError) as e:
+        raise CompileError(f"{path}: not a readable ONNX model ({e})") from None
+    digest = hashlib.sha256(path.read_bytes())
+    locations = sorted({
+        entry.value
+        for t in _external_tensors(model)
+        for entry in t.external_data
+        if entry.key == "location"
+    })
+    for loc in locations:
+        data = path.parent / loc
+        if not data.is_file():
+            raise CompileError(f"{path}: external data file {loc!r} not found beside the model")
+        digest.update(data.read_bytes())
+    if locations:
+        try:
+            onnx.external_data_helper.load_external_data_for_model(model, str(path.parent))
+        except (OSError, ValueError) as e:
+            raise CompileError(f"{path}: cannot read external data ({e})") from None
+    return model, path, digest.hexdigest()
+
+
+def _external_tensors(model) -> list:
+    from onnx.external_data_helper import _get_all_tensors
+
+    return [t for t in _get_all_tensors(model) if t.data_location == 1]  # TensorProto.EXTERNAL
+
+
+def _graph_inputs(model) -> list:
+    """Graph inputs that are real inputs (older exporters also list initializers as inputs)."""
+    inits = {t.name for t in model.graph.initializer}
+    return [v for v in model.graph.input if v.name not in inits]
+
+
+def _fix_input_shapes(model, seq_len: int | None) -> int:
+    """Set every input's batch dim to 1 and sequence dim to `seq_len`; return the sequence length used.
+
+    Symbolic dims are rewritten; a fixed sequence dim that differs from `seq_len` is an error (the exporter
+    baked it into reshape constants).
+    """
+    if seq_len is not None and seq_len < 1:
+        raise CompileError(f"sequence length must be positive, got {seq_len}")
+    fixed_lens = set()
+    for value in _graph_inputs(model):
+        dims = value.type.tensor_type.shape.dim
+        if len(dims) >= 2 and dims[1].HasField("dim_value"):
+            fixed_lens.add(dims[1].dim_value)
+    if len(fixed_lens) > 1:
+        raise CompileError(f"graph inputs disagree on the sequence length: {sorted(fixed_lens)}")
+    if fixed_lens:
+        baked = fixed_lens.pop()
+        if seq_len is not None and seq_len != baked:
+            raise CompileError(
+                f"model was exported with fixed sequence length {baked}; cannot compile for {seq_len} "
+                "(re-export with that length, or omit --seq-len)"
+            )
+        seq_len = baked
+    if seq_len is None:
+        raise CompileError("model inputs have a symbolic sequence length: give --seq-len")
+    for value in _graph_inputs(model):
+        dims = value.type.tensor_type.shape.dim
+        for axis, dim in enumerate(dims):
+            if dim.HasField("dim_value"):
+                if axis == 0 and dim.dim_value != 1:
+                    raise CompileError(f"input {value.name!r} has batch {dim.dim_value}; only batch 1 is supported")
+                continue
+            dim.Clear()
+            dim.dim_value = 1 if axis == 0 else seq_len
+    # Stale symbolic shapes on intermediate values would fight the new static ones: re-infer them.
+    del model.graph.value_info[:]
+    return seq_len
+
+
+def _spec(value) -> TensorSpec:
+    t = value.type.tensor_type
+    shape = tuple(d.dim_value if d.HasField("dim_value") else -1 for d in t.shape.dim)
+    return TensorSpec(value.name, shape, _ONNX_DTYPES.get(t.elem_type, f"onnx_type_{t.elem_type}"))
+
+
+def to_relax(loaded: LoadedModel, keep_params_in_input: bool = False):
+    """Import with `tvm.relax.frontend.onnx.from_onnx` (ConstantOfShape fix applied); returns a tvm.IRModule."""
+    from tvm.relax.frontend.onnx import from_onnx
+
+    shape_dict = {t.name: list(t.shape) for t in loaded.inputs}
+    dtype_dict = {t.name: t.dtype for t in loaded.inputs}
+    try:
+        with constant_of_shape_fix():
+            return from_onnx(
+                loaded.model, shape_dict=shape_dict, dtype_dict=dtype_dict, opset=loaded.opset,
+                keep_params_in_input=keep_params_in_input,
+            )
+    except CompileError:
+        raise
+    except Exception as e:  # TVM raises TVMError/ValueError/OpNotImplemented with long C++ context
+        first = str(e).strip().splitlines()
+        raise CompileError(f"TVM ONNX import failed: {first[-1] if first else type(e).__name__}") from None
+
+
+@contextlib.contextmanager
+def constant_of_shape_fix():
+    """Temporarily replace TVM 0.27's ConstantOfShape converter with one that folds constant shapes.
+
+    TVM's `_impl_v9` builds `broadcast_to(const(value), shape)` with `value` the attribute's 1-element
+    1-D array, which fails for a 0-D target shape ("broadcast_to expects ... ndim 1 ... ndim 0"); the
+    legacy torch exporter emits exactly that for ALBERT's mask. When the shape is a compile-time constant
+    (always, once input shapes are fixed) we emit `const(np.full(shape, scalar))` instead; otherwise we
+    broadcast a 0-D scalar. The override is scoped to this context (the converter map is rebuilt per call).
+    """
+    from tvm.relax.frontend.onnx import onnx_frontend
+
+    original = onnx_frontend._get_convert_map
+
+    def patched_map():
+        table = original()
+        table["ConstantOfShape"] = _folding_constant_of_shape()
+        return table
+
+    onnx_frontend._get_convert_map = patched_map
+    try:
+        yield
+    finally:
+        onnx_frontend._get_convert_map = original
+
+
+@functools.cache
+def _folding_constant_of_shape():
+    """The converter class (built lazily: subclassing TVM's needs `import tvm`)."""
+    import numpy as np
+    import tvm
+    from tvm import relax
+    from tvm.relax.frontend.onnx import onnx_frontend
+
+    class FoldingConstantOfShape(onnx_frontend.ConstantOfShape):
+        """ConstantOfShape that folds constant shapes (see `constant_of_shape_fix`)."""
+
+        @classmethod
+        def _impl_v9(cls, bb, inputs, attr, params):
+            shape = onnx_frontend.get_constant(inputs[0], params)
+            value = attr.get("value")
+            value = onnx_frontend.get_numpy(value) if value is not None else np.zeros(1, "float32")
+            value = np.asarray(value)
+            dtype = str(value.dtype)
+            scalar = value.reshape(-1)[0]
+            if isinstance(shape, tvm.ir.GenericConst):
+                dims = [int(d) for d in shape.value.numpy().reshape(-1)]
+                return relax.const(np.full(dims, scalar, dtype), dtype)
+            if isinstance(shape, relax.ShapeExpr) and all(isinstance(d, tvm.tirx.IntImm) for d in shape.values):
+                return relax.const(np.full([int(d) for d in shape.values], scalar, dtype), dtype)
+            if not isinstance(shape, relax.ShapeExpr):
+                shape = relax.op.tensor_to_shape(shape)
+            return relax.op.broadcast_to(relax.const(scalar, dtype), shape)
+
+    return FoldingConstantOfShape
