@@ -149,9 +149,9 @@ class Machine:
         pc = 0
         end = 0
         try:
+            if n == 0:
+                raise Fault("empty program")
             while True:
-                if not 0 <= pc < n:
-                    raise Fault(f"program counter {pc} outside the code (0..{n - 1}): missing halt or bad branch")
                 op = ops[pc]
                 pc_counts[pc] += 1
                 self.next_pc = pc + 1
@@ -216,6 +216,10 @@ class Machine:
                 if kind == KIND_HALT:
                     self.halted = True
                     break
+                if not 0 <= self.next_pc < n:
+                    raise Fault(
+                        f"control reaches {self.next_pc}, outside the code (0..{n - 1}): missing halt or bad branch"
+                    )
                 pc = self.next_pc
         except Fault as exc:
             acc.clear()
