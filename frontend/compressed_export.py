@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import json
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -147,8 +148,10 @@ def export_onnx(model: CompressedAlbert, path: str | Path, seq_len: int, batch_s
     axes = {n: {0: "batch"} for n in (*INPUT_NAMES, *outputs)} if dynamic_batch else None
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    torch.onnx.export(graph, (ids, mask), str(path), input_names=list(INPUT_NAMES), output_names=outputs,
-                      opset_version=opset, dynamo=False, do_constant_folding=True, dynamic_axes=axes)
+    with warnings.catch_warnings():  # the legacy exporter announces its deprecation; it is the one that works here
+        warnings.simplefilter("ignore", DeprecationWarning)
+        torch.onnx.export(graph, (ids, mask), str(path), input_names=list(INPUT_NAMES), output_names=outputs,
+                          opset_version=opset, dynamo=False, do_constant_folding=True, dynamic_axes=axes)
     proto = onnx.load(str(path))
     params = dict(frozen.named_parameters())
     tracked = set(model.prune_masks) | (set(model.quantized_weight_names()) if model.compression.quantize_weights
