@@ -23,6 +23,8 @@ from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput
 
 #: Segments without an explicit address start at the next multiple of this after the space's last segment.
 DATA_ALIGN = 64
+#: Largest `.zero` block (the eNVM's size in the default config): guards against runaway allocations.
+MAX_ZERO = 1 << 26
 
 # --------------------------------------------------------------------------------------------
 # Grammar generation
@@ -210,16 +212,17 @@ def _describe_expected(lark: Lark, expected: set[str]) -> str:
     return ", ".join(names)
 
 
-def _syntax_message(lark: Lark, text: str, exc: UnexpectedInput) -> tuple[int | None, str]:
+def _syntax_message(lark: Lark, text: str, exc: UnexpectedInput, lineno: int, col: int) -> tuple[int | None, str]:
     """A friendly message for a parse error, and the column to point at when it is not the error's own."""
-    line = text.split("\n")[exc.line - 1] if exc.line and exc.line > 0 else ""
+    lines = text.split("\n")
+    line = lines[lineno - 1] if lineno <= len(lines) else ""
     body = re.split(r"[#;]", line, maxsplit=1)[0]
     start = _LABEL_PREFIX.match(body).end()
     word = _WORD.match(body, start)
     first = word.group(0) if word else ""
-    words = body[: max(exc.column - 1, 0)].split()
+    words = body[: col - 1].split()
     if isinstance(exc, UnexpectedToken) and str(exc.token).startswith(":") and words:
-        column = body.rfind(words[-1], 0, exc.column - 1) + 1
+        column = body.rfind(words[-1], 0, col - 1) + 1
         return column, f"'{words[-1]}' is a reserved word (mnemonic or register) and cannot be a label"
     if (
         first
@@ -232,13 +235,13 @@ def _syntax_message(lark: Lark, text: str, exc: UnexpectedInput) -> tuple[int | 
         return start + 1, f"unknown directive '{first}'"
     ins = BY_MNEMONIC.get(first)
     if isinstance(exc, UnexpectedToken) and ins is not None and exc.token.type not in ("$END", "_NL"):
-        after = line[exc.column - 1 + len(exc.token.value) :].lstrip()
+        after = line[col - 1 + len(exc.token.value) :].lstrip()
         names = {f.name for f in ins.keyword_fields()}
         token = exc.token.value
         if after.startswith("=") and re.fullmatch(r"[A-Za-z_][A-Za-z0-9_.]*", token) and token not in names:
             return None, f"'{ins.mnemonic}' has no keyword field '{exc.token.value}'; syntax: {syntax_help(ins)}"
     if isinstance(exc, UnexpectedCharacters):
-        msg = f"unexpected character {line[exc.column - 1 : exc.column]!r}" if exc.column else "unexpected character"
+        msg = f"unexpected character {line[col - 1 : col]!r}"
     elif isinstance(exc, UnexpectedEOF):
         msg = "unexpected end of file"
     else:
@@ -290,7 +293,10 @@ def parse_f32(text: str) -> int:
     if body == "inf":
         return sign | 0x7F800000
     try:
-        return f32_bits(float(text))
+        value = float(text)
+        if math.isinf(value):
+            raise OverflowError
+        return f32_bits(value)
     except OverflowError:
         raise ValueError(f"{text} is out of float32 range (use inf or f32(0x...))") from None
 
@@ -358,10 +364,11 @@ class _Assembler:
         try:
             tree = lark.parse(self.text + "\n")
         except UnexpectedInput as exc:
-            line, col = exc.line if exc.line > 0 else 1, exc.column if exc.column > 0 else 1
+            line = exc.line if isinstance(exc.line, int) and exc.line > 0 else 1
+            col = exc.column if isinstance(exc.column, int) and exc.column > 0 else 1
             if isinstance(exc, UnexpectedToken) and exc.token.type in ("_NL", "$END"):
                 line, col = exc.token.line or line, exc.token.column or col
-            column, message = _syntax_message(lark, self.text, exc)
+            column, message = _syntax_message(lark, self.text, exc, line, col)
             raise self.error((line, column or col), message) from None
         except RecursionError:
             raise AssemblyError(f"{self.filename}: input nested too deeply") from None
@@ -375,6 +382,8 @@ class _Assembler:
                 self.set_size(name, expr, pos)
         except _Located as exc:
             raise self.error(exc.pos, exc.message) from None
+        except RecursionError:
+            raise AssemblyError(f"{self.filename}: expression nested too deeply") from None
         symbols = [Symbol(n, s, v, z) for n, s, v, z in self.symbols]
         fingerprint = self.fingerprint if self.fingerprint is not None else default_config().fingerprint
         return Program(code, segments, symbols, self.metadata, fingerprint)
@@ -416,7 +425,10 @@ class _Assembler:
         """Value of an integer expression; `names` collects the names it uses."""
         kind = node.data
         if kind == "int":
-            return parse_int(str(node.children[0]))
+            try:
+                return parse_int(str(node.children[0]))
+            except ValueError:
+                raise _Located(_pos(node), "integer literal too long") from None
         if kind == "name":
             token = node.children[0]
             entry = self.names.get(str(token))
@@ -519,7 +531,7 @@ class _Assembler:
 
     def d_zero(self, node: Tree) -> None:
         self.data_segment(node)
-        self.emit(node, bytes(self.evaluate_range(node.children[0], 0, 1 << 30, ".zero")))
+        self.emit(node, bytes(self.evaluate_range(node.children[0], 0, MAX_ZERO, ".zero")))
 
     def d_align(self, node: Tree) -> None:
         seg = self.data_segment(node)
