@@ -1,4 +1,59 @@
-"""edgebert.compiler.relax_passes: Relax-level passes (cleanup, composite fusion, layer loop); IR contract below.
+"""edgebert.compiler.relax_passes: Relax-level passes (cleanup, composite fusion, layer loop) and the IR contract.
 
-(Full contract: docs/frontend.md. Work in progress: the layer-loop pass lands next.)
+Pipeline (`relax_passes()`; run with `run_passes(mod, passes, dump_dir, timings)`):
+    BindParams? -> FoldConstant -> CanonicalizeBindings -> EliminateCommonSubexpr -> DeadCodeElimination
+    -> edgebert.ConstantOperandLast -> FuseOpsByPattern(edgebert.*) -> edgebert.CanonicalizeCompositeArgs
+    -> edgebert.OutlineLayerLoops
+
+IR contract: what the backend receives (docs/frontend.md has the same, with examples)
+---------------------------------------------------------------------------------------
+* `main(input_ids: int64[1,S], attention_mask: int64[1,S] [, token_type_ids: int64[1,S]])` -> one tensor or
+  a tuple, in ONNX output order; attr `num_input`. Its body is ONE DataflowBlock, bindings in a valid
+  topological order; every shape is static. Weights are `tvm.ir.Constant`s (`.value.numpy()`), shared
+  weights are the same constant object wherever used.
+* Composite functions: private Relax functions with attrs {"Composite": "edgebert.<kind>", "Primitive": 1},
+  named `edgebert_<kind>`, `edgebert_<kind>1`, ... (one per distinct shape); called directly from main or
+  from a layer function as `cls.edgebert_dense1(x, W, b)`. Parameters in this order (fixed by
+  CanonicalizeCompositeArgs); the body is the reference semantics in plain Relax ops:
+    edgebert.dense       (x f32[..., K], w const f32[K, N], b const f32[N]) -> x @ w + b
+    edgebert.pooler      (x f32[1, K], w const f32[K, N], b const f32[N])  -> tanh(x @ w + b)
+    edgebert.layer_norm  (x f32[..., C], gamma const f32[C], beta const f32[C]) -> layer norm over the last
+                         axis; epsilon from the body (`composite_attrs`), 1e-12 for ALBERT
+    edgebert.gelu_tanh   (x, c3, c_cube, c_sqrt, c_half, c_one: scalar consts, checked = 3, 0.044715,
+                         sqrt(2/pi), 0.5, 1 to 1e-5) -> 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))
+    edgebert.attention   (q, k, v f32[1, S, H*D], mask f32 additive, broadcastable to [1, H, S, S]
+                         (ALBERT: [1, 1, S, S]), scale scalar const) -> f32[1, S, H*D]; head h uses
+                         columns h*D:(h+1)*D of q, k, v and of the output:
+                         out_h = softmax(q_h @ k_h^T * scale + mask, axis=-1) @ v_h. H, D: `composite_attrs`.
+    edgebert.attention_core (q f32[1,H,S,D], k_t f32[1,H,D,S], v f32[1,H,S,D], mask, scale)
+                         -> softmax(q @ k_t * scale + mask) @ v, f32[1,H,S,D] (only if the layout differs)
+    edgebert.embedding   (ids int64[1, S], table const f32[V, E] [, zero=0, size=V scalar consts])
+                         -> table[ids] f32[1, S, E] (the 4-argument form wraps negative ids by +V, as
+                         ONNX Gather does; token ids are never negative in practice)
+* Layer loops: private functions `edgebert_layer_<g>` (g = 0, 1, ...: one per ALBERT layer group), attrs
+  `edgebert.num_carried`, `edgebert.num_outputs`, `edgebert.count`. Parameters: the carried state first
+  (ALBERT: the hidden state f32[1,S,H]), then loop-invariant inputs (ALBERT: the additive mask). They return
+  one tensor (or a tuple of `num_outputs`). Main calls each `count` times in consecutive bindings, call i+1
+  reading call i's result(s); weights are constants inside the body (identical for every call).
+  `find_layer_loops(mod)` lists them as `LayerLoop`s.
+* Plain Relax ops that remain (ALBERT): add (residuals; embedding + folded position/type rows), take of the
+  CLS row (`take(x, 0, axis=1)`), and the mask computation before the loop (see docs/frontend.md).
 """
+
+from edgebert.compiler.relax_passes.cleanup import ConstantOperandLast, cleanup_passes
+from edgebert.compiler.relax_passes.layer_loop import LayerLoop, OutlineLayerLoops, find_layer_loops
+from edgebert.compiler.relax_passes.patterns import (
+    COMPOSITES,
+    CanonicalizeCompositeArgs,
+    composite_attrs,
+    composite_specs,
+    fusion_pass,
+)
+from edgebert.compiler.relax_passes.pipeline import relax_passes
+from edgebert.compiler.relax_passes.runner import pass_name, run_passes
+
+__all__ = [
+    "COMPOSITES", "CanonicalizeCompositeArgs", "ConstantOperandLast", "LayerLoop", "OutlineLayerLoops",
+    "cleanup_passes", "composite_attrs", "composite_specs", "find_layer_loops", "fusion_pass", "pass_name",
+    "relax_passes", "run_passes",
+]

@@ -267,3 +267,24 @@ def _const_value(expr) -> np.ndarray | None:
     if isinstance(expr, tvm.ir.Constant):
         return expr.value.numpy()
     return None
+
+
+def composite_attrs(func: relax.Function) -> dict[str, object]:
+    """Static facts of a composite the backend needs beyond its arguments' shapes.
+
+    layer_norm: {"epsilon", "axes"}; attention: {"num_heads", "head_dim"}; others: {}.
+    """
+    name = _composite_name(func)
+    calls = _calls_in(func)
+    if name == LAYER_NORM:
+        ln = next(c for c in calls if c.op.name == "relax.nn.layer_norm")
+        return {"epsilon": float(ln.attrs.epsilon), "axes": [int(a) for a in ln.attrs.axes]}
+    if name in (ATTENTION, ATTENTION_CORE):
+        mm = next(c for c in calls if c.op.name == "relax.matmul")
+        q_heads = _shape(mm.args[0])
+        return {"num_heads": q_heads[1], "head_dim": q_heads[3]}
+    return {}
+
+
+def _calls_in(func: relax.Function) -> list:
+    return [b.value for block in func.body.blocks for b in block.bindings if isinstance(b.value, tvm.ir.Call)]

@@ -1,0 +1,19 @@
+"""The Relax-level part of the compiler pipeline: what the frontend hands to the backend."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import tvm
+from edgebert.compiler.relax_passes.cleanup import cleanup_passes
+from edgebert.compiler.relax_passes.layer_loop import OutlineLayerLoops
+from edgebert.compiler.relax_passes.patterns import CanonicalizeCompositeArgs, fusion_pass
+
+
+def relax_passes(params: dict[str, Any] | None = None, layer_loops: bool = True) -> list[tvm.transform.Pass]:
+    """cleanup -> composite fusion -> canonical composite arguments -> layer loop outlining."""
+    passes = cleanup_passes(params)
+    passes += [fusion_pass(), CanonicalizeCompositeArgs()]
+    if layer_loops:
+        passes.append(OutlineLayerLoops())
+    return passes
