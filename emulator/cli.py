@@ -101,7 +101,7 @@ def _summary(report: dict[str, Any], outputs: dict[str, np.ndarray]) -> None:
 
 def _run(args: argparse.Namespace) -> int:
     from edgebert.emulator.entropy_trace import load_entropy_row
-    from edgebert.emulator.run import DEFAULT_MAX_CYCLES, run
+    from edgebert.emulator.runner import DEFAULT_MAX_CYCLES, run
     from edgebert.isa.ebin import load_ebin
     from edgebert.isa.hardware import default_config, load_config
 

@@ -142,7 +142,7 @@ class Machine:
         queues = [deque(maxlen=depth) for _ in range(nunits)]  # start cycles of each unit's last `depth` ops
         tokens = [[deque() for _ in range(nunits)] for _ in range(nunits)]  # tokens[from][to]: push cycles
         freg_ready = [0] * NUM_FREGS
-        live: list[tuple[int, int, int, int, Access]] = []  # (unit, start, end, pc, access) for race checks
+        live: list[deque[tuple[int, int, int, Access]]] = [deque() for _ in range(nunits)]  # for race checks
         max_cycles = self.max_cycles if self.max_cycles is not None else float("inf")
         pc_counts, trace, tracing = self.pc_counts, self.trace, self.tracing
         fe = 0  # the front end's next dispatch cycle
@@ -228,23 +228,28 @@ class Machine:
         self.seg.cycles = self.cycles - self.seg.start_cycle
 
     def _check_races(
-        self, live: list[tuple[int, int, int, int, Access]], unit: int, start: int, end: int, pc: int, fe: int
+        self, live: list[deque[tuple[int, int, int, Access]]], unit: int, start: int, end: int, pc: int, fe: int
     ) -> None:
-        """Record every conflicting overlap of this instruction's accesses with other units' live accesses."""
-        if len(live) > 64:
-            live[:] = [rec for rec in live if rec[2] > fe]  # nothing dispatched later can start before fe
+        """Record every conflicting overlap of this instruction's accesses with other units' live accesses.
+
+        `live[u]` holds unit u's recent (start, end, pc, access) in program order; units run in order, so
+        ends grow along each deque and records ending before `fe` (no later instruction can start
+        earlier) are dropped from the left.
+        """
+        for other in range(len(live)):
+            records = live[other]
+            while records and records[0][1] <= fe:
+                records.popleft()
+            if other == unit or not records:
+                continue
+            for o_start, o_end, o_pc, b in records:
+                if o_start < end and start < o_end:
+                    for a in self.acc:
+                        if (a[5] or b[5]) and accesses_overlap(a, b):
+                            self._record_race(pc, unit, a, o_pc, other, b, max(start, o_start))
+        records = live[unit]
         for a in self.acc:
-            for other_unit, o_start, o_end, o_pc, b in live:
-                if (
-                    other_unit != unit
-                    and o_start < end
-                    and start < o_end
-                    and (a[5] or b[5])
-                    and accesses_overlap(a, b)
-                ):
-                    self._record_race(pc, unit, a, o_pc, other_unit, b, max(start, o_start))
-        for a in self.acc:
-            live.append((unit, start, end, pc, a))
+            records.append((start, end, pc, a))
 
     def _record_race(self, pc: int, unit: int, a: Access, o_pc: int, o_unit: int, b: Access, cycle: int) -> None:
         self.race_count += 1

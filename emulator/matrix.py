@@ -86,12 +86,16 @@ def compile_matmul(inst: Inst, m: Machine) -> Callable[[], int]:
             b = b_dec[b]
         if trans_b:
             b = b.T
+        d = tile(f32, size, SRAM, regs[d_base] + d_off, mm, n, d_stride, 4, acc, True, "dst")
         if exact:
             p = np.matmul(a.astype(np.float64), b.astype(np.float64)).astype(np.float32)
+        elif not (acc_flag or has_bias):
+            p = None  # matmul writes straight into SRAM (numpy copes with overlapping operands)
         else:
             p = np.matmul(a, b)
-        d = tile(f32, size, SRAM, regs[d_base] + d_off, mm, n, d_stride, 4, acc, True, "dst")
-        if has_bias:
+        if p is None:
+            np.matmul(a, b, out=d)
+        elif has_bias:
             bias = tile(f32, size, SRAM, regs[bias_base] + bias_off, 1, n, 0, 4, acc, False, "bias")
             if acc_flag:
                 np.add(d, p, out=p)

@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 from edgebert.emulator.machine import Machine
-from edgebert.emulator.memory import SPACE_INDEX, Fault
+from edgebert.emulator.memory import SPACE_INDEX, Fault, check_range
 from edgebert.emulator.report import build_report
 from edgebert.isa.errors import EdgebertError, EmulatorTrap
 from edgebert.isa.hardware import HardwareConfig, default_config
@@ -90,11 +90,15 @@ def _read_outputs(m: Machine, program: Program) -> dict[str, np.ndarray]:
         stored, returned = DTYPES[dtype]
         shape = tuple(entry["shape"])
         nbytes = int(np.prod(shape, dtype=np.int64)) * np.dtype(stored).itemsize
+        space, address = _space(entry, what), int(entry["address"])
+        if address % np.dtype(stored).itemsize:
+            raise EmulatorInputError(f"{what}: address {address:#x} is not aligned to its element size")
         try:
-            raw = m.mem.read_bytes(_space(entry, what), int(entry["address"]), nbytes)
+            check_range(m.mem.sizes[space], space, address, nbytes, what)
         except Fault as exc:
-            raise EmulatorInputError(f"{what}: {exc}") from None
-        outputs[name] = raw.view(stored).reshape(shape).astype(returned)
+            raise EmulatorInputError(str(exc)) from None
+        raw = m.mem.u8[space][address : address + nbytes]
+        outputs[name] = raw.view(stored).reshape(shape).astype(returned)  # astype copies
     return outputs
 
 
