@@ -1,0 +1,77 @@
+"""Backend entry: lower a Relax module's `main` into a tile program with its inputs and outputs wired to DRAM."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from edgebert.compiler import emitters as em
+from edgebert.compiler.lowering import STORAGE, Const, Lowerer, Tensor, _dtype, _shape
+from edgebert.compiler.matmul import StagingRing
+from edgebert.compiler.tile_ir import TileProgram
+from edgebert.compiler.views import fresh_view
+from edgebert.isa.errors import CompileError
+from edgebert.isa.hardware import HardwareConfig
+
+STAGING_BUFFERS = 2  # double buffering of weight tiles
+STAGING_FRACTION = 16  # each staging buffer takes 1/16 of the SRAM
+
+
+def staging_bytes(hw: HardwareConfig) -> int:
+    """Size of one weight staging buffer: a fixed fraction of SRAM, aligned."""
+    align = hw.memory.sram.align_bytes
+    return max(align, hw.memory.sram.size_bytes // STAGING_FRACTION // align * align)
+
+
+def lower_module(mod: Any, hw: HardwareConfig, output_names: list[str] | None = None) -> TileProgram:
+    """Lower `mod["main"]` (static shapes): inputs are loaded from DRAM, outputs stored back to DRAM."""
+    prog = TileProgram()
+    size = staging_bytes(hw)
+    ring = StagingRing([prog.buffer(f"stage.{i}", size, "stage") for i in range(STAGING_BUFFERS)], size)
+    low = Lowerer(mod, hw, prog, ring)
+    main = mod["main"]
+    args = []
+    for p in main.params:
+        shape, dtype = _shape(p), _dtype(p)
+        if dtype not in STORAGE or dtype == "bool":
+            raise CompileError(f"input '{p.name}': dtype {dtype} is not supported (float32, int32, int64)")
+        nbytes = max(1, _numel(shape)) * 4
+        dram = prog.buffer(f"input.{p.name}", nbytes, "input", "dram")
+        prog.inputs.append((p.name, dram, shape, dtype))
+        t = low.new_tensor(p.name, shape, dtype)
+        em.emit_dma(prog, "ld", t.view, fresh_view(dram, shape, STORAGE[dtype]))
+        low.pinned.add(id(t.view.buffer))
+        args.append(t)
+    result = low.lower_function(main, args, "main")
+    outs = list(result) if isinstance(result, tuple) else [result]
+    names = list(output_names) if output_names and len(output_names) == len(outs) else _output_names(main, len(outs))
+    for name, val in zip(names, outs, strict=True):
+        if isinstance(val, tuple):
+            raise CompileError(f"output '{name}': nested tuples are not supported")
+        if val.dtype != "float32":
+            raise CompileError(f"output '{name}': dtype {val.dtype} outputs are not supported (float32 only)")
+        shape = val.array.shape if isinstance(val, Const) else val.shape
+        dram = prog.buffer(f"output.{name}", max(1, _numel(shape)) * 4, "output", "dram")
+        prog.outputs.append((name, dram, tuple(shape), "float32"))
+        if isinstance(val, Const):
+            src = low.const_buffer(val.array, "float32")
+            t = low.new_tensor(f"{name}.const", tuple(shape), "float32")
+            em.emit_dma(prog, "ld", t.view, src)
+            val = t
+        assert isinstance(val, Tensor)
+        em.emit_dma(prog, "st", fresh_view(dram, tuple(shape), "f32"), val.view)
+    return prog
+
+
+def _numel(shape: tuple[int, ...]) -> int:
+    n = 1
+    for d in shape:
+        n *= d
+    return n
+
+
+def _output_names(main: Any, n: int) -> list[str]:
+    attrs = main.attrs
+    names = None
+    if attrs is not None and "output_names" in attrs:
+        names = [str(x) for x in attrs["output_names"]]
+    return names if names and len(names) == n else [f"output{i}" for i in range(n)]

@@ -1,0 +1,126 @@
+"""Matmul tiling to the PU limits, with constant weights streamed through SRAM staging buffers."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from edgebert.compiler.emitters import _operand
+from edgebert.compiler.tile_ir import Buffer, TileInst, TileProgram
+from edgebert.compiler.tiling import MAX_FIELD
+from edgebert.compiler.views import View
+from edgebert.isa.errors import CompileError
+from edgebert.isa.hardware import HardwareConfig
+from edgebert.isa.table import DTYPES
+
+
+@dataclass
+class StagingRing:
+    """SRAM buffers weight tiles rotate through; with two, loading tile t+1 overlaps computing tile t."""
+
+    buffers: list[Buffer]
+    nbytes: int
+    next: int = 0
+
+    def take(self) -> Buffer:
+        buf = self.buffers[self.next % len(self.buffers)]
+        self.next += 1
+        return buf
+
+
+def weight_tile_shape(hw: HardwareConfig, k: int, n: int, budget: int, itemsize: int = 4) -> tuple[int, int]:
+    """(k_t, n_t) of weight tiles: the whole reduction when it fits, n_t a multiple of the vector size."""
+    vs = hw.pu.vector_size
+    k_t = min(k, hw.pu.max_k)
+    n_t = min(n, hw.pu.max_n, budget // (itemsize * k_t))
+    if n_t >= vs and n_t < n:
+        n_t -= n_t % vs
+    floor_n = min(n, hw.pu.max_n, 4 * vs)
+    if n_t < floor_n:
+        n_t = floor_n
+        k_t = min(k, hw.pu.max_k, budget // (itemsize * n_t))
+        if k_t >= vs and k_t < k:
+            k_t -= k_t % vs
+    if k_t < 1 or n_t < 1:
+        raise CompileError(f"weight staging buffer of {budget} bytes cannot hold one {itemsize}-byte element row")
+    return k_t, n_t
+
+
+def _check_stride(what: str, stride: int) -> int:
+    if stride < 0 or stride > MAX_FIELD:
+        raise CompileError(f"{what}: row stride {stride} does not fit the 16-bit stride field")
+    return stride
+
+
+def emit_matmul(
+    prog: TileProgram,
+    hw: HardwareConfig,
+    ring: StagingRing,
+    dst: View,
+    a: View,
+    b: View,
+    bias: View | None = None,
+    epilogue: Callable[[View], None] | None = None,
+    name: str = "matmul",
+) -> None:
+    """dst[M, N] = a[M, K] @ b[K, N] (+ bias[N]); b either a constant (streamed) or an SRAM activation.
+
+    a and dst must be dense along their last axis; `epilogue(tile)` runs on each finished output tile.
+    """
+    m_all, k_all = a.shape
+    n_all = b.shape[1]
+    if a.strides[1] != 1 and k_all > 1 or dst.strides[1] != 1 and n_all > 1:
+        raise CompileError(f"internal: {name} operands must be dense along the last axis")
+    const_b = b.buffer.kind == "const"
+    if const_b:
+        k_t, n_t = weight_tile_shape(hw, k_all, n_all, ring.nbytes, b.itemsize)
+    else:
+        k_t, n_t = min(k_all, hw.pu.max_k), min(n_all, hw.pu.max_n)
+    m_t = min(m_all, hw.pu.max_m)
+    a_stride = _check_stride(f"{name} a", a.strides[0] if m_all > 1 else 0)
+    d_stride = _check_stride(f"{name} dst", dst.strides[0] if m_all > 1 else 0)
+    for n0 in range(0, n_all, n_t):
+        nn = min(n_t, n_all - n0)
+        for k0 in range(0, k_all, k_t):
+            kk = min(k_t, k_all - k0)
+            if const_b:
+                stage = ring.take()
+                tile = View(stage, 0, (kk, nn), (nn, 1), b.dtype)
+                src = b.index(0, k0, kk).index(1, n0, nn)
+                inst = TileInst("ld", {"rows": kk, "cols": nn, "dst_stride": 0,
+                                       "src_stride": _check_stride(f"{name} weights", src.strides[0] if kk > 1 else 0),
+                                       "dtype": DTYPES.index(b.dtype)})
+                _operand(inst, "src", src, src.offset, (kk - 1) * src.strides[0] + nn if kk > 1 else nn, False)
+                _operand(inst, "dst", tile, 0, kk * nn, True)
+                prog.emit(inst)
+                b_view, trans, b_stride = tile, 0, 0
+            else:
+                b_view = b.index(0, k0, kk).index(1, n0, nn)
+                if b_view.strides[1] == 1 or nn == 1:
+                    trans, b_stride = 0, b_view.strides[0] if kk > 1 else 0
+                elif b_view.strides[0] == 1 or kk == 1:
+                    trans, b_stride = 1, b_view.strides[1] if nn > 1 else 0
+                else:
+                    raise CompileError(f"internal: {name} b operand is not dense along either axis")
+                b_stride = _check_stride(f"{name} b", b_stride)
+            for m0 in range(0, m_all, m_t):
+                mm = min(m_t, m_all - m0)
+                use_bias = bias is not None and k0 == 0
+                inst = TileInst("matmul", {"m": mm, "k": kk, "n": nn, "dst_stride": d_stride, "a_stride": a_stride,
+                                           "b_stride": b_stride, "acc": int(k0 > 0), "has_bias": int(use_bias),
+                                           "trans_b": trans})
+                a_off = a.offset + m0 * a.strides[0] + k0 * a.strides[1]
+                _operand(inst, "a", a, a_off, (mm - 1) * (a_stride or kk) + kk, False)
+                if trans:
+                    _operand(inst, "b", b_view, b_view.offset, (nn - 1) * (b_stride or kk) + kk, False)
+                else:
+                    _operand(inst, "b", b_view, b_view.offset, (kk - 1) * (b_stride or nn) + nn, False)
+                if use_bias:
+                    _operand(inst, "bias", bias, bias.offset + n0, nn, False)
+                d_off = dst.offset + m0 * dst.strides[0] + n0 * dst.strides[1]
+                if k0 > 0:
+                    _operand(inst, "dst", dst, d_off, (mm - 1) * (d_stride or nn) + nn, False)
+                _operand(inst, "dst", dst, d_off, (mm - 1) * (d_stride or nn) + nn, True)
+                prog.emit(inst)
+        if epilogue is not None:
+            epilogue(dst.index(1, n0, nn))

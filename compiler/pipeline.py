@@ -1,0 +1,149 @@
+"""The compiler's table of contents: ONNX -> Relax -> Relax passes -> tile program -> plan -> schedule -> Program.
+
+    compile_onnx(model)                       stage                         module
+      1. load + check + fix shapes            frontend.load_onnx            edgebert.frontend.loader
+      2. import into Relax                    frontend.to_relax             edgebert.frontend.loader
+      3. Relax passes (cleanup, fusion,       relax_pipeline                edgebert.compiler.relax_passes
+         layer loop)
+      4. lowering to a tile program           lower_module                  backend, lowering, matmul, emitters
+      5. memory planning                      place_constants_and_io,       memory_plan
+                                              plan_sram
+      6. scheduling                           hoist_loads, insert_tokens    schedule
+      7. emission                             emit_program                  emit
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from edgebert.compiler.backend import lower_module
+from edgebert.compiler.emit import emit_program
+from edgebert.compiler.memory_plan import place_constants_and_io, plan_sram
+from edgebert.compiler.schedule import hoist_loads, insert_tokens
+from edgebert.compiler.tile_ir import TileProgram
+from edgebert.isa.hardware import HardwareConfig, default_config
+from edgebert.isa.program import Program
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class CompileResult:
+    """The program plus what the stages learned (for tests, -v and benchmarks)."""
+
+    program: Program
+    tile_program: TileProgram
+    sram_peak_bytes: int
+    token_pairs: int
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+@contextmanager
+def _timed(timings: dict[str, float], name: str):
+    t0 = time.perf_counter()
+    yield
+    timings[name] = timings.get(name, 0.0) + time.perf_counter() - t0
+
+
+def relax_pipeline(mod: Any, dump_dir: Path | None, timings: dict[str, float]) -> Any:
+    """The frontend engineer's Relax passes: cleanup, composite fusion, layer-loop outlining."""
+    from edgebert.compiler import relax_passes
+
+    run_passes = getattr(relax_passes, "run_passes", None)
+    default = getattr(relax_passes, "default_passes", None)
+    if run_passes is not None and default is not None:
+        return run_passes(mod, default(), dump_dir, timings)
+    return _fallback_passes(mod, dump_dir, timings)
+
+
+def _fallback_passes(mod: Any, dump_dir: Path | None, timings: dict[str, float]) -> Any:
+    """Cleanup + layer loop with the pieces available when `run_passes` is not there."""
+    from edgebert.compiler.relax_passes.cleanup import cleanup_passes
+    from edgebert.compiler.relax_passes.layer_loop import OutlineLayerLoops
+
+    for i, p in enumerate([*cleanup_passes(), OutlineLayerLoops()]):
+        name = p.info.name
+        with _timed(timings, f"relax:{name}"):
+            mod = p(mod)
+        _dump(dump_dir, f"{i:02d}-{name}.py", lambda m=mod: m.script(show_meta=False))
+    return mod
+
+
+def _dump(dump_dir: Path | None, name: str, text: Callable[[], str]) -> None:
+    if dump_dir is not None:
+        dump_dir.mkdir(parents=True, exist_ok=True)
+        (dump_dir / name).write_text(text())
+
+
+def compile_relax(
+    mod: Any,
+    hw: HardwareConfig | None = None,
+    *,
+    output_names: list[str] | None = None,
+    metadata: dict[str, Any] | None = None,
+    dump_dir: Path | None = None,
+    timings: dict[str, float] | None = None,
+) -> CompileResult:
+    """Stages 4-7 on a Relax module whose `main` has static shapes (batch 1)."""
+    hw = hw or default_config()
+    timings = {} if timings is None else timings
+    with _timed(timings, "lower"):
+        prog = lower_module(mod, hw, output_names)
+    _dump(dump_dir, "50-lowered.txt", lambda: format_tile_program(prog))
+    with _timed(timings, "plan-memory"):
+        place_constants_and_io(prog, hw)
+        peak = plan_sram(prog, hw)
+    with _timed(timings, "schedule"):
+        hoist_loads(prog)
+        pairs = insert_tokens(prog)
+    _dump(dump_dir, "60-scheduled.txt", lambda: format_tile_program(prog))
+    with _timed(timings, "emit"):
+        program = emit_program(prog, hw, {"sram_peak_bytes": peak, **(metadata or {})})
+    return CompileResult(program, prog, peak, pairs, timings)
+
+
+def compile_onnx(
+    model: Any,
+    seq_len: int | None = None,
+    hw: HardwareConfig | None = None,
+    *,
+    dump_dir: str | Path | None = None,
+    timings: dict[str, float] | None = None,
+) -> CompileResult:
+    """Compile an ONNX model (path or ModelProto) for `hw` (default config); stages 1-7."""
+    from edgebert.frontend import load_onnx, to_relax
+
+    hw = hw or default_config()
+    timings = {} if timings is None else timings
+    dump = Path(dump_dir) if dump_dir is not None else None
+    with _timed(timings, "load"):
+        loaded = load_onnx(model, seq_len)
+    with _timed(timings, "import"):
+        mod = to_relax(loaded)
+    _dump(dump, "00-imported.py", lambda: mod.script(show_meta=False))
+    mod = relax_pipeline(mod, dump, timings)
+    meta = {"source_model_sha256": loaded.sha256, "seq_len": loaded.seq_len}
+    return compile_relax(mod, hw, output_names=list(loaded.output_names), metadata=meta, dump_dir=dump,
+                         timings=timings)
+
+
+def format_tile_program(prog: TileProgram) -> str:
+    """A readable listing of the tile program (symbolic buffers, addresses once planned)."""
+    labels = {v: k for k, v in prog.labels.items()}
+    lines = []
+    for i, inst in enumerate(prog.insts):
+        if i in labels:
+            lines.append(f"{labels[i]}:")
+        ops = ", ".join(f"{k}={b.name}+{off}" + (f"@{b.address + off:#x}" if b.address is not None else "")
+                        for k, (b, off) in inst.addrs.items())
+        fields = " ".join(f"{k}={v}" for k, v in inst.fields.items())
+        lines.append(f"  {i:5d} {inst.mnemonic:9s} {ops} {fields}" + (f" -> {inst.target}" if inst.target else ""))
+    for b in prog.buffers:
+        lines.append(f"# {b.name}: {b.nbytes} B {b.kind} {b.space}" + (f" @{b.address:#x}" if b.address is not None else ""))
+    return "\n".join(lines) + "\n"

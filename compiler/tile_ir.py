@@ -1,0 +1,95 @@
+"""The tile program: ISA instructions over symbolic buffers, before memory planning and scheduling."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+from edgebert.isa.table import BY_MNEMONIC
+
+#: Element size in bytes of the dtypes a buffer holds.
+ITEMSIZE = {"f32": 4, "i32": 4, "af8": 1, "u8": 1}
+
+
+@dataclass(eq=False)
+class Buffer:
+    """A block of memory the planner places: activations in SRAM, constants in eNVM/DRAM, I/O in DRAM."""
+
+    name: str
+    nbytes: int
+    kind: str  # "act" (SRAM, planned by liveness), "stage" (SRAM, whole program), "const", "input", "output"
+    space: str = "sram"
+    data: bytes | None = None  # initial contents of a constant
+    address: int | None = None  # byte address, set by the memory planner
+
+    def __repr__(self) -> str:
+        return f"Buffer({self.name}, {self.nbytes} B, {self.kind}@{self.space})"
+
+
+@dataclass(frozen=True)
+class Ref:
+    """A byte range of a buffer touched by one instruction operand (for liveness and dependencies)."""
+
+    buffer: Buffer
+    offset: int  # bytes from the buffer start to the operand's first element
+    extent: int  # bytes from the first to one past the last element touched
+    write: bool
+
+
+@dataclass(eq=False)
+class TileInst:
+    """One instruction: concrete field values plus symbolic addresses (field name -> (buffer, byte offset))."""
+
+    mnemonic: str
+    fields: dict[str, int] = field(default_factory=dict)
+    addrs: dict[str, tuple[Buffer, int]] = field(default_factory=dict)
+    refs: list[Ref] = field(default_factory=list)
+    target: str | None = None  # label of a branch target
+
+    @property
+    def unit(self) -> str:
+        return BY_MNEMONIC[self.mnemonic].unit
+
+
+@dataclass
+class LoopRange:
+    """Instructions [start, end) form a counted loop body executed `trips` times."""
+
+    label: str
+    start: int
+    end: int
+    trips: int
+
+
+@dataclass
+class TileProgram:
+    """The lowered program: instructions, labels, loops, buffers, and the I/O description."""
+
+    insts: list[TileInst] = field(default_factory=list)
+    labels: dict[str, int] = field(default_factory=dict)
+    loops: list[LoopRange] = field(default_factory=list)
+    buffers: list[Buffer] = field(default_factory=list)
+    inputs: list[tuple[str, Buffer, tuple[int, ...], str]] = field(default_factory=list)  # name, buf, shape, dtype
+    outputs: list[tuple[str, Buffer, tuple[int, ...], str]] = field(default_factory=list)
+    #: instruction index -> True where the scheduler must not move instructions across (labels, ctl)
+    fences: set[int] = field(default_factory=set)
+
+    def buffer(self, name: str, nbytes: int, kind: str, space: str = "sram", data: bytes | None = None) -> Buffer:
+        buf = Buffer(name, nbytes, kind, space, data)
+        self.buffers.append(buf)
+        return buf
+
+    def constant(self, name: str, array: np.ndarray) -> Buffer:
+        """A constant buffer holding `array` (fp32 or int32); placed in eNVM/DRAM by the planner."""
+        return self.buffer(name, array.nbytes, "const", "envm", array.tobytes())
+
+    def label(self, name: str) -> None:
+        self.labels[name] = len(self.insts)
+        self.fences.add(len(self.insts))
+
+    def emit(self, inst: TileInst) -> TileInst:
+        if inst.unit == "ctl":
+            self.fences.add(len(self.insts))
+            self.fences.add(len(self.insts) + 1)
+        self.insts.append(inst)
+        return inst
