@@ -22,6 +22,7 @@ def build_report(m: Machine, exit_layer: int | None) -> dict[str, Any]:
     traffic = {level: {"read": 0, "write": 0} for level in SPACES}
     macs = {"f32": 0, "af8": 0}
     sfu_passes = 0
+    by_point: dict[str, float] = {}
     for seg in m.segments:
         point = hw.dvfs.points[seg.point]
         energy = seg.energy(hw)
@@ -49,8 +50,18 @@ def build_report(m: Machine, exit_layer: int | None) -> dict[str, Any]:
                 "seconds": seg.seconds(hw),
                 "energy_j": sum(energy.values()),
                 "energy_breakdown_j": energy,
+                "actions": {
+                    "mac_f32": seg.mac_f32,
+                    "mac_af8": seg.mac_af8,
+                    "sfu_element_passes": seg.sfu_passes,
+                    "ctl_ops": seg.ctl_ops,
+                    "read_bytes": dict(zip(SPACES, seg.read, strict=True)),
+                    "write_bytes": dict(zip(SPACES, seg.written, strict=True)),
+                },
             }
         )
+        key = str(seg.point)
+        by_point[key] = by_point.get(key, 0.0) + sum(energy.values())
     mix: Counter[str] = Counter()
     for pc, count in enumerate(m.pc_counts):
         if count:
@@ -76,6 +87,7 @@ def build_report(m: Machine, exit_layer: int | None) -> dict[str, Any]:
         },
         "exit_layer": exit_layer,
         "dvfs": timeline,
+        "energy_by_point_j": by_point,
         "entropy_injected": m.entropy_used if m.entropy_values is not None else None,
         "races": m.races,
         "race_count": m.race_count,
