@@ -123,3 +123,16 @@ def test_cli_entropy_trace(tmp_path: Path) -> None:
         assert rc == 0
         assert json.loads((tmp_path / "r.json").read_text())["exit_layer"] == layer
     assert main([str(tmp_path / "exit.ebin"), "--entropy-trace", str(trace), "--row", "5", "-q"]) == 2
+
+
+def test_cli_race_is_a_warning_or_with_race_trap_an_error(tmp_path: Path, capsys) -> None:
+    code = [
+        make("ld", dst=0x100, src=0x0, src_space=DRAM, rows=8, cols=8),
+        make("matmul", dst=0x400, a=0x100, b=0x100, m=8, k=8, n=8),  # no wait: reads what ld writes
+        make("halt"),
+    ]
+    save_ebin(Program(code, hw_fingerprint=default_config().fingerprint), tmp_path / "race.ebin")
+    assert main([str(tmp_path / "race.ebin"), "-q"]) == 0
+    assert "warning: 1 unguarded race(s); first: pc 1 (matmul" in capsys.readouterr().err
+    assert main([str(tmp_path / "race.ebin"), "-q", "--race-trap"]) == 2
+    assert "error: 1 unguarded race(s)" in capsys.readouterr().err
