@@ -2,8 +2,8 @@
 
 Pipeline (`relax_passes()`; run with `run_passes(mod, passes, dump_dir, timings)`):
     BindParams? -> FoldConstant -> CanonicalizeBindings -> EliminateCommonSubexpr -> DeadCodeElimination
-    -> edgebert.ConstantOperandLast -> FuseOpsByPattern(edgebert.*) -> edgebert.CanonicalizeCompositeArgs
-    -> edgebert.OutlineLayerLoops
+    -> edgebert.ConstantOperandLast -> edgebert.SimplifyAttentionMask -> FuseOpsByPattern(edgebert.*)
+    -> edgebert.CanonicalizeCompositeArgs -> edgebert.OutlineLayerLoops
 
 IR contract: what the backend receives (docs/frontend.md has the same, with examples)
 ---------------------------------------------------------------------------------------
@@ -30,18 +30,23 @@ IR contract: what the backend receives (docs/frontend.md has the same, with exam
     edgebert.embedding   (ids int64[1, S], table const f32[V, E] [, zero=0, size=V scalar consts])
                          -> table[ids] f32[1, S, E] (the 4-argument form wraps negative ids by +V, as
                          ONNX Gather does; token ids are never negative in practice)
+    edgebert.mask_bias   (mask int64[1, S], neg const f32 scalar (finfo(f32).min), zero const int64 = 0,
+                         fzero const f32 = 0) -> f32[1, 1, 1, S] = where(mask != 0, 0, neg): the additive
+                         attention-mask ROW, added (broadcast) to every score row of every head
 * Layer loops: private functions `edgebert_layer_<g>` (g = 0, 1, ...: one per ALBERT layer group), attrs
   `edgebert.num_carried`, `edgebert.num_outputs`, `edgebert.count`. Parameters: the carried state first
   (ALBERT: the hidden state f32[1,S,H]), then loop-invariant inputs (ALBERT: the additive mask). They return
   one tensor (or a tuple of `num_outputs`). Main calls each `count` times in consecutive bindings, call i+1
   reading call i's result(s); weights are constants inside the body (identical for every call).
   `find_layer_loops(mod)` lists them as `LayerLoop`s.
-* Plain Relax ops that remain (ALBERT): add (residuals; embedding + folded position/type rows), take of the
-  CLS row (`take(x, 0, axis=1)`), and the mask computation before the loop (see docs/frontend.md).
+* Plain Relax ops that remain (ALBERT): add (residuals; embedding + folded position/type constant rows
+  f32[1, S, E]) and the CLS row `take(x, R.const(0), axis=1)` before the pooler. Nothing else, for both
+  exporters (if SimplifyAttentionMask cannot verify a mask chain, that chain stays as plain ops).
 """
 
 from edgebert.compiler.relax_passes.cleanup import ConstantOperandLast, cleanup_passes
 from edgebert.compiler.relax_passes.layer_loop import LayerLoop, OutlineLayerLoops, find_layer_loops
+from edgebert.compiler.relax_passes.mask import SimplifyAttentionMask
 from edgebert.compiler.relax_passes.patterns import (
     COMPOSITES,
     CanonicalizeCompositeArgs,
@@ -55,5 +60,5 @@ from edgebert.compiler.relax_passes.runner import pass_name, run_passes
 __all__ = [
     "COMPOSITES", "CanonicalizeCompositeArgs", "ConstantOperandLast", "LayerLoop", "OutlineLayerLoops",
     "cleanup_passes", "composite_attrs", "composite_specs", "find_layer_loops", "fusion_pass", "pass_name",
-    "relax_passes", "run_passes",
+    "SimplifyAttentionMask", "relax_passes", "run_passes",
 ]

@@ -19,6 +19,7 @@ GELU_TANH = "edgebert.gelu_tanh"
 ATTENTION = "edgebert.attention"
 ATTENTION_CORE = "edgebert.attention_core"
 EMBEDDING = "edgebert.embedding"
+MASK_BIAS = "edgebert.mask_bias"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -142,6 +143,15 @@ def _check_embedding(ctx: relax.transform.PatternCheckContext) -> bool:
     return True
 
 
+def mask_bias_spec(const=is_const) -> CompositeSpec:
+    """where(mask != 0, 0, neg) on mask reshaped to [1, 1, 1, S]: the additive attention-mask row."""
+    mask, zero, fzero, neg = wildcard(), const(), const(), const()
+    row = is_op("relax.reshape")(mask, wildcard())
+    out = is_op("relax.where")(is_op("relax.not_equal")(row, zero), fzero, neg)
+    roles = {"mask": mask, "neg": neg, "zero": zero, "fzero": fzero, "row": row}
+    return CompositeSpec(MASK_BIAS, out, roles, ("mask", "neg", "zero", "fzero"))
+
+
 def composite_specs(const=is_const) -> list[CompositeSpec]:
     """Every composite, in priority order (earlier wins where matches overlap).
 
@@ -155,10 +165,11 @@ def composite_specs(const=is_const) -> list[CompositeSpec]:
         dense_spec(const=const),
         layer_norm_spec(const),
         *embedding_specs(const),
+        mask_bias_spec(const),
     ]
 
 
-COMPOSITES = (POOLER, ATTENTION, ATTENTION_CORE, GELU_TANH, DENSE, LAYER_NORM, EMBEDDING)
+COMPOSITES = (POOLER, ATTENTION, ATTENTION_CORE, GELU_TANH, DENSE, LAYER_NORM, EMBEDDING, MASK_BIAS)
 
 
 def fusion_pass() -> tvm.transform.Pass:
