@@ -247,6 +247,7 @@ class Machine:
                     for a in self.acc:
                         if (a[5] or b[5]) and accesses_overlap(a, b):
                             self._record_race(pc, unit, a, o_pc, other, b, max(start, o_start))
+                            break  # one race per pair of accesses of the other instruction
         records = live[unit]
         for a in self.acc:
             records.append((start, end, pc, a))
