@@ -224,6 +224,10 @@ class Machine:
         except Fault as exc:
             acc.clear()
             self.trap = EmulatorTrap(f"{self.describe(pc)}: {exc}")
+        except (ArithmeticError, ValueError, TypeError, IndexError, MemoryError) as exc:
+            # A defect of the emulator, not of the program: still one clear message, never a traceback.
+            acc.clear()
+            self.trap = EmulatorTrap(f"{self.describe(pc)}: internal emulator error ({type(exc).__name__}: {exc})")
         self.cycles = max(end, fe, max(unit_free))
         self.seg.cycles = self.cycles - self.seg.start_cycle
 
