@@ -24,6 +24,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--max-cycles", type=int, default=None, help="trap when the run exceeds N cycles (default 1e9)")
     p.add_argument("--entropy-trace", help="recorded entropies, one sentence per line (EdgeBERT's format)")
     p.add_argument("--row", type=int, help="with --entropy-trace: the sentence (0-based line) to replay")
+    p.add_argument("--check-uninit", action="store_true", help="trap on a read of memory never written")
     p.add_argument("--race-trap", action="store_true", help="treat a detected race as an error (exit code 2)")
     p.add_argument("-q", "--quiet", action="store_true", help="no summary on the terminal")
     return p
@@ -125,6 +126,7 @@ def _run(args: argparse.Namespace) -> int:
         max_cycles=args.max_cycles if args.max_cycles is not None else DEFAULT_MAX_CYCLES,
         entropy_values=entropies,
         trace=bool(args.trace),
+        check_uninitialized=args.check_uninit,
         raise_on_trap=False,
     )
     report = result.report

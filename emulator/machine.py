@@ -77,9 +77,12 @@ class Machine:
         max_cycles: int | None = None,
         entropy_values: Sequence[float] | None = None,
         trace: bool = False,
+        check_uninitialized: bool = False,
     ) -> None:
         self.program, self.hw = program, hw
         self.mem = Memories(hw)
+        if check_uninitialized:
+            self.mem.track_initialized()
         self.regs = [0] * NUM_REGS
         self.fregs = [0.0] * NUM_FREGS
         self.acc: list[Access] = []
@@ -145,6 +148,7 @@ class Machine:
         live: list[deque[tuple[int, int, int, Access]]] = [deque() for _ in range(nunits)]  # for race checks
         max_cycles = self.max_cycles if self.max_cycles is not None else float("inf")
         pc_counts, trace, tracing = self.pc_counts, self.trace, self.tracing
+        check_init = self.mem.initialized is not None
         fe = 0  # the front end's next dispatch cycle
         pc = 0
         end = 0
@@ -209,6 +213,8 @@ class Machine:
                 if tracing:
                     trace.append((unit, start, end, pc))
                 if acc:
+                    if check_init:
+                        self.mem.check_initialized(acc)
                     self._check_races(live, unit, start, end, pc, fe)
                     acc.clear()
                 if end > max_cycles:

@@ -30,6 +30,26 @@ class Memories:
         self.u8 = [np.zeros(size, dtype=np.uint8) for size in self.sizes]
         self.f32 = [buf[: len(buf) // 4 * 4].view(np.float32) for buf in self.u8]
         self.i32 = [buf[: len(buf) // 4 * 4].view(np.int32) for buf in self.u8]
+        #: Optional byte masks of initialized memory (1 = written since reset), see `track_initialized`.
+        self.initialized: list[np.ndarray] | None = None
+
+    def track_initialized(self) -> None:
+        """Start tracking which bytes were ever written (call before loading segments and inputs)."""
+        self.initialized = [np.zeros(size, dtype=np.uint8) for size in self.sizes]
+
+    def check_initialized(self, accesses: list[Access]) -> None:
+        """Fault on a read of never-written bytes, then mark the written ones (reads come first)."""
+        masks = self.initialized
+        assert masks is not None
+        for space, address, rows, pitch, row_bytes, write in accesses:
+            if not write and rows and row_bytes:
+                view = byte_view(masks[space], address, rows, pitch, row_bytes)
+                if not view.all():
+                    r, c = np.argwhere(view == 0)[0]
+                    raise Fault(f"read of uninitialized {SPACES[space]} byte {address + r * pitch + c:#x}")
+        for space, address, rows, pitch, row_bytes, write in accesses:
+            if write and rows and row_bytes:
+                byte_view(masks[space], address, rows, pitch, row_bytes)[...] = 1
 
     def write_bytes(self, space: int, address: int, data: bytes | np.ndarray) -> None:
         """Copy raw bytes into a space (segments, inputs); raises Fault when out of range."""
@@ -37,11 +57,18 @@ class Memories:
         raw = raw.reshape(-1)
         check_range(self.sizes[space], space, address, len(raw), "data")
         self.u8[space][address : address + len(raw)] = raw
+        if self.initialized is not None:
+            self.initialized[space][address : address + len(raw)] = 1
 
     def read_bytes(self, space: int, address: int, nbytes: int) -> np.ndarray:
         """A copy of `nbytes` raw bytes of a space."""
         check_range(self.sizes[space], space, address, nbytes, "data")
         return self.u8[space][address : address + nbytes].copy()
+
+
+def byte_view(buf: np.ndarray, address: int, rows: int, pitch: int, row_bytes: int) -> np.ndarray:
+    """The (rows, row_bytes) byte view of a recorded access (already bounds-checked)."""
+    return as_strided(buf[address:], shape=(rows, row_bytes), strides=(pitch, 1))
 
 
 def check_range(size: int, space: int, address: int, nbytes: int, what: str) -> None:

@@ -121,17 +121,22 @@ def run(
     max_cycles: int | None = DEFAULT_MAX_CYCLES,
     entropy_values: Sequence[float] | None = None,
     trace: bool = False,
+    check_uninitialized: bool = False,
     raise_on_trap: bool = True,
 ) -> RunResult:
     """Execute `program` on the emulated accelerator described by `hw` (default config when None).
 
     `inputs` are placed per the program metadata; data segments are loaded first. `entropy_values`
-    replaces the result of the i-th executed `entropy` instruction by its i-th value. On a trap, raises
+    replaces the result of the i-th executed `entropy` instruction by its i-th value. `check_uninitialized`
+    traps on a read of bytes never written since reset (by segments, inputs or the program). On a trap, raises
     EmulatorTrap (with `.result` holding the partial RunResult) unless `raise_on_trap` is False, in which
     case the partial result is returned with `.trap` set.
     """
     hw = hw or default_config()
-    m = Machine(program, hw, max_cycles=max_cycles, entropy_values=entropy_values, trace=trace)
+    m = Machine(
+        program, hw, max_cycles=max_cycles, entropy_values=entropy_values, trace=trace,
+        check_uninitialized=check_uninitialized,
+    )
     for seg in program.segments:
         what = f"data segment '{seg.name or '?'}'"
         try:

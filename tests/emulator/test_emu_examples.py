@@ -15,7 +15,7 @@ DATA = EXAMPLES / "data"
 
 
 def _run(name: str, **kw):
-    result = run(assemble_file(EXAMPLES / name), {}, **kw)
+    result = run(assemble_file(EXAMPLES / name), {}, check_uninitialized=True, **kw)
     assert result.report["race_count"] == 0, result.report["races"][:1]
     assert result.report["halted"]
     return result

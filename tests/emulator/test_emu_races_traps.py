@@ -118,3 +118,15 @@ def test_entropy_injection_exhausted_traps() -> None:
     code = [make("entropy", fd=1, src=0, n=4), make("entropy", fd=2, src=0, n=4)]
     with pytest.raises(EmulatorTrap, match=r"pc 1 .*entropy trace exhausted.*more than 1"):
         run(program(code), {}, entropy_values=[0.5])
+
+
+def test_uninitialized_read_traps_only_when_tracked() -> None:
+    code = [
+        make("vaddi", dst=0x100, src=0x0, rows=2, cols=4, imm=f32_bits(1.0)),  # src 0x0..0x1f preloaded
+        make("vmov", dst=0x200, src=0x100, rows=2, cols=4),  # reads what vaddi wrote
+        make("vmov", dst=0x300, src=0x100, rows=2, cols=5, src_stride=8),  # bytes 0x120.. never written
+    ]
+    p = program(code, {0x0: np.zeros(8, np.float32)})
+    assert run(p, {}).trap is None
+    with pytest.raises(EmulatorTrap, match=r"pc 2 \(vmov.*read of uninitialized sram byte 0x120"):
+        run(p, {}, check_uninitialized=True)
