@@ -1,6 +1,6 @@
 """edgebert.compiler.relax_passes: Relax-level passes (cleanup, composite fusion, layer loop) and the IR contract.
 
-Pipeline (`relax_passes()`; run with `run_passes(mod, passes, dump_dir, timings)`):
+Pipeline (`relax_passes()` == `default_passes()`; run with `run_passes(mod, passes, dump_dir, timings)`):
     BindParams? -> FoldConstant -> CanonicalizeBindings -> EliminateCommonSubexpr -> DeadCodeElimination
     -> edgebert.ConstantOperandLast -> edgebert.SimplifyAttentionMask -> FuseOpsByPattern(edgebert.*)
     -> edgebert.CanonicalizeCompositeArgs -> edgebert.OutlineLayerLoops
@@ -30,9 +30,9 @@ IR contract: what the backend receives (docs/frontend.md has the same, with exam
     edgebert.embedding   (ids int64[1, S], table const f32[V, E] [, zero=0, size=V scalar consts])
                          -> table[ids] f32[1, S, E] (the 4-argument form wraps negative ids by +V, as
                          ONNX Gather does; token ids are never negative in practice)
-    edgebert.mask_bias   (mask int64[1, S], neg const f32 scalar (finfo(f32).min), zero const int64 = 0,
-                         fzero const f32 = 0) -> f32[1, 1, 1, S] = where(mask != 0, 0, neg): the additive
-                         attention-mask ROW, added (broadcast) to every score row of every head
+    edgebert.mask_bias   (mask int64[1, S], neg const f32 scalar (finfo(f32).min), fzero const f32 = 0)
+                         -> f32[1, 1, 1, S] = where(mask != 0, 0, neg) (body: astype(reshape(mask), bool)):
+                         the additive attention-mask ROW, added (broadcast) to every score row of every head
 * Layer loops: private functions `edgebert_layer_<g>` (g = 0, 1, ...: one per ALBERT layer group), attrs
   `edgebert.num_carried`, `edgebert.num_outputs`, `edgebert.count`. Parameters: the carried state first
   (ALBERT: the hidden state f32[1,S,H]), then loop-invariant inputs (ALBERT: the additive mask). They return
@@ -54,11 +54,11 @@ from edgebert.compiler.relax_passes.patterns import (
     composite_specs,
     fusion_pass,
 )
-from edgebert.compiler.relax_passes.pipeline import relax_passes
+from edgebert.compiler.relax_passes.pipeline import default_passes, relax_passes
 from edgebert.compiler.relax_passes.runner import pass_name, run_passes
 
 __all__ = [
     "COMPOSITES", "CanonicalizeCompositeArgs", "ConstantOperandLast", "LayerLoop", "OutlineLayerLoops",
     "cleanup_passes", "composite_attrs", "composite_specs", "find_layer_loops", "fusion_pass", "pass_name",
-    "SimplifyAttentionMask", "relax_passes", "run_passes",
+    "SimplifyAttentionMask", "default_passes", "relax_passes", "run_passes",
 ]

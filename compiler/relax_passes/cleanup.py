@@ -6,7 +6,6 @@ from typing import Any
 
 import tvm
 from tvm import relax
-from tvm.relax.dpl import is_const, is_op, rewrite_call, wildcard
 
 _COMMUTATIVE = ("relax.add", "relax.multiply")
 
@@ -34,33 +33,38 @@ def cleanup_passes(params: dict[str, Any] | None = None) -> list[tvm.transform.P
 class ConstantOperandLast:
     """Rewrite `add(const, x)` / `multiply(const, x)` to `add(x, const)`: one operand order for patterns.
 
-    The legacy exporter writes the bias first (`Add(bias, MatMul)`), the dynamo exporter last.
+    The legacy exporter writes the bias first (`Add(bias, MatMul)`), the dynamo exporter last. (A plain
+    mutator: `dpl.rewrite_call` took 7 s on ALBERT-base.)
     """
 
     def transform_module(self, mod: tvm.IRModule, _ctx) -> tvm.IRModule:
         out = mod
         for gv, func in mod.functions.items():
-            if not isinstance(func, relax.Function):
-                continue
-            new = func
-            for op in _COMMUTATIVE:
-                const, other = is_const(), wildcard()
-                pattern = is_op(op)(const, other)
-                new = rewrite_call(pattern, _swap(op, const, other), new)
-            if not new.same_as(func):
-                out = _with_function(out, gv, new)
+            if isinstance(func, relax.Function) and _has_const_first(func):
+                out = _with_function(out, gv, _SwapConstFirst().visit_expr(func))
         return out
 
 
-def _swap(op_name: str, const, other):
-    op = relax.op.add if op_name == "relax.add" else relax.op.multiply
+def _has_const_first(func) -> bool:
+    if not isinstance(func.body, relax.SeqExpr):
+        return False
+    return any(_const_first(b.value) for block in func.body.blocks for b in block.bindings)
 
-    def rewriter(expr, matches):
-        if isinstance(matches[other], tvm.ir.Constant):
-            return expr
-        return op(matches[other], matches[const])
 
-    return rewriter
+def _const_first(call) -> bool:
+    return (
+        isinstance(call, tvm.ir.Call) and isinstance(call.op, tvm.ir.Op) and call.op.name in _COMMUTATIVE
+        and isinstance(call.args[0], tvm.ir.Constant) and not isinstance(call.args[1], tvm.ir.Constant)
+    )
+
+
+@relax.expr_functor.mutator
+class _SwapConstFirst(relax.PyExprMutator):
+    def visit_call_(self, call):
+        call = super().visit_call_(call)
+        if _const_first(call):
+            return relax.Call(call.op, [call.args[1], call.args[0]], call.attrs, call.ty_args, call.span)
+        return call
 
 
 def _with_function(mod: tvm.IRModule, gv, func) -> tvm.IRModule:

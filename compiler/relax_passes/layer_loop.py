@@ -199,10 +199,11 @@ def _find_runs(bindings, sigs, lo: int, hi: int, min_count: int, runs: list) -> 
                     sigs[start + count * period: start + (count + 1) * period] == sigs[start: start + period]:
                 count += 1
             if count >= min_count:
-                candidates.append((period * count, -start, period, count, start))
+                candidates.append((period * count, count, -start, period, start))
+    # Most bindings covered first; then the shortest body (12 x 1 layer, not 2 x 6 layers); then earliest.
     candidates.sort(reverse=True)
     best: _Run | None = None
-    for coverage, _, period, count, start in candidates:
+    for coverage, count, _, period, start in candidates:
         if best is not None and coverage < best.period * best.count:
             break
         run = _validate(bindings, start, period, count)

@@ -7,7 +7,7 @@ logical ops with constants, one int input), *verifies* on 0/1 probe masks (all o
 the allowed ops move elements or test them for non-zero, so that decides every element) that
 `cond[..., i, j] == (mask[0, j] != 0)`, and rewrites the bias to
 
-    where(not_equal(reshape(mask, [1, 1, 1, S]), 0), 0.0, NEG)    # f32[1, 1, 1, S], one row per sentence
+    where(astype(reshape(mask, [1, 1, 1, S]), bool), 0.0, NEG)    # f32[1, 1, 1, S], one row per sentence
 
 which fusion then groups as the composite `edgebert.mask_bias`. Users must be `add`s (broadcasting).
 """
@@ -169,7 +169,7 @@ class _MaskRewriter(relax.PyExprMutator):
             mask, where = self.targets[binding.var]
             seq = int(mask.ty.shape[1])
             row = relax.op.reshape(self.visit_expr(mask), relax.ShapeExpr([1, 1, 1, seq]))
-            nonzero = relax.op.not_equal(row, relax.const(0, str(mask.ty.dtype)))
+            nonzero = relax.op.astype(row, "bool")
             bias = relax.op.where(nonzero, where.args[1], where.args[2])
             new = self.builder_.emit(bias, binding.var.name)
             self.set_var_remap(binding.var, new)

@@ -144,12 +144,12 @@ def _check_embedding(ctx: relax.transform.PatternCheckContext) -> bool:
 
 
 def mask_bias_spec(const=is_const) -> CompositeSpec:
-    """where(mask != 0, 0, neg) on mask reshaped to [1, 1, 1, S]: the additive attention-mask row."""
-    mask, zero, fzero, neg = wildcard(), const(), const(), const()
+    """where(bool(mask), 0, neg) on mask reshaped to [1, 1, 1, S]: the additive attention-mask row."""
+    mask, fzero, neg = wildcard(), const(), const()
     row = is_op("relax.reshape")(mask, wildcard())
-    out = is_op("relax.where")(is_op("relax.not_equal")(row, zero), fzero, neg)
-    roles = {"mask": mask, "neg": neg, "zero": zero, "fzero": fzero, "row": row}
-    return CompositeSpec(MASK_BIAS, out, roles, ("mask", "neg", "zero", "fzero"))
+    out = is_op("relax.where")(is_op("relax.astype")(row), fzero, neg)
+    roles = {"mask": mask, "neg": neg, "fzero": fzero, "row": row}
+    return CompositeSpec(MASK_BIAS, out, roles, ("mask", "neg", "fzero"))
 
 
 def composite_specs(const=is_const) -> list[CompositeSpec]:

@@ -19,3 +19,8 @@ def relax_passes(params: dict[str, Any] | None = None, layer_loops: bool = True)
     if layer_loops:
         passes.append(OutlineLayerLoops())
     return passes
+
+
+def default_passes() -> list[tvm.transform.Pass]:
+    """`relax_passes()` with defaults (the name compiler/pipeline.py looks up)."""
+    return relax_passes()

@@ -23,11 +23,12 @@ def run_passes(
     mod: tvm.IRModule,
     passes: list,
     dump_dir: str | Path | None = None,
-    timings: list[tuple[str, float]] | None = None,
+    timings: list[tuple[str, float]] | dict[str, float] | None = None,
 ) -> tvm.IRModule:
     """Apply `passes` in order. With `dump_dir`, write `mod.script()` after each to `NN_<pass>.py` (00 is the
-    input); append (pass name, wall seconds) to `timings`. A pass may be a tvm Pass or a plain callable.
-    A pass that raises becomes a CompileError naming the pass."""
+    input). Wall time per pass: appended as (name, seconds) to a list `timings`, or added to a dict `timings`
+    under "relax:<name>". A pass may be a tvm Pass or a plain callable. A pass that raises becomes a
+    CompileError naming the pass."""
     dump = Path(dump_dir) if dump_dir is not None else None
     if dump is not None:
         dump.mkdir(parents=True, exist_ok=True)
@@ -44,7 +45,9 @@ def run_passes(
             raise CompileError(f"pass {name} failed: {lines[-1] if lines else type(e).__name__}") from e
         elapsed = time.perf_counter() - start
         log.debug("pass %s: %.3f s", name, elapsed)
-        if timings is not None:
+        if isinstance(timings, dict):
+            timings[f"relax:{name}"] = timings.get(f"relax:{name}", 0.0) + elapsed
+        elif timings is not None:
             timings.append((name, elapsed))
         if dump is not None:
             safe = re.sub(r"[^A-Za-z0-9_]+", "_", name)
