@@ -13,19 +13,21 @@ from edgebert.isa.errors import CompileError
 from edgebert.isa.hardware import HardwareConfig
 
 STAGING_BUFFERS = 2  # double buffering of weight tiles
-STAGING_FRACTION = 16  # each staging buffer takes 1/16 of the SRAM
+#: Each staging buffer takes 1/fraction of the SRAM; the planner tries the largest first.
+STAGING_FRACTIONS = (6, 8, 12, 16, 32, 64)
 
 
-def staging_bytes(hw: HardwareConfig) -> int:
-    """Size of one weight staging buffer: a fixed fraction of SRAM, aligned."""
+def staging_bytes(hw: HardwareConfig, fraction: int) -> int:
+    """Size of one weight staging buffer: a fraction of SRAM, aligned."""
     align = hw.memory.sram.align_bytes
-    return max(align, hw.memory.sram.size_bytes // STAGING_FRACTION // align * align)
+    return max(align, hw.memory.sram.size_bytes // fraction // align * align)
 
 
-def lower_module(mod: Any, hw: HardwareConfig, output_names: list[str] | None = None) -> TileProgram:
+def lower_module(mod: Any, hw: HardwareConfig, output_names: list[str] | None = None,
+                 staging_fraction: int = STAGING_FRACTIONS[0]) -> TileProgram:
     """Lower `mod["main"]` (static shapes): inputs are loaded from DRAM, outputs stored back to DRAM."""
     prog = TileProgram()
-    size = staging_bytes(hw)
+    size = staging_bytes(hw, staging_fraction)
     ring = StagingRing([prog.buffer(f"stage.{i}", size, "stage") for i in range(STAGING_BUFFERS)], size)
     low = Lowerer(mod, hw, prog, ring)
     main = mod["main"]

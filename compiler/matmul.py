@@ -14,6 +14,9 @@ from edgebert.isa.hardware import HardwareConfig
 from edgebert.isa.table import DTYPES
 
 
+PREFERRED_N_VECTORS = 16  # weight tiles this many PU vectors wide keep per-instruction overheads small
+
+
 @dataclass
 class StagingRing:
     """SRAM buffers weight tiles rotate through; with two, loading tile t+1 overlaps computing tile t."""
@@ -29,15 +32,16 @@ class StagingRing:
 
 
 def weight_tile_shape(hw: HardwareConfig, k: int, n: int, budget: int, itemsize: int = 4) -> tuple[int, int]:
-    """(k_t, n_t) of weight tiles: the whole reduction when it fits, n_t a multiple of the vector size."""
+    """(k_t, n_t) of weight tiles fitting `budget` bytes: the whole reduction when that leaves a wide tile,
+    else wide tiles (PREFERRED_N_VECTORS vectors) over a split reduction; multiples of the vector size."""
     vs = hw.pu.vector_size
     k_t = min(k, hw.pu.max_k)
     n_t = min(n, hw.pu.max_n, budget // (itemsize * k_t))
     if n_t >= vs and n_t < n:
         n_t -= n_t % vs
-    floor_n = min(n, hw.pu.max_n, 4 * vs)
-    if n_t < floor_n:
-        n_t = floor_n
+    wide = min(n, hw.pu.max_n, PREFERRED_N_VECTORS * vs)
+    if n_t < wide // 2:
+        n_t = wide
         k_t = min(k, hw.pu.max_k, budget // (itemsize * n_t))
         if k_t >= vs and k_t < k:
             k_t -= k_t % vs

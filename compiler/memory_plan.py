@@ -66,7 +66,8 @@ def plan_sram(prog: TileProgram, hw: HardwareConfig) -> int:
     bufs = [b for b in prog.buffers if b.space == "sram" and b.kind in ("act", "stage")]
     placed: list[tuple[int, int, int, int, Buffer]] = []  # (start, end, addr, size)
     peak = 0
-    order = sorted(bufs, key=lambda b: (spans.get(id(b), whole)[0] if b.kind == "act" else -2, -b.nbytes))
+    # whole-program buffers first, then largest first (less fragmentation than first-come order)
+    order = sorted(bufs, key=lambda b: (b.kind != "stage", -b.nbytes, spans.get(id(b), whole)[0]))
     for buf in order:
         lo, hi = whole if buf.kind == "stage" else spans.get(id(buf), (0, 0))
         size = _align(buf.nbytes, align)

@@ -22,11 +22,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from edgebert.compiler.backend import lower_module
+from edgebert.compiler.backend import STAGING_FRACTIONS, lower_module
 from edgebert.compiler.emit import emit_program
 from edgebert.compiler.memory_plan import place_constants_and_io, plan_sram
 from edgebert.compiler.schedule import hoist_loads, insert_tokens
 from edgebert.compiler.tile_ir import TileProgram
+from edgebert.isa.errors import CompileError
 from edgebert.isa.hardware import HardwareConfig, default_config
 from edgebert.isa.program import Program
 
@@ -93,12 +94,19 @@ def compile_relax(
     """Stages 4-7 on a Relax module whose `main` has static shapes (batch 1)."""
     hw = hw or default_config()
     timings = {} if timings is None else timings
-    with _timed(timings, "lower"):
-        prog = lower_module(mod, hw, output_names)
+    # Bigger weight staging buffers mean fewer, wider matmuls; shrink them until the activations fit.
+    for attempt, fraction in enumerate(STAGING_FRACTIONS):
+        with _timed(timings, "lower"):
+            prog = lower_module(mod, hw, output_names, fraction)
+        with _timed(timings, "plan-memory"):
+            place_constants_and_io(prog, hw)
+            try:
+                peak = plan_sram(prog, hw)
+                break
+            except CompileError:
+                if attempt == len(STAGING_FRACTIONS) - 1:
+                    raise
     _dump(dump_dir, "50-lowered.txt", lambda: format_tile_program(prog))
-    with _timed(timings, "plan-memory"):
-        place_constants_and_io(prog, hw)
-        peak = plan_sram(prog, hw)
     with _timed(timings, "schedule"):
         hoist_loads(prog)
         pairs = insert_tokens(prog)
