@@ -13,8 +13,9 @@ LOWERED_ONNX_OPS = frozenset({
     # element-wise arithmetic and activations
     "Add", "Sub", "Mul", "Div", "Pow", "Sqrt", "Reciprocal", "Neg", "Abs", "Exp", "Tanh", "Relu", "Sigmoid",
     "Erf", "Gelu",
-    # normalisation and attention
-    "LayerNormalization", "Softmax",
+    # normalisation and attention (ReduceMax/Exp/Sub/ReduceSum/Div: the compressed model's span-masked softmax,
+    # grouped as the composite edgebert.masked_softmax)
+    "LayerNormalization", "Softmax", "ReduceMax", "ReduceSum",
     # embedding lookup
     "Gather",
     # layout (reshapes and transposes become address arithmetic or copies)
@@ -26,8 +27,7 @@ LOWERED_ONNX_OPS = frozenset({
 
 #: Ops the exporters emit only on compile-time constants (shapes, position ids); FoldConstant removes them.
 FOLDED_ONNX_OPS = frozenset({
-    "Constant", "ConstantOfShape", "Shape", "Range", "GatherElements", "GatherND", "ReduceMax", "ReduceMin",
-    "CumSum",
+    "Constant", "ConstantOfShape", "Shape", "Range", "GatherElements", "GatherND", "ReduceMin", "CumSum",
 })
 
 #: Every ONNX op type `load_onnx` accepts; anything else fails before import with one error listing all nodes.

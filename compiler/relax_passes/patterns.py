@@ -20,6 +20,8 @@ ATTENTION = "edgebert.attention"
 ATTENTION_CORE = "edgebert.attention_core"
 EMBEDDING = "edgebert.embedding"
 MASK_BIAS = "edgebert.mask_bias"
+MASKED_SOFTMAX = "edgebert.masked_softmax"
+ATTENTION_SPAN = "edgebert.attention_span"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -71,19 +73,49 @@ def _check_gelu(ctx: relax.transform.PatternCheckContext) -> bool:
     return True
 
 
-def attention_spec(const=is_const) -> CompositeSpec:
-    """Multi-head attention: [1, S, H*D] q, k, v + additive mask -> [1, S, H*D] (head split/merge inside)."""
+def _masked_softmax(x: DFPattern, span_mask: DFPattern) -> tuple[DFPattern, DFPattern]:
+    """exp(x - max(x)) * M / sum(exp(x - max(x)) * M) over the last axis (the span-masked softmax)."""
+    peak = is_op("relax.max")(x)
+    weighted = is_op("relax.multiply")(is_op("relax.exp")(is_op("relax.subtract")(x, peak)), span_mask)
+    return is_op("relax.divide")(weighted, is_op("relax.sum")(weighted)), peak
+
+
+def masked_softmax_spec(const=is_const) -> CompositeSpec:
+    """The compressed model's adaptive-span softmax: softmax whose exp terms are scaled by a constant mask."""
+    x, span_mask = wildcard(), const()
+    out, peak = _masked_softmax(x, span_mask)
+    roles = {"x": x, "span_mask": span_mask, "peak": peak, "out": out}
+    return CompositeSpec(MASKED_SOFTMAX, out, roles, ("x", "span_mask"), _check_masked_softmax)
+
+
+def _check_masked_softmax(ctx: relax.transform.PatternCheckContext) -> bool:
+    peak = ctx.annotated_expr["peak"]
+    axes = [int(a) for a in peak.attrs.axis] if peak.attrs.axis is not None else []
+    return bool(peak.attrs.keepdims) and axes in ([-1], [peak.ty.ndim - 1])
+
+
+def attention_spec(const=is_const, span: bool = False) -> CompositeSpec:
+    """Multi-head attention: [1, S, H*D] q, k, v + additive mask -> [1, S, H*D] (head split/merge inside).
+
+    `span=True`: the softmax is the span-masked one (`masked_softmax_spec`), an extra `span_mask` argument.
+    """
     q, k, v, mask, scale = wildcard(), wildcard(), wildcard(), wildcard(), const()
     q_heads = is_op("relax.permute_dims")(is_op("relax.reshape")(q, wildcard()))
     k_t = is_op("relax.permute_dims")(is_op("relax.reshape")(k, wildcard()))
     v_heads = is_op("relax.permute_dims")(is_op("relax.reshape")(v, wildcard()))
-    scores = is_op("relax.multiply")(is_op("relax.matmul")(q_heads, k_t), scale)
-    probs = is_op("relax.nn.softmax")(is_op("relax.add")(scores, mask))
+    scores = is_op("relax.add")(is_op("relax.multiply")(is_op("relax.matmul")(q_heads, k_t), scale), mask)
+    roles = {"q": q, "k": k, "v": v, "mask": mask, "scale": scale}
+    if span:
+        span_mask = const()
+        probs, peak = _masked_softmax(scores, span_mask)
+        roles.update(span_mask=span_mask, peak=peak)
+    else:
+        probs = is_op("relax.nn.softmax")(scores)
     merged = is_op("relax.permute_dims")(is_op("relax.matmul")(probs, v_heads))
     out = is_op("relax.reshape")(merged, wildcard())
-    roles = {"q": q, "k": k, "v": v, "mask": mask, "scale": scale,
-             "q_heads": q_heads, "k_t": k_t, "v_heads": v_heads, "merged": merged, "probs": probs, "out": out}
-    return CompositeSpec(ATTENTION, out, roles, ("q", "k", "v", "mask", "scale"), _check_attention)
+    roles.update(q_heads=q_heads, k_t=k_t, v_heads=v_heads, merged=merged, probs=probs, out=out)
+    order = ("q", "k", "v", "mask", "scale", "span_mask") if span else ("q", "k", "v", "mask", "scale")
+    return CompositeSpec(ATTENTION_SPAN if span else ATTENTION, out, roles, order, _check_attention)
 
 
 _HEAD_AXES = {"q_heads": [0, 2, 1, 3], "k_t": [0, 2, 3, 1], "v_heads": [0, 2, 1, 3], "merged": [0, 2, 1, 3]}
@@ -95,7 +127,12 @@ def _check_attention(ctx: relax.transform.PatternCheckContext) -> bool:
         got = ann[name].attrs.axes
         if got is None or [int(a) for a in got] != axes:
             return False
-    if int(ann["probs"].attrs.axis) not in (-1, 3) or ann["q"].ty.ndim != 3:
+    if "peak" in ann:
+        if not _check_masked_softmax(ctx):
+            return False
+    elif int(ann["probs"].attrs.axis) not in (-1, 3):
+        return False
+    if ann["q"].ty.ndim != 3:
         return False
     # The merge must undo the split: output shape == q's shape [1, S, H*D]; k and v shaped like q.
     shapes = [_shape(ann[n]) for n in ("out", "q", "k", "v")]
@@ -160,7 +197,9 @@ def composite_specs(const=is_const) -> list[CompositeSpec]:
     return [
         dense_spec(POOLER, activation="relax.tanh", const=const),
         attention_spec(const),
+        attention_spec(const, span=True),
         attention_core_spec(const),
+        masked_softmax_spec(const),
         gelu_tanh_spec(const),
         dense_spec(const=const),
         layer_norm_spec(const),
@@ -169,7 +208,8 @@ def composite_specs(const=is_const) -> list[CompositeSpec]:
     ]
 
 
-COMPOSITES = (POOLER, ATTENTION, ATTENTION_CORE, GELU_TANH, DENSE, LAYER_NORM, EMBEDDING, MASK_BIAS)
+COMPOSITES = (POOLER, ATTENTION, ATTENTION_SPAN, ATTENTION_CORE, MASKED_SOFTMAX, GELU_TANH, DENSE, LAYER_NORM,
+              EMBEDDING, MASK_BIAS)
 
 
 def fusion_pass() -> tvm.transform.Pass:
@@ -290,7 +330,7 @@ def composite_attrs(func: relax.Function) -> dict[str, object]:
     if name == LAYER_NORM:
         ln = next(c for c in calls if c.op.name == "relax.nn.layer_norm")
         return {"epsilon": float(ln.attrs.epsilon), "axes": [int(a) for a in ln.attrs.axes]}
-    if name in (ATTENTION, ATTENTION_CORE):
+    if name in (ATTENTION, ATTENTION_SPAN, ATTENTION_CORE):
         mm = next(c for c in calls if c.op.name == "relax.matmul")
         q_heads = _shape(mm.args[0])
         return {"num_heads": q_heads[1], "head_dim": q_heads[3]}
