@@ -17,6 +17,7 @@ import argparse  # noqa: E402
 import time  # noqa: E402
 
 import numpy as np  # noqa: E402
+
 from edgebert.emulator import run  # noqa: E402
 from edgebert.isa.encoding import Inst, make  # noqa: E402
 from edgebert.isa.hardware import HardwareConfig, default_config  # noqa: E402

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
 from edgebert.isa.errors import EdgebertError
 
 

@@ -7,6 +7,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import numpy as np
+
 from edgebert.emulator.memory import Fault, word_address
 from edgebert.emulator.sfu import f32_from_bits
 from edgebert.isa.encoding import Inst

@@ -6,6 +6,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import numpy as np
+
 from edgebert.emulator.costs import dma_cycles
 from edgebert.emulator.memory import ELEMENT_BYTES, SRAM, Fault, tile
 from edgebert.isa.encoding import Inst

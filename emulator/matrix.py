@@ -6,6 +6,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import numpy as np
+
 from edgebert.emulator.costs import matmul_cycles
 from edgebert.emulator.memory import SRAM, Fault, check_range, tile
 from edgebert.isa.adaptivfloat import DECODE_TABLE

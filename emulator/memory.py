@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import numpy as np
+from numpy.lib.stride_tricks import as_strided
+
 from edgebert.isa.hardware import HardwareConfig
 from edgebert.isa.table import DTYPES, SPACES
-from numpy.lib.stride_tricks import as_strided
 
 DRAM, ENVM, SRAM = (SPACES.index(s) for s in ("dram", "envm", "sram"))
 SPACE_INDEX = {name: i for i, name in enumerate(SPACES)}

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+
 from edgebert.emulator.machine import Machine
 from edgebert.emulator.memory import SPACE_INDEX, Fault, check_range
 from edgebert.emulator.report import build_report

@@ -8,6 +8,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import numpy as np
+
 from edgebert.emulator.costs import sfu_cycles, sfu_passes
 from edgebert.emulator.memory import SRAM, Fault, tile
 from edgebert.isa import adaptivfloat

@@ -13,13 +13,14 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from lark import Lark, Token, Tree
+from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
+
 from edgebert.isa.encoding import check_field, make
 from edgebert.isa.errors import AssemblyError, EdgebertError, EncodingError
 from edgebert.isa.hardware import default_config
 from edgebert.isa.program import SYMBOL_SPACES, Program, Segment, Symbol
 from edgebert.isa.table import BY_MNEMONIC, INSTRUCTIONS, SPACES, UNITS, Field, Instruction, Kind
-from lark import Lark, Token, Tree
-from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
 
 #: Segments without an explicit address start at the next multiple of this after the space's last segment.
 DATA_ALIGN = 64

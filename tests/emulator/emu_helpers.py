@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+
 from edgebert.emulator import RunResult, run
 from edgebert.isa.encoding import Inst, make
 from edgebert.isa.program import Program, Segment

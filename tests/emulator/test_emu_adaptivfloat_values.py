@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
 from edgebert.isa import adaptivfloat
 
 CASES_BIAS_3 = [

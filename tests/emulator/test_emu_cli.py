@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 from edgebert.emulator.cli import main
 from edgebert.isa.ebin import save_ebin
 from edgebert.isa.encoding import make

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from emu_helpers import program
+
 from edgebert.emulator import run
 from edgebert.isa.encoding import make
 from edgebert.isa.hardware import default_config
 from edgebert.isa.table import SPACES, UNITS
-from emu_helpers import program
 
 LD, PU, SFU, ST, CTL = (1 << UNITS.index(u) for u in UNITS)
 DRAM = SPACES.index("dram")

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 from edgebert.emulator import run
 from edgebert.isa.assembler import assemble_file
 from edgebert.isa.hardware import default_config

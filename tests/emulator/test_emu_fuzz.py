@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
 from edgebert.emulator import run
 from edgebert.isa.encoding import Inst, make
 from edgebert.isa.errors import EdgebertError

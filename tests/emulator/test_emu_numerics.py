@@ -6,12 +6,13 @@ import math
 
 import numpy as np
 import pytest
+from emu_helpers import f32_bits, program, read, run_sram, strided
+
 from edgebert.emulator import run
 from edgebert.emulator.dispatch import missing_semantics
 from edgebert.isa import adaptivfloat
 from edgebert.isa.encoding import make
 from edgebert.isa.table import BROADCASTS, DTYPES, FORMATS, SPACES
-from emu_helpers import f32_bits, program, read, run_sram, strided
 
 A, B, C, D, E = 0x0000, 0x4000, 0x8000, 0xC000, 0x10000
 RNG = np.random.default_rng(0)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from emu_helpers import f32_bits, program, run_sram
+
 from edgebert.emulator import run
 from edgebert.emulator.memory import accesses_overlap
 from edgebert.isa.encoding import Inst, make
@@ -11,7 +13,6 @@ from edgebert.isa.errors import EmulatorTrap
 from edgebert.isa.hardware import default_config
 from edgebert.isa.program import Program
 from edgebert.isa.table import SPACES, UNITS
-from emu_helpers import f32_bits, program, run_sram
 
 LD, PU, SFU, ST, CTL = (1 << UNITS.index(u) for u in UNITS)
 DRAM, SRAM = SPACES.index("dram"), SPACES.index("sram")
@@ -66,7 +67,7 @@ def _trap(code: list[Inst], **kw) -> tuple[str, dict]:
     [
         ([make("li", rd=1, imm=4), make("ld", dst=0, src=2**31, src_space=DRAM, rows=1, cols=4)], 1, "outside dram"),
         ([make("vadd", dst=0x2, a=0, b=0, rows=1, cols=1)], 0, "misaligned dst"),
-        ([make("matmul", dst=0, a=0x1FFFF0, b=0, m=4, k=4, n=4)], 0, "lies outside sram"),
+        ([make("matmul", dst=0, a=default_config().memory.sram.size_bytes - 16, b=0, m=4, k=4, n=4)], 0, "lies outside sram"),
         ([make("dvfs", point=7)], 0, "operating point 7 out of range"),
         ([make("li", rd=3, imm=-1), make("dvfsr", rs=3)], 1, "operating point -1 out of range"),
         ([make("vadd", dst=0, a=0, b=0, rows=1, cols=1, wait=PU)], 0, "token deadlock"),

@@ -6,11 +6,12 @@ import json
 import struct
 import zlib
 
+from hypothesis import strategies as st
+
 from edgebert.isa.ebin import ENTRY, HEADER
 from edgebert.isa.encoding import Inst, make
 from edgebert.isa.program import SYMBOL_SPACES, Program, Segment, Symbol
 from edgebert.isa.table import BY_MNEMONIC, INSTRUCTIONS, SPACES, Instruction, Kind
-from hypothesis import strategies as st
 
 
 def field_values(spec: Instruction, target_max: int | None = None) -> st.SearchStrategy[dict[str, int]]:

@@ -6,6 +6,10 @@ import struct
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from isa_strategies import instructions, programs
+
 from edgebert.isa.assembler import assemble, assemble_file, format_f32, generate_grammar_parts, grammar_text, parse_f32
 from edgebert.isa.disassembler import disassemble, format_inst
 from edgebert.isa.ebin import read_ebin, write_ebin
@@ -14,9 +18,6 @@ from edgebert.isa.errors import AssemblyError, EdgebertError
 from edgebert.isa.hardware import default_config
 from edgebert.isa.program import Program, Segment, Symbol
 from edgebert.isa.table import BY_MNEMONIC, INSTRUCTIONS
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
-from isa_strategies import instructions, programs
 
 
 def test_grammar_has_one_rule_per_instruction() -> None:

@@ -7,6 +7,10 @@ import random
 import struct
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from isa_strategies import canonical, forge, programs, refresh_crcs
+
 from edgebert.isa.ebin import (
     KIND_CODE,
     KIND_DATA,
@@ -20,9 +24,6 @@ from edgebert.isa.ebin import (
 from edgebert.isa.encoding import encode, make
 from edgebert.isa.errors import EbinError, EdgebertError
 from edgebert.isa.program import Program, Segment, Symbol
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
-from isa_strategies import canonical, forge, programs, refresh_crcs
 
 SAMPLE = Program(
     code=[make("li", rd=1, imm=-7), make("ld", rows=4, cols=8, src_space=1, src=0x40), make("halt")],

@@ -7,6 +7,7 @@ import tomllib
 from importlib import resources
 
 import pytest
+
 from edgebert.isa.errors import HardwareConfigError
 from edgebert.isa.hardware import default_config, load_config, parse_config
 

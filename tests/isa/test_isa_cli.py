@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+
 from edgebert.isa import asm_cli, dis_cli
 from edgebert.isa.docgen import generate_reference
 from edgebert.isa.ebin import write_ebin

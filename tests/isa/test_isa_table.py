@@ -5,11 +5,12 @@ from __future__ import annotations
 import dataclasses
 
 import pytest
+from hypothesis import given, settings
+from isa_strategies import instructions
+
 from edgebert.isa.encoding import Inst, decode, decode_program, encode, make
 from edgebert.isa.errors import EncodingError, IsaTableError
 from edgebert.isa.table import BY_MNEMONIC, INSTRUCTIONS, WORD_BITS, Kind, validate_table
-from hypothesis import given, settings
-from isa_strategies import instructions
 
 
 def _replace_instruction(mnemonic: str, **changes: object) -> tuple:
