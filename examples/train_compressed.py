@@ -11,8 +11,10 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from pathlib import Path
 
 import torch
+
 from edgebert.frontend.compressed_entropy import build_lookup_table, write_entropy_trace, write_lookup_table
 from edgebert.frontend.compressed_export import export_onnx
 from edgebert.frontend.compressed_train import (
@@ -73,6 +75,9 @@ def _phase(name: str, model: CompressedAlbert, data, settings: TrainSettings, pr
 def main(argv: list[str] | None = None) -> int:
     """Train, compress, report and export."""
     args = build_parser().parse_args(argv)
+    for out in (args.output, args.onnx, args.entropy_trace, args.lookup_table):
+        if out:
+            Path(out).parent.mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(args.threads)
     task = TASKS[args.task]
     train_data = make_dataset(args.task, args.train_size, args.seq_len, seed=args.seed)

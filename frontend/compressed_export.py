@@ -11,9 +11,10 @@ from pathlib import Path
 import numpy as np
 import onnx
 import torch
-from edgebert.isa import adaptivfloat
 from onnx import numpy_helper
 from torch import nn
+
+from edgebert.isa import adaptivfloat
 
 from .torch_model import ATTENTION_MASK_VALUE, CompressedAlbert
 from .torch_span import span_mask

@@ -151,14 +151,20 @@ def _topic_example(rng: np.random.Generator, max_words: int) -> tuple[list[str],
 _GENERATORS = {"sentiment": _sentiment_example, "topic": _topic_example}
 
 
-def make_dataset(task: str, n: int, seq_len: int = 32, seed: int = 0) -> TaskData:
-    """n examples of `task`, encoded to seq_len tokens ([CLS] ... [SEP] + padding); deterministic in seed."""
+DEFAULT_MAX_WORDS = 14  # short sentences (like SST-2's) train fast; longer seq_len only adds padding
+
+
+def make_dataset(task: str, n: int, seq_len: int = 32, seed: int = 0, max_words: int | None = None) -> TaskData:
+    """n examples of `task`, encoded to seq_len tokens ([CLS] ... [SEP] + padding); deterministic in seed.
+
+    Sentences have at most max_words words (default min(seq_len - 2, 14)).
+    """
     if task not in TASKS:
         raise ValueError(f"unknown task {task!r}; choose from {sorted(TASKS)}")
     if seq_len < 8:
         raise ValueError(f"seq_len {seq_len} is too short (need >= 8)")
     rng = np.random.default_rng([seed, sorted(TASKS).index(task)])
-    max_words = seq_len - 2
+    max_words = min(seq_len - 2, DEFAULT_MAX_WORDS if max_words is None else max_words)
     ids = np.empty((n, seq_len), dtype=np.int64)
     mask = np.empty((n, seq_len), dtype=np.int64)
     labels = np.empty(n, dtype=np.int64)

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 from edgebert.frontend.compressed_entropy import (
     build_lookup_table,
     lookup_row,

@@ -8,6 +8,8 @@ import onnx
 import onnxruntime as ort
 import pytest
 import torch
+from onnx import numpy_helper
+
 from edgebert.frontend.compressed_export import exit_output_names, export_onnx, read_edgebert_metadata
 from edgebert.frontend.tasks import TASKS, VOCAB, make_dataset
 from edgebert.frontend.torch_model import (
@@ -21,7 +23,6 @@ from edgebert.frontend.torch_model import (
 from edgebert.frontend.torch_pruning import Pruner
 from edgebert.frontend.torch_span import span_mask
 from edgebert.isa import adaptivfloat
-from onnx import numpy_helper
 
 SEQ = 16
 LAYERS = 3

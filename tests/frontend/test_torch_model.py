@@ -6,6 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from transformers import AlbertModel
+
 from edgebert.frontend.tasks import VOCAB
 from edgebert.frontend.torch_model import (
     CompressedAlbert,
@@ -21,7 +23,6 @@ from edgebert.frontend.torch_pruning import Pruner, cubic_schedule, topk_mask
 from edgebert.frontend.torch_quant import AF8FakeQuant, af8_fake_quant
 from edgebert.frontend.torch_span import masked_softmax, span_mask
 from edgebert.isa import adaptivfloat
-from transformers import AlbertModel
 
 SEQ = 16
 
