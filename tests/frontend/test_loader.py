@@ -1,0 +1,140 @@
+"""edgebert.frontend.load_onnx / to_relax: validation, shape fixing, external data, support check, TVM import."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper
+
+from edgebert.frontend import SUPPORTED_ONNX_OPS, load_onnx, to_relax
+from edgebert.frontend.albert_export import ExportSpec, build_and_export
+from edgebert.isa.errors import CompileError
+
+
+@pytest.fixture(scope="module")
+def exports(tmp_path_factory):
+    """Tiny ALBERT from both exporters (dynamo writes its weights to an external .data file)."""
+    out = tmp_path_factory.mktemp("exports")
+    legacy, _ = build_and_export(out / "legacy.onnx", "tiny", ExportSpec(seq_len=16))
+    dynamo, _ = build_and_export(out / "dynamo.onnx", "tiny", ExportSpec(seq_len=13, exporter="dynamo",
+                                                                         external_data=True))
+    return {"legacy": legacy, "dynamo": dynamo}
+
+
+def _graph_model(nodes, inputs, outputs, initializers=(), opset=18):
+    graph = helper.make_graph(nodes, "g", inputs, outputs, list(initializers))
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+
+
+def test_legacy_export_loads_with_static_specs(exports):
+    loaded = load_onnx(exports["legacy"])
+    assert loaded.seq_len == 16 and loaded.opset == 18
+    assert [(t.name, t.shape, t.dtype) for t in loaded.inputs] == [
+        ("input_ids", (1, 16), "int64"), ("attention_mask", (1, 16), "int64")]
+    assert loaded.output_names == ("logits",)
+    assert len(loaded.sha256) == 64 and not loaded.metadata.has_early_exit
+
+
+def test_dynamo_export_with_external_data_loads_and_hashes_the_data(exports, tmp_path):
+    path = exports["dynamo"]
+    assert (path.parent / (path.name + ".data")).is_file()
+    loaded = load_onnx(path, seq_len=13)
+    assert loaded.seq_len == 13
+    inits = {t.name: t for t in loaded.model.graph.initializer}
+    assert all(t.data_location == TensorProto.DEFAULT for t in inits.values())
+    # the digest covers the weights: corrupt one byte of the data file and it changes
+    data = (path.parent / (path.name + ".data")).read_bytes()
+    copy = tmp_path / "copy.onnx"
+    copy.write_bytes(path.read_bytes())
+    (tmp_path / (path.name + ".data")).write_bytes(data[:-1] + bytes([data[-1] ^ 1]))
+    assert load_onnx(copy).sha256 != loaded.sha256
+
+
+def test_missing_external_data_is_a_compile_error(exports, tmp_path):
+    lonely = tmp_path / "lonely.onnx"
+    lonely.write_bytes(exports["dynamo"].read_bytes())
+    with pytest.raises(CompileError, match="external data file"):
+        load_onnx(lonely)
+
+
+@pytest.mark.parametrize("kind", ["legacy", "dynamo"])
+def test_both_exporters_import_into_relax(exports, kind):
+    mod = to_relax(load_onnx(exports[kind]))
+    main = mod["main"]
+    assert [p.name for p in main.params] == ["input_ids", "attention_mask"]
+    assert [int(d) for d in main.params[0].ty.shape] == [1, 16 if kind == "legacy" else 13]
+
+
+def test_fixed_sequence_length_cannot_be_changed(exports):
+    with pytest.raises(CompileError, match="fixed sequence length 16"):
+        load_onnx(exports["legacy"], seq_len=32)
+
+
+def test_symbolic_dims_are_fixed_before_import():
+    ids = helper.make_tensor_value_info("input_ids", TensorProto.INT64, ["batch", "seq"])
+    out = helper.make_tensor_value_info("out", TensorProto.FLOAT, ["batch", "seq", 4])
+    table = helper.make_tensor("table", TensorProto.FLOAT, [10, 4], np.arange(40, dtype=np.float32))
+    model = _graph_model([helper.make_node("Gather", ["table", "input_ids"], ["out"], name="emb")],
+                         [ids], [out], [table])
+    with pytest.raises(CompileError, match="give --seq-len"):
+        load_onnx(model)
+    loaded = load_onnx(model, seq_len=7)
+    assert loaded.inputs[0].shape == (1, 7) and loaded.outputs[0].shape == (1, 7, 4)
+    main = to_relax(loaded)["main"]
+    assert [int(d) for d in main.ret_ty.shape] == [1, 7, 4]
+
+
+def test_every_unsupported_node_is_listed_before_any_work():
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4, 4])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, None)
+    k = helper.make_tensor("k", TensorProto.INT64, [1], [2])
+    nodes = [
+        helper.make_node("Relu", ["x"], ["a"], name="fine"),
+        helper.make_node("TopK", ["a", "k"], ["b", "idx"], name="pick_top", axis=-1),
+        helper.make_node("Tanh", ["b"], ["c"], name="also_fine"),
+        helper.make_node("Sin", ["c"], ["y"], name="wave"),
+    ]
+    model = _graph_model(nodes, [x], [y], [k])
+    with pytest.raises(CompileError) as info:
+        load_onnx(model)
+    message = str(info.value)
+    assert "2 unsupported ONNX node(s)" in message
+    assert "pick_top (TopK)" in message and "wave (Sin)" in message and "fine" not in message.split(":", 1)[1]
+    assert "TopK" not in SUPPORTED_ONNX_OPS and "MatMul" in SUPPORTED_ONNX_OPS
+
+
+def test_unnamed_nodes_and_foreign_domains_are_reported():
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 2])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 2])
+    node = helper.make_node("Relu", ["x"], ["y"], domain="com.example")
+    model = _graph_model([node], [x], [y])
+    model.opset_import.append(helper.make_opsetid("com.example", 1))
+    with pytest.raises(CompileError, match=r"<node #0> \(com.example::Relu\)"):
+        load_onnx(model)
+
+
+def test_malformed_and_missing_files(tmp_path):
+    bad = tmp_path / "bad.onnx"
+    bad.write_bytes(b"\x08\x07garbage that is not protobuf\xff\xff")
+    with pytest.raises(CompileError, match="not a readable ONNX model|invalid ONNX model"):
+        load_onnx(bad)
+    with pytest.raises(CompileError, match="no such ONNX file"):
+        load_onnx(tmp_path / "absent.onnx")
+
+
+def test_checker_failure_is_one_compile_error():
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 2])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 2])
+    model = _graph_model([helper.make_node("Add", ["x", "missing"], ["y"], name="add")], [x], [y])
+    with pytest.raises(CompileError, match="invalid ONNX model"):
+        load_onnx(model)
+
+
+def test_metadata_props_are_parsed(exports):
+    model = onnx.load(str(exports["legacy"]))
+    helper.set_model_props(model, {"edgebert.task": "sst2", "edgebert.entropy_threshold": "0.3",
+                                   "edgebert.exit_heads": '["logits"]'})
+    loaded = load_onnx(model)
+    assert loaded.metadata.task == "sst2" and loaded.metadata.exit_heads == ("logits",)
+    assert loaded.metadata.threshold_for(0) == pytest.approx(0.3)
