@@ -212,9 +212,9 @@ class CompressedAlbert(nn.Module):
 
     def _layer(self, x, additive, span_mask, layer, prefix, index, linear):  # noqa: ANN001, ANN202
         cfg = self.config
-        batch, seq_len, hidden = x.shape
-        heads = cfg.num_attention_heads
-        head_dim = hidden // heads
+        batch, seq_len, _ = x.shape
+        hidden, heads = cfg.hidden_size, cfg.num_attention_heads
+        head_dim = hidden // heads  # python ints: the scale stays one constant in the exported graph
         att = f"{prefix}.attention"
 
         def split(t: torch.Tensor) -> torch.Tensor:
