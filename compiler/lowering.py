@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+
 from edgebert.compiler import emitters as em
 from edgebert.compiler.matmul import StagingRing, emit_matmul
 from edgebert.compiler.patterns import Peepholes, const_array, find_peepholes, is_const, is_var, op_name, scalar_of
@@ -467,10 +468,10 @@ def _h_matmul(scope: _Scope, var, expr, args):
     a, b = args
     low = scope.low
     out_shape = _shape(var)
-    if isinstance(a, Const):
-        raise CompileError(f"binding '{var.name}': matmul with a constant left operand is not supported")
-    if len(a.shape) < 1 or len(_shape(expr.args[1])) < 1:
+    if len(_shape(expr.args[0])) < 1 or len(_shape(expr.args[1])) < 1:
         raise CompileError(f"binding '{var.name}': matmul of scalars")
+    if isinstance(a, Const):
+        a = low.to_sram(a, f"{var.name}.a")
     a_view = a.view if len(a.shape) > 1 else a.view.reshape((1, a.shape[0]))
     b_shape = b.array.shape if isinstance(b, Const) else b.shape
     squeeze_n = len(b_shape) == 1
@@ -502,19 +503,17 @@ def _h_matmul(scope: _Scope, var, expr, args):
         out = scope.out_tensor(var)
         if out.view.strides and out.view.strides[-1] != 1 and out_shape[-1] > 1:
             out = low.new_tensor(var.name, out_shape, "float32")
-    # batch loops
-    a_full = a_view
+    # 1-D operands: a [K] is a row [1, K], b [K] a column [K, 1]; the output drops those dims again
     if isinstance(b, Const):
         barr = b.array if not squeeze_n else b.array.reshape(-1, 1)
         b_view = low.const_buffer(barr, "float32")
     else:
         b_view = b.view if not squeeze_n else b.view.reshape((b.shape[0], 1))
-    o_view = out.view.reshape(out_shape[:-1] + (1,)) if squeeze_n else out.view
-    if len(a.shape) == 1:
-        o_view = o_view.reshape((1,) + o_view.shape) if o_view is not None else None
-    batch = o_view.shape[:-2]
-    a_b = a_full.broadcast_to(batch + a_full.shape[-2:]) if batch else a_full
-    b_b = b_view.broadcast_to(batch + b_view.shape[-2:]) if batch else b_view
+    batch = tuple(np.broadcast_shapes(a_view.shape[:-2], b_view.shape[:-2]))
+    full_out = batch + (a_view.shape[-2], b_view.shape[-1])
+    o_view = out.view.reshape(full_out)
+    a_b = a_view.broadcast_to(batch + a_view.shape[-2:])
+    b_b = b_view.broadcast_to(batch + b_view.shape[-2:])
     # fold the batch of a constant-weight matmul into rows when a's batch and rows are contiguous
     if batch and len(b_view.shape) == 2:
         m_all = int(np.prod(batch)) * a_b.shape[-2]
@@ -547,13 +546,39 @@ def _h_layer_norm(scope: _Scope, var, expr, args):
     _float_only(var, args[0])
     x, gamma, beta = args
     axes = [int(a) for a in expr.attrs.axes]
-    nd = len(_shape(expr.args[0]))
-    if [a % nd for a in axes] != [nd - 1]:
-        raise CompileError(f"binding '{var.name}': layer_norm over axes {axes} (last axis only)")
-    n = _shape(var)[-1]
+    shape = _shape(expr.args[0])
+    nd = len(shape)
+    norm = sorted(a % nd for a in axes)
+    if norm != list(range(nd - len(norm), nd)):
+        raise CompileError(f"binding '{var.name}': layer_norm over axes {axes} (trailing axes only)")
     low = scope.low
-    g = gamma if expr.attrs.scale else Const(np.ones(n, np.float32), "float32")
-    bt = beta if expr.attrs.center else Const(np.zeros(n, np.float32), "float32")
+    if len(norm) > 1:  # normalise trailing axes together: view them as one row
+        n = int(np.prod(shape[nd - len(norm):]))
+        flat = shape[: nd - len(norm)] + (n,)
+        xt = low.to_sram(x, var.name)
+        xv = xt.view.reshape(flat) or low.dense_copy(xt, var.name).view.reshape(flat)
+        gb = [Const(v.array.reshape(n), "float32") if isinstance(v, Const) else Tensor(
+            low.dense_copy(v, var.name).view.reshape((n,)), "float32") for v in (gamma, beta)]
+        fake = _FlatLayerNorm(expr.attrs, flat)
+        out = low.new_tensor(var.name, shape, "float32")
+        _layer_norm_rows(scope, var, fake, Tensor(xv, "float32"), gb[0], gb[1], Tensor(out.view.reshape(flat), "float32"))
+        return out
+    return _layer_norm_rows(scope, var, expr.attrs, x, gamma, beta, None, [expr.args[0]])
+
+
+class _FlatLayerNorm:
+    """layer_norm attributes for trailing axes flattened into one."""
+
+    def __init__(self, attrs: Any, shape: tuple[int, ...]) -> None:
+        self.epsilon, self.scale, self.center = attrs.epsilon, attrs.scale, attrs.center
+        self.shape = shape
+
+
+def _layer_norm_rows(scope: _Scope, var, attrs, x, gamma, beta, out: Tensor | None, inplace: list[Any] = ()):
+    n = (out.shape if out is not None else _shape(var))[-1]
+    low = scope.low
+    g = gamma if attrs.scale else Const(np.ones(n, np.float32), "float32")
+    bt = beta if attrs.center else Const(np.zeros(n, np.float32), "float32")
     rows = {}
     for key, val in (("gamma", g), ("beta", bt)):
         if isinstance(val, Const):
@@ -565,11 +590,13 @@ def _h_layer_norm(scope: _Scope, var, expr, args):
             t = low.dense_copy(t, f"{var.name}.{key}")
         rows[key] = t.view
     xt = low.to_sram(x, var.name)
-    out = scope.out_tensor(var, xt, [expr.args[0]])
-    if not em.emit_row_op(scope.prog, "layernorm", out.view, xt.view, rows, eps=em.f32_bits(float(expr.attrs.epsilon))):
+    out = out or scope.out_tensor(var, xt, inplace)
+    eps = em.f32_bits(float(attrs.epsilon))
+    if not em.emit_row_op(scope.prog, "layernorm", out.view, xt.view, rows, eps=eps):
         xt = low.dense_copy(xt, var.name)
-        out = low.new_tensor(var.name, xt.shape, "float32")
-        em.emit_row_op(scope.prog, "layernorm", out.view, xt.view, rows, eps=em.f32_bits(float(expr.attrs.epsilon)))
+        tmp = low.new_tensor(var.name, xt.shape, "float32")
+        em.emit_row_op(scope.prog, "layernorm", tmp.view, xt.view, rows, eps=eps)
+        em.emit_unary(scope.prog, "vmov", out.view, tmp.view)
     return out
 
 
@@ -755,6 +782,30 @@ def _h_squeeze_like(scope: _Scope, var, expr, args):
     return Tensor(v, x.dtype)
 
 
+def _h_abs(scope: _Scope, var, expr, args):
+    _float_only(var, *args)
+    x = scope.low.to_sram(args[0], var.name)
+    neg = scope.low.new_tensor(f"{var.name}.neg", x.shape, "float32")
+    em.emit_immediate(scope.prog, "vmuli", neg.view, x.view, -1.0)
+    out = scope.out_tensor(var, x, [expr.args[0]])
+    em.emit_binary(scope.prog, "vmax", out.view, x.view, neg.view)
+    return out
+
+
+def _h_sigmoid(scope: _Scope, var, expr, args):
+    """1 / (1 + exp(-x)); the ones numerator is a constant tile (only b of a binary op broadcasts)."""
+    _float_only(var, *args)
+    x = scope.low.to_sram(args[0], var.name)
+    t = scope.low.new_tensor(f"{var.name}.t", x.shape, "float32")
+    em.emit_immediate(scope.prog, "vmuli", t.view, x.view, -1.0)
+    em.emit_unary(scope.prog, "exp", t.view, t.view)
+    em.emit_immediate(scope.prog, "vaddi", t.view, t.view, 1.0)
+    ones = scope.low.to_sram(Const(np.ones(x.shape, np.float32), "float32"), f"{var.name}.ones")
+    out = scope.out_tensor(var, x, [expr.args[0]])
+    em.emit_binary(scope.prog, "vdiv", out.view, ones.view, t.view)
+    return out
+
+
 def _h_gelu(mnemonic: str):
     return _h_unary(mnemonic)
 
@@ -773,6 +824,8 @@ HANDLERS = {
     "relax.nn.gelu": _h_gelu("gelu_erf"),
     "relax.nn.gelu_tanh": _h_gelu("gelu"),
     "relax.negative": lambda s, v, e, a: binary(s, v, "vmul", a[0], Const(np.array(-1.0, np.float32), "float32")),
+    "relax.abs": _h_abs,
+    "relax.sigmoid": _h_sigmoid,
     "relax.matmul": _h_matmul,
     "relax.nn.layer_norm": _h_layer_norm,
     "relax.nn.softmax": _h_softmax,

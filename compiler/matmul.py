@@ -13,7 +13,6 @@ from edgebert.isa.errors import CompileError
 from edgebert.isa.hardware import HardwareConfig
 from edgebert.isa.table import DTYPES
 
-
 PREFERRED_N_VECTORS = 16  # weight tiles this many PU vectors wide keep per-instruction overheads small
 
 

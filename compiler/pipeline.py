@@ -87,11 +87,15 @@ def compile_relax(
     hw: HardwareConfig | None = None,
     *,
     output_names: list[str] | None = None,
+    output_shapes: list[tuple[int, ...]] | None = None,
     metadata: dict[str, Any] | None = None,
     dump_dir: Path | None = None,
     timings: dict[str, float] | None = None,
 ) -> CompileResult:
-    """Stages 4-7 on a Relax module whose `main` has static shapes (batch 1)."""
+    """Stages 4-7 on a Relax module whose `main` has static shapes (batch 1).
+
+    `output_shapes` (from the ONNX graph) are checked against what the module computes.
+    """
     hw = hw or default_config()
     timings = {} if timings is None else timings
     # Bigger weight staging buffers mean fewer, wider matmuls; shrink them until the activations fit.
@@ -107,6 +111,13 @@ def compile_relax(
                 if attempt == len(STAGING_FRACTIONS) - 1:
                     raise
     _dump(dump_dir, "50-lowered.txt", lambda: format_tile_program(prog))
+    if output_shapes is not None:
+        for (name, _, shape, _), want in zip(prog.outputs, output_shapes, strict=False):
+            if tuple(shape) != tuple(want) and -1 not in want:
+                raise CompileError(f"output '{name}': the module computes shape {tuple(shape)}, the model declares "
+                                   f"{tuple(want)} (unsupported op variant)")
+        if len(prog.outputs) != len(output_shapes):
+            raise CompileError(f"the module computes {len(prog.outputs)} outputs, the model declares {len(output_shapes)}")
     with _timed(timings, "schedule"):
         hoist_loads(prog)
         pairs = insert_tokens(prog)
@@ -137,7 +148,8 @@ def compile_onnx(
     _dump(dump, "00-imported.py", lambda: mod.script(show_meta=False))
     mod = relax_pipeline(mod, dump, timings)
     meta = {"source_model_sha256": loaded.sha256, "seq_len": loaded.seq_len}
-    return compile_relax(mod, hw, output_names=list(loaded.output_names), metadata=meta, dump_dir=dump,
+    return compile_relax(mod, hw, output_names=list(loaded.output_names),
+                         output_shapes=[t.shape for t in loaded.outputs], metadata=meta, dump_dir=dump,
                          timings=timings)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
+
 from edgebert.isa.table import BY_MNEMONIC
 
 #: Element size in bytes of the dtypes a buffer holds.

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+
 from edgebert.compiler.pipeline import CompileResult, compile_onnx
 from edgebert.emulator import RunResult, run
 from edgebert.frontend.albert_export import ExportSpec, build_and_export, make_inputs

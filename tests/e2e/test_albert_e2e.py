@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from albert_cases import compile_and_run, export_albert, max_abs_errors, onnxruntime_outputs
+
 from edgebert.isa.disassembler import disassemble
 
 TOL = 1e-4
@@ -42,10 +43,11 @@ def test_albert_matches_onnxruntime(case, tmp_path):
 def test_tvm_cpu_build_agrees(tmp_path):
     """TVM's own llvm build of the same imported Relax module is a second, independent reference."""
     import tvm
+    from tvm import relax
+
     from edgebert.compiler.pipeline import compile_relax, relax_pipeline
     from edgebert.emulator import run
     from edgebert.frontend import load_onnx, to_relax
-    from tvm import relax
 
     path, inputs = export_albert(tmp_path, "tvmref", "tiny", 16, pad=4)
     loaded = load_onnx(path, 16)
