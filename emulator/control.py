@@ -94,6 +94,7 @@ def compile_sw(inst: Inst, m: Machine) -> Run:
     def run() -> None:
         space, index = resolve()
         i32[space][index] = regs[rs]
+        m.dirty.append((space, 4 * index, 4 * index + 4))
 
     return run
 
@@ -143,7 +144,7 @@ def compile_bexit(inst: Inst, m: Machine) -> Run:
     fs, threshold, target, fregs = inst["fs"], float(f32_from_bits(inst["threshold"])), inst["target"], m.fregs
 
     def run() -> None:
-        if fregs[fs] < threshold:
+        if fregs[fs] < threshold and not m.disable_early_exit:
             m.next_pc = target
 
     return run
@@ -153,7 +154,7 @@ def compile_bexitr(inst: Inst, m: Machine) -> Run:
     fs, ft, target, fregs = inst["fs"], inst["ft"], inst["target"], m.fregs
 
     def run() -> None:
-        if fregs[fs] < fregs[ft]:
+        if fregs[fs] < fregs[ft] and not m.disable_early_exit:
             m.next_pc = target
 
     return run

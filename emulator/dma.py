@@ -15,7 +15,7 @@ if TYPE_CHECKING:
     from edgebert.emulator.machine import Machine
 
 
-def _copy(inst: Inst, m: Machine, src_space: int, dst_space: int) -> Callable[[], int]:
+def _copy(inst: Inst, m: Machine, src_space: int, dst_space: int, track: bool = False) -> Callable[[], int]:
     """A rows x cols tile copy from src_space to dst_space (the dtype only sets the element size)."""
     v = inst.values
     rows, cols, esize = v["rows"], v["cols"], ELEMENT_BYTES[v["dtype"]]
@@ -36,7 +36,10 @@ def _copy(inst: Inst, m: Machine, src_space: int, dst_space: int) -> Callable[[]
             raise Fault(f"misaligned {what}: address {bad:#x} is not a multiple of {esize}")
         s = tile(src_buf, src_size, src_space, s_addr, rows, bcols, bsrc_stride, 1, acc, False, "src")
         d = tile(dst_buf, dst_size, dst_space, d_addr, rows, bcols, bdst_stride, 1, acc, True, "dst")
-        d[...] = s
+        if not m.timing_only:
+            d[...] = s
+            if track and rows and bcols:
+                m.dirty.append((dst_space, d_addr, d_addr + (rows - 1) * (bdst_stride or bcols) + bcols))
         seg = m.seg
         seg.read[src_space] += nbytes
         seg.written[dst_space] += nbytes
@@ -52,7 +55,7 @@ def compile_ld(inst: Inst, m: Machine) -> Callable[[], int]:
 
 def compile_st(inst: Inst, m: Machine) -> Callable[[], int]:
     """st: SRAM -> any space."""
-    return _copy(inst, m, SRAM, inst["dst_space"])
+    return _copy(inst, m, SRAM, inst["dst_space"], track=True)
 
 
 def compile_gather(inst: Inst, m: Machine) -> Callable[[], int]:
@@ -77,7 +80,10 @@ def compile_gather(inst: Inst, m: Machine) -> Callable[[], int]:
         if t_addr < 0 or t_addr + row_bytes > size:
             raise Fault(f"table address {t_addr:#x} lies outside the {size:#x}-byte space")
         available = (size - t_addr - row_bytes) // pitch + 1  # table rows that fit in the space
-        if rows:
+        if rows and m.timing_only:
+            # The indices are data: race detection sees every row the table space could hold.
+            acc.append((space, t_addr, available, pitch, row_bytes, False))
+        elif rows:
             lo, hi = int(ids.min()), int(ids.max())
             if lo < 0 or hi >= available:
                 bad = lo if lo < 0 else hi

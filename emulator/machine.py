@@ -17,6 +17,7 @@ from typing import Any
 from edgebert.emulator.dispatch import DISPATCH, format_inst
 from edgebert.emulator.energy import Segment
 from edgebert.emulator.memory import Access, Fault, Memories, accesses_overlap
+from edgebert.emulator.shadow import ShadowLog, shadow_kind
 from edgebert.isa.encoding import Inst
 from edgebert.isa.errors import EmulatorTrap
 from edgebert.isa.hardware import HardwareConfig
@@ -31,7 +32,7 @@ MAX_RACES_KEPT = 100
 class Op:
     """One decoded instruction, ready to run: its handler and the static facts the timing model needs."""
 
-    __slots__ = ("pc", "inst", "unit", "waits", "signals", "run", "kind", "freg_reads", "freg_write")
+    __slots__ = ("pc", "inst", "unit", "waits", "signals", "run", "kind", "freg_reads", "freg_write", "shadow")
 
     def __init__(self, pc: int, inst: Inst, m: Machine) -> None:
         self.pc, self.inst = pc, inst
@@ -39,6 +40,7 @@ class Op:
         factory = DISPATCH.get(spec.opcode) if spec is not None else None
         self.freg_reads: tuple[int, ...] = ()
         self.freg_write = -1
+        self.shadow = shadow_kind(inst.mnemonic)
         if factory is None:
             self.kind, self.unit, self.waits, self.signals = KIND_INVALID, CTL, (), ()
             self.run: Callable[[], Any] = lambda: None
@@ -78,6 +80,9 @@ class Machine:
         entropy_values: Sequence[float] | None = None,
         trace: bool = False,
         check_uninitialized: bool = False,
+        timing_only: bool = False,
+        disable_early_exit: bool = False,
+        disable_dvfs: bool = False,
     ) -> None:
         self.program, self.hw = program, hw
         self.mem = Memories(hw)
@@ -86,24 +91,55 @@ class Machine:
         self.regs = [0] * NUM_REGS
         self.fregs = [0.0] * NUM_FREGS
         self.acc: list[Access] = []
+        self.max_cycles = max_cycles
+        self.tracing = trace
+        #: timing_only: nnz of sparse masks read from constant memory, and the (space, lo, hi) ranges that are
+        #: constant across runs (data segments no input overlaps; set by the Runner).
+        self.nnz_cache: dict[tuple, int] = {}
+        self.constant_ranges: list[tuple[int, int, int]] = []
+        self.reset(entropy_values, timing_only=timing_only, disable_early_exit=disable_early_exit,
+                   disable_dvfs=disable_dvfs)
+        self.ops = [Op(pc, inst, self) for pc, inst in enumerate(program.code)]
+
+    def reset(
+        self,
+        entropy_values: Sequence[float] | None = None,
+        *,
+        timing_only: bool = False,
+        disable_early_exit: bool = False,
+        disable_dvfs: bool = False,
+    ) -> None:
+        """Reset registers, counters and timing state for a new run (memories are the caller's business)."""
+        self.regs[:] = [0] * NUM_REGS  # in place: the decoded handlers hold these lists
+        self.fregs[:] = [0.0] * NUM_FREGS
+        self.acc.clear()
         self.next_pc = 0
-        self.seg = Segment(hw.dvfs.initial, 0, 0.0, False, 0.0)
+        self.seg = Segment(self.hw.dvfs.initial, 0, 0.0, False, 0.0)
         self.segments = [self.seg]
         self.entropy_values = None if entropy_values is None else [float(x) for x in entropy_values]
         self.entropy_used = 0
-        self.max_cycles = max_cycles
-        self.tracing = trace
+        #: What-if switches: skip data-path numerics (costs unchanged), never take bexit, ignore DVFS requests.
+        self.timing_only = timing_only
+        self.disable_early_exit = disable_early_exit
+        self.disable_dvfs = disable_dvfs
         self.trace: list[tuple[int, int, int, int]] = []  # (unit, start cycle, end cycle, pc)
         self.switches: list[tuple[int, int]] = []  # (cycle, segment index) of each DVFS switch
         self.races: list[dict[str, Any]] = []
         self.race_count = 0
-        self.pc_counts = [0] * len(program.code)
+        self.pc_counts = [0] * len(self.program.code)
         self.cycles = 0
         self.halted = False
         self.trap: EmulatorTrap | None = None
-        self.ops = [Op(pc, inst, self) for pc, inst in enumerate(program.code)]
+        #: (space, lo, hi) byte ranges of spaces other than SRAM written by st/sw (the Runner resets them).
+        self.dirty: list[tuple[int, int, int]] = []
+        #: timing_only: who last wrote which bytes, per space (see `shadow.py`).
+        self.shadow = ShadowLog(len(SPACES))
 
     # ---- helpers used by handlers -------------------------------------------------------------
+    def is_constant(self, space: int, address: int, nbytes: int) -> bool:
+        """Whether bytes [address, address + nbytes) of `space` hold the same data in every run."""
+        return any(s == space and lo <= address and address + nbytes <= hi for s, lo, hi in self.constant_ranges)
+
     def next_injected_entropy(self) -> float | None:
         """The next value of the entropy trace, or None when entropies are computed."""
         if self.entropy_values is None:
@@ -127,7 +163,7 @@ class Machine:
         """Switch to operating point `point` at drain cycle `cycle` (a no-op when already there)."""
         if not 0 <= point < len(self.hw.dvfs.points):
             raise Fault(f"DVFS operating point {point} out of range (0..{len(self.hw.dvfs.points) - 1})")
-        if point == self.seg.point:
+        if point == self.seg.point or self.disable_dvfs:
             return
         old = self.seg
         old.cycles = cycle - old.start_cycle
@@ -149,6 +185,7 @@ class Machine:
         max_cycles = self.max_cycles if self.max_cycles is not None else float("inf")
         pc_counts, trace, tracing = self.pc_counts, self.trace, self.tracing
         check_init = self.mem.initialized is not None
+        timing = self.timing_only
         fe = 0  # the front end's next dispatch cycle
         pc = 0
         end = 0
@@ -213,6 +250,8 @@ class Machine:
                 if tracing:
                     trace.append((unit, start, end, pc))
                 if acc:
+                    if timing:
+                        self.shadow.log(op.shadow, acc)
                     if check_init:
                         self.mem.check_initialized(acc)
                     self._check_races(live, unit, start, end, pc, fe)

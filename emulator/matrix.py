@@ -9,6 +9,7 @@ import numpy as np
 
 from edgebert.emulator.costs import matmul_cycles
 from edgebert.emulator.memory import SRAM, Fault, check_range, tile
+from edgebert.emulator.shadow import sparse_nnz
 from edgebert.isa.adaptivfloat import DECODE_TABLE
 from edgebert.isa.encoding import Inst
 from edgebert.isa.table import FORMATS
@@ -67,7 +68,39 @@ def compile_matmul(inst: Inst, m: Machine) -> Callable[[], int]:
             dense[bits] = f32[vals_addr // 4 : vals_addr // 4 + nnz]
         return dense.reshape(b_rows, b_cols), nnz
 
+    def run_timing() -> int:
+        tile(u8 if a_af8 else f32, size, SRAM, regs[a_base] + a_off, mm, k, a_stride, a_size, acc, False, "a")
+        b_addr = regs[b_base] + b_off
+        if sparse:
+            if b_addr % b_size:
+                raise Fault(f"misaligned b: address {b_addr:#x} is not a multiple of {b_size}")
+            check_range(size, SRAM, b_addr, mask_bytes, "b bitmask")
+            nnz = sparse_nnz(m, b_addr, mask_bytes, k * n)
+            check_range(size, SRAM, b_addr + mask_bytes, nnz * b_size, "b non-zeros")
+            acc.append((SRAM, b_addr, 1, mask_bytes + nnz * b_size, mask_bytes + nnz * b_size, False))
+            b_read = mask_bytes + nnz * b_size
+            macs = mm * nnz
+            cycles = matmul_cycles(m.hw, macs)
+        else:
+            tile(u8 if b_af8 else f32, size, SRAM, b_addr, b_rows, b_cols, b_stride, b_size, acc, False, "b")
+            b_read = k * n * b_size
+            macs = mm * k * n
+            cycles = dense_cycles
+        tile(f32, size, SRAM, regs[d_base] + d_off, mm, n, d_stride, 4, acc, True, "dst")
+        if has_bias:
+            tile(f32, size, SRAM, regs[bias_base] + bias_off, 1, n, 0, 4, acc, False, "bias")
+        seg = m.seg
+        if exact:
+            seg.mac_af8 += macs
+        else:
+            seg.mac_f32 += macs
+        seg.read[SRAM] += fixed_read + b_read
+        seg.written[SRAM] += written
+        return cycles
+
     def run() -> int:
+        if m.timing_only:
+            return run_timing()
         if a_af8:
             a = a_dec[tile(u8, size, SRAM, regs[a_base] + a_off, mm, k, a_stride, 1, acc, False, "a")]
         else:

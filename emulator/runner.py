@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from edgebert.emulator.machine import Machine
-from edgebert.emulator.memory import SPACE_INDEX, Fault, check_range
+from edgebert.emulator.memory import SPACE_INDEX, SRAM, Fault, check_range
 from edgebert.emulator.report import build_report
 from edgebert.isa.errors import EdgebertError, EmulatorTrap
 from edgebert.isa.hardware import HardwareConfig, default_config
@@ -114,6 +114,128 @@ def _read_exit_layer(m: Machine, program: Program) -> int | None:
     return int(raw.view(np.int32)[0])
 
 
+class Runner:
+    """Decode a program once, then run it on many inputs (memories and state are reset between runs).
+
+    `Runner(program, hw).run(inputs, ...)` gives the same result as `run(program, inputs, hw, ...)`; only the
+    bytes a run wrote are reset (all of SRAM after a full run; `st`/`sw` targets and inputs elsewhere), so
+    per-sentence runs cost what the program does, not the size of the memories.
+    """
+
+    def __init__(
+        self,
+        program: Program,
+        hw: HardwareConfig | None = None,
+        *,
+        max_cycles: int | None = DEFAULT_MAX_CYCLES,
+        trace: bool = False,
+        check_uninitialized: bool = False,
+    ) -> None:
+        self.program = program
+        self.hw = hw or default_config()
+        self.check_uninitialized = check_uninitialized
+        self.machine = Machine(
+            program, self.hw, max_cycles=max_cycles, trace=trace, check_uninitialized=check_uninitialized
+        )
+        self._has_entropy = any(inst.mnemonic == "entropy" for inst in program.code)
+        self._load_segments()
+        self._inputs = [(_space(e, f"input '{e.get('name')}'"), int(e.get("address", 0)), e)
+                        for e in program.metadata.get("inputs", [])]
+        self.machine.constant_ranges = self._constant_ranges()
+        self._dirty: list[tuple[int, int, int]] = []
+        self._sram_dirty = False
+
+    def _load_segments(self) -> None:
+        m = self.machine
+        for seg in self.program.segments:
+            what = f"data segment '{seg.name or '?'}'"
+            try:
+                m.mem.write_bytes(_space({"space": seg.space}, what), seg.address, seg.data)
+            except Fault as exc:
+                raise EmulatorInputError(f"{what}: {exc}") from None
+
+    def _constant_ranges(self) -> list[tuple[int, int, int]]:
+        """Data segments no input overlaps (their bytes are the same in every run until the program writes)."""
+        out = []
+        for seg in self.program.segments:
+            space, lo, hi = SPACE_INDEX[seg.space], seg.address, seg.address + len(seg.data)
+            if not any(s == space and a < hi and lo < a + _input_bytes(e) for s, a, e in self._inputs):
+                out.append((space, lo, hi))
+        return out
+
+    def _reset_memory(self) -> None:
+        """Zero what the previous run wrote and restore the data segments under it."""
+        m = self.machine
+        if self.check_uninitialized:
+            m.mem.track_initialized()
+            for seg in self.program.segments:
+                m.mem.initialized[SPACE_INDEX[seg.space]][seg.address : seg.address + len(seg.data)] = 1  # type: ignore[index]
+        ranges = list(self._dirty)
+        if self._sram_dirty:
+            ranges.append((SRAM, 0, m.mem.sizes[SRAM]))
+        if not ranges:
+            return
+        for space, lo, hi in ranges:
+            lo, hi = max(lo, 0), min(hi, m.mem.sizes[space])
+            m.mem.u8[space][lo:hi] = 0
+        for seg in self.program.segments:
+            space, lo, hi = SPACE_INDEX[seg.space], seg.address, seg.address + len(seg.data)
+            for s, a, b in ranges:
+                if s == space and a < hi and lo < b:
+                    x, y = max(a, lo), min(b, hi)
+                    m.mem.u8[space][x:y] = np.frombuffer(seg.data, dtype=np.uint8)[x - lo : y - lo]
+        self._dirty, self._sram_dirty = [], False
+
+    def run(
+        self,
+        inputs: Mapping[str, np.ndarray] | None = None,
+        *,
+        entropy_values: Sequence[float] | None = None,
+        timing_only: bool = False,
+        disable_early_exit: bool = False,
+        disable_dvfs: bool = False,
+        raise_on_trap: bool = True,
+    ) -> RunResult:
+        """One run; `RunResult.machine` is the Runner's machine (valid until the next run). See `run`."""
+        m = self.machine
+        if timing_only:
+            if self.check_uninitialized:
+                raise EmulatorInputError("timing_only and check_uninitialized exclude each other (no data moves)")
+            if self._has_entropy and entropy_values is None:
+                raise EmulatorInputError("timing_only needs entropy_values: the program's entropies are not computed")
+        self._reset_memory()
+        m.reset(entropy_values, timing_only=timing_only, disable_early_exit=disable_early_exit,
+                disable_dvfs=disable_dvfs)
+        self._sram_dirty = not timing_only
+        try:
+            _place_inputs(m, self.program, inputs or {})
+        finally:
+            self._dirty.extend((s, a, a + _input_bytes(e)) for s, a, e in self._inputs)
+        try:
+            with np.errstate(all="ignore"):
+                m.execute()
+        finally:
+            self._dirty.extend(m.dirty)
+        outputs = _read_outputs(m, self.program) if m.trap is None else {}
+        exit_layer = _read_exit_layer(m, self.program) if m.trap is None else None
+        report = build_report(m, exit_layer)
+        report["what_if"] = {
+            "timing_only": timing_only, "disable_early_exit": disable_early_exit, "disable_dvfs": disable_dvfs,
+        }
+        result = RunResult(outputs, report, exit_layer, m.trap, m)
+        if m.trap is not None and raise_on_trap:
+            m.trap.result = result  # type: ignore[attr-defined]
+            raise m.trap
+        return result
+
+
+def _input_bytes(entry: Mapping[str, Any]) -> int:
+    """Bytes an input entry occupies in memory (0 when its shape is not declared)."""
+    dtype = DTYPES.get(entry.get("dtype", "float32"), (np.float32,))[0]
+    shape = entry.get("shape")
+    return int(np.prod(shape, dtype=np.int64)) * np.dtype(dtype).itemsize if shape is not None else 0
+
+
 def run(
     program: Program,
     inputs: Mapping[str, np.ndarray] | None = None,
@@ -124,6 +246,9 @@ def run(
     trace: bool = False,
     check_uninitialized: bool = False,
     raise_on_trap: bool = True,
+    timing_only: bool = False,
+    disable_early_exit: bool = False,
+    disable_dvfs: bool = False,
 ) -> RunResult:
     """Execute `program` on the emulated accelerator described by `hw` (default config when None).
 
@@ -132,26 +257,15 @@ def run(
     traps on a read of bytes never written since reset (by segments, inputs or the program). On a trap, raises
     EmulatorTrap (with `.result` holding the partial RunResult) unless `raise_on_trap` is False, in which
     case the partial result is returned with `.trap` set.
+
+    What-if switches (the same binary, other behaviour; see docs/emulator.md):
+    `timing_only` skips the numerics of ld/st/gather/matmul/SFU instructions while charging the same cycles,
+    traffic and energy (needs `entropy_values` when the program has `entropy` instructions; valid only when
+    control flow depends on nothing computed but entropies); `disable_early_exit` never takes bexit/bexitr;
+    `disable_dvfs` ignores dvfs/dvfsr requests (the machine stays at `hw.dvfs.initial`).
     """
-    hw = hw or default_config()
-    m = Machine(
-        program, hw, max_cycles=max_cycles, entropy_values=entropy_values, trace=trace,
-        check_uninitialized=check_uninitialized,
+    runner = Runner(program, hw, max_cycles=max_cycles, trace=trace, check_uninitialized=check_uninitialized)
+    return runner.run(
+        inputs, entropy_values=entropy_values, timing_only=timing_only, disable_early_exit=disable_early_exit,
+        disable_dvfs=disable_dvfs, raise_on_trap=raise_on_trap,
     )
-    for seg in program.segments:
-        what = f"data segment '{seg.name or '?'}'"
-        try:
-            m.mem.write_bytes(_space({"space": seg.space}, what), seg.address, seg.data)
-        except Fault as exc:
-            raise EmulatorInputError(f"{what}: {exc}") from None
-    _place_inputs(m, program, inputs or {})
-    with np.errstate(all="ignore"):
-        m.execute()
-    outputs = _read_outputs(m, program) if m.trap is None else {}
-    exit_layer = _read_exit_layer(m, program) if m.trap is None else None
-    report = build_report(m, exit_layer)
-    result = RunResult(outputs, report, exit_layer, m.trap, m)
-    if m.trap is not None and raise_on_trap:
-        m.trap.result = result  # type: ignore[attr-defined]
-        raise m.trap
-    return result

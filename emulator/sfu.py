@@ -76,7 +76,8 @@ def _binary(ufunc: np.ufunc) -> Callable[[Inst, Machine], Run]:
             a = tile(f32, size, SRAM, regs[a_base] + a_off, rows, cols, a_stride, 4, acc, False, "a")
             b = tile(f32, size, SRAM, regs[b_base] + b_off, b_shape[0], b_shape[1], b_stride, 4, acc, False, "b")
             d = tile(f32, size, SRAM, regs[d_base] + d_off, rows, cols, d_stride, 4, acc, True, "dst")
-            ufunc(a, b, out=d)
+            if not m.timing_only:
+                ufunc(a, b, out=d)
             seg = m.seg
             seg.sfu_passes += passes
             seg.read[SRAM] += read
@@ -109,7 +110,8 @@ def _unary(
         def run() -> int:
             s = tile(src_buf, size, SRAM, regs[s_base] + s_off, rows, cols, s_stride, src_item, acc, False, "src")
             d = tile(dst_buf, size, SRAM, regs[d_base] + d_off, rows, cols, d_stride, dst_item, acc, True, "dst")
-            op(s, d)
+            if not m.timing_only:
+                op(s, d)
             seg = m.seg
             seg.sfu_passes += passes
             seg.read[SRAM] += read
@@ -160,6 +162,15 @@ def _dequant(inst: Inst) -> Callable[[np.ndarray, np.ndarray], None]:
     return op
 
 
+def _charge(m: Machine, passes: int, read: int, written: int, cycles: int) -> int:
+    """Count an SFU instruction's element-passes and SRAM traffic; return its cycles."""
+    seg = m.seg
+    seg.sfu_passes += passes
+    seg.read[SRAM] += read
+    seg.written[SRAM] += written
+    return cycles
+
+
 def compile_layernorm(inst: Inst, m: Machine) -> Run:
     """(x - mean) / sqrt(var + eps) * gamma + beta per row; statistics in float64, result rounded to fp32."""
     v = inst.values
@@ -176,6 +187,8 @@ def compile_layernorm(inst: Inst, m: Machine) -> Run:
         g = tile(f32, size, SRAM, regs[v["gamma_base"]] + v["gamma"], 1, cols, 0, 4, acc, False, "gamma")
         b = tile(f32, size, SRAM, regs[v["beta_base"]] + v["beta"], 1, cols, 0, 4, acc, False, "beta")
         d = tile(f32, size, SRAM, regs[v["dst_base"]] + v["dst"], rows, cols, v["dst_stride"], 4, acc, True, "dst")
+        if m.timing_only:
+            return _charge(m, passes, read, written, cycles)
         x = s.astype(np.float64)
         centred = x - x.mean(axis=1, keepdims=True)
         var = np.mean(centred * centred, axis=1, keepdims=True)
@@ -215,6 +228,11 @@ def compile_softmax(inst: Inst, m: Machine) -> Run:
 
     def run() -> int:
         s = tile(f32, size, SRAM, regs[v["src_base"]] + v["src"], rows, cols, v["src_stride"], 4, acc, False, "src")
+        if m.timing_only:
+            if has_mask:
+                tile(f32, size, SRAM, regs[v["mask_base"]] + v["mask"], 1, cols, 0, 4, acc, False, "mask")
+            tile(f32, size, SRAM, regs[v["dst_base"]] + v["dst"], rows, cols, v["dst_stride"], 4, acc, True, "dst")
+            return _charge(m, passes, read, written, cycles)
         x = s.astype(np.float64) * scale
         if has_mask:
             x = x + tile(f32, size, SRAM, regs[v["mask_base"]] + v["mask"], 1, cols, 0, 4, acc, False, "mask")
@@ -258,6 +276,8 @@ def compile_entropy(inst: Inst, m: Machine) -> Run:
         if n == 0:
             raise Fault("entropy of an empty vector (n = 0)")
         value = m.next_injected_entropy()
+        if value is None and m.timing_only:
+            raise Fault("timing-only runs need injected entropies (an entropy trace): the logits are not computed")
         fregs[fd] = float(np.float32(entropy_of(x) if value is None else value))
         seg = m.seg
         seg.sfu_passes += passes
