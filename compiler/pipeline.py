@@ -99,17 +99,21 @@ def compile_relax(
     hw = hw or default_config()
     timings = {} if timings is None else timings
     # Bigger weight staging buffers mean fewer, wider matmuls; shrink them until the activations fit.
-    for attempt, fraction in enumerate(STAGING_FRACTIONS):
-        with _timed(timings, "lower"):
-            prog = lower_module(mod, hw, output_names, fraction)
-        with _timed(timings, "plan-memory"):
-            place_constants_and_io(prog, hw)
-            try:
+    overflow: CompileError | None = None
+    for fraction in STAGING_FRACTIONS:
+        try:
+            with _timed(timings, "lower"):
+                prog = lower_module(mod, hw, output_names, fraction)
+            with _timed(timings, "plan-memory"):
+                place_constants_and_io(prog, hw)
                 peak = plan_sram(prog, hw)
-                break
-            except CompileError:
-                if attempt == len(STAGING_FRACTIONS) - 1:
-                    raise
+            break
+        except CompileError as exc:
+            if "staging" not in str(exc) and "SRAM overflow" not in str(exc):
+                raise
+            overflow = exc if "SRAM overflow" in str(exc) or overflow is None else overflow
+    else:
+        raise overflow
     _dump(dump_dir, "50-lowered.txt", lambda: format_tile_program(prog))
     if output_shapes is not None:
         for (name, _, shape, _), want in zip(prog.outputs, output_shapes, strict=False):
