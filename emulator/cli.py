@@ -27,6 +27,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--row", type=int, help="with --entropy-trace: the sentence (0-based line) to replay")
     p.add_argument("--check-uninit", action="store_true", help="trap on a read of memory never written")
     p.add_argument("--race-trap", action="store_true", help="treat a detected race as an error (exit code 2)")
+    p.add_argument("--timing-only", action="store_true",
+                   help="skip data-path numerics, same costs (needs --entropy-trace; see docs/emulator.md)")
+    p.add_argument("--no-early-exit", action="store_true", help="never take bexit/bexitr (run every layer)")
+    p.add_argument("--no-dvfs", action="store_true", help="ignore dvfs/dvfsr (stay at the initial point)")
     p.add_argument("-q", "--quiet", action="store_true", help="no summary on the terminal")
     return p
 
@@ -129,6 +133,9 @@ def _run(args: argparse.Namespace) -> int:
         trace=bool(args.trace),
         check_uninitialized=args.check_uninit,
         raise_on_trap=False,
+        timing_only=args.timing_only,
+        disable_early_exit=args.no_early_exit,
+        disable_dvfs=args.no_dvfs,
     )
     report = result.report
     if args.report:
