@@ -313,6 +313,7 @@ def load_compressed(path: str) -> CompressedAlbert:
     model.prune_masks = dict(ckpt["prune_masks"])
     model.frozen_weight_biases = dict(ckpt["frozen_weight_biases"])
     if ckpt["spans_frozen"]:
+        model.span.frozen = True  # the integer spans came back with the state dict
         model.span.freeze()
     aq = ckpt["activation_quant"]
     model.activation_quant.mode, model.activation_quant.amax, model.activation_quant.biases = (

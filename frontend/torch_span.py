@@ -26,18 +26,30 @@ def masked_softmax(scores: torch.Tensor, mask: torch.Tensor | None) -> torch.Ten
 
 
 class AdaptiveSpan(nn.Module):
-    """Learnable span z per (layer, head), kept in [0, max_span]; frozen to integers for export and hardware."""
+    """Learnable span per (layer, head) in [0, max_span]; frozen to integers for export and hardware.
+
+    As in Sukhbaatar et al., the parameter ``z`` is the span as a fraction of max_span, so optimiser steps move
+    spans by about lr * max_span positions.
+    """
 
     def __init__(self, num_layers: int, num_heads: int, max_span: int, ramp: int, init_span: float) -> None:
         super().__init__()
         self.max_span = int(max_span)
         self.ramp = int(ramp)
-        self.z = nn.Parameter(torch.full((num_layers, num_heads), float(init_span)))
+        self.z = nn.Parameter(torch.full((num_layers, num_heads), float(init_span) / max(self.max_span, 1)))
+        self.register_buffer("frozen_spans", torch.zeros(num_layers, num_heads))
         self.frozen = False
 
     def spans(self) -> torch.Tensor:
-        """Current spans (num_layers, num_heads), clamped to [0, max_span]."""
-        return self.z.clamp(0.0, float(self.max_span))
+        """Current spans (num_layers, num_heads) in positions, clamped to [0, max_span] (integers once frozen)."""
+        if self.frozen:
+            return self.frozen_spans
+        return (self.z * self.max_span).clamp(0.0, float(self.max_span))
+
+    @torch.no_grad()
+    def set_spans(self, spans: torch.Tensor) -> None:
+        """Set the spans (in positions) of every layer and head."""
+        self.z.copy_(torch.as_tensor(spans, dtype=torch.float32) / max(self.max_span, 1))
 
     def masks(self, seq_len: int) -> torch.Tensor:
         """Soft masks (num_layers, num_heads, seq_len, seq_len)."""
@@ -50,7 +62,8 @@ class AdaptiveSpan(nn.Module):
     @torch.no_grad()
     def freeze(self) -> np.ndarray:
         """Round spans to integers in [1, max_span] (the ISA span field; 0 there means "no span"), stop learning."""
-        self.z.copy_(self.z.round().clamp(1.0, float(self.max_span)))
+        if not self.frozen:
+            self.frozen_spans.copy_(self.spans().round().clamp(1.0, float(self.max_span)))
         self.z.requires_grad_(False)
         self.frozen = True
-        return self.z.detach().numpy().astype(np.int64)
+        return self.frozen_spans.numpy().astype(np.int64)

@@ -123,3 +123,18 @@ def test_train_compressed_example_end_to_end(tmp_path):
         ref = model(torch.from_numpy(data.input_ids), torch.from_numpy(data.attention_mask)).exit_logits
     for a, b in zip(got, ref, strict=True):
         np.testing.assert_allclose(a, b.numpy(), atol=1e-5)
+
+
+def test_span_penalty_shrinks_spans(trained):
+    import copy
+
+    model = copy.deepcopy(trained[0])
+    model.compression.span_enabled = True
+    model.span.max_span, model.span.ramp = SEQ, 2
+    model.span.set_spans(torch.full_like(model.span.z, float(SEQ)))
+    model.span.z.requires_grad_(True)
+    train(model, make_dataset("sentiment", 320, SEQ, seed=3),
+          TrainSettings(epochs=2, batch_size=32, lr=2e-2, span_penalty=5.0))
+    assert float(model.span.spans().detach().mean()) < SEQ - 1.0
+    spans = model.span.freeze()
+    assert spans.dtype == np.int64 and spans.min() >= 1 and spans.max() <= SEQ

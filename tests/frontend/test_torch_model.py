@@ -181,7 +181,7 @@ def test_topk_mask_and_schedule():
 def test_span_freeze_and_checkpoint_round_trip(compressed, tmp_path):
     model = compressed
     with torch.no_grad():
-        model.span.z.copy_(torch.tensor([[1.2, 3.7, 8.0, 99.0]] * 3))
+        model.span.set_spans(torch.tensor([[1.2, 3.7, 8.0, 99.0]] * 3))
     spans = model.span.freeze()
     assert spans.tolist() == [[1, 4, 8, SEQ]] * 3
     path = tmp_path / "m.pt"
