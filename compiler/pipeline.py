@@ -116,12 +116,7 @@ def compile_relax(
         raise overflow
     _dump(dump_dir, "50-lowered.txt", lambda: format_tile_program(prog))
     if output_shapes is not None:
-        for (name, _, shape, _), want in zip(prog.outputs, output_shapes, strict=False):
-            if tuple(shape) != tuple(want) and -1 not in want:
-                raise CompileError(f"output '{name}': the module computes shape {tuple(shape)}, the model declares "
-                                   f"{tuple(want)} (unsupported op variant)")
-        if len(prog.outputs) != len(output_shapes):
-            raise CompileError(f"the module computes {len(prog.outputs)} outputs, the model declares {len(output_shapes)}")
+        _check_output_shapes(prog, output_shapes)
     with _timed(timings, "schedule"):
         hoist_loads(prog)
         pairs = insert_tokens(prog)
@@ -129,6 +124,21 @@ def compile_relax(
     with _timed(timings, "emit"):
         program = emit_program(prog, hw, {"sram_peak_bytes": peak, **(metadata or {})})
     return CompileResult(program, prog, peak, pairs, timings)
+
+
+def _check_output_shapes(prog: TileProgram, declared: list[tuple[int, ...]]) -> None:
+    """The module must compute what the ONNX graph declares; size-1 dims may differ (same row-major bytes)."""
+    if len(prog.outputs) != len(declared):
+        raise CompileError(f"the module computes {len(prog.outputs)} outputs, the model declares {len(declared)}")
+    for k, ((name, buf, shape, dtype), want) in enumerate(zip(prog.outputs, declared, strict=True)):
+        want = tuple(want)
+        if tuple(shape) == want or -1 in want:
+            continue
+        if [d for d in shape if d != 1] == [d for d in want if d != 1]:
+            prog.outputs[k] = (name, buf, want, dtype)
+            continue
+        raise CompileError(f"output '{name}': the module computes shape {tuple(shape)}, the model declares "
+                           f"{want} (unsupported op variant)")
 
 
 def compile_onnx(
