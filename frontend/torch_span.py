@@ -17,12 +17,18 @@ def span_mask(spans: torch.Tensor, seq_len: int, ramp: int) -> torch.Tensor:
     return ((ramp + z - dist) / ramp).clamp(0.0, 1.0)
 
 
+# Added to the denominator: below half an ulp of any row sum >= 2^-75, so bit-identical to the ISA formula there;
+# a row whose masked sum is 0 (a padded query farther than span + ramp from every real token) becomes zeros
+# instead of 0/0 = NaN, which would otherwise spread to every row through p @ v in the next layer.
+SPAN_SOFTMAX_EPS = 1e-30
+
+
 def masked_softmax(scores: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
-    """p = m * exp(s - max) / sum(m * exp(s - max)) over the last axis (the ISA softmax with a span)."""
+    """p = m * exp(s - max) / (sum(m * exp(s - max)) + 1e-30) over the last axis (the ISA softmax with a span)."""
     if mask is None:
         return torch.softmax(scores, dim=-1)
     e = torch.exp(scores - scores.amax(dim=-1, keepdim=True)) * mask
-    return e / e.sum(dim=-1, keepdim=True)
+    return e / (e.sum(dim=-1, keepdim=True) + SPAN_SOFTMAX_EPS)
 
 
 class AdaptiveSpan(nn.Module):

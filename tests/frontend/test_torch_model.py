@@ -192,3 +192,12 @@ def test_span_freeze_and_checkpoint_round_trip(compressed, tmp_path):
         a, b = model(ids, mask), loaded(ids, mask)
     for x, y in zip(a.exit_logits, b.exit_logits, strict=True):
         np.testing.assert_array_equal(x.numpy(), y.numpy())
+
+
+def test_short_spans_with_padding_stay_finite(config):
+    model = _randomised(CompressedAlbert(config, CompressionConfig(span_enabled=True, max_span=SEQ, span_ramp=1)))
+    model.span.set_spans(torch.ones(3, 4))
+    ids, mask = _inputs()  # example 2 has 10 padded positions, most farther than span + ramp from real tokens
+    with torch.no_grad():
+        out = model(ids, mask)
+    assert all(torch.isfinite(t).all() for t in (*out.exit_logits, *out.hidden_states))
