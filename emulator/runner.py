@@ -52,7 +52,9 @@ def _space(entry: Mapping[str, Any], what: str) -> int:
     return SPACE_INDEX[space]
 
 
-def _place_inputs(m: Machine, program: Program, inputs: Mapping[str, np.ndarray]) -> None:
+def _place_inputs(
+    m: Machine, program: Program, inputs: Mapping[str, np.ndarray], allow_missing: bool = False
+) -> None:
     declared = program.metadata.get("inputs", [])
     names = {e.get("name") for e in declared}
     extra = sorted(set(inputs) - names)
@@ -62,6 +64,8 @@ def _place_inputs(m: Machine, program: Program, inputs: Mapping[str, np.ndarray]
         name = entry.get("name")
         what = f"input '{name}'"
         if name not in inputs:
+            if allow_missing:
+                continue  # timing-only: the memory keeps zeros
             raise EmulatorInputError(f"{what} is missing")
         dtype = entry.get("dtype", "float32")
         if dtype not in DTYPES:
@@ -208,7 +212,7 @@ class Runner:
                 disable_dvfs=disable_dvfs)
         self._sram_dirty = not timing_only
         try:
-            _place_inputs(m, self.program, inputs or {})
+            _place_inputs(m, self.program, inputs or {}, allow_missing=timing_only)
         finally:
             self._dirty.extend((s, a, a + _input_bytes(e)) for s, a, e in self._inputs)
         try:
@@ -260,7 +264,7 @@ def run(
 
     What-if switches (the same binary, other behaviour; see docs/emulator.md):
     `timing_only` skips the numerics of ld/st/gather/matmul/SFU instructions while charging the same cycles,
-    traffic and energy (needs `entropy_values` when the program has `entropy` instructions; valid only when
+    traffic and energy (missing inputs read as zeros; needs `entropy_values` when the program has `entropy` instructions; valid only when
     control flow depends on nothing computed but entropies); `disable_early_exit` never takes bexit/bexitr;
     `disable_dvfs` ignores dvfs/dvfsr requests (the machine stays at `hw.dvfs.initial`).
     """

@@ -1,0 +1,244 @@
+"""Latency-aware DVFS planning (EdgeBERT): per predicted exit layer, the operating point and the recovery point.
+
+Execution model (what the program does and what the plan assumes):
+
+1. The prologue (embedding) and layer 1 with its exit head run at the fastest operating point F.
+2. After layer 1 (if it did not exit), `lut` maps the layer-1 entropy to a bin and the bin to the predicted exit
+   layer p; the program switches to the point q(p) and runs layers 2 .. p there.
+3. After layer p (if it did not exit: the prediction was low), it switches to the recovery point r(p) and runs
+   the remaining layers p+1 .. L there.
+4. The epilogue (final store, exit word) runs at the point in force when the loop ends.
+
+Time of a sentence that exits after layer e, with cycles P (prologue), C (one layer + its exit head), E
+(epilogue), clocks f_x and switch latency s (paid only when the point changes):
+
+    e = 1:      (P + C + E) / f_F
+    e <= p:     (P + C) / f_F + s[F != q] + ((e - 1) C + E) / f_q
+    e > p:      (P + C) / f_F + s[F != q] + (p - 1) C / f_q + s[q != r] + ((e - p) C + E) / f_r
+
+Policy. "Feasible" exits are those that running everything at F meets: (P + e C + E) / f_F <= target (all of
+them when the target is met for e = L). For each p, q(p) is the slowest point such that (a) every feasible
+e <= p meets the target and (b) every feasible e > p still meets it when recovery runs at F: so a low prediction
+never makes the program miss a target the fastest point would have met. r(p) is then the slowest point meeting
+the target for every feasible e > p with that q(p) (r = F always does, by (b)). q = r = F is always admissible,
+which is the fallback when the target is tight. `margin` (a fraction) shrinks the target to absorb the drain
+cycles at each switch and the inter-layer overlap the additive cycle model ignores.
+
+The compiler embeds three int32 tables: bin -> p (`exit_table`, from `edgebert.frontend.predictor`), p -> q
+(`point_table`, indexed 0 .. L) and p -> r (`recovery_table`), and splices `predict_snippet` after layer 1's
+exit branch and `recovery_snippet` after every layer's exit branch.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from edgebert.isa.encoding import Inst, make
+from edgebert.isa.errors import CompileError
+from edgebert.isa.hardware import HardwareConfig
+from edgebert.isa.table import BIN_MODES, SPACES
+
+
+@dataclass(frozen=True)
+class LayerCycles:
+    """Core cycles of the program's parts (at any clock: cycles do not depend on the operating point)."""
+
+    prologue: int  # before layer 1 (embedding)
+    layer: int  # one layer and its exit head
+    epilogue: int  # after the loop (final store, exit word)
+
+
+@dataclass(frozen=True)
+class DvfsPlan:
+    """The tables a program embeds and what they mean."""
+
+    num_layers: int
+    target_s: float
+    fastest: int
+    exit_table: np.ndarray  # int32 [nbins]: entropy bin -> predicted exit layer p (2 .. L)
+    point_table: np.ndarray  # int32 [L + 1]: p -> operating point of layers 2 .. p
+    recovery_table: np.ndarray  # int32 [L + 1]: p -> operating point of layers p+1 .. L after a low prediction
+    cycles: LayerCycles
+    margin: float
+
+    @property
+    def bin_point_table(self) -> np.ndarray:
+        """int32 [nbins]: entropy bin -> operating point of layers 2 .. p."""
+        return self.point_table[self.exit_table].astype(np.int32)
+
+    def latency_s(self, hw: HardwareConfig, predicted: int, exit_layer: int) -> float:
+        """Modelled latency of a sentence predicted to exit at `predicted` that exits after `exit_layer`."""
+        p = predicted
+        return sentence_latency_s(hw, self.cycles, self.fastest, int(self.point_table[p]),
+                                  int(self.recovery_table[p]), p, exit_layer)
+
+    def describe(self, hw: HardwareConfig) -> str:
+        """Human-readable plan: one line per predicted layer."""
+        pts = hw.dvfs.points
+        lines = [
+            f"latency-aware DVFS plan: L = {self.num_layers}, target {self.target_s * 1e3:.3f} ms "
+            f"(margin {self.margin:.1%}), layer {self.cycles.layer:,} cycles, prologue {self.cycles.prologue:,}, "
+            f"epilogue {self.cycles.epilogue:,}; layer 1 at point {self.fastest} ({pts[self.fastest].mhz:g} MHz)",
+            f"all-fastest latency for L layers: {all_fastest_s(hw, self.cycles, self.fastest, self.num_layers) * 1e3:.3f} ms",
+        ]
+        used = sorted(set(int(x) for x in self.exit_table))
+        for p in range(2, self.num_layers + 1):
+            q, r = int(self.point_table[p]), int(self.recovery_table[p])
+            bins = np.flatnonzero(self.exit_table == p)
+            where = f"bins {bins[0]}..{bins[-1]}" if bins.size else "no bin"
+            lines.append(
+                f"  p = {p:2d} ({where}): layers 2..{p} at point {q} ({pts[q].volts:.2f} V, {pts[q].mhz:g} MHz), "
+                f"recovery at point {r} ({pts[r].volts:.2f} V, {pts[r].mhz:g} MHz)"
+                f"{'' if p in used else '  [unused]'}"
+            )
+        return "\n".join(lines)
+
+    def to_json(self) -> dict[str, Any]:
+        """JSON-ready plan (for program metadata `dvfs_table`)."""
+        return {
+            "num_layers": self.num_layers,
+            "target_s": self.target_s,
+            "margin": self.margin,
+            "fastest": self.fastest,
+            "cycles": {"prologue": self.cycles.prologue, "layer": self.cycles.layer, "epilogue": self.cycles.epilogue},
+            "exit_table": self.exit_table.tolist(),
+            "point_table": self.point_table.tolist(),
+            "recovery_table": self.recovery_table.tolist(),
+        }
+
+
+def fastest_point(hw: HardwareConfig) -> int:
+    """Index of the fastest operating point (highest MHz, then lowest volts)."""
+    pts = hw.dvfs.points
+    return max(range(len(pts)), key=lambda i: (pts[i].mhz, -pts[i].volts))
+
+
+def _by_speed(hw: HardwareConfig) -> list[int]:
+    """Operating points from slowest (lowest MHz, then lowest volts) to fastest."""
+    pts = hw.dvfs.points
+    return sorted(range(len(pts)), key=lambda i: (pts[i].mhz, pts[i].volts))
+
+
+def sentence_latency_s(
+    hw: HardwareConfig, cycles: LayerCycles, fastest: int, q: int, r: int, predicted: int, exit_layer: int
+) -> float:
+    """Modelled latency (module docstring formula) of one sentence; switches cost `hw.dvfs.switch_ns`."""
+    hz = [pt.mhz * 1e6 for pt in hw.dvfs.points]
+    sw = hw.dvfs.switch_ns * 1e-9
+    P, C, E = cycles.prologue, cycles.layer, cycles.epilogue
+    t = (P + C) / hz[fastest]
+    if exit_layer <= 1:
+        return t + E / hz[fastest]
+    t += sw if q != fastest else 0.0
+    if exit_layer <= predicted:
+        return t + ((exit_layer - 1) * C + E) / hz[q]
+    t += (predicted - 1) * C / hz[q] + (sw if r != q else 0.0)
+    return t + ((exit_layer - predicted) * C + E) / hz[r]
+
+
+def all_fastest_s(hw: HardwareConfig, cycles: LayerCycles, fastest: int, exit_layer: int) -> float:
+    """Latency of a sentence exiting after `exit_layer` with every layer at the fastest point."""
+    return (cycles.prologue + exit_layer * cycles.layer + cycles.epilogue) / (hw.dvfs.points[fastest].mhz * 1e6)
+
+
+def plan_dvfs(
+    hw: HardwareConfig,
+    cycles: LayerCycles,
+    num_layers: int,
+    target_s: float,
+    exit_table: Sequence[int] | np.ndarray,
+    *,
+    margin: float = 0.0,
+) -> DvfsPlan:
+    """Compute q(p) and r(p) for p = 2 .. L by the policy of the module docstring."""
+    L = num_layers
+    if L < 2:
+        raise CompileError(f"latency-aware DVFS needs at least 2 layers, got {L}")
+    if target_s <= 0 or not 0 <= margin < 1:
+        raise CompileError(f"bad latency target {target_s} s or margin {margin}")
+    if min(cycles.prologue, cycles.layer, cycles.epilogue) < 0:
+        raise CompileError(f"negative cycle counts {cycles}")
+    exits = np.asarray(exit_table, dtype=np.int32)
+    if exits.ndim != 1 or exits.size == 0 or exits.min() < 2 or exits.max() > L:
+        raise CompileError(f"exit table must hold predicted layers 2..{L}")
+    budget = target_s * (1.0 - margin)
+    F = fastest_point(hw)
+    order = _by_speed(hw)
+    feasible = [e for e in range(1, L + 1) if all_fastest_s(hw, cycles, F, e) <= budget]
+    point_table = np.full(L + 1, F, dtype=np.int32)
+    recovery_table = np.full(L + 1, F, dtype=np.int32)
+
+    def meets(q: int, r: int, p: int, es: list[int]) -> bool:
+        return all(sentence_latency_s(hw, cycles, F, q, r, p, e) <= budget for e in es)
+
+    for p in range(2, L + 1):
+        low = [e for e in feasible if e <= p]
+        high = [e for e in feasible if e > p]
+        q = next(x for x in order if meets(x, F, p, low + high))  # F always qualifies
+        r = next(x for x in order if meets(q, x, p, high)) if high else q
+        point_table[p], recovery_table[p] = q, r
+    return DvfsPlan(L, target_s, F, exits, point_table, recovery_table, cycles, margin)
+
+
+def _f32_bits(x: float) -> int:
+    return struct.unpack("<I", struct.pack("<f", x))[0]
+
+
+def predict_snippet(
+    at: int,
+    *,
+    r_layer: int,
+    r_pred: int,
+    r_off: int,
+    r_tmp: int,
+    f_entropy: int,
+    exit_table: int,
+    point_table: int,
+    space: str = "envm",
+    nbins: int = 100,
+    scale: float = 100.0,
+    mode: str = "nearest",
+) -> list[Inst]:
+    """After layer 1's exit branch: p = exit_table[bin(H1)], switch to point_table[p]. Skipped when r_layer != 1.
+
+    `at` is the instruction index of the snippet's first instruction (branch targets are absolute). Leaves the
+    predicted layer in `r_pred` and 4 p in `r_off` (both must survive the layer loop, for `recovery_snippet`);
+    clobbers `r_tmp`. `exit_table`/`point_table` are byte addresses in `space` (based on r0).
+    """
+    sp = SPACES.index(space)
+    skip = at + 7
+    return [
+        make("li", rd=r_tmp, imm=1),
+        make("bne", rs1=r_layer, rs2=r_tmp, target=skip),
+        make("lut", rd=r_pred, fs=f_entropy, table=exit_table, table_space=sp, nbins=nbins, scale=_f32_bits(scale),
+             mode=BIN_MODES.index(mode)),
+        make("li", rd=r_tmp, imm=4),
+        make("mul", rd=r_off, rs1=r_pred, rs2=r_tmp),
+        make("lw", rd=r_tmp, src=point_table, src_base=r_off, src_space=sp),
+        make("dvfsr", rs=r_tmp),
+    ]
+
+
+def recovery_snippet(
+    at: int, *, r_layer: int, r_pred: int, r_off: int, r_tmp: int, recovery_table: int, space: str = "envm"
+) -> list[Inst]:
+    """After every layer's exit branch: when r_layer == r_pred (the prediction was low), switch to recovery_table[p].
+
+    `r_pred` must be 0 before layer 1 (never equal to a layer count) or set by `predict_snippet` first.
+    """
+    sp = SPACES.index(space)
+    return [
+        make("bne", rs1=r_layer, rs2=r_pred, target=at + 3),
+        make("lw", rd=r_tmp, src=recovery_table, src_base=r_off, src_space=sp),
+        make("dvfsr", rs=r_tmp),
+    ]
+
+
+def table_bytes(table: np.ndarray) -> bytes:
+    """Little-endian int32 bytes of a table, for a data segment."""
+    return np.ascontiguousarray(table, dtype="<i4").tobytes()
