@@ -178,10 +178,10 @@ def build_skeleton(
 ) -> Program:
     """The skeleton program; without `plan`, the DVFS tables keep every layer at the fastest point."""
     hw = hw or default_config()
-    L, S, H, I, E, A = cfg.layers, cfg.seq, cfg.hidden, cfg.intermediate, cfg.embedding, cfg.labels
+    L, S, H, FF, E, A = cfg.layers, cfg.seq, cfg.hidden, cfg.intermediate, cfg.embedding, cfg.labels
     D = H // cfg.heads
     blk = H  # FFN weights in H x H blocks (one mask shape for every weight block)
-    if H % cfg.heads or I % H:
+    if H % cfg.heads or FF % H:
         raise ValueError("hidden must divide by heads, intermediate by hidden")
     sparse = cfg.density < 1.0
     F = fastest_point(hw)
@@ -222,10 +222,10 @@ def build_skeleton(
     emb_table = envm(cfg.vocab * E * 4)
     pos_table = envm(S * E * 4)
     w_emb = envm(E * H)
-    consts_len = (4 * H + I + H + 4 * H + 2 * E + H + H + A) * 4
+    consts_len = (4 * H + FF + H + 4 * H + 2 * E + H + H + A) * 4
     consts_envm = envm(consts_len)
     vals_bytes = nnz if sparse else H * blk  # AF8 non-zeros (or the dense block) of one H x blk weight block
-    blocks = 4 + 2 * (I // blk)
+    blocks = 4 + 2 * (FF // blk)
     w_vals = [envm(vals_bytes) for _ in range(blocks)]
     head_stride = -(-(H * H + H * A) // 64) * 64
     heads = envm(head_stride * L)
@@ -253,7 +253,7 @@ def build_skeleton(
     # constant offsets inside `consts`
     c_bias = {n: consts + 4 * i * H for i, n in enumerate(("q", "k", "v", "o"))}
     c_b1 = consts + 16 * H
-    c_b2 = c_b1 + 4 * I
+    c_b2 = c_b1 + 4 * FF
     c_ln = [c_b2 + 4 * H + 4 * H * i for i in range(4)]  # ln1 gamma, ln1 beta, ln2 gamma, ln2 beta
     c_emb_ln = c_b2 + 4 * H + 16 * H
     c_bemb = c_emb_ln + 8 * E
@@ -361,7 +361,7 @@ def build_skeleton(
     vadd(t_s, t_s, x_s, S, H)
     layernorm(x_s, t_s, S, H, c_ln[0])
     quant(xq_s, x_s, S, H)
-    chunks = I // blk
+    chunks = FF // blk
     for c in range(chunks):
         w1 = load_weight(4 + 2 * c, n_slot % 2)
         n_slot += 1
@@ -371,7 +371,7 @@ def build_skeleton(
         quant(hq_s, h_s, S, blk)
         w2 = load_weight(5 + 2 * c, n_slot % 2)
         n_slot += 1
-        # W2 chunk c: rows c*blk .. of the I x H matrix (blk x H); the skeleton keeps blk == H blocks.
+        # W2 chunk c: rows c*blk .. of the FF x H matrix (blk x H); the skeleton keeps blk == H blocks.
         matmul(y_s, hq_s, w2, S, blk, H, bias=c_b2 if c == chunks - 1 else None, acc=int(c > 0), sparse_b=sparse,
                b_bytes=(mbytes + nnz) if sparse else blk * H)
     vadd(y_s, y_s, x_s, S, H)

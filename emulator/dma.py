@@ -34,9 +34,10 @@ def _copy(inst: Inst, m: Machine, src_space: int, dst_space: int, track: bool = 
         if s_addr % esize or d_addr % esize:
             bad, what = (s_addr, "src") if s_addr % esize else (d_addr, "dst")
             raise Fault(f"misaligned {what}: address {bad:#x} is not a multiple of {esize}")
-        s = tile(src_buf, src_size, src_space, s_addr, rows, bcols, bsrc_stride, 1, acc, False, "src")
-        d = tile(dst_buf, dst_size, dst_space, d_addr, rows, bcols, bdst_stride, 1, acc, True, "dst")
-        if not m.timing_only:
+        t = m.timing_only
+        s = tile(None if t else src_buf, src_size, src_space, s_addr, rows, bcols, bsrc_stride, 1, acc, False, "src")
+        d = tile(None if t else dst_buf, dst_size, dst_space, d_addr, rows, bcols, bdst_stride, 1, acc, True, "dst")
+        if not t:
             d[...] = s
             if track and rows and bcols:
                 m.dirty.append((dst_space, d_addr, d_addr + (rows - 1) * (bdst_stride or bcols) + bcols))

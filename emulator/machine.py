@@ -93,6 +93,7 @@ class Machine:
         self.acc: list[Access] = []
         self.max_cycles = max_cycles
         self.tracing = trace
+        self.check_races = True  # False skips race detection (report: race_count None)
         #: timing_only: nnz of sparse masks read from constant memory, and the (space, lo, hi) ranges that are
         #: constant across runs (data segments no input overlaps; set by the Runner).
         self.nnz_cache: dict[tuple, int] = {}
@@ -186,6 +187,7 @@ class Machine:
         pc_counts, trace, tracing = self.pc_counts, self.trace, self.tracing
         check_init = self.mem.initialized is not None
         timing = self.timing_only
+        races = self.check_races
         fe = 0  # the front end's next dispatch cycle
         pc = 0
         end = 0
@@ -254,7 +256,8 @@ class Machine:
                         self.shadow.log(op.shadow, acc)
                     if check_init:
                         self.mem.check_initialized(acc)
-                    self._check_races(live, unit, start, end, pc, fe)
+                    if races:
+                        self._check_races(live, unit, start, end, pc, fe)
                     acc.clear()
                 if end > max_cycles:
                     raise Fault(f"cycle budget of {self.max_cycles} cycles exceeded (cycle {end})")

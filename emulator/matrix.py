@@ -69,7 +69,7 @@ def compile_matmul(inst: Inst, m: Machine) -> Callable[[], int]:
         return dense.reshape(b_rows, b_cols), nnz
 
     def run_timing() -> int:
-        tile(u8 if a_af8 else f32, size, SRAM, regs[a_base] + a_off, mm, k, a_stride, a_size, acc, False, "a")
+        tile(None, size, SRAM, regs[a_base] + a_off, mm, k, a_stride, a_size, acc, False, "a")
         b_addr = regs[b_base] + b_off
         if sparse:
             if b_addr % b_size:
@@ -82,13 +82,13 @@ def compile_matmul(inst: Inst, m: Machine) -> Callable[[], int]:
             macs = mm * nnz
             cycles = matmul_cycles(m.hw, macs)
         else:
-            tile(u8 if b_af8 else f32, size, SRAM, b_addr, b_rows, b_cols, b_stride, b_size, acc, False, "b")
+            tile(None, size, SRAM, b_addr, b_rows, b_cols, b_stride, b_size, acc, False, "b")
             b_read = k * n * b_size
             macs = mm * k * n
             cycles = dense_cycles
-        tile(f32, size, SRAM, regs[d_base] + d_off, mm, n, d_stride, 4, acc, True, "dst")
+        tile(None, size, SRAM, regs[d_base] + d_off, mm, n, d_stride, 4, acc, True, "dst")
         if has_bias:
-            tile(f32, size, SRAM, regs[bias_base] + bias_off, 1, n, 0, 4, acc, False, "bias")
+            tile(None, size, SRAM, regs[bias_base] + bias_off, 1, n, 0, 4, acc, False, "bias")
         seg = m.seg
         if exact:
             seg.mac_af8 += macs

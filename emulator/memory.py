@@ -81,7 +81,7 @@ def check_range(size: int, space: int, address: int, nbytes: int, what: str) -> 
 
 
 def tile(
-    buf: np.ndarray,
+    buf: np.ndarray | None,
     size: int,
     space: int,
     address: int,
@@ -95,7 +95,8 @@ def tile(
 ) -> np.ndarray:
     """A (rows, cols) view of typed array `buf` at byte `address`, row stride `stride` elements (0: packed).
 
-    Checks natural alignment and bounds, and records the access in `acc` for race detection.
+    Checks natural alignment and bounds, and records the access in `acc` for race detection. With `buf` None
+    (timing-only runs) only checks and records, and returns None.
     """
     if address % itemsize:
         raise Fault(f"misaligned {what}: address {address:#x} is not a multiple of {itemsize}")
@@ -107,6 +108,8 @@ def tile(
             f"{SPACES[space]} ({size:#x} bytes)"
         )
     acc.append((space, address, rows, pitch * itemsize, cols * itemsize, write))
+    if buf is None:
+        return None  # type: ignore[return-value]
     i = address // itemsize
     if pitch == cols:
         return buf[i : i + rows * cols].reshape(rows, cols)

@@ -90,6 +90,6 @@ def build_report(m: Machine, exit_layer: int | None) -> dict[str, Any]:
         "energy_by_point_j": by_point,
         "entropy_injected": m.entropy_used if m.entropy_values is not None else None,
         "races": m.races,
-        "race_count": m.race_count,
+        "race_count": m.race_count if m.check_races else None,
         "trap": str(m.trap) if m.trap is not None else None,
     }

@@ -199,8 +199,12 @@ class Runner:
         disable_early_exit: bool = False,
         disable_dvfs: bool = False,
         raise_on_trap: bool = True,
+        check_races: bool = True,
     ) -> RunResult:
-        """One run; `RunResult.machine` is the Runner's machine (valid until the next run). See `run`."""
+        """One run; `RunResult.machine` is the Runner's machine (valid until the next run). See `run`.
+
+        `check_races=False` skips race detection (faster; the report's `race_count` is None).
+        """
         m = self.machine
         if timing_only:
             if self.check_uninitialized:
@@ -211,6 +215,7 @@ class Runner:
         m.reset(entropy_values, timing_only=timing_only, disable_early_exit=disable_early_exit,
                 disable_dvfs=disable_dvfs)
         self._sram_dirty = not timing_only
+        m.check_races = check_races
         try:
             _place_inputs(m, self.program, inputs or {}, allow_missing=timing_only)
         finally:
