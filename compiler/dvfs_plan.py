@@ -21,7 +21,9 @@ them when the target is met for e = L). For each p, q(p) is the slowest point su
 e <= p meets the target and (b) every feasible e > p still meets it when recovery runs at F: so a low prediction
 never makes the program miss a target the fastest point would have met. r(p) is then the slowest point meeting
 the target for every feasible e > p with that q(p) (r = F always does, by (b)). q = r = F is always admissible,
-which is the fallback when the target is tight. `margin` (a fraction) shrinks the target to absorb the drain
+which is the fallback when the target is tight. Exits the fastest point cannot finish in time are not
+constrained: they miss the target in every mode (with a target below the all-fastest time of L layers, the plan
+may run such sentences slower still). `margin` (a fraction) shrinks the target to absorb the drain
 cycles at each switch and the inter-layer overlap the additive cycle model ignores.
 
 The compiler embeds three int32 tables: bin -> p (`exit_table`, from `edgebert.frontend.predictor`), p -> q
@@ -127,18 +129,25 @@ def _by_speed(hw: HardwareConfig) -> list[int]:
 def sentence_latency_s(
     hw: HardwareConfig, cycles: LayerCycles, fastest: int, q: int, r: int, predicted: int, exit_layer: int
 ) -> float:
-    """Modelled latency (module docstring formula) of one sentence; switches cost `hw.dvfs.switch_ns`."""
-    hz = [pt.mhz * 1e6 for pt in hw.dvfs.points]
-    sw = hw.dvfs.switch_ns * 1e-9
+    """Modelled latency (module docstring formula) of one sentence; switches cost `hw.dvfs.switch_ns`.
+
+    Cycles are summed per operating point before dividing by its clock, so an all-fastest path gives exactly
+    `all_fastest_s` (no rounding difference).
+    """
     P, C, E = cycles.prologue, cycles.layer, cycles.epilogue
-    t = (P + C) / hz[fastest]
+    at: dict[int, int] = {fastest: P + C}
+    switches = 0
     if exit_layer <= 1:
-        return t + E / hz[fastest]
-    t += sw if q != fastest else 0.0
-    if exit_layer <= predicted:
-        return t + ((exit_layer - 1) * C + E) / hz[q]
-    t += (predicted - 1) * C / hz[q] + (sw if r != q else 0.0)
-    return t + ((exit_layer - predicted) * C + E) / hz[r]
+        at[fastest] += E
+    elif exit_layer <= predicted:
+        switches += q != fastest
+        at[q] = at.get(q, 0) + (exit_layer - 1) * C + E
+    else:
+        switches += (q != fastest) + (r != q)
+        at[q] = at.get(q, 0) + (predicted - 1) * C
+        at[r] = at.get(r, 0) + (exit_layer - predicted) * C + E
+    pts = hw.dvfs.points
+    return sum(c / (pts[x].mhz * 1e6) for x, c in at.items()) + switches * hw.dvfs.switch_ns * 1e-9
 
 
 def all_fastest_s(hw: HardwareConfig, cycles: LayerCycles, fastest: int, exit_layer: int) -> float:
