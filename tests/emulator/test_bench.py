@@ -1,0 +1,122 @@
+"""edgebert-bench end to end: three modes on the same sentences, JSON, plot, entropy replay and real inputs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from edgebert.emulator.albert_skeleton import SkeletonConfig, build_planned_skeleton
+from edgebert.emulator.bench import main, parse_duration
+from edgebert.frontend.predictor import load_table, predicted_exit_layers
+from edgebert.isa.ebin import save_ebin
+from edgebert.isa.errors import EdgebertError
+
+DATA = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "edgebert-sst2"
+needs_data = pytest.mark.skipif(not (DATA / "sst2_eval_entropy.txt").exists(), reason="shared data absent")
+TINY = SkeletonConfig(layers=4, seq=16, hidden=32, heads=2, intermediate=64, embedding=16, vocab=50, threshold=0.2)
+TRACE = [
+    [0.1, 0.5, 0.5, 0.5],
+    [0.5, 0.1, 0.5, 0.5],
+    [0.3, 0.5, 0.5, 0.5],
+    [0.9, 0.5, 0.1, 0.5],
+    [0.4, 0.3, 0.25, 0.15],
+    [0.6, 0.6, 0.6, 0.6],
+]
+
+
+def _rule(row: list[float], threshold: float) -> int:
+    return next((i + 1 for i, h in enumerate(row) if h < threshold), len(row))
+
+
+@pytest.fixture(scope="module")
+def tiny_ebin(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    exits = np.repeat(np.array([2, 3, 4, 4], dtype=np.int32), 25)
+    program, _ = build_planned_skeleton(TINY, exits, 20e-6)
+    path = tmp_path_factory.mktemp("bench") / "tiny.ebin"
+    save_ebin(program, path)
+    return path
+
+
+def test_entropy_replay_json_and_plot(tiny_ebin: Path, tmp_path: Path) -> None:
+    trace = tmp_path / "trace.txt"
+    trace.write_text("".join(", ".join(f" {x}" for x in row) + "\n" for row in TRACE))
+    out, png = tmp_path / "b.json", tmp_path / "b.png"
+    assert main([str(tiny_ebin), "--entropy-trace", str(trace), "--limit", "5", "--json", str(out),
+                 "--plot", str(png), "-q"]) == 0
+    r = json.loads(out.read_text())
+    assert {"modes", "savings", "paper_savings", "sentences", "latency_target_s", "per_sentence", "hw"} <= set(r)
+    assert r["sentences"] == 5 and r["timing_only"] is True and r["latency_target_s"] == pytest.approx(20e-6)
+    assert list(r["modes"]) == ["no-exit", "early-exit", "ee+dvfs"]
+    for mode in r["modes"].values():
+        assert {"p50", "p90", "p99", "mean", "max"} <= set(mode["latency_s"])
+        assert mode["energy_j"]["mean"] > 0 and 0 <= mode["within_target"] <= 1
+    per = r["per_sentence"]
+    assert per["no-exit"]["exit_layer"] == [4] * 5
+    want = [_rule(row, TINY.threshold) for row in TRACE[:5]]
+    assert per["early-exit"]["exit_layer"] == want == per["ee+dvfs"]["exit_layer"]
+    assert r["modes"]["early-exit"]["exit_layer"]["histogram"] == {"1": 1, "2": 1, "3": 1, "4": 2}
+    # early exit saves energy; DVFS saves more at the cost of latency (same exits)
+    e = {m: r["modes"][m]["energy_j"]["mean"] for m in r["modes"]}
+    assert e["no-exit"] > e["early-exit"] > e["ee+dvfs"]
+    assert r["savings"]["vs_no_exit"] == pytest.approx(e["no-exit"] / e["ee+dvfs"])
+    assert png.stat().st_size > 1000
+
+
+def test_real_inputs_full_runs(tiny_ebin: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # zero weights: every head's logits are equal, entropy = ln 2 > threshold: every sentence runs all layers
+    ids = np.arange(3 * TINY.seq).reshape(3, 1, TINY.seq) % TINY.vocab
+    npz = tmp_path / "in.npz"
+    np.savez(npz, input_ids=ids)
+    out = tmp_path / "r.json"
+    assert main([str(tiny_ebin), "--inputs", str(npz), "--limit", "2", "--json", str(out),
+                 "--latency-target", "1ms"]) == 0
+    r = json.loads(out.read_text())
+    assert r["sentences"] == 2 and r["timing_only"] is False and r["latency_target_s"] == 1e-3
+    assert r["per_sentence"]["early-exit"]["exit_layer"] == [4, 4]
+    assert r["modes"]["ee+dvfs"]["within_target"] == 1.0
+    printed = capsys.readouterr().out
+    assert "ee+dvfs" in printed and "paper: 7x" in printed
+
+
+def test_errors(tiny_ebin: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main([str(tiny_ebin), "--entropy-trace", str(tmp_path / "none.txt"), "-q"]) == 2
+    trace = tmp_path / "t.txt"
+    trace.write_text("0.5, 0.5\n")  # fewer entropies than exits: the replay runs out
+    assert main([str(tiny_ebin), "--entropy-trace", str(trace), "-q"]) == 2
+    assert main([str(tiny_ebin), "--entropy-trace", str(trace), "--latency-target", "fast", "-q"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("edgebert-bench: error:") == 3 and "Traceback" not in err
+    with pytest.raises(SystemExit):
+        main([str(tiny_ebin)])  # an input source is required
+
+
+def test_parse_duration() -> None:
+    assert parse_duration("50ms") == pytest.approx(0.05)
+    assert parse_duration("0.05") == pytest.approx(0.05)
+    assert parse_duration("250 us") == pytest.approx(250e-6)
+    for bad in ("", "ms", "-1ms", "0"):
+        with pytest.raises(EdgebertError):
+            parse_duration(bad)
+
+
+@needs_data
+def test_sst2_replay_on_albert_base(tmp_path: Path) -> None:
+    """The real trace through the ALBERT-base skeleton (first 25 sentences): exits follow the rule per sentence."""
+    cfg = SkeletonConfig(threshold=0.23)
+    exits = predicted_exit_layers(load_table(DATA / "sst2_lookup_table.csv"), 0.23, 12)
+    program, plan = build_planned_skeleton(cfg, exits, 0.05)
+    ebin = tmp_path / "albert.ebin"
+    save_ebin(program, ebin)
+    assert ebin.stat().st_size < 200_000  # weights are not stored
+    out = tmp_path / "r.json"
+    assert main([str(ebin), "--entropy-trace", str(DATA / "sst2_eval_entropy.txt"), "--limit", "25",
+                 "--json", str(out), "-q"]) == 0
+    r = json.loads(out.read_text())
+    rows = np.loadtxt(DATA / "sst2_eval_entropy.txt", delimiter=",")[:25]
+    assert r["per_sentence"]["ee+dvfs"]["exit_layer"] == [_rule(list(row), 0.23) for row in rows]
+    assert r["modes"]["ee+dvfs"]["within_target"] == 1.0
+    assert r["savings"]["vs_no_exit"] > r["savings"]["early_exit_vs_no_exit"] > 1.0
+    assert r["races_first_sentence"] == {}
