@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
 from edgebert.isa.errors import CompileError
 
 log = logging.getLogger(__name__)

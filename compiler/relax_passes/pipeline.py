@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import tvm
+
 from edgebert.compiler.relax_passes.cleanup import cleanup_passes
 from edgebert.compiler.relax_passes.layer_loop import OutlineLayerLoops
 from edgebert.compiler.relax_passes.mask import SimplifyAttentionMask

@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 import tvm
+
 from edgebert.isa.errors import CompileError
 
 log = logging.getLogger(__name__)
