@@ -67,6 +67,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _phase(name: str, model: CompressedAlbert, data, settings: TrainSettings, pruner: Pruner | None = None) -> None:
+    if settings.epochs == 0:  # e.g. an untrained, ALBERT-base-shaped model for the compiler
+        if pruner is not None:
+            pruner.apply()
+        print(f"[{name}] skipped (0 epochs)")
+        return
     start = time.time()
     losses = train(model, data, settings, pruner)
     print(f"[{name}] {settings.epochs} epochs, loss {losses[0]:.4f} -> {losses[-1]:.4f} ({time.time() - start:.0f} s)")
@@ -96,7 +101,8 @@ def main(argv: list[str] | None = None) -> int:
     base = TrainSettings(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
                          span_penalty=args.span_penalty if args.span else 0.0)
     _phase("train", model, train_data, base)
-    print(evaluate_exits(model, eval_data).format())
+    if args.epochs:
+        print(evaluate_exits(model, eval_data).format())
     if args.prune != "none":
         targets = {"encoder": args.encoder_sparsity, "embedding": args.embedding_sparsity}
         pruner = Pruner(model, args.prune, targets)

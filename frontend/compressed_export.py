@@ -91,6 +91,9 @@ def edgebert_metadata(model: CompressedAlbert, frozen: CompressedAlbert, seq_len
     quantized = comp.quantize_weights
     sparsity = model.sparsity_report()
     biases = model.weight_biases() if quantized else {}
+    params = dict(frozen.named_parameters())
+    # zeros in the exported tensor: the pruning mask's plus weights AF8 flushes to zero
+    zero_fraction = {n: float((params[n] == 0).float().mean()) for e in sparsity.values() for n in e["tensors"]}
     return {
         "edgebert.version": METADATA_VERSION,
         "edgebert.task": {"name": comp.task, "num_labels": comp.num_labels,
@@ -116,7 +119,8 @@ def edgebert_metadata(model: CompressedAlbert, frozen: CompressedAlbert, seq_len
         "edgebert.sparsity": {
             "method": comp.pruning_method if model.prune_masks else "none",
             "groups": {g: {"target": e["target"], "achieved": e["achieved"]} for g, e in sparsity.items()},
-            "tensors": {n: {"group": g, "sparsity": e["tensors"][n], **locations.get(n, {})}
+            "tensors": {n: {"group": g, "sparsity": e["tensors"][n], "zero_fraction": zero_fraction[n],
+                            **locations.get(n, {})}
                         for g, e in sparsity.items() for n in e["tensors"]},
         },
         "edgebert.quantization": {

@@ -135,6 +135,7 @@ def test_initializers_are_zeroed_and_af8(exported):
         np.testing.assert_array_equal(adaptivfloat.decode(adaptivfloat.encode(arr, bias), bias), arr)
         if name in tensors:
             assert np.mean(arr == 0) >= tensors[name]["sparsity"] - 1e-9
+            assert np.mean(arr == 0) == pytest.approx(tensors[name]["zero_fraction"])
             mask = model.prune_masks[name].numpy()
             assert np.all((arr.T if entry["transposed"] else arr)[mask == 0] == 0)
 

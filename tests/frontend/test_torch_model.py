@@ -201,3 +201,17 @@ def test_short_spans_with_padding_stay_finite(config):
     with torch.no_grad():
         out = model(ids, mask)
     assert all(torch.isfinite(t).all() for t in (*out.exit_logits, *out.hidden_states))
+
+
+def test_activation_quantizer_calibrates_then_applies_reference():
+    from edgebert.frontend.torch_quant import ActivationQuantizer
+
+    aq = ActivationQuantizer()
+    x = torch.from_numpy(np.random.default_rng(5).normal(size=(4, 9)).astype(np.float32) * 3)
+    assert aq("p", x) is x
+    aq.mode = "calibrate"
+    aq("p", x)
+    aq("p", x * 0.5)
+    biases = aq.finish_calibration()
+    assert biases == {"p": adaptivfloat.choose_bias(np.array([float(x.abs().max())], dtype=np.float32))}
+    np.testing.assert_array_equal(aq("p", x).numpy(), adaptivfloat.quantize(x.numpy(), biases["p"]))
