@@ -1,7 +1,8 @@
 """edgebert.compiler.relax_passes: Relax-level passes (cleanup, composite fusion, layer loop) and the IR contract.
 
 Pipeline (`relax_passes()` == `default_passes()`; run with `run_passes(mod, passes, dump_dir, timings)`):
-    BindParams? -> FoldConstant -> CanonicalizeBindings -> EliminateCommonSubexpr -> DeadCodeElimination
+    BindParams? -> edgebert.FoldConstantsNumpy -> edgebert.FoldRemainingConstants (TVM FoldConstant, if needed)
+    -> CanonicalizeBindings -> [EliminateCommonSubexpr, opt-in] -> DeadCodeElimination
     -> edgebert.ConstantOperandLast -> edgebert.SimplifyAttentionMask -> FuseOpsByPattern(edgebert.*)
     -> edgebert.CanonicalizeCompositeArgs -> edgebert.OutlineLayerLoops
 
@@ -45,6 +46,7 @@ IR contract: what the backend receives (docs/frontend.md has the same, with exam
 """
 
 from edgebert.compiler.relax_passes.cleanup import ConstantOperandLast, cleanup_passes
+from edgebert.compiler.relax_passes.fold import FoldConstantsNumpy, FoldRemainingConstants
 from edgebert.compiler.relax_passes.layer_loop import LayerLoop, OutlineLayerLoops, find_layer_loops
 from edgebert.compiler.relax_passes.mask import SimplifyAttentionMask
 from edgebert.compiler.relax_passes.patterns import (
@@ -58,7 +60,8 @@ from edgebert.compiler.relax_passes.pipeline import default_passes, relax_passes
 from edgebert.compiler.relax_passes.runner import pass_name, run_passes
 
 __all__ = [
-    "COMPOSITES", "CanonicalizeCompositeArgs", "ConstantOperandLast", "LayerLoop", "OutlineLayerLoops",
+    "COMPOSITES", "CanonicalizeCompositeArgs", "ConstantOperandLast", "FoldConstantsNumpy", "FoldRemainingConstants",
+    "LayerLoop", "OutlineLayerLoops",
     "cleanup_passes", "composite_attrs", "composite_specs", "find_layer_loops", "fusion_pass", "pass_name",
     "SimplifyAttentionMask", "default_passes", "relax_passes", "run_passes",
 ]

@@ -12,24 +12,21 @@ from edgebert.compiler.relax_passes.fold import FoldConstantsNumpy, FoldRemainin
 _COMMUTATIVE = ("relax.add", "relax.multiply")
 
 
-def cleanup_passes(params: dict[str, Any] | None = None) -> list[tvm.transform.Pass]:
+def cleanup_passes(params: dict[str, Any] | None = None, cse: bool = False) -> list[tvm.transform.Pass]:
     """Bind weights (if imported as parameters), fold constants, tidy bindings, drop dead code.
 
     FoldConstantsNumpy folds the exporters' shape/index arithmetic in milliseconds; TVM's FoldConstant (which
-    builds a kernel per folded op: 1.7-2.7 s alone on ALBERT) then runs only if something is left (dynamo's
-    strided_slice: 0.8 s).
+    builds a kernel per folded op: 1.7-2.7 s alone on ALBERT) then runs only if something is left.
+    EliminateCommonSubexpr is off by default: on tiny/base ALBERT from both exporters and on the compressed
+    model it removed 0 bindings, and it costs 0.8 s on ALBERT-base (it hashes every weight).
     """
     passes: list[tvm.transform.Pass] = []
     if params:
         passes.append(relax.transform.BindParams("main", params))
-    passes += [
-        FoldConstantsNumpy(),
-        FoldRemainingConstants(),
-        relax.transform.CanonicalizeBindings(),
-        relax.transform.EliminateCommonSubexpr(),
-        relax.transform.DeadCodeElimination(["main"]),
-        ConstantOperandLast(),
-    ]
+    passes += [FoldConstantsNumpy(), FoldRemainingConstants(), relax.transform.CanonicalizeBindings()]
+    if cse:
+        passes.append(relax.transform.EliminateCommonSubexpr())
+    passes += [relax.transform.DeadCodeElimination(["main"]), ConstantOperandLast()]
     return passes
 
 
