@@ -602,15 +602,25 @@ def _layer_norm_rows(scope: _Scope, var, attrs, x, gamma, beta, out: Tensor | No
 
 def _h_softmax(scope: _Scope, var, expr, args):
     _float_only(var, *args)
-    nd = len(_shape(var))
-    if int(expr.attrs.axis) % max(nd, 1) != nd - 1:
-        raise CompileError(f"binding '{var.name}': softmax over axis {int(expr.attrs.axis)} (last axis only)")
-    x = scope.low.to_sram(args[0], var.name)
+    shape = _shape(var)
+    nd = len(shape)
+    axis = int(expr.attrs.axis) % max(nd, 1)
+    low = scope.low
+    x = low.to_sram(args[0], var.name)
+    if nd and axis != nd - 1:
+        # softmax over another axis: copy with that axis innermost, softmax the rows, copy back
+        perm = tuple(a for a in range(nd) if a != axis) + (axis,)
+        moved = low.dense_copy(Tensor(x.view.permute(perm), x.dtype), f"{var.name}.t")
+        em.emit_row_op(scope.prog, "softmax", moved.view, moved.view)
+        out = low.new_tensor(var.name, shape, "float32")
+        em.emit_unary(scope.prog, "vmov", out.view.permute(perm), moved.view)
+        return out
     out = scope.out_tensor(var, x, [expr.args[0]])
     if not em.emit_row_op(scope.prog, "softmax", out.view, x.view):
-        x = scope.low.dense_copy(x, var.name)
-        out = scope.low.new_tensor(var.name, x.shape, "float32")
-        em.emit_row_op(scope.prog, "softmax", out.view, x.view)
+        x = low.dense_copy(x, var.name)
+        tmp = low.new_tensor(var.name, x.shape, "float32")
+        em.emit_row_op(scope.prog, "softmax", tmp.view, x.view)
+        em.emit_unary(scope.prog, "vmov", out.view, tmp.view)
     return out
 
 

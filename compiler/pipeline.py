@@ -126,6 +126,14 @@ def compile_relax(
     return CompileResult(program, prog, peak, pairs, timings)
 
 
+def check_backend_limits(model: Any) -> None:
+    """ONNX features the import accepts but the backend cannot honour: fail before any work."""
+    for i, node in enumerate(model.graph.node):
+        if node.op_type == "LayerNormalization" and any(o for o in node.output[1:]):
+            raise CompileError(f"node {node.name or f'#{i}'} (LayerNormalization): the optional Mean/InvStdDev "
+                               "outputs are not supported")
+
+
 def _check_output_shapes(prog: TileProgram, declared: list[tuple[int, ...]]) -> None:
     """The module must compute what the ONNX graph declares; size-1 dims may differ (same row-major bytes)."""
     if len(prog.outputs) != len(declared):
@@ -134,7 +142,8 @@ def _check_output_shapes(prog: TileProgram, declared: list[tuple[int, ...]]) -> 
         want = tuple(want)
         if tuple(shape) == want or -1 in want:
             continue
-        if [d for d in shape if d != 1] == [d for d in want if d != 1]:
+        squeezed = [d for d in shape if d != 1]
+        if squeezed and squeezed == [d for d in want if d != 1]:
             prog.outputs[k] = (name, buf, want, dtype)
             continue
         raise CompileError(f"output '{name}': the module computes shape {tuple(shape)}, the model declares "
@@ -157,6 +166,7 @@ def compile_onnx(
     dump = Path(dump_dir) if dump_dir is not None else None
     with _timed(timings, "load"):
         loaded = load_onnx(model, seq_len)
+        check_backend_limits(loaded.model)
     with _timed(timings, "import"):
         mod = to_relax(loaded)
     _dump(dump, "00-imported.py", lambda: mod.script(show_meta=False))

@@ -58,13 +58,14 @@ def op_types(case) -> set[str]:
 
 def compile_case(case):
     """Compile a node-test model as is (its static shapes; no batch/sequence fixing)."""
-    from edgebert.compiler.pipeline import compile_relax, relax_pipeline
+    from edgebert.compiler.pipeline import check_backend_limits, compile_relax, relax_pipeline
     from edgebert.frontend.loader import LoadedModel, _graph_inputs, _spec, to_relax
     from edgebert.frontend.metadata import parse_metadata
     from edgebert.frontend.support import check_supported
 
     model = case.model
     check_supported(model.graph)
+    check_backend_limits(model)
     inputs = tuple(_spec(v) for v in _graph_inputs(model))
     outputs = tuple(_spec(v) for v in model.graph.output)
     for t in (*inputs, *outputs):
