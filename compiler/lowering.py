@@ -321,7 +321,14 @@ class _Scope:
         if all(isinstance(a, Const) for a in args if a is not None and not isinstance(a, tuple)) and name in FOLDABLE:
             self.env[var] = Const(FOLDABLE[name](var, *[a.array for a in args if a is not None]), _dtype(var))
             return
-        self.env[var] = handler(self, var, expr, args)
+        try:
+            self.env[var] = handler(self, var, expr, args)
+        except CompileError:
+            raise
+        except (ValueError, IndexError, KeyError, TypeError, AttributeError, AssertionError) as exc:
+            # a lowering bug must still end in one clear line naming the binding, not a numpy traceback
+            raise CompileError(f"{self.fname}: internal error lowering '{var.name}' ({name}): "
+                               f"{type(exc).__name__}: {exc}") from exc
 
     # ---- the layer loop ----------------------------------------------------------------------------
     def lower_loop(self, calls: list[Any]) -> None:

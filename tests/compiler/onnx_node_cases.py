@@ -14,7 +14,7 @@ RTOL, ATOL = 1e-3, 1e-7  # the ONNX backend test defaults
 
 @dataclass
 class Outcome:
-    status: str  # "pass", "rejected" (CompileError at compile time), "wrong", "trap"
+    status: str  # "pass", "rejected" (CompileError at compile time), "internal" (a lowering bug), "wrong", "trap"
     detail: str = ""
 
 
@@ -87,7 +87,8 @@ def run_case(case) -> Outcome:
     try:
         compiled, loaded = compile_case(case)
     except CompileError as exc:
-        return Outcome("rejected", str(exc).splitlines()[0])
+        status = "internal" if "internal error" in str(exc) else "rejected"
+        return Outcome(status, str(exc).splitlines()[0])
     for inputs, expected in case.data_sets:
         feed = dict(zip([t.name for t in loaded.inputs], inputs, strict=False))
         try:
