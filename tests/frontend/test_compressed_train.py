@@ -28,19 +28,23 @@ SEQ = 16
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "train_compressed.py"
 
 
-@pytest.fixture(scope="module")
-def trained():
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Deterministic, and faster than 2 threads on a shared 2-core machine."""
     threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # deterministic, and faster than 2 threads on a shared 2-core machine
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def trained(one_thread):
     torch.manual_seed(0)
     config = albert_config(len(VOCAB), hidden=32, layers=3, heads=2, intermediate=64, max_positions=SEQ)
     model = CompressedAlbert(config, CompressionConfig(entropy_threshold=0.3))
     model.reset_parameters(seed=0)
     data = make_dataset("sentiment", 2000, SEQ, seed=0)
-    try:
-        losses = train(model, data, TrainSettings(epochs=10, batch_size=32, lr=3e-3, seed=0))
-    finally:
-        torch.set_num_threads(threads)
+    losses = train(model, data, TrainSettings(epochs=10, batch_size=32, lr=3e-3, seed=0))
     return model, losses, make_dataset("sentiment", 600, SEQ, seed=1)
 
 
@@ -89,7 +93,7 @@ def test_pruning_fine_tune_and_af8_activations(trained):
 
     model = copy.deepcopy(model)
     pruner = Pruner(model, "movement", {"encoder": 0.5, "embedding": 0.5})
-    train(model, make_dataset("sentiment", 600, SEQ, seed=2), TrainSettings(epochs=1, batch_size=32, lr=1e-3),
+    train(model, make_dataset("sentiment", 320, SEQ, seed=2), TrainSettings(epochs=1, batch_size=32, lr=1e-3),
           pruner)
     report = model.sparsity_report()
     assert abs(report["encoder"]["achieved"] - 0.5) < 1e-3 and abs(report["embedding"]["achieved"] - 0.5) < 0.01
