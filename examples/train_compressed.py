@@ -88,26 +88,49 @@ def main(argv: list[str] | None = None) -> int:
     train_data = make_dataset(args.task, args.train_size, args.seq_len, seed=args.seed)
     calib_data = make_dataset(args.task, args.eval_size, args.seq_len, seed=args.seed + 1000)
     eval_data = make_dataset(args.task, args.eval_size, args.seq_len, seed=args.seed + 2000)
-    config = albert_config(len(VOCAB), hidden=args.hidden, layers=args.layers, heads=args.heads,
-                           intermediate=args.intermediate or 2 * args.hidden, embedding=args.embedding,
-                           max_positions=args.seq_len, dropout=args.dropout)
+    config = albert_config(
+        len(VOCAB),
+        hidden=args.hidden,
+        layers=args.layers,
+        heads=args.heads,
+        intermediate=args.intermediate or 2 * args.hidden,
+        embedding=args.embedding,
+        max_positions=args.seq_len,
+        dropout=args.dropout,
+    )
     max_span = args.max_span or args.seq_len
-    compression = CompressionConfig(task=task.name, num_labels=task.num_labels, label_names=list(task.label_names),
-                                    entropy_threshold=args.threshold, span_enabled=args.span, max_span=max_span,
-                                    span_ramp=args.ramp)
+    compression = CompressionConfig(
+        task=task.name,
+        num_labels=task.num_labels,
+        label_names=list(task.label_names),
+        entropy_threshold=args.threshold,
+        span_enabled=args.span,
+        max_span=max_span,
+        span_ramp=args.ramp,
+    )
     torch.manual_seed(args.seed)
     model = CompressedAlbert(config, compression)
     model.reset_parameters(seed=args.seed)
-    base = TrainSettings(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
-                         span_penalty=args.span_penalty if args.span else 0.0)
+    base = TrainSettings(
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        seed=args.seed,
+        span_penalty=args.span_penalty if args.span else 0.0,
+    )
     _phase("train", model, train_data, base)
     if args.epochs:
         print(evaluate_exits(model, eval_data).format())
     if args.prune != "none":
         targets = {"encoder": args.encoder_sparsity, "embedding": args.embedding_sparsity}
         pruner = Pruner(model, args.prune, targets)
-        fine = TrainSettings(epochs=args.prune_epochs, batch_size=args.batch_size, lr=args.lr / 2,
-                             seed=args.seed + 1, span_penalty=base.span_penalty)
+        fine = TrainSettings(
+            epochs=args.prune_epochs,
+            batch_size=args.batch_size,
+            lr=args.lr / 2,
+            seed=args.seed + 1,
+            span_penalty=base.span_penalty,
+        )
         _phase(f"prune {args.prune}", model, train_data, fine, pruner)
         for group, entry in model.sparsity_report().items():
             print(f"  {group}: sparsity {entry['achieved']:.3f} (target {entry['target']:.2f})")

@@ -81,8 +81,9 @@ def _initializer_locations(graph: onnx.GraphProto, tensors: dict[str, np.ndarray
     return found
 
 
-def edgebert_metadata(model: CompressedAlbert, frozen: CompressedAlbert, seq_len: int,
-                      locations: dict[str, dict], threshold: float) -> dict[str, object]:
+def edgebert_metadata(
+    model: CompressedAlbert, frozen: CompressedAlbert, seq_len: int, locations: dict[str, dict], threshold: float
+) -> dict[str, object]:
     """The edgebert.* metadata entries (values are JSON-serialisable objects)."""
     cfg, comp = model.config, model.compression
     n_layers = cfg.num_hidden_layers
@@ -96,48 +97,75 @@ def edgebert_metadata(model: CompressedAlbert, frozen: CompressedAlbert, seq_len
     zero_fraction = {n: float((params[n] == 0).float().mean()) for e in sparsity.values() for n in e["tensors"]}
     return {
         "edgebert.version": METADATA_VERSION,
-        "edgebert.task": {"name": comp.task, "num_labels": comp.num_labels,
-                          "label_names": list(comp.label_names)},
-        "edgebert.model": {"num_layers": n_layers, "hidden_size": cfg.hidden_size,
-                           "num_heads": cfg.num_attention_heads, "intermediate_size": cfg.intermediate_size,
-                           "embedding_size": cfg.embedding_size, "vocab_size": cfg.vocab_size,
-                           "num_hidden_groups": cfg.num_hidden_groups, "hidden_act": cfg.hidden_act,
-                           "seq_len": seq_len, "inputs": list(INPUT_NAMES),
-                           "attention_mask_value": ATTENTION_MASK_VALUE},
-        "edgebert.exit_heads": {"count": n_layers, "layers": list(range(1, n_layers + 1)),
-                                "outputs": exit_output_names(n_layers), "pooling": "first_token",
-                                "pooler_activation": "tanh", "entropy": "natural_log",
-                                "rule": "exit at the first layer whose exit entropy < threshold, else the last"},
+        "edgebert.task": {"name": comp.task, "num_labels": comp.num_labels, "label_names": list(comp.label_names)},
+        "edgebert.model": {
+            "num_layers": n_layers,
+            "hidden_size": cfg.hidden_size,
+            "num_heads": cfg.num_attention_heads,
+            "intermediate_size": cfg.intermediate_size,
+            "embedding_size": cfg.embedding_size,
+            "vocab_size": cfg.vocab_size,
+            "num_hidden_groups": cfg.num_hidden_groups,
+            "hidden_act": cfg.hidden_act,
+            "seq_len": seq_len,
+            "inputs": list(INPUT_NAMES),
+            "attention_mask_value": ATTENTION_MASK_VALUE,
+        },
+        "edgebert.exit_heads": {
+            "count": n_layers,
+            "layers": list(range(1, n_layers + 1)),
+            "outputs": exit_output_names(n_layers),
+            "pooling": "first_token",
+            "pooler_activation": "tanh",
+            "entropy": "natural_log",
+            "rule": "exit at the first layer whose exit entropy < threshold, else the last",
+        },
         "edgebert.entropy_threshold": float(threshold),
         "edgebert.attention_spans": {
-            "enabled": bool(comp.span_enabled), "ramp": int(ramp), "max_span": int(frozen.span.max_span),
+            "enabled": bool(comp.span_enabled),
+            "ramp": int(ramp),
+            "max_span": int(frozen.span.max_span),
             "spans": spans.tolist() if comp.span_enabled else None,
             "full": ((spans + ramp) >= seq_len - 1).tolist() if comp.span_enabled else None,
-            "mask_initializers": [locations.get(f"span_mask_layer{i}", {}).get("initializer")
-                                  for i in range(1, n_layers + 1)] if comp.span_enabled else None,
+            "mask_initializers": [
+                locations.get(f"span_mask_layer{i}", {}).get("initializer") for i in range(1, n_layers + 1)
+            ]
+            if comp.span_enabled
+            else None,
         },
         "edgebert.sparsity": {
             "method": comp.pruning_method if model.prune_masks else "none",
             "groups": {g: {"target": e["target"], "achieved": e["achieved"]} for g, e in sparsity.items()},
-            "tensors": {n: {"group": g, "sparsity": e["tensors"][n], "zero_fraction": zero_fraction[n],
-                            **locations.get(n, {})}
-                        for g, e in sparsity.items() for n in e["tensors"]},
+            "tensors": {
+                n: {"group": g, "sparsity": e["tensors"][n], "zero_fraction": zero_fraction[n], **locations.get(n, {})}
+                for g, e in sparsity.items()
+                for n in e["tensors"]
+            },
         },
         "edgebert.quantization": {
             "format": "af8" if quantized else "none",
-            "exp_bits": adaptivfloat.EXP_BITS, "mant_bits": adaptivfloat.MANT_BITS,
+            "exp_bits": adaptivfloat.EXP_BITS,
+            "mant_bits": adaptivfloat.MANT_BITS,
             "exp_offset": adaptivfloat.OFFSET,
             "weights": {n: {"exp_bias": int(b), **locations.get(n, {})} for n, b in sorted(biases.items())},
-            "activations": {"enabled": bool(comp.quantize_activations and model.activation_quant.biases),
-                            "in_graph": False,
-                            "exp_bias": dict(sorted(model.activation_quant.biases.items()))
-                            if comp.quantize_activations else {}},
+            "activations": {
+                "enabled": bool(comp.quantize_activations and model.activation_quant.biases),
+                "in_graph": False,
+                "exp_bias": dict(sorted(model.activation_quant.biases.items())) if comp.quantize_activations else {},
+            },
         },
     }
 
 
-def export_onnx(model: CompressedAlbert, path: str | Path, seq_len: int, batch_size: int = 1,
-                threshold: float | None = None, opset: int = 18, dynamic_batch: bool = False) -> onnx.ModelProto:
+def export_onnx(
+    model: CompressedAlbert,
+    path: str | Path,
+    seq_len: int,
+    batch_size: int = 1,
+    threshold: float | None = None,
+    opset: int = 18,
+    dynamic_batch: bool = False,
+) -> onnx.ModelProto:
     """Export every exit head's logits (exit_i_logits) for inputs input_ids/attention_mask [batch, seq_len] int64.
 
     Pruned weights are exported zeroed, AF8 weights as their quantized float values, the span masks as constant
@@ -155,12 +183,22 @@ def export_onnx(model: CompressedAlbert, path: str | Path, seq_len: int, batch_s
     path.parent.mkdir(parents=True, exist_ok=True)
     with warnings.catch_warnings():  # the legacy exporter announces its deprecation; it is the one that works here
         warnings.simplefilter("ignore", DeprecationWarning)
-        torch.onnx.export(graph, (ids, mask), str(path), input_names=list(INPUT_NAMES), output_names=outputs,
-                          opset_version=opset, dynamo=False, do_constant_folding=True, dynamic_axes=axes)
+        torch.onnx.export(
+            graph,
+            (ids, mask),
+            str(path),
+            input_names=list(INPUT_NAMES),
+            output_names=outputs,
+            opset_version=opset,
+            dynamo=False,
+            do_constant_folding=True,
+            dynamic_axes=axes,
+        )
     proto = onnx.load(str(path))
     params = dict(frozen.named_parameters())
-    tracked = set(model.prune_masks) | (set(model.quantized_weight_names()) if model.compression.quantize_weights
-                                        else set())
+    tracked = set(model.prune_masks) | (
+        set(model.quantized_weight_names()) if model.compression.quantize_weights else set()
+    )
     tensors = {n: params[n].detach().numpy() for n in sorted(tracked)}
     tensors.update({n: b.numpy() for n, b in graph.named_buffers() if n.startswith("span_mask_layer")})
     locations = _initializer_locations(proto.graph, tensors)

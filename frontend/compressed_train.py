@@ -46,11 +46,15 @@ class ExitReport:
         head = "layer  acc    H    " + "".join(f"  acc/H {d:<6}" for d in diffs)
         lines = [head]
         for i, (a, h) in enumerate(zip(self.accuracy, self.mean_entropy, strict=True)):
-            cols = "".join(f"  {self.by_difficulty[d]['accuracy'][i]:.3f}/{self.by_difficulty[d]['mean_entropy'][i]:.3f}"
-                           for d in diffs)
+            cols = "".join(
+                f"  {self.by_difficulty[d]['accuracy'][i]:.3f}/{self.by_difficulty[d]['mean_entropy'][i]:.3f}"
+                for d in diffs
+            )
             lines.append(f"{i + 1:>5}  {a:.3f}  {h:.3f}{cols}")
-        lines.append(f"early exit at entropy < {self.threshold:g}: accuracy {self.early_exit_accuracy:.3f}, "
-                     f"mean exit layer {self.mean_exit_layer:.2f}")
+        lines.append(
+            f"early exit at entropy < {self.threshold:g}: accuracy {self.early_exit_accuracy:.3f}, "
+            f"mean exit layer {self.mean_exit_layer:.2f}"
+        )
         return "\n".join(lines)
 
 
@@ -69,11 +73,16 @@ def joint_exit_loss(exit_logits: tuple[torch.Tensor, ...], labels: torch.Tensor)
 def _batches(n: int, batch_size: int, rng: np.random.Generator | None):  # noqa: ANN202
     order = rng.permutation(n) if rng is not None else np.arange(n)
     for start in range(0, n, batch_size):
-        yield order[start:start + batch_size]
+        yield order[start : start + batch_size]
 
 
-def train(model: CompressedAlbert, data: TaskData, settings: TrainSettings, pruner: Pruner | None = None,
-          on_epoch: Callable[[int, float], None] | None = None) -> list[float]:
+def train(
+    model: CompressedAlbert,
+    data: TaskData,
+    settings: TrainSettings,
+    pruner: Pruner | None = None,
+    on_epoch: Callable[[int, float], None] | None = None,
+) -> list[float]:
     """Jointly train all exits; with a pruner, ramp its masks to the target sparsity over the run. Mean loss/epoch."""
     torch.manual_seed(settings.seed)
     rng = np.random.default_rng(settings.seed)
@@ -83,7 +92,8 @@ def train(model: CompressedAlbert, data: TaskData, settings: TrainSettings, prun
     total = settings.epochs * steps_per_epoch
     warmup = max(1, total // 10)
     sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: min((s + 1) / warmup, max(0.0, (total - s) / max(total - warmup, 1))))
+        opt, lambda s: min((s + 1) / warmup, max(0.0, (total - s) / max(total - warmup, 1)))
+    )
     # reach the final sparsity after 2/3 of the run, then fine-tune at the final masks
     ramp_steps = max(1, (2 * total) // 3)
     ids, mask, labels = (torch.from_numpy(a) for a in (data.input_ids, data.attention_mask, data.labels))
@@ -145,8 +155,9 @@ def evaluate_exits(model: CompressedAlbert, data: TaskData, threshold: float | N
             by_diff[d] = {"accuracy": correct[:, sel].mean(1).tolist(), "mean_entropy": ent[:, sel].mean(1).tolist()}
     layer = early_exit_layer(ent, thr)
     ee_correct = correct[layer - 1, np.arange(len(layer))]
-    return ExitReport(correct.mean(1).tolist(), ent.mean(1).tolist(), by_diff, thr, float(ee_correct.mean()),
-                      float(layer.mean()))
+    return ExitReport(
+        correct.mean(1).tolist(), ent.mean(1).tolist(), by_diff, thr, float(ee_correct.mean()), float(layer.mean())
+    )
 
 
 @torch.no_grad()

@@ -25,15 +25,37 @@ SPECIAL_TOKENS = (PAD, CLS, SEP, UNK)
 POSITIVE_WORDS = ("good", "great", "fine", "superb", "lovely", "brilliant", "fun", "charming")
 NEGATIVE_WORDS = ("bad", "awful", "dull", "poor", "boring", "weak", "messy", "tedious")
 NEGATORS = ("not", "never", "hardly")
-NEUTRAL_WORDS = ("the", "a", "movie", "film", "plot", "story", "it", "was", "is", "and", "with", "very", "this",
-                 "actor", "scene", "ending")
+NEUTRAL_WORDS = (
+    "the",
+    "a",
+    "movie",
+    "film",
+    "plot",
+    "story",
+    "it",
+    "was",
+    "is",
+    "and",
+    "with",
+    "very",
+    "this",
+    "actor",
+    "scene",
+    "ending",
+)
 TOPIC_WORDS = {
     "sports": ("goal", "match", "team", "coach", "score", "league"),
     "science": ("atom", "theory", "cell", "energy", "data", "experiment"),
     "food": ("bread", "soup", "spice", "sauce", "cheese", "recipe"),
 }
-VOCAB: tuple[str, ...] = (*SPECIAL_TOKENS, *POSITIVE_WORDS, *NEGATIVE_WORDS, *NEGATORS, *NEUTRAL_WORDS,
-                          *(w for words in TOPIC_WORDS.values() for w in words))
+VOCAB: tuple[str, ...] = (
+    *SPECIAL_TOKENS,
+    *POSITIVE_WORDS,
+    *NEGATIVE_WORDS,
+    *NEGATORS,
+    *NEUTRAL_WORDS,
+    *(w for words in TOPIC_WORDS.values() for w in words),
+)
 TOKEN_ID: dict[str, int] = {w: i for i, w in enumerate(VOCAB)}
 PAD_ID, CLS_ID, SEP_ID, UNK_ID = (TOKEN_ID[t] for t in SPECIAL_TOKENS)
 DIFFICULTIES = ("easy", "medium", "hard")
@@ -74,8 +96,14 @@ class TaskData:
     def subset(self, index: np.ndarray) -> TaskData:
         """The examples selected by an index or boolean array."""
         idx = np.flatnonzero(index) if np.asarray(index).dtype == bool else np.asarray(index)
-        return TaskData(self.task, self.input_ids[idx], self.attention_mask[idx], self.labels[idx],
-                        self.difficulty[idx], [self.sentences[i] for i in idx])
+        return TaskData(
+            self.task,
+            self.input_ids[idx],
+            self.attention_mask[idx],
+            self.labels[idx],
+            self.difficulty[idx],
+            [self.sentences[i] for i in idx],
+        )
 
 
 def encode_words(words: list[str], seq_len: int) -> tuple[np.ndarray, np.ndarray]:

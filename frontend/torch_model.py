@@ -101,7 +101,8 @@ class CompressedAlbert(nn.Module):
         n_layers, n_heads = config.num_hidden_layers, config.num_attention_heads
         self.exits = nn.ModuleList(
             ExitHead(config.hidden_size, compression.num_labels, config.classifier_dropout_prob or 0.0)
-            for _ in range(n_layers))
+            for _ in range(n_layers)
+        )
         init = compression.max_span if compression.span_init is None else compression.span_init
         self.span = AdaptiveSpan(n_layers, n_heads, compression.max_span, compression.span_ramp, init)
         self.prune_masks: dict[str, torch.Tensor] = {}
@@ -136,8 +137,9 @@ class CompressedAlbert(nn.Module):
         """Names of the weights stored in AF8 when quantize_weights is on."""
         names = [n for n in self.weight_groups() if n != "embeddings.word_embeddings.weight"]
         if self.compression.quantize_embeddings:
-            names += [f"embeddings.{t}.weight" for t in ("word_embeddings", "position_embeddings",
-                                                         "token_type_embeddings")]
+            names += [
+                f"embeddings.{t}.weight" for t in ("word_embeddings", "position_embeddings", "token_type_embeddings")
+            ]
         return sorted(names)
 
     def effective_weights(self) -> dict[str, torch.Tensor]:
@@ -166,9 +168,13 @@ class CompressedAlbert(nn.Module):
         return biases
 
     # ---- forward --------------------------------------------------------------------------------------------------
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
-                token_type_ids: torch.Tensor | None = None, span_masks: torch.Tensor | None = None
-                ) -> CompressedOutput:
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        token_type_ids: torch.Tensor | None = None,
+        span_masks: torch.Tensor | None = None,
+    ) -> CompressedOutput:
         """All exit heads' logits and every layer's hidden states. span_masks [L, H, S, S] overrides the spans."""
         cfg = self.config
         batch, seq_len = input_ids.shape
@@ -243,8 +249,9 @@ class CompressedAlbert(nn.Module):
 
     # ---- inference ------------------------------------------------------------------------------------------------
     @torch.no_grad()
-    def predict_early_exit(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
-                           threshold: float | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def predict_early_exit(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None, threshold: float | None = None
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(labels, exit_layer 1-based, entropies [L, B]) under the early-exit rule (threshold from the config)."""
         thr = self.compression.entropy_threshold if threshold is None else threshold
         out = self.forward(input_ids, attention_mask)
@@ -268,8 +275,10 @@ class CompressedAlbert(nn.Module):
         for name, group in self.weight_groups().items():
             if name not in self.prune_masks:
                 continue
-            entry = report.setdefault(group, {"target": self.compression.sparsity_targets.get(group, 0.0),
-                                              "zeros": 0, "numel": 0, "tensors": {}})
+            entry = report.setdefault(
+                group,
+                {"target": self.compression.sparsity_targets.get(group, 0.0), "zeros": 0, "numel": 0, "tensors": {}},
+            )
             zeros = int((self.prune_masks[name] == 0).sum())
             entry["zeros"] += zeros
             entry["numel"] += params[name].numel()
@@ -279,30 +288,53 @@ class CompressedAlbert(nn.Module):
         return report
 
 
-def albert_config(vocab_size: int, hidden: int = 64, layers: int = 4, heads: int = 4,
-                  intermediate: int | None = None, embedding: int | None = None, max_positions: int = 128,
-                  dropout: float = 0.0, **kwargs) -> AlbertConfig:
+def albert_config(
+    vocab_size: int,
+    hidden: int = 64,
+    layers: int = 4,
+    heads: int = 4,
+    intermediate: int | None = None,
+    embedding: int | None = None,
+    max_positions: int = 128,
+    dropout: float = 0.0,
+    **kwargs,
+) -> AlbertConfig:
     """A small AlbertConfig (gelu_new, one shared layer group) for synthetic tasks and tests."""
-    return AlbertConfig(vocab_size=vocab_size, embedding_size=embedding or hidden, hidden_size=hidden,
-                        num_hidden_layers=layers, num_attention_heads=heads,
-                        intermediate_size=intermediate or 4 * hidden, max_position_embeddings=max_positions,
-                        hidden_dropout_prob=dropout, attention_probs_dropout_prob=dropout,
-                        classifier_dropout_prob=dropout, pad_token_id=0, **kwargs)
+    return AlbertConfig(
+        vocab_size=vocab_size,
+        embedding_size=embedding or hidden,
+        hidden_size=hidden,
+        num_hidden_layers=layers,
+        num_attention_heads=heads,
+        intermediate_size=intermediate or 4 * hidden,
+        max_position_embeddings=max_positions,
+        hidden_dropout_prob=dropout,
+        attention_probs_dropout_prob=dropout,
+        classifier_dropout_prob=dropout,
+        pad_token_id=0,
+        **kwargs,
+    )
 
 
 def save_compressed(model: CompressedAlbert, path: str, extra: dict | None = None) -> None:
     """Checkpoint: ALBERT config, compression config, state dict, pruning masks, frozen biases and spans."""
-    torch.save({
-        "albert_config": model.config.to_dict(),
-        "compression": dataclasses.asdict(model.compression),
-        "state_dict": model.state_dict(),
-        "prune_masks": model.prune_masks,
-        "frozen_weight_biases": model.frozen_weight_biases,
-        "spans_frozen": model.span.frozen,
-        "activation_quant": {"mode": model.activation_quant.mode, "amax": model.activation_quant.amax,
-                             "biases": model.activation_quant.biases},
-        "extra": extra or {},
-    }, path)
+    torch.save(
+        {
+            "albert_config": model.config.to_dict(),
+            "compression": dataclasses.asdict(model.compression),
+            "state_dict": model.state_dict(),
+            "prune_masks": model.prune_masks,
+            "frozen_weight_biases": model.frozen_weight_biases,
+            "spans_frozen": model.span.frozen,
+            "activation_quant": {
+                "mode": model.activation_quant.mode,
+                "amax": model.activation_quant.amax,
+                "biases": model.activation_quant.biases,
+            },
+            "extra": extra or {},
+        },
+        path,
+    )
 
 
 def load_compressed(path: str) -> CompressedAlbert:
@@ -317,7 +349,10 @@ def load_compressed(path: str) -> CompressedAlbert:
         model.span.freeze()
     aq = ckpt["activation_quant"]
     model.activation_quant.mode, model.activation_quant.amax, model.activation_quant.biases = (
-        aq["mode"], dict(aq["amax"]), dict(aq["biases"]))
+        aq["mode"],
+        dict(aq["amax"]),
+        dict(aq["biases"]),
+    )
     model.extra = ckpt.get("extra", {})
     return model.eval()
 

@@ -53,12 +53,14 @@ def test_trace_round_trip_float32(tmp_path):
 
 def test_build_lookup_table_means_and_fill():
     # layers: L = 4 -> table columns: layer-1 entropy, predicted layers 2 and 3
-    ent = np.array([
-        [0.101, 0.5, 0.4, 0.0],
-        [0.099, 0.3, 0.2, 0.0],  # rows 0.10: mean (0.4, 0.3)
-        [0.304, 0.9, 0.7, 0.0],  # row 0.30
-        [0.296, 0.7, 0.5, 0.0],  # row 0.30: mean (0.8, 0.6)
-    ])
+    ent = np.array(
+        [
+            [0.101, 0.5, 0.4, 0.0],
+            [0.099, 0.3, 0.2, 0.0],  # rows 0.10: mean (0.4, 0.3)
+            [0.304, 0.9, 0.7, 0.0],  # row 0.30
+            [0.296, 0.7, 0.5, 0.0],  # row 0.30: mean (0.8, 0.6)
+        ]
+    )
     table = build_lookup_table(ent)
     assert table.shape == (100, 3)
     np.testing.assert_allclose(table[:, 0], np.arange(100) / 100)

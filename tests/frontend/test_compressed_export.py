@@ -42,9 +42,16 @@ def exported(tmp_path_factory):
     """A random model with every compression on (span, pruning, AF8), its ONNX file and an ORT session."""
     task = TASKS["topic"]
     config = albert_config(len(VOCAB), hidden=32, layers=LAYERS, heads=4, intermediate=48, max_positions=SEQ)
-    comp = CompressionConfig(task=task.name, num_labels=task.num_labels, label_names=list(task.label_names),
-                             entropy_threshold=0.4, span_enabled=True, max_span=SEQ, span_ramp=3,
-                             quantize_weights=True)
+    comp = CompressionConfig(
+        task=task.name,
+        num_labels=task.num_labels,
+        label_names=list(task.label_names),
+        entropy_threshold=0.4,
+        span_enabled=True,
+        max_span=SEQ,
+        span_ramp=3,
+        quantize_weights=True,
+    )
     model = _randomised(CompressedAlbert(config, comp), seed=5)
     with torch.no_grad():
         model.span.set_spans(torch.tensor([[1.0, 4.0, 7.0, 16.0], [2.0, 2.0, 9.0, 5.0], [0.0, 12.0, 3.0, 6.0]]))
@@ -94,17 +101,25 @@ def test_entropies_and_exit_layers_agree(exported):
     ort_ent = exit_entropy_np(ort_logits)
     np.testing.assert_allclose(ort_ent, torch_ent, atol=1e-5)
     thr = model.compression.entropy_threshold
-    _, torch_layers, _ = model.predict_early_exit(torch.from_numpy(data.input_ids),
-                                                  torch.from_numpy(data.attention_mask))
+    _, torch_layers, _ = model.predict_early_exit(
+        torch.from_numpy(data.input_ids), torch.from_numpy(data.attention_mask)
+    )
     np.testing.assert_array_equal(early_exit_layer(ort_ent, thr), torch_layers)
 
 
 def test_metadata_props_parse(exported):
     model, proto, _, _ = exported
     meta = read_edgebert_metadata(proto)
-    for key in ("edgebert.version", "edgebert.task", "edgebert.model", "edgebert.exit_heads",
-                "edgebert.entropy_threshold", "edgebert.attention_spans", "edgebert.sparsity",
-                "edgebert.quantization"):
+    for key in (
+        "edgebert.version",
+        "edgebert.task",
+        "edgebert.model",
+        "edgebert.exit_heads",
+        "edgebert.entropy_threshold",
+        "edgebert.attention_spans",
+        "edgebert.sparsity",
+        "edgebert.quantization",
+    ):
         assert key in meta, key
     assert meta["edgebert.task"] == {"name": "topic", "num_labels": 3, "label_names": ["sports", "science", "food"]}
     assert meta["edgebert.entropy_threshold"] == pytest.approx(0.4)

@@ -93,8 +93,7 @@ def test_pruning_fine_tune_and_af8_activations(trained):
 
     model = copy.deepcopy(model)
     pruner = Pruner(model, "movement", {"encoder": 0.5, "embedding": 0.5})
-    train(model, make_dataset("sentiment", 320, SEQ, seed=2), TrainSettings(epochs=1, batch_size=32, lr=1e-3),
-          pruner)
+    train(model, make_dataset("sentiment", 320, SEQ, seed=2), TrainSettings(epochs=1, batch_size=32, lr=1e-3), pruner)
     report = model.sparsity_report()
     assert abs(report["encoder"]["achieved"] - 0.5) < 1e-3 and abs(report["embedding"]["achieved"] - 0.5) < 0.01
     model.compression.quantize_weights = True
@@ -108,11 +107,44 @@ def test_train_compressed_example_end_to_end(tmp_path):
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     out = tmp_path / "out"
-    argv = ["--task", "topic", "--layers", "2", "--hidden", "16", "--heads", "2", "--seq-len", "12",
-            "--train-size", "128", "--eval-size", "64", "--epochs", "1", "--span", "--ramp", "2",
-            "--prune", "magnitude", "--prune-epochs", "1", "--af8", "--qat-epochs", "1", "--threads", "1",
-            "-o", str(out / "m.pt"), "--onnx", str(out / "m.onnx"), "--entropy-trace", str(out / "e.txt"),
-            "--lookup-table", str(out / "l.csv")]
+    argv = [
+        "--task",
+        "topic",
+        "--layers",
+        "2",
+        "--hidden",
+        "16",
+        "--heads",
+        "2",
+        "--seq-len",
+        "12",
+        "--train-size",
+        "128",
+        "--eval-size",
+        "64",
+        "--epochs",
+        "1",
+        "--span",
+        "--ramp",
+        "2",
+        "--prune",
+        "magnitude",
+        "--prune-epochs",
+        "1",
+        "--af8",
+        "--qat-epochs",
+        "1",
+        "--threads",
+        "1",
+        "-o",
+        str(out / "m.pt"),
+        "--onnx",
+        str(out / "m.onnx"),
+        "--entropy-trace",
+        str(out / "e.txt"),
+        "--lookup-table",
+        str(out / "l.csv"),
+    ]
     assert module.main(argv) == 0
     model = load_compressed(str(out / "m.pt"))
     meta = read_edgebert_metadata(out / "m.onnx")
@@ -137,8 +169,11 @@ def test_span_penalty_shrinks_spans(trained):
     model.span.max_span, model.span.ramp = SEQ, 2
     model.span.set_spans(torch.full_like(model.span.z, float(SEQ)))
     model.span.z.requires_grad_(True)
-    train(model, make_dataset("sentiment", 320, SEQ, seed=3),
-          TrainSettings(epochs=2, batch_size=32, lr=2e-2, span_penalty=5.0))
+    train(
+        model,
+        make_dataset("sentiment", 320, SEQ, seed=3),
+        TrainSettings(epochs=2, batch_size=32, lr=2e-2, span_penalty=5.0),
+    )
     assert float(model.span.spans().detach().mean()) < SEQ - 1.0
     spans = model.span.freeze()
     assert spans.dtype == np.int64 and spans.min() >= 1 and spans.max() <= SEQ

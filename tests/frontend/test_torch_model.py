@@ -49,8 +49,7 @@ def _inputs(batch: int = 3, seed: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
 
 @pytest.fixture(scope="module")
 def config():
-    return albert_config(len(VOCAB), hidden=32, layers=3, heads=4, intermediate=48, embedding=24,
-                         max_positions=SEQ)
+    return albert_config(len(VOCAB), hidden=32, layers=3, heads=4, intermediate=48, embedding=24, max_positions=SEQ)
 
 
 def test_uncompressed_equals_transformers_albert(config):
@@ -94,8 +93,11 @@ def test_masked_softmax_is_isa_semantics():
     expected = e / e.sum(-1, keepdims=True)
     got = masked_softmax(torch.from_numpy(x), torch.from_numpy(m)).numpy()
     np.testing.assert_allclose(got, expected, atol=1e-6)
-    np.testing.assert_allclose(masked_softmax(torch.from_numpy(x), None).numpy(),
-                               masked_softmax(torch.from_numpy(x), torch.ones(SEQ, SEQ)).numpy(), atol=1e-6)
+    np.testing.assert_allclose(
+        masked_softmax(torch.from_numpy(x), None).numpy(),
+        masked_softmax(torch.from_numpy(x), torch.ones(SEQ, SEQ)).numpy(),
+        atol=1e-6,
+    )
 
 
 def test_exit_entropy_and_rule():
