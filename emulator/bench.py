@@ -127,6 +127,7 @@ def run_bench(
     modes: dict[str, Any] = {}
     per_sentence: dict[str, Any] = {}
     points_used: dict[str, int] = {}
+    switches: dict[str, int] = {}  # ee+dvfs: sentences by number of DVFS switches (2 = a low prediction recovered)
     races: dict[str, int] = {}  # race detection runs on the first sentence of each mode only (speed)
     t0 = time.perf_counter()
     for mode, (no_exit, no_dvfs) in MODES.items():
@@ -150,6 +151,8 @@ def run_bench(
             exits.append(r["exit_layer"])
             cycles.append(r["cycles"])
             if mode == "ee+dvfs":
+                key = str(len(r["dvfs"]) - 1)
+                switches[key] = switches.get(key, 0) + 1
                 for seg in r["dvfs"][1:]:
                     key = str(seg["point"])
                     points_used[key] = points_used.get(key, 0) + 1
@@ -175,6 +178,7 @@ def run_bench(
         "savings": savings,
         "paper_savings": PAPER_SAVINGS,
         "dvfs_switches_to_point": dict(sorted(points_used.items())),
+        "dvfs_switches_per_sentence": dict(sorted(switches.items())),
         "races_first_sentence": races,
         "wall_seconds": time.perf_counter() - t0,
         "per_sentence": per_sentence,
