@@ -138,3 +138,14 @@ def test_metadata_props_are_parsed(exports):
     loaded = load_onnx(model)
     assert loaded.metadata.task == "sst2" and loaded.metadata.exit_heads == ("logits",)
     assert loaded.metadata.threshold_for(0) == pytest.approx(0.3)
+
+
+def test_legacy_export_with_external_data_round_trips(tmp_path):
+    path, _ = build_and_export(tmp_path / "ext.onnx", "tiny", ExportSpec(seq_len=8, external_data=True),
+                               num_hidden_layers=1)
+    assert (tmp_path / "ext.onnx.data").stat().st_size > path.stat().st_size
+    loaded = load_onnx(path)
+    inline, _ = build_and_export(tmp_path / "inline.onnx", "tiny", ExportSpec(seq_len=8), num_hidden_layers=1)
+    weights = {t.name: onnx.numpy_helper.to_array(t) for t in load_onnx(inline).model.graph.initializer}
+    for t in loaded.model.graph.initializer:
+        np.testing.assert_array_equal(onnx.numpy_helper.to_array(t), weights[t.name])
