@@ -85,3 +85,30 @@ def test_albert_base_compiles_runs_and_loops(tmp_path):
     assert matmuls_in_body == sum(1 for i in compiled.program.code if i.mnemonic == "matmul") - \
         sum(1 for i in compiled.program.code[:body.start] + compiled.program.code[body.end:] if i.mnemonic == "matmul")
     assert np.isfinite(result.report["cycles"])
+
+
+def test_tiling_follows_the_hardware_config(tmp_path):
+    """A small PU (8-wide vectors, m/k/n limits 8/24/40) and 96 KiB of SRAM: every matmul is split in m, k
+    and n, weight tiles shrink to fit, and the results still match onnxruntime."""
+    import tomllib
+    from importlib import resources
+
+    from edgebert.compiler.pipeline import compile_onnx
+    from edgebert.emulator import run
+    from edgebert.isa.hardware import parse_config
+
+    data = tomllib.loads(resources.files("edgebert.isa").joinpath("hardware.toml").read_text())
+    data["pu"].update(vector_size=8, lanes=4, max_m=8, max_k=24, max_n=40)
+    data["memory"]["sram"]["size_bytes"] = 96 * 1024
+    data["name"] = "small-pu"
+    hw = parse_config(data)
+    path, inputs = export_albert(tmp_path, "small", "tiny", 13, pad=3)
+    compiled = compile_onnx(path, 13, hw)
+    mm = [i for i in compiled.program.code if i.mnemonic == "matmul"]
+    assert max(i["m"] for i in mm) <= 8 and max(i["k"] for i in mm) <= 24 and max(i["n"] for i in mm) <= 40
+    assert any(i["acc"] for i in mm)
+    assert compiled.sram_peak_bytes <= 96 * 1024
+    result = run(compiled.program, inputs, hw)
+    errs = max_abs_errors(result.outputs, onnxruntime_outputs(path, inputs))
+    assert max(errs.values()) <= TOL, errs
+    assert result.report["race_count"] == 0
