@@ -194,6 +194,32 @@ def plan_dvfs(
     return DvfsPlan(L, target_s, F, exits, point_table, recovery_table, cycles, margin)
 
 
+def measure_layer_cycles(program: Any, hw: HardwareConfig) -> LayerCycles:
+    """Prologue / per-layer / epilogue cycles of a compiled early-exit program, measured in the emulator.
+
+    The program must run one `bexit` per layer (after its exit head) and be valid timing-only (control flow
+    depends only on entropies). Runs it timing-only without DVFS, with early exit forced after layer 1 and
+    after layer 2; the layer is the distance between the first two `bexit` ends, the prologue what precedes
+    the first minus one layer, the epilogue what follows the first exit. Compile with placeholder tables
+    (every point F), measure, plan, then write the plan's tables: the cycles do not depend on the tables.
+    """
+    from edgebert.emulator.runner import Runner  # the emulator only when measuring
+
+    runner = Runner(program, hw, trace=True)
+    code = program.code
+    runs = []
+    for exit_after in (1, 2):
+        ent = [1.0] * (exit_after - 1) + [0.0] + [1.0] * 4096
+        res = runner.run(entropy_values=ent, timing_only=True, disable_dvfs=True, check_races=False)
+        ends = [end for _, _, end, pc in res.machine.trace if code[pc].mnemonic in ("bexit", "bexitr")]
+        if len(ends) < exit_after:
+            raise CompileError("cannot measure layer cycles: the program does not run one bexit per layer")
+        runs.append((ends, res.report["cycles"]))
+    (first, total1), (second, _) = runs
+    layer = second[1] - second[0]
+    return LayerCycles(prologue=first[0] - layer, layer=layer, epilogue=total1 - first[0])
+
+
 def _f32_bits(x: float) -> int:
     return struct.unpack("<I", struct.pack("<f", x))[0]
 

@@ -26,6 +26,7 @@ from edgebert.compiler.dvfs_plan import (
     DvfsPlan,
     LayerCycles,
     fastest_point,
+    measure_layer_cycles,
     plan_dvfs,
     predict_snippet,
     recovery_snippet,
@@ -418,25 +419,8 @@ def build_skeleton(
 
 
 def measure_cycles(program: Program, hw: HardwareConfig | None = None) -> LayerCycles:
-    """Prologue / per-layer / epilogue cycles of a skeleton-like program, measured in the emulator.
-
-    Runs timing-only at the fastest point with early exit forced after layers 1 and 2 (`bexit` ends of the
-    first two iterations, from the trace); the epilogue is what follows the first exit.
-    """
-    from edgebert.emulator.runner import Runner
-
-    hw = hw or default_config()
-    runner = Runner(program, hw, trace=True)
-    code = program.code
-    ends = []
-    for exit_after in (1, 2):
-        ent = [1.0] * (exit_after - 1) + [0.0] + [1.0] * 64
-        res = runner.run(entropy_values=ent, timing_only=True, disable_dvfs=True)
-        bexits = [end for _, _, end, pc in res.machine.trace if code[pc].mnemonic == "bexit"]
-        ends.append((bexits, res.report["cycles"]))
-    (b1, total1), (b2, _) = ends
-    layer = b2[1] - b2[0]
-    return LayerCycles(prologue=b1[0] - layer, layer=layer, epilogue=total1 - b1[0])
+    """Prologue / per-layer / epilogue cycles of the skeleton (`dvfs_plan.measure_layer_cycles`)."""
+    return measure_layer_cycles(program, hw or default_config())
 
 
 def build_planned_skeleton(
