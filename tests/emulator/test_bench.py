@@ -120,3 +120,20 @@ def test_sst2_replay_on_albert_base(tmp_path: Path) -> None:
     assert r["modes"]["ee+dvfs"]["within_target"] == 1.0
     assert r["savings"]["vs_no_exit"] > r["savings"]["early_exit_vs_no_exit"] > 1.0
     assert r["races_first_sentence"] == {}
+
+
+@needs_data
+def test_make_albert_skeleton_script(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import importlib.util
+
+    script = Path(__file__).resolve().parents[2] / "examples" / "asm" / "make_albert_skeleton.py"
+    spec = importlib.util.spec_from_file_location("make_albert_skeleton", script)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    out, asm = tmp_path / "a.ebin", tmp_path / "a.s"
+    assert module.main(["-o", str(out), "-S", str(asm), "--threshold", "0.46",
+                        "--table", str(DATA / "sst2_lookup_table.csv"), "--latency-target", "50ms"]) == 0
+    printed = capsys.readouterr().out
+    assert "recovery at point" in printed and out.stat().st_size < 200_000
+    text = asm.read_text()
+    assert "dvfsr" in text and "lut" in text and "bexit" in text
