@@ -83,7 +83,9 @@ def _read_model(path_or_model) -> tuple[Any, Path | None, str]:
     from google.protobuf.message import DecodeError
 
     if isinstance(path_or_model, onnx.ModelProto):
-        return path_or_model, None, hashlib.sha256(path_or_model.SerializeToString()).hexdigest()
+        model = onnx.ModelProto()
+        model.CopyFrom(path_or_model)  # shape fixing edits the graph: leave the caller's model alone
+        return model, None, hashlib.sha256(path_or_model.SerializeToString()).hexdigest()
     path = Path(path_or_model)
     if not path.is_file():
         raise CompileError(f"{path}: no such ONNX file")
