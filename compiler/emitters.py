@@ -28,7 +28,7 @@ def _span(tile: Tile, i: int, mode: str = "none") -> int:
     return (tile.rows - 1) * stride + tile.cols
 
 
-def _operand(inst: TileInst, name: str, view: View, off: int, span: int, write: bool) -> None:
+def add_operand(inst: TileInst, name: str, view: View, off: int, span: int, write: bool) -> None:
     inst.addrs[name] = (view.buffer, off * view.itemsize)
     inst.refs.append(Ref(view.buffer, off * view.itemsize, span * view.itemsize, write))
 
@@ -39,9 +39,9 @@ def emit_binary(prog: TileProgram, mnemonic: str, dst: View, a: View, b: View) -
         inst = TileInst(mnemonic, {"rows": t.rows, "cols": t.cols, "dst_stride": t.row_strides[0],
                                    "a_stride": t.row_strides[1], "b_stride": t.row_strides[2] if t.bcast == "none" else 0,
                                    "bcast": BROADCASTS.index(t.bcast)})
-        _operand(inst, "a", a, t.offsets[1], _span(t, 1), False)
-        _operand(inst, "b", b, t.offsets[2], _span(t, 2, t.bcast), False)
-        _operand(inst, "dst", dst, t.offsets[0], _span(t, 0), True)
+        add_operand(inst, "a", a, t.offsets[1], _span(t, 1), False)
+        add_operand(inst, "b", b, t.offsets[2], _span(t, 2, t.bcast), False)
+        add_operand(inst, "dst", dst, t.offsets[0], _span(t, 0), True)
         prog.emit(inst)
 
 
@@ -50,8 +50,8 @@ def emit_unary(prog: TileProgram, mnemonic: str, dst: View, src: View, **fields:
     for t in plan_tiles([dst, src]):
         inst = TileInst(mnemonic, {"rows": t.rows, "cols": t.cols, "dst_stride": t.row_strides[0],
                                    "src_stride": t.row_strides[1], **fields})
-        _operand(inst, "src", src, t.offsets[1], _span(t, 1), False)
-        _operand(inst, "dst", dst, t.offsets[0], _span(t, 0), True)
+        add_operand(inst, "src", src, t.offsets[1], _span(t, 1), False)
+        add_operand(inst, "dst", dst, t.offsets[0], _span(t, 0), True)
         prog.emit(inst)
 
 
@@ -67,8 +67,8 @@ def emit_dma(prog: TileProgram, mnemonic: str, dst: View, src: View) -> None:
     for t in plan_tiles([dst, src]):
         inst = TileInst(mnemonic, {"rows": t.rows, "cols": t.cols, "dst_stride": t.row_strides[0],
                                    "src_stride": t.row_strides[1], "dtype": DTYPES.index(dst.dtype)})
-        _operand(inst, "src", src, t.offsets[1], _span(t, 1), False)
-        _operand(inst, "dst", dst, t.offsets[0], _span(t, 0), True)
+        add_operand(inst, "src", src, t.offsets[1], _span(t, 1), False)
+        add_operand(inst, "dst", dst, t.offsets[0], _span(t, 0), True)
         prog.emit(inst)
 
 
@@ -82,10 +82,10 @@ def emit_row_op(prog: TileProgram, mnemonic: str, dst: View, src: View, rows_of:
     for t in tiles:
         inst = TileInst(mnemonic, {"rows": t.rows, "cols": t.cols, "dst_stride": t.row_strides[0],
                                    "src_stride": t.row_strides[1], **fields})
-        _operand(inst, "src", src, t.offsets[1], _span(t, 1), False)
+        add_operand(inst, "src", src, t.offsets[1], _span(t, 1), False)
         for name, row in (rows_of or {}).items():
-            _operand(inst, name, row, row.offset, t.cols, False)
-        _operand(inst, "dst", dst, t.offsets[0], _span(t, 0), True)
+            add_operand(inst, name, row, row.offset, t.cols, False)
+        add_operand(inst, "dst", dst, t.offsets[0], _span(t, 0), True)
         prog.emit(inst)
     return True
 
@@ -95,10 +95,10 @@ def emit_gather(prog: TileProgram, dst: View, table: View, idx: View) -> None:
     rows, cols = dst.shape
     inst = TileInst("gather", {"rows": rows, "cols": cols, "table_stride": table.strides[0] if table.shape[0] > 1 else 0,
                                "dtype": DTYPES.index(table.dtype)})
-    _operand(inst, "idx", idx, idx.offset, rows, False)
+    add_operand(inst, "idx", idx, idx.offset, rows, False)
     tspan = (table.shape[0] - 1) * table.strides[0] + cols
-    _operand(inst, "table", table, table.offset, tspan, False)
-    _operand(inst, "dst", dst, dst.offset, (rows - 1) * (dst.strides[0] or cols) + cols, True)
+    add_operand(inst, "table", table, table.offset, tspan, False)
+    add_operand(inst, "dst", dst, dst.offset, (rows - 1) * (dst.strides[0] or cols) + cols, True)
     if dst.strides[1] != 1 and cols > 1 or dst.strides[0] != cols and rows > 1:
         raise CompileError("internal: gather destination must be dense")
     prog.emit(inst)

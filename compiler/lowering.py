@@ -146,8 +146,7 @@ class Lowerer:
         ph = find_peepholes(bindings, users)
         bindings = _needed(bindings, body.body, ph)
         users = _users(bindings, body.body)
-        remaining = {v: len(us) for v, us in users.items()}
-        scope = _Scope(self, env, users, remaining, ph, name)
+        scope = _Scope(self, env, users, ph, name)
         scope.all_defs = {b.var: b.value for b in bindings}
         i = 0
         while i < len(bindings):
@@ -209,11 +208,16 @@ def _needed(bindings: list[Any], result: Any, ph: Peepholes) -> list[Any]:
     return keep[::-1]
 
 
+def _broadcasts(view: View) -> bool:
+    """True when some dim of size > 1 has stride 0 (several elements share one address)."""
+    return any(s == 0 and d > 1 for d, s in zip(view.shape, view.strides, strict=True))
+
+
 class _Scope:
     """Lowering state of one function body: its environment and use counts."""
 
-    def __init__(self, low: Lowerer, env, users, remaining, ph: Peepholes, name: str) -> None:
-        self.low, self.env, self.users, self.remaining, self.ph, self.fname = low, env, users, remaining, ph, name
+    def __init__(self, low: Lowerer, env, users, ph: Peepholes, name: str) -> None:
+        self.low, self.env, self.users, self.ph, self.fname = low, env, users, ph, name
         self.prog = low.prog
         self.fused: dict[Any, Any] = {}  # var of an absorbed binding -> var whose value it takes
 
@@ -255,10 +259,10 @@ class _Scope:
         for src in inplace:
             t = self.env.get(src) if is_var(src) else None
             if isinstance(t, Tensor) and t.shape == shape and _storage(dtype, var.name) == t.view.dtype \
-                    and 0 not in t.view.strides[: len(shape)] and self._dead_after(src, var):
+                    and not _broadcasts(t.view) and self._dead_after(src, var):
                 return Tensor(t.view, dtype)
         order = self._preferred_order(var, shape)
-        if order is None and like is not None and len(like.shape) == len(shape) and 0 not in like.view.strides:
+        if order is None and like is not None and len(like.shape) == len(shape) and not _broadcasts(like.view):
             order = memory_order(like.view)
         return self.low.new_tensor(var.name, shape, dtype, order)
 
@@ -823,10 +827,6 @@ def _h_sigmoid(scope: _Scope, var, expr, args):
     return out
 
 
-def _h_gelu(mnemonic: str):
-    return _h_unary(mnemonic)
-
-
 HANDLERS = {
     "relax.add": _h_binary("vadd"),
     "relax.subtract": _h_binary("vsub"),
@@ -838,8 +838,8 @@ HANDLERS = {
     "relax.tanh": _h_unary("tanh"),
     "relax.exp": _h_unary("exp"),
     "relax.nn.relu": _h_unary("relu"),
-    "relax.nn.gelu": _h_gelu("gelu_erf"),
-    "relax.nn.gelu_tanh": _h_gelu("gelu"),
+    "relax.nn.gelu": _h_unary("gelu_erf"),
+    "relax.nn.gelu_tanh": _h_unary("gelu"),
     "relax.negative": lambda s, v, e, a: binary(s, v, "vmul", a[0], Const(np.array(-1.0, np.float32), "float32")),
     "relax.abs": _h_abs,
     "relax.sigmoid": _h_sigmoid,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from edgebert.compiler.emitters import _operand
+from edgebert.compiler.emitters import add_operand
 from edgebert.compiler.tile_ir import Buffer, TileInst, TileProgram
 from edgebert.compiler.tiling import MAX_FIELD
 from edgebert.compiler.views import View
@@ -93,8 +93,8 @@ def emit_matmul(
                 inst = TileInst("ld", {"rows": kk, "cols": nn, "dst_stride": 0,
                                        "src_stride": _check_stride(f"{name} weights", src.strides[0] if kk > 1 else 0),
                                        "dtype": DTYPES.index(b.dtype)})
-                _operand(inst, "src", src, src.offset, (kk - 1) * src.strides[0] + nn if kk > 1 else nn, False)
-                _operand(inst, "dst", tile, 0, kk * nn, True)
+                add_operand(inst, "src", src, src.offset, (kk - 1) * src.strides[0] + nn if kk > 1 else nn, False)
+                add_operand(inst, "dst", tile, 0, kk * nn, True)
                 prog.emit(inst)
                 b_view, trans, b_stride = tile, 0, 0
             else:
@@ -113,17 +113,17 @@ def emit_matmul(
                                            "b_stride": b_stride, "acc": int(k0 > 0), "has_bias": int(use_bias),
                                            "trans_b": trans})
                 a_off = a.offset + m0 * a.strides[0] + k0 * a.strides[1]
-                _operand(inst, "a", a, a_off, (mm - 1) * (a_stride or kk) + kk, False)
+                add_operand(inst, "a", a, a_off, (mm - 1) * (a_stride or kk) + kk, False)
                 if trans:
-                    _operand(inst, "b", b_view, b_view.offset, (nn - 1) * (b_stride or kk) + kk, False)
+                    add_operand(inst, "b", b_view, b_view.offset, (nn - 1) * (b_stride or kk) + kk, False)
                 else:
-                    _operand(inst, "b", b_view, b_view.offset, (kk - 1) * (b_stride or nn) + nn, False)
+                    add_operand(inst, "b", b_view, b_view.offset, (kk - 1) * (b_stride or nn) + nn, False)
                 if use_bias:
-                    _operand(inst, "bias", bias, bias.offset + n0, nn, False)
+                    add_operand(inst, "bias", bias, bias.offset + n0, nn, False)
                 d_off = dst.offset + m0 * dst.strides[0] + n0 * dst.strides[1]
                 if k0 > 0:
-                    _operand(inst, "dst", dst, d_off, (mm - 1) * (d_stride or nn) + nn, False)
-                _operand(inst, "dst", dst, d_off, (mm - 1) * (d_stride or nn) + nn, True)
+                    add_operand(inst, "dst", dst, d_off, (mm - 1) * (d_stride or nn) + nn, False)
+                add_operand(inst, "dst", dst, d_off, (mm - 1) * (d_stride or nn) + nn, True)
                 prog.emit(inst)
         if epilogue is not None:
             epilogue(dst.index(1, n0, nn))

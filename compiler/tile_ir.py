@@ -72,7 +72,7 @@ class TileProgram:
     buffers: list[Buffer] = field(default_factory=list)
     inputs: list[tuple[str, Buffer, tuple[int, ...], str]] = field(default_factory=list)  # name, buf, shape, dtype
     outputs: list[tuple[str, Buffer, tuple[int, ...], str]] = field(default_factory=list)
-    #: instruction index -> True where the scheduler must not move instructions across (labels, ctl)
+    #: indices of instructions the scheduler must not move anything across (label targets, control ops)
     fences: set[int] = field(default_factory=set)
 
     def buffer(self, name: str, nbytes: int, kind: str, space: str = "sram", data: bytes | None = None) -> Buffer:
