@@ -112,3 +112,30 @@ def test_tiling_follows_the_hardware_config(tmp_path):
     errs = max_abs_errors(result.outputs, onnxruntime_outputs(path, inputs))
     assert max(errs.values()) <= TOL, errs
     assert result.report["race_count"] == 0
+
+
+def test_sdpa_attention_export(tmp_path):
+    """transformers' default (sdpa) attention exports bool mask logic, -inf where, isnan guards and the
+    negative-id wrap: all lowered, results equal onnxruntime."""
+    import torch
+    from albert_cases import compile_and_run
+    from transformers import AlbertConfig, AlbertModel
+
+    torch.manual_seed(0)
+    cfg = AlbertConfig(vocab_size=50, embedding_size=16, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                       intermediate_size=64, max_position_embeddings=32)
+    model = AlbertModel(cfg).eval()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.copy_(torch.randn_like(p) * 0.2)
+    ids = torch.randint(0, 50, (1, 12))
+    mask = torch.ones(1, 12, dtype=torch.long)
+    mask[0, -4:] = 0
+    path = tmp_path / "sdpa.onnx"
+    torch.onnx.export(model, (ids, mask), path, input_names=["input_ids", "attention_mask"],
+                      output_names=["last_hidden_state", "pooler_output"], dynamo=False, opset_version=18)
+    inputs = {"input_ids": ids.numpy(), "attention_mask": mask.numpy()}
+    _, result = compile_and_run(path, inputs, 12)
+    errs = max_abs_errors(result.outputs, onnxruntime_outputs(path, inputs))
+    assert max(errs.values()) <= TOL, errs
+    assert result.report["race_count"] == 0
