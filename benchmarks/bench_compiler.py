@@ -106,17 +106,25 @@ def main(argv: list[str] | None = None) -> int:
     want = dict(zip([o.name for o in sess.get_outputs()], sess.run(None, inputs), strict=True))
     err = max(float(np.max(np.abs(result.outputs[k] - v))) for k, v in want.items())
 
-    print(f"model: {model} (seq {args.seq_len}), hw {hw.name}; {len(compiled.program.code)} instructions, "
-          f"SRAM peak {compiled.sram_peak_bytes} B, max abs err vs onnxruntime {err:.2e}, races {report['race_count']}")
-    print(f"(a) compile wall time   edgebertc {t_ebc:8.2f} s   tvm.compile(llvm) {t_tvm:8.2f} s   "
-          f"ratio {t_ebc / t_tvm:.2f}x")
+    print(
+        f"model: {model} (seq {args.seq_len}), hw {hw.name}; {len(compiled.program.code)} instructions, "
+        f"SRAM peak {compiled.sram_peak_bytes} B, max abs err vs onnxruntime {err:.2e}, races {report['race_count']}"
+    )
+    print(
+        f"(a) compile wall time   edgebertc {t_ebc:8.2f} s   tvm.compile(llvm) {t_tvm:8.2f} s   "
+        f"ratio {t_ebc / t_tvm:.2f}x"
+    )
     stage = ", ".join(f"{k} {v:.2f}" for k, v in compiled.timings.items() if v >= 0.05)
     print(f"    edgebertc stages (s): {stage}")
-    print(f"(b) cycles              program {report['cycles']:>12,d}   roofline {bound:>14,.0f}   "
-          f"ratio {report['cycles'] / bound:.3f}x (target <= 1.25x)")
+    print(
+        f"(b) cycles              program {report['cycles']:>12,d}   roofline {bound:>14,.0f}   "
+        f"ratio {report['cycles'] / bound:.3f}x (target <= 1.25x)"
+    )
     print("    bounds (cycles): " + ", ".join(f"{k} {v:,.0f}" for k, v in bounds.items()))
-    print(f"(c) per sentence        emulator {t_emu:8.3f} s   onnxruntime {t_ort:8.3f} s   "
-          f"ratio {t_emu / t_ort:.2f}x (target <= 3x; OPENBLAS_NUM_THREADS={os.environ['OPENBLAS_NUM_THREADS']})")
+    print(
+        f"(c) per sentence        emulator {t_emu:8.3f} s   onnxruntime {t_ort:8.3f} s   "
+        f"ratio {t_emu / t_ort:.2f}x (target <= 3x; OPENBLAS_NUM_THREADS={os.environ['OPENBLAS_NUM_THREADS']})"
+    )
     tmp.cleanup()
     return 0
 

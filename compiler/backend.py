@@ -23,8 +23,9 @@ def staging_bytes(hw: HardwareConfig, fraction: int) -> int:
     return max(align, hw.memory.sram.size_bytes // fraction // align * align)
 
 
-def lower_module(mod: Any, hw: HardwareConfig, output_names: list[str] | None = None,
-                 staging_fraction: int = STAGING_FRACTIONS[0]) -> TileProgram:
+def lower_module(
+    mod: Any, hw: HardwareConfig, output_names: list[str] | None = None, staging_fraction: int = STAGING_FRACTIONS[0]
+) -> TileProgram:
     """Lower `mod["main"]` (static shapes): inputs are loaded from DRAM, outputs stored back to DRAM."""
     prog = TileProgram()
     size = staging_bytes(hw, staging_fraction)

@@ -10,7 +10,9 @@ from edgebert.isa.errors import EdgebertError
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="edgebertc", description="Compile an ONNX ALBERT model for the edgebert accelerator.")
+    p = argparse.ArgumentParser(
+        prog="edgebertc", description="Compile an ONNX ALBERT model for the edgebert accelerator."
+    )
     p.add_argument("model", help="ONNX model (external weight files next to it are read too)")
     p.add_argument("-o", "--output", help="output file (default: the model name with .ebin, or .s with -S)")
     p.add_argument("--seq-len", type=int, default=None, help="fix the sequence length of [batch, seq] inputs")
@@ -54,8 +56,11 @@ def main(argv: list[str] | None = None) -> int:
         for name, secs in timings.items():
             print(f"{name:40s} {secs * 1000:9.1f} ms", file=sys.stderr)
         print(f"{'total':40s} {total * 1000:9.1f} ms", file=sys.stderr)
-        print(f"{len(result.program.code)} instructions, SRAM peak {result.sram_peak_bytes} bytes, "
-              f"{result.token_pairs} token pairs -> {out}", file=sys.stderr)
+        print(
+            f"{len(result.program.code)} instructions, SRAM peak {result.sram_peak_bytes} bytes, "
+            f"{result.token_pairs} token pairs -> {out}",
+            file=sys.stderr,
+        )
     return 0
 
 

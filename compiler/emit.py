@@ -32,7 +32,9 @@ def encode_inst(inst, labels: dict[str, int]) -> Inst:
         if space_field is not None:
             values[f"{name}_space"] = SPACES.index(buf.space)
         elif buf.space != "sram":
-            raise CompileError(f"internal: operand '{name}' of {inst.mnemonic} must be in SRAM, '{buf.name}' is in {buf.space}")
+            raise CompileError(
+                f"internal: operand '{name}' of {inst.mnemonic} must be in SRAM, '{buf.name}' is in {buf.space}"
+            )
     if inst.target is not None:
         values["target"] = labels[inst.target]
     try:
@@ -46,7 +48,10 @@ def emit_program(prog: TileProgram, hw: HardwareConfig, metadata: dict[str, Any]
     code = [encode_inst(i, prog.labels) for i in prog.insts]
     code.append(make("halt"))
     segments = []
-    symbols = [Symbol(symbol_name(name), "code", idx) for name, idx in sorted(prog.labels.items(), key=lambda kv: (kv[1], kv[0]))]
+    symbols = [
+        Symbol(symbol_name(name), "code", idx)
+        for name, idx in sorted(prog.labels.items(), key=lambda kv: (kv[1], kv[0]))
+    ]
     for buf in prog.buffers:
         if buf.kind == "const" and buf.data is not None:
             segments.append(Segment(buf.space, buf.address, buf.data, buf.name))
@@ -55,9 +60,9 @@ def emit_program(prog: TileProgram, hw: HardwareConfig, metadata: dict[str, Any]
     io = {"inputs": [], "outputs": []}
     for key, entries in (("inputs", prog.inputs), ("outputs", prog.outputs)):
         for name, buf, shape, dtype in entries:
-            io[key].append({"name": name, "space": buf.space, "address": buf.address, "shape": list(shape),
-                            "dtype": dtype})
+            io[key].append(
+                {"name": name, "space": buf.space, "address": buf.address, "shape": list(shape), "dtype": dtype}
+            )
             symbols.append(Symbol(symbol_name(f"{key[:-1]}.{name}"), buf.space, buf.address, buf.nbytes))
-    meta = {**io, "compiler": COMPILER_VERSION, "hw_name": hw.name, "hw_fingerprint": hw.fingerprint.hex(),
-            **metadata}
+    meta = {**io, "compiler": COMPILER_VERSION, "hw_name": hw.name, "hw_fingerprint": hw.fingerprint.hex(), **metadata}
     return Program(code=code, segments=segments, symbols=symbols, metadata=meta, hw_fingerprint=hw.fingerprint)

@@ -36,9 +36,17 @@ def add_operand(inst: TileInst, name: str, view: View, off: int, span: int, writ
 def emit_binary(prog: TileProgram, mnemonic: str, dst: View, a: View, b: View) -> None:
     """dst = a (op) b element-wise; a and b already broadcast to dst's shape (stride 0 where broadcast)."""
     for t in plan_tiles([dst, a, b], b_last=True):
-        inst = TileInst(mnemonic, {"rows": t.rows, "cols": t.cols, "dst_stride": t.row_strides[0],
-                                   "a_stride": t.row_strides[1], "b_stride": t.row_strides[2] if t.bcast == "none" else 0,
-                                   "bcast": BROADCASTS.index(t.bcast)})
+        inst = TileInst(
+            mnemonic,
+            {
+                "rows": t.rows,
+                "cols": t.cols,
+                "dst_stride": t.row_strides[0],
+                "a_stride": t.row_strides[1],
+                "b_stride": t.row_strides[2] if t.bcast == "none" else 0,
+                "bcast": BROADCASTS.index(t.bcast),
+            },
+        )
         add_operand(inst, "a", a, t.offsets[1], _span(t, 1), False)
         add_operand(inst, "b", b, t.offsets[2], _span(t, 2, t.bcast), False)
         add_operand(inst, "dst", dst, t.offsets[0], _span(t, 0), True)
@@ -48,8 +56,10 @@ def emit_binary(prog: TileProgram, mnemonic: str, dst: View, a: View, b: View) -
 def emit_unary(prog: TileProgram, mnemonic: str, dst: View, src: View, **fields: int) -> None:
     """dst = op(src) element-wise (also vmov copies, itof, and vaddi/vmuli with an `imm` field)."""
     for t in plan_tiles([dst, src]):
-        inst = TileInst(mnemonic, {"rows": t.rows, "cols": t.cols, "dst_stride": t.row_strides[0],
-                                   "src_stride": t.row_strides[1], **fields})
+        inst = TileInst(
+            mnemonic,
+            {"rows": t.rows, "cols": t.cols, "dst_stride": t.row_strides[0], "src_stride": t.row_strides[1], **fields},
+        )
         add_operand(inst, "src", src, t.offsets[1], _span(t, 1), False)
         add_operand(inst, "dst", dst, t.offsets[0], _span(t, 0), True)
         prog.emit(inst)
@@ -65,23 +75,34 @@ def emit_dma(prog: TileProgram, mnemonic: str, dst: View, src: View) -> None:
     if dst.dtype != src.dtype:
         raise CompileError(f"internal: DMA between {src.dtype} and {dst.dtype}")
     for t in plan_tiles([dst, src]):
-        inst = TileInst(mnemonic, {"rows": t.rows, "cols": t.cols, "dst_stride": t.row_strides[0],
-                                   "src_stride": t.row_strides[1], "dtype": DTYPES.index(dst.dtype)})
+        inst = TileInst(
+            mnemonic,
+            {
+                "rows": t.rows,
+                "cols": t.cols,
+                "dst_stride": t.row_strides[0],
+                "src_stride": t.row_strides[1],
+                "dtype": DTYPES.index(dst.dtype),
+            },
+        )
         add_operand(inst, "src", src, t.offsets[1], _span(t, 1), False)
         add_operand(inst, "dst", dst, t.offsets[0], _span(t, 0), True)
         prog.emit(inst)
 
 
-def emit_row_op(prog: TileProgram, mnemonic: str, dst: View, src: View, rows_of: dict[str, View] | None = None,
-                **fields: int) -> bool:
+def emit_row_op(
+    prog: TileProgram, mnemonic: str, dst: View, src: View, rows_of: dict[str, View] | None = None, **fields: int
+) -> bool:
     """A row-wise SFU op (softmax, layernorm) over the last axis; `rows_of` are per-op row operands
     (gamma, beta, mask) of `cols` elements. Returns False when the last axis is not contiguous."""
     tiles = row_tiles([dst, src])
     if not tiles:
         return False
     for t in tiles:
-        inst = TileInst(mnemonic, {"rows": t.rows, "cols": t.cols, "dst_stride": t.row_strides[0],
-                                   "src_stride": t.row_strides[1], **fields})
+        inst = TileInst(
+            mnemonic,
+            {"rows": t.rows, "cols": t.cols, "dst_stride": t.row_strides[0], "src_stride": t.row_strides[1], **fields},
+        )
         add_operand(inst, "src", src, t.offsets[1], _span(t, 1), False)
         for name, row in (rows_of or {}).items():
             add_operand(inst, name, row, row.offset, t.cols, False)
@@ -93,8 +114,15 @@ def emit_row_op(prog: TileProgram, mnemonic: str, dst: View, src: View, rows_of:
 def emit_gather(prog: TileProgram, dst: View, table: View, idx: View) -> None:
     """dst[r, :] = table[idx[r], :] for a dense 2-D table view and a contiguous vector of int32 indices."""
     rows, cols = dst.shape
-    inst = TileInst("gather", {"rows": rows, "cols": cols, "table_stride": table.strides[0] if table.shape[0] > 1 else 0,
-                               "dtype": DTYPES.index(table.dtype)})
+    inst = TileInst(
+        "gather",
+        {
+            "rows": rows,
+            "cols": cols,
+            "table_stride": table.strides[0] if table.shape[0] > 1 else 0,
+            "dtype": DTYPES.index(table.dtype),
+        },
+    )
     add_operand(inst, "idx", idx, idx.offset, rows, False)
     tspan = (table.shape[0] - 1) * table.strides[0] + cols
     add_operand(inst, "table", table, table.offset, tspan, False)

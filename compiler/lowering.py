@@ -258,8 +258,13 @@ class _Scope:
         shape, dtype = _shape(var), _dtype(var)
         for src in inplace:
             t = self.env.get(src) if is_var(src) else None
-            if isinstance(t, Tensor) and t.shape == shape and _storage(dtype, var.name) == t.view.dtype \
-                    and not _broadcasts(t.view) and self._dead_after(src, var):
+            if (
+                isinstance(t, Tensor)
+                and t.shape == shape
+                and _storage(dtype, var.name) == t.view.dtype
+                and not _broadcasts(t.view)
+                and self._dead_after(src, var)
+            ):
                 return Tensor(t.view, dtype)
         order = self._preferred_order(var, shape)
         if order is None and like is not None and len(like.shape) == len(shape) and not _broadcasts(like.view):
@@ -320,7 +325,9 @@ class _Scope:
             raise CompileError(f"{self.fname}: binding '{var.name}' ({kind}) cannot be lowered")
         handler = HANDLERS.get(name)
         if handler is None:
-            raise CompileError(f"{self.fname}: op {name} (binding '{var.name}') is not supported by the edgebert backend")
+            raise CompileError(
+                f"{self.fname}: op {name} (binding '{var.name}') is not supported by the edgebert backend"
+            )
         args = [self.value_of(a) for a in expr.args]
         if all(isinstance(a, Const) for a in args if a is not None and not isinstance(a, tuple)) and name in FOLDABLE:
             self.env[var] = Const(FOLDABLE[name](var, *[a.array for a in args if a is not None]), _dtype(var))
@@ -331,8 +338,9 @@ class _Scope:
             raise
         except (ValueError, IndexError, KeyError, TypeError, AttributeError, AssertionError) as exc:
             # a lowering bug must still end in one clear line naming the binding, not a numpy traceback
-            raise CompileError(f"{self.fname}: internal error lowering '{var.name}' ({name}): "
-                               f"{type(exc).__name__}: {exc}") from exc
+            raise CompileError(
+                f"{self.fname}: internal error lowering '{var.name}' ({name}): {type(exc).__name__}: {exc}"
+            ) from exc
 
     # ---- the layer loop ----------------------------------------------------------------------------
     def lower_loop(self, calls: list[Any]) -> None:
@@ -372,6 +380,7 @@ class _Scope:
 
 # ---- op handlers -----------------------------------------------------------------------------------
 
+
 def _relax_const(c: Const) -> Any:
     from tvm import relax
 
@@ -392,8 +401,9 @@ def _bcast(t: Tensor, shape: tuple[int, ...]) -> View:
 COMMUTATIVE = {"vadd", "vmul", "vmax", "vmin"}
 
 
-def binary(scope: _Scope, var: Any, mnemonic: str, a: Value, b: Value, out: Tensor | None = None,
-           inplace: list[Any] = ()) -> Tensor:
+def binary(
+    scope: _Scope, var: Any, mnemonic: str, a: Value, b: Value, out: Tensor | None = None, inplace: list[Any] = ()
+) -> Tensor:
     """out = a (op) b with numpy broadcasting; scalar constants become immediates where exact."""
     low = scope.low
     shape = _shape(var) if out is None else out.shape
@@ -446,6 +456,7 @@ def _h_binary(mnemonic: str):
     def handler(scope: _Scope, var, expr, args):
         _float_only(var, *args)
         return binary(scope, var, mnemonic, args[0], args[1], inplace=[a for a in expr.args if is_var(a)])
+
     return handler
 
 
@@ -456,6 +467,7 @@ def _h_unary(mnemonic: str):
         out = scope.out_tensor(var, x, [expr.args[0]])
         em.emit_unary(scope.prog, mnemonic, out.view, x.view)
         return out
+
     return handler
 
 
@@ -507,8 +519,10 @@ def _h_matmul(scope: _Scope, var, expr, args):
     if len(fus) == 1 and fus[0] is not None:
         rw = scope.ph.rewrites.get(fus[0])
         if rw is not None and rw[0] == "gelu" and rw[1].same_as(final_var):
+
             def gelu_epilogue(tile: View) -> None:
                 em.emit_unary(scope.prog, "gelu", tile, tile)
+
             scope.fused[fus[0]] = var
     if out is None:
         out = scope.out_tensor(var)
@@ -564,15 +578,21 @@ def _h_layer_norm(scope: _Scope, var, expr, args):
         raise CompileError(f"binding '{var.name}': layer_norm over axes {axes} (trailing axes only)")
     low = scope.low
     if len(norm) > 1:  # normalise trailing axes together: view them as one row
-        n = int(np.prod(shape[nd - len(norm):]))
+        n = int(np.prod(shape[nd - len(norm) :]))
         flat = shape[: nd - len(norm)] + (n,)
         xt = low.to_sram(x, var.name)
         xv = xt.view.reshape(flat) or low.dense_copy(xt, var.name).view.reshape(flat)
-        gb = [Const(v.array.reshape(n), "float32") if isinstance(v, Const) else Tensor(
-            low.dense_copy(v, var.name).view.reshape((n,)), "float32") for v in (gamma, beta)]
+        gb = [
+            Const(v.array.reshape(n), "float32")
+            if isinstance(v, Const)
+            else Tensor(low.dense_copy(v, var.name).view.reshape((n,)), "float32")
+            for v in (gamma, beta)
+        ]
         fake = _FlatLayerNorm(expr.attrs, flat)
         out = low.new_tensor(var.name, shape, "float32")
-        _layer_norm_rows(scope, var, fake, Tensor(xv, "float32"), gb[0], gb[1], Tensor(out.view.reshape(flat), "float32"))
+        _layer_norm_rows(
+            scope, var, fake, Tensor(xv, "float32"), gb[0], gb[1], Tensor(out.view.reshape(flat), "float32")
+        )
         return out
     return _layer_norm_rows(scope, var, expr.attrs, x, gamma, beta, None, [expr.args[0]])
 
@@ -688,6 +708,7 @@ def _h_logical(mnemonic: str):
             if a.dtype != "bool":
                 raise CompileError(f"binding '{var.name}': logical op on {a.dtype}")
         return binary(scope, var, mnemonic, args[0], args[1], inplace=[a for a in expr.args if is_var(a)])
+
     return handler
 
 
@@ -758,7 +779,7 @@ def _h_take(scope: _Scope, var, expr, args):
             v2 = v.reshape(out_shape)
             if v2 is not None:
                 return Tensor(v2, data.dtype)
-        out = low.new_tensor(var.name, (*dshape[:axis], ids.size, *dshape[axis + 1:]), data.dtype)
+        out = low.new_tensor(var.name, (*dshape[:axis], ids.size, *dshape[axis + 1 :]), data.dtype)
         for j, i in enumerate(ids):
             em.emit_unary(scope.prog, "vmov", out.view.index(axis, j, 1), data.view.index(axis, int(i), 1))
         return Tensor(out.view.reshape(out_shape), data.dtype)

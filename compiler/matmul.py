@@ -90,9 +90,16 @@ def emit_matmul(
                 stage = ring.take()
                 tile = View(stage, 0, (kk, nn), (nn, 1), b.dtype)
                 src = b.index(0, k0, kk).index(1, n0, nn)
-                inst = TileInst("ld", {"rows": kk, "cols": nn, "dst_stride": 0,
-                                       "src_stride": _check_stride(f"{name} weights", src.strides[0] if kk > 1 else 0),
-                                       "dtype": DTYPES.index(b.dtype)})
+                inst = TileInst(
+                    "ld",
+                    {
+                        "rows": kk,
+                        "cols": nn,
+                        "dst_stride": 0,
+                        "src_stride": _check_stride(f"{name} weights", src.strides[0] if kk > 1 else 0),
+                        "dtype": DTYPES.index(b.dtype),
+                    },
+                )
                 add_operand(inst, "src", src, src.offset, (kk - 1) * src.strides[0] + nn if kk > 1 else nn, False)
                 add_operand(inst, "dst", tile, 0, kk * nn, True)
                 prog.emit(inst)
@@ -109,9 +116,20 @@ def emit_matmul(
             for m0 in range(0, m_all, m_t):
                 mm = min(m_t, m_all - m0)
                 use_bias = bias is not None and k0 == 0
-                inst = TileInst("matmul", {"m": mm, "k": kk, "n": nn, "dst_stride": d_stride, "a_stride": a_stride,
-                                           "b_stride": b_stride, "acc": int(k0 > 0), "has_bias": int(use_bias),
-                                           "trans_b": trans})
+                inst = TileInst(
+                    "matmul",
+                    {
+                        "m": mm,
+                        "k": kk,
+                        "n": nn,
+                        "dst_stride": d_stride,
+                        "a_stride": a_stride,
+                        "b_stride": b_stride,
+                        "acc": int(k0 > 0),
+                        "has_bias": int(use_bias),
+                        "trans_b": trans,
+                    },
+                )
                 a_off = a.offset + m0 * a.strides[0] + k0 * a.strides[1]
                 add_operand(inst, "a", a, a_off, (mm - 1) * (a_stride or kk) + kk, False)
                 if trans:

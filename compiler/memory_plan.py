@@ -33,8 +33,9 @@ def place_constants_and_io(prog: TileProgram, hw: HardwareConfig) -> None:
             buf.address = _align(top["dram"], hw.memory.dram.align_bytes)
             top["dram"] = buf.address + buf.nbytes
     if top["dram"] > hw.memory.dram.size_bytes:
-        raise CompileError(f"constants and I/O need {top['dram']} bytes of DRAM; the hardware has "
-                           f"{hw.memory.dram.size_bytes}")
+        raise CompileError(
+            f"constants and I/O need {top['dram']} bytes of DRAM; the hardware has {hw.memory.dram.size_bytes}"
+        )
 
 
 def live_intervals(prog: TileProgram) -> dict[int, tuple[int, int]]:
@@ -81,7 +82,8 @@ def plan_sram(prog: TileProgram, hw: HardwareConfig) -> int:
             live = sum(s for (s0, s1, a, s, _) in placed if s0 <= hi and lo <= s1)
             raise CompileError(
                 f"SRAM overflow: tensor '{buf.name}' ({buf.nbytes} bytes) does not fit: {live} bytes are live "
-                f"at that point and memory.sram.size_bytes is {sram.size_bytes}")
+                f"at that point and memory.sram.size_bytes is {sram.size_bytes}"
+            )
         buf.address = addr
         placed.append((lo, hi, addr, size, buf))
         peak = max(peak, addr + size)

@@ -80,8 +80,13 @@ def find_peepholes(bindings: list[Any], users: dict[Any, list[Any]]) -> Peephole
             # where(x < 0, x + n, x): ONNX Gather's negative-index wrap; gather traps on negative ids instead.
             lt = call(cond, "relax.less")
             add = call(a, "relax.add")
-            if lt is not None and add is not None and scalar_of(lt.args[1]) == 0 and lt.args[0].same_as(bb) \
-                    and any(x.same_as(bb) for x in add.args):
+            if (
+                lt is not None
+                and add is not None
+                and scalar_of(lt.args[1]) == 0
+                and lt.args[0].same_as(bb)
+                and any(x.same_as(bb) for x in add.args)
+            ):
                 ph.rewrites[v] = ("alias", bb)
             # where(isnan(x), 0, x): softmax outputs of finite scores are never NaN.
             nan = call(cond, "relax.isnan")

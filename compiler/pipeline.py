@@ -1,15 +1,15 @@
 """The compiler's table of contents: ONNX -> Relax -> Relax passes -> tile program -> plan -> schedule -> Program.
 
-    compile_onnx(model)                       stage                         module
-      1. load + check + fix shapes            frontend.load_onnx            edgebert.frontend.loader
-      2. import into Relax                    frontend.to_relax             edgebert.frontend.loader
-      3. Relax passes (cleanup, fusion,       relax_pipeline                edgebert.compiler.relax_passes
-         layer loop)
-      4. lowering to a tile program           lower_module                  backend, lowering, matmul, emitters
-      5. memory planning                      place_constants_and_io,       memory_plan
-                                              plan_sram
-      6. scheduling                           hoist_loads, insert_tokens    schedule
-      7. emission                             emit_program                  emit
+compile_onnx(model)                       stage                         module
+  1. load + check + fix shapes            frontend.load_onnx            edgebert.frontend.loader
+  2. import into Relax                    frontend.to_relax             edgebert.frontend.loader
+  3. Relax passes (cleanup, fusion,       relax_pipeline                edgebert.compiler.relax_passes
+     layer loop)
+  4. lowering to a tile program           lower_module                  backend, lowering, matmul, emitters
+  5. memory planning                      place_constants_and_io,       memory_plan
+                                          plan_sram
+  6. scheduling                           hoist_loads, insert_tokens    schedule
+  7. emission                             emit_program                  emit
 """
 
 from __future__ import annotations
@@ -130,8 +130,10 @@ def check_backend_limits(model: Any) -> None:
     """ONNX features the import accepts but the backend cannot honour: fail before any work."""
     for i, node in enumerate(model.graph.node):
         if node.op_type == "LayerNormalization" and any(o for o in node.output[1:]):
-            raise CompileError(f"node {node.name or f'#{i}'} (LayerNormalization): the optional Mean/InvStdDev "
-                               "outputs are not supported")
+            raise CompileError(
+                f"node {node.name or f'#{i}'} (LayerNormalization): the optional Mean/InvStdDev "
+                "outputs are not supported"
+            )
 
 
 def _check_output_shapes(prog: TileProgram, declared: list[tuple[int, ...]]) -> None:
@@ -146,8 +148,10 @@ def _check_output_shapes(prog: TileProgram, declared: list[tuple[int, ...]]) -> 
         if squeezed and squeezed == [d for d in want if d != 1]:
             prog.outputs[k] = (name, buf, want, dtype)
             continue
-        raise CompileError(f"output '{name}': the module computes shape {tuple(shape)}, the model declares "
-                           f"{want} (unsupported op variant)")
+        raise CompileError(
+            f"output '{name}': the module computes shape {tuple(shape)}, the model declares "
+            f"{want} (unsupported op variant)"
+        )
 
 
 def compile_onnx(
@@ -172,9 +176,15 @@ def compile_onnx(
     _dump(dump, "00-imported.py", lambda: mod.script(show_meta=False))
     mod = relax_pipeline(mod, dump, timings)
     meta = {"source_model_sha256": loaded.sha256, "seq_len": loaded.seq_len}
-    return compile_relax(mod, hw, output_names=list(loaded.output_names),
-                         output_shapes=[t.shape for t in loaded.outputs], metadata=meta, dump_dir=dump,
-                         timings=timings)
+    return compile_relax(
+        mod,
+        hw,
+        output_names=list(loaded.output_names),
+        output_shapes=[t.shape for t in loaded.outputs],
+        metadata=meta,
+        dump_dir=dump,
+        timings=timings,
+    )
 
 
 def format_tile_program(prog: TileProgram) -> str:
@@ -184,10 +194,14 @@ def format_tile_program(prog: TileProgram) -> str:
     for i, inst in enumerate(prog.insts):
         if i in labels:
             lines.append(f"{labels[i]}:")
-        ops = ", ".join(f"{k}={b.name}+{off}" + (f"@{b.address + off:#x}" if b.address is not None else "")
-                        for k, (b, off) in inst.addrs.items())
+        ops = ", ".join(
+            f"{k}={b.name}+{off}" + (f"@{b.address + off:#x}" if b.address is not None else "")
+            for k, (b, off) in inst.addrs.items()
+        )
         fields = " ".join(f"{k}={v}" for k, v in inst.fields.items())
         lines.append(f"  {i:5d} {inst.mnemonic:9s} {ops} {fields}" + (f" -> {inst.target}" if inst.target else ""))
     for b in prog.buffers:
-        lines.append(f"# {b.name}: {b.nbytes} B {b.kind} {b.space}" + (f" @{b.address:#x}" if b.address is not None else ""))
+        lines.append(
+            f"# {b.name}: {b.nbytes} B {b.kind} {b.space}" + (f" @{b.address:#x}" if b.address is not None else "")
+        )
     return "\n".join(lines) + "\n"

@@ -69,8 +69,13 @@ def plan_tiles(views: list[View], b_last: bool = False) -> list[Tile]:
     dims: list[int | None] = [*range(n), None]
     candidates = [(r, c) for r in dims for c in dims if r is None or r != c]
     # biggest tiles first; prefer the innermost dims (r < c keeps rows outside columns) on ties
-    candidates.sort(key=lambda rc: (-(sizes[rc[0]] if rc[0] is not None else 1) * (sizes[rc[1]] if rc[1] is not None else 1),
-                                    -(rc[1] if rc[1] is not None else -1), -(rc[0] if rc[0] is not None else -1)))
+    candidates.sort(
+        key=lambda rc: (
+            -(sizes[rc[0]] if rc[0] is not None else 1) * (sizes[rc[1]] if rc[1] is not None else 1),
+            -(rc[1] if rc[1] is not None else -1),
+            -(rc[0] if rc[0] is not None else -1),
+        )
+    )
     for r, c in candidates:
         rows = sizes[r] if r is not None else 1
         cols = sizes[c] if c is not None else 1
@@ -92,7 +97,10 @@ def _enumerate(sizes, strides, views, r, c, bcast) -> Iterator[Tile]:
     rows_total = sizes[r] if r is not None else 1
     cols_total = sizes[c] if c is not None else 1
     for idx in itertools.product(*(range(sizes[d]) for d in loop_dims)):
-        base = [v.offset + sum(i * st[d] for i, d in zip(idx, loop_dims, strict=True)) for v, st in zip(views, strides, strict=True)]
+        base = [
+            v.offset + sum(i * st[d] for i, d in zip(idx, loop_dims, strict=True))
+            for v, st in zip(views, strides, strict=True)
+        ]
         for r0 in range(0, rows_total, MAX_FIELD):
             rows = min(MAX_FIELD, rows_total - r0)
             for c0 in range(0, cols_total, MAX_FIELD):
@@ -127,7 +135,10 @@ def row_tiles(views: list[View]) -> list[Tile]:
     loop_dims = [d for d in range(len(sizes)) if d != r]
     rows_total = sizes[r] if r is not None else 1
     for idx in itertools.product(*(range(sizes[d]) for d in loop_dims)):
-        base = [v.offset + sum(i * st[d] for i, d in zip(idx, loop_dims, strict=True)) for v, st in zip(views, strides, strict=True)]
+        base = [
+            v.offset + sum(i * st[d] for i, d in zip(idx, loop_dims, strict=True))
+            for v, st in zip(views, strides, strict=True)
+        ]
         for r0 in range(0, rows_total, MAX_FIELD):
             rows = min(MAX_FIELD, rows_total - r0)
             offs = tuple(b + (r0 * st[r] if r is not None else 0) for b, st in zip(base, strides, strict=True))

@@ -32,8 +32,13 @@ class View:
         return self.strides == contiguous_strides(self.shape) or self.size <= 1
 
     def permute(self, axes: tuple[int, ...]) -> View:
-        return View(self.buffer, self.offset, tuple(self.shape[a] for a in axes),
-                    tuple(self.strides[a] for a in axes), self.dtype)
+        return View(
+            self.buffer,
+            self.offset,
+            tuple(self.shape[a] for a in axes),
+            tuple(self.strides[a] for a in axes),
+            self.dtype,
+        )
 
     def broadcast_to(self, shape: tuple[int, ...]) -> View:
         """Numpy broadcasting: prepend size-1 dims, then stretch size-1 dims with stride 0."""

@@ -48,8 +48,11 @@ def strip_optional_outputs(case):
     node = model.graph.node[0]
     del node.output[1:]
     data = [(inputs, list(outputs)[:1]) for inputs, outputs in case.data_sets]
-    return case._replace(model=model, data_sets=data) if hasattr(case, "_replace") else \
-        type(case)(**{**case.__dict__, "model": model, "data_sets": data})
+    return (
+        case._replace(model=model, data_sets=data)
+        if hasattr(case, "_replace")
+        else type(case)(**{**case.__dict__, "model": model, "data_sets": data})
+    )
 
 
 def op_types(case) -> set[str]:
@@ -72,11 +75,11 @@ def compile_case(case):
         if any(d < 0 for d in t.shape):
             raise CompileError(f"{t.name}: dynamic shape")
     opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
-    loaded = LoadedModel(model, None, 0, inputs, outputs, parse_metadata({}, tuple(t.name for t in outputs)),
-                         opset, "")
+    loaded = LoadedModel(model, None, 0, inputs, outputs, parse_metadata({}, tuple(t.name for t in outputs)), opset, "")
     mod = to_relax(loaded)
-    compiled = compile_relax(relax_pipeline(mod, None, {}), output_names=[t.name for t in outputs],
-                             output_shapes=[t.shape for t in outputs])
+    compiled = compile_relax(
+        relax_pipeline(mod, None, {}), output_names=[t.name for t in outputs], output_shapes=[t.shape for t in outputs]
+    )
     return compiled, loaded
 
 

@@ -12,14 +12,13 @@ from edgebert.frontend.albert_export import ExportSpec, build_and_export
 @pytest.fixture(scope="module")
 def compiled(tmp_path_factory):
     d = tmp_path_factory.mktemp("lower")
-    path, _ = build_and_export(d / "m.onnx", preset="tiny", spec=ExportSpec(seq_len=16), seed=7,
-                               num_attention_heads=4)
+    path, _ = build_and_export(d / "m.onnx", preset="tiny", spec=ExportSpec(seq_len=16), seed=7, num_attention_heads=4)
     return compile_onnx(path)
 
 
 def _body(compiled):
     loop = compiled.tile_program.loops[0]
-    return compiled.program.code[loop.start:loop.end]
+    return compiled.program.code[loop.start : loop.end]
 
 
 def test_one_loop_body_with_layer_counter(compiled):
@@ -51,10 +50,12 @@ def test_sram_is_shared_by_liveness(compiled):
     prog = compiled.tile_program
     acts = [b for b in prog.buffers if b.kind == "act"]
     spans = live_intervals(prog)
-    assert compiled.sram_peak_bytes < sum(b.nbytes for b in acts) + sum(b.nbytes for b in prog.buffers if b.kind == "stage")
+    assert compiled.sram_peak_bytes < sum(b.nbytes for b in acts) + sum(
+        b.nbytes for b in prog.buffers if b.kind == "stage"
+    )
     placed = [(b, spans[id(b)]) for b in acts if id(b) in spans]
     for i, (a, sa) in enumerate(placed):
-        for b, sb in placed[i + 1:]:
+        for b, sb in placed[i + 1 :]:
             overlap_time = sa[0] <= sb[1] and sb[0] <= sa[1]
             overlap_mem = a.address < b.address + b.nbytes and b.address < a.address + a.nbytes
             assert not (overlap_time and overlap_mem), (a, b)

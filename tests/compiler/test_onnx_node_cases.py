@@ -16,9 +16,29 @@ RUNTIME_REJECTIONS = {
 
 #: Minimum passing cases per op (what the lowering covers today; a regression drops below these).
 MIN_PASSING = {
-    "Add": 2, "Sub": 3, "Mul": 9, "Div": 9, "MatMul": 7, "Gemm": 11, "Tanh": 2, "Relu": 1, "Exp": 2, "Neg": 2,
-    "Abs": 1, "Sigmoid": 2, "Reciprocal": 2, "Gelu": 4, "Softmax": 7, "LayerNormalization": 12, "Gather": 1,
-    "Reshape": 6, "Transpose": 13, "Flatten": 9, "Concat": 18, "Identity": 2, "Slice": 6,
+    "Add": 2,
+    "Sub": 3,
+    "Mul": 9,
+    "Div": 9,
+    "MatMul": 7,
+    "Gemm": 11,
+    "Tanh": 2,
+    "Relu": 1,
+    "Exp": 2,
+    "Neg": 2,
+    "Abs": 1,
+    "Sigmoid": 2,
+    "Reciprocal": 2,
+    "Gelu": 4,
+    "Softmax": 7,
+    "LayerNormalization": 12,
+    "Gather": 1,
+    "Reshape": 6,
+    "Transpose": 13,
+    "Flatten": 9,
+    "Concat": 18,
+    "Identity": 2,
+    "Slice": 6,
 }
 
 

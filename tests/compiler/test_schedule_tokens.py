@@ -14,8 +14,15 @@ from edgebert.isa.table import UNITS
 @pytest.fixture(scope="module")
 def compiled(tmp_path_factory):
     d = tmp_path_factory.mktemp("sched")
-    path, cfg = build_and_export(d / "m.onnx", preset="tiny", spec=ExportSpec(seq_len=24), seed=5,
-                                 hidden_size=128, intermediate_size=512, num_attention_heads=4)
+    path, cfg = build_and_export(
+        d / "m.onnx",
+        preset="tiny",
+        spec=ExportSpec(seq_len=24),
+        seed=5,
+        hidden_size=128,
+        intermediate_size=512,
+        num_attention_heads=4,
+    )
     return compile_onnx(path), make_inputs(24, cfg.vocab_size, pad=2)
 
 

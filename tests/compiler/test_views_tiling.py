@@ -12,8 +12,10 @@ from edgebert.compiler.views import View, fresh_view, reshape_strides
 
 
 def _gather(mem: np.ndarray, v: View) -> np.ndarray:
-    idx = v.offset + sum(np.arange(d).reshape([-1 if k == i else 1 for k in range(len(v.shape))]) * s
-                         for i, (d, s) in enumerate(zip(v.shape, v.strides, strict=True)))
+    idx = v.offset + sum(
+        np.arange(d).reshape([-1 if k == i else 1 for k in range(len(v.shape))]) * s
+        for i, (d, s) in enumerate(zip(v.shape, v.strides, strict=True))
+    )
     return mem[np.broadcast_to(idx, v.shape)]
 
 
@@ -48,9 +50,11 @@ def _apply(mem, tiles, views, op):
     """Run a binary op tile by tile with the ISA's semantics (row strides, `bcast` of b)."""
     d, a, b = views
     for t in tiles:
+
         def grid(v_off, stride, rows, cols):
             s = stride or cols
             return v_off + np.arange(rows)[:, None] * s + np.arange(cols)[None, :]
+
         av = mem[grid(t.offsets[1], t.row_strides[1], t.rows, t.cols)]
         if t.bcast == "none":
             bv = mem[grid(t.offsets[2], t.row_strides[2], t.rows, t.cols)]

@@ -13,8 +13,9 @@ from edgebert.frontend.albert_export import ExportSpec, build_and_export, make_i
 OUTPUTS = ("logits", "last_hidden_state", "pooler_output")
 
 
-def export_albert(directory: Path, name: str, preset: str, seq_len: int, pad: int = 0, exporter: str = "legacy",
-                  **overrides) -> tuple[Path, dict[str, np.ndarray]]:
+def export_albert(
+    directory: Path, name: str, preset: str, seq_len: int, pad: int = 0, exporter: str = "legacy", **overrides
+) -> tuple[Path, dict[str, np.ndarray]]:
     """Export a re-randomised ALBERT with every output kind; returns (onnx path, inputs)."""
     spec = ExportSpec(seq_len=seq_len, exporter=exporter, outputs=OUTPUTS)
     path, cfg = build_and_export(directory / f"{name}.onnx", preset=preset, spec=spec, seed=1, **overrides)

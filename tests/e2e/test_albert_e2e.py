@@ -59,8 +59,11 @@ def test_tvm_cpu_build_agrees(tmp_path):
     outs = [out[i].numpy() for i in range(len(out))] if len(loaded.outputs) > 1 else [out.numpy()]
     want = dict(zip(loaded.output_names, outs, strict=True))
     # edgebertc takes the same imported module through its Relax passes and backend
-    compiled = compile_relax(relax_pipeline(mod, None, {}), output_names=list(loaded.output_names),
-                             output_shapes=[t.shape for t in loaded.outputs])
+    compiled = compile_relax(
+        relax_pipeline(mod, None, {}),
+        output_names=list(loaded.output_names),
+        output_shapes=[t.shape for t in loaded.outputs],
+    )
     got = run(compiled.program, inputs).outputs
     errs = max_abs_errors(got, want)
     assert max(errs.values()) <= TOL, errs
@@ -125,8 +128,15 @@ def test_sdpa_attention_export(tmp_path):
     from transformers import AlbertConfig, AlbertModel
 
     torch.manual_seed(0)
-    cfg = AlbertConfig(vocab_size=50, embedding_size=16, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
-                       intermediate_size=64, max_position_embeddings=32)
+    cfg = AlbertConfig(
+        vocab_size=50,
+        embedding_size=16,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        intermediate_size=64,
+        max_position_embeddings=32,
+    )
     model = AlbertModel(cfg).eval()
     with torch.no_grad():
         for p in model.parameters():
@@ -135,8 +145,15 @@ def test_sdpa_attention_export(tmp_path):
     mask = torch.ones(1, 12, dtype=torch.long)
     mask[0, -4:] = 0
     path = tmp_path / "sdpa.onnx"
-    torch.onnx.export(model, (ids, mask), path, input_names=["input_ids", "attention_mask"],
-                      output_names=["last_hidden_state", "pooler_output"], dynamo=False, opset_version=18)
+    torch.onnx.export(
+        model,
+        (ids, mask),
+        path,
+        input_names=["input_ids", "attention_mask"],
+        output_names=["last_hidden_state", "pooler_output"],
+        dynamo=False,
+        opset_version=18,
+    )
     inputs = {"input_ids": ids.numpy(), "attention_mask": mask.numpy()}
     _, result = compile_and_run(path, inputs, 12)
     errs = max_abs_errors(result.outputs, onnxruntime_outputs(path, inputs))
