@@ -175,7 +175,7 @@ def compile_onnx(
         mod = to_relax(loaded)
     _dump(dump, "00-imported.py", lambda: mod.script(show_meta=False))
     mod = relax_pipeline(mod, dump, timings)
-    meta = {"source_model_sha256": loaded.sha256, "seq_len": loaded.seq_len}
+    meta = {"source_model_sha256": loaded.sha256, "seq_len": loaded.seq_len, **_edgebert_settings(loaded.metadata)}
     return compile_relax(
         mod,
         hw,
@@ -185,6 +185,18 @@ def compile_onnx(
         dump_dir=dump,
         timings=timings,
     )
+
+
+def _edgebert_settings(md: Any) -> dict[str, Any]:
+    """EdgeBERT settings from the model's metadata_props, reported as-is in the program metadata."""
+    out: dict[str, Any] = {}
+    if md.tasks:
+        out["tasks"] = list(md.tasks)
+    if md.entropy_thresholds:
+        out["thresholds"] = [float(t) for t in md.entropy_thresholds]
+    if md.exit_heads:
+        out["exit_heads"] = list(md.exit_heads)
+    return out
 
 
 def format_tile_program(prog: TileProgram) -> str:
