@@ -10,6 +10,9 @@ All tasks share one small vocabulary, so several task models can share one ALBER
   (another layer): later exits are needed.
 - ``topic`` (3 labels: sports, science, food): the label is the topic with the most topic words; sentiment words
   and negators appear as filler. Easy: one topic dominates; hard: the top two differ by one word.
+- ``valence`` (5 labels, SST-5-like: very_negative .. very_positive): the sentiment words of ``sentiment`` with
+  negation; the label buckets the net (negation-adjusted) polarity score s: s <= -3, -2..-1, 0, 1..2, >= 3.
+  Easy: no negation and a score in the middle of its bucket; hard: 1-3 negations and a score on a bucket edge.
 
 Every example carries a ``difficulty`` in ``{"easy", "medium", "hard"}``.
 """
@@ -76,6 +79,7 @@ class TaskSpec:
 TASKS: dict[str, TaskSpec] = {
     "sentiment": TaskSpec("sentiment", ("negative", "positive")),
     "topic": TaskSpec("topic", ("sports", "science", "food")),
+    "valence": TaskSpec("valence", ("very_negative", "negative", "neutral", "positive", "very_positive")),
 }
 
 
@@ -176,7 +180,47 @@ def _topic_example(rng: np.random.Generator, max_words: int) -> tuple[list[str],
     return words, label, difficulty
 
 
-_GENERATORS = {"sentiment": _sentiment_example, "topic": _topic_example}
+VALENCE_SCORES = {  # label -> (scores in the middle of the bucket, scores on its edge)
+    0: ((-4,), (-3,)),
+    1: ((-2, -1), (-2, -1)),
+    2: ((0,), (0,)),
+    3: ((1, 2), (1, 2)),
+    4: ((4,), (3,)),
+}
+
+
+def valence_label(score: int) -> int:
+    """The valence bucket of a net polarity score: <= -3, -2..-1, 0, 1..2, >= 3 -> 0..4."""
+    return 0 if score <= -3 else 1 if score < 0 else 2 if score == 0 else 3 if score < 3 else 4
+
+
+def _valence_example(rng: np.random.Generator, max_words: int) -> tuple[list[str], int, str]:
+    difficulty = DIFFICULTIES[rng.choice(3, p=(0.4, 0.3, 0.3))]
+    label = int(rng.integers(0, 5))
+    middle, edge = VALENCE_SCORES[label]
+    score = int(rng.choice(middle if difficulty == "easy" else edge))
+    n_neg_phrases = {"easy": 0, "medium": int(rng.integers(0, 2)), "hard": int(rng.integers(1, 4))}[difficulty]
+    minority = int(rng.integers(0, 2))
+    units = [1 if score >= 0 else -1] * abs(score) + [1, -1] * minority
+    units = units[: max(1, (max_words - 2) // 2)]
+    rng.shuffle(units)
+    negate = set(rng.choice(len(units), size=min(n_neg_phrases, len(units)), replace=False).tolist()) if units else set()
+    phrases: list[list[str]] = []
+    for k, u in enumerate(units):
+        if k in negate:
+            phrases.append([str(rng.choice(NEGATORS)), str(rng.choice(NEGATIVE_WORDS if u > 0 else POSITIVE_WORDS))])
+        else:
+            phrases.append([str(rng.choice(POSITIVE_WORDS if u > 0 else NEGATIVE_WORDS))])
+    used = sum(len(p) for p in phrases)
+    n_fill = int(rng.integers(0 if units else 1, max(1, max_words - used) + 1))
+    fillers = [[str(rng.choice(NEUTRAL_WORDS + TOPIC_WORDS["sports"]))] for _ in range(min(n_fill, max_words - used))]
+    pieces = phrases + fillers
+    order = rng.permutation(len(pieces))
+    words = [w for i in order for w in pieces[i]]
+    return words, valence_label(sum(units)), difficulty
+
+
+_GENERATORS = {"sentiment": _sentiment_example, "topic": _topic_example, "valence": _valence_example}
 
 
 DEFAULT_MAX_WORDS = 14  # short sentences (like SST-2's) train fast; longer seq_len only adds padding
