@@ -186,13 +186,14 @@ def export_task_onnx(
     seq_len: int,
     threshold: float | None = None,
     opset: int = 18,
+    dynamic_batch: bool = False,
 ) -> onnx.ModelProto:
     """Export task `task` like compressed_export.export_onnx (inputs input_ids + attention_mask, outputs
     exit_1_logits..exit_L_logits, edgebert.* metadata), backbone initializers renamed backbone.*, task ones
     task.{task}.*, and the edgebert.multitask entry added (schema in docs/multitask_model.md)."""
     model = mt.task(task)
     path = Path(path)
-    proto = export_onnx(model, path, seq_len, threshold=threshold, opset=opset)
+    proto = export_onnx(model, path, seq_len, threshold=threshold, opset=opset, dynamic_batch=dynamic_batch)
     rename, info = _rename_plan(proto, model)
     _apply_renames(proto, rename)
     meta = _rename_in_metadata(read_edgebert_metadata(proto), rename)
@@ -206,12 +207,18 @@ def export_task_onnx(
 
 
 def export_all_tasks(
-    mt: MultiTaskAlbert, out_dir: str | Path, seq_len: int, thresholds: dict[str, float] | None = None
+    mt: MultiTaskAlbert,
+    out_dir: str | Path,
+    seq_len: int,
+    thresholds: dict[str, float] | None = None,
+    dynamic_batch: bool = False,
 ) -> dict[str, Path]:
     """One ONNX per task, `{out_dir}/{task}.onnx`; returns task -> path."""
     out = Path(out_dir)
     paths = {}
     for task in mt.task_names:
         paths[task] = out / f"{task}.onnx"
-        export_task_onnx(mt, task, paths[task], seq_len, threshold=(thresholds or {}).get(task))
+        export_task_onnx(
+            mt, task, paths[task], seq_len, threshold=(thresholds or {}).get(task), dynamic_batch=dynamic_batch
+        )
     return paths

@@ -165,3 +165,35 @@ def load_multitask(path: str) -> MultiTaskAlbert:
         model.backbone.span.freeze()
     model.extra = ckpt.get("extra", {})
     return model.eval()
+
+
+def _tensor_bytes(model: AdapterAlbert, name: str, value: torch.Tensor, quantized: set[str]) -> int:
+    """Storage of one tensor as the accelerator keeps it: sparse AF8 = bitmask (padded to 4 bytes) + one byte per
+    non-zero; dense AF8 = one byte per element; everything else fp32."""
+    if name not in quantized:
+        return 4 * value.numel()
+    if name in model.prune_masks:
+        mask_bytes = -(-value.numel() // 8)
+        return mask_bytes + (-mask_bytes) % 4 + int((value != 0).sum())
+    return value.numel()
+
+
+@torch.no_grad()
+def footprint_bytes(model: MultiTaskAlbert) -> dict[str, object]:
+    """Bytes of the shared backbone and of each task's adapters + heads: fp32 and as stored (sparse / AF8)."""
+    out: dict[str, object] = {"tasks": {}}
+    for index, (task, m) in enumerate(model.tasks.items()):
+        eff = m.effective_weights()
+        quantized = set(m.quantized_weight_names()) if m.compression.quantize_weights else set()
+        rows = {"backbone": [0, 0], "task": [0, 0]}
+        for name, p in m.named_parameters():
+            if name.startswith("span."):
+                continue  # spans become integers in the program, not weights
+            role = "backbone" if is_backbone_parameter(name) else "task"
+            value = eff.get(name, p)
+            rows[role][0] += 4 * p.numel()
+            rows[role][1] += _tensor_bytes(m, name, value, quantized)
+        if index == 0:
+            out["backbone"] = {"fp32": rows["backbone"][0], "stored": rows["backbone"][1]}
+        out["tasks"][task] = {"fp32": rows["task"][0], "stored": rows["task"][1]}
+    return out

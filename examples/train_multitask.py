@@ -1,0 +1,113 @@
+"""Train adapter-ALBERT on CPU: a shared compressed backbone, per-task adapters and exit heads; one ONNX per task.
+
+Example (a few minutes on 2 cores):
+    python examples/train_multitask.py --tasks sentiment topic valence --layers 4 --hidden 64 \
+        --prune magnitude --af8 -o out/multitask.pt --onnx-dir out/multitask
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from edgebert.frontend.compressed_train import TrainSettings
+from edgebert.frontend.multitask_export import export_all_tasks
+from edgebert.frontend.multitask_model import MultiTaskAlbert, footprint_bytes, save_multitask
+from edgebert.frontend.multitask_train import MultiTaskRecipe, run_recipe
+from edgebert.frontend.tasks import TASKS, VOCAB, make_dataset
+from edgebert.frontend.torch_adapters import PLACEMENTS, AdapterConfig
+from edgebert.frontend.torch_model import CompressionConfig, albert_config
+from edgebert.frontend.torch_pruning import PRUNING_METHODS
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Command-line options."""
+    p = argparse.ArgumentParser(prog="train_multitask", description=__doc__.splitlines()[0])
+    p.add_argument("--tasks", nargs="+", choices=sorted(TASKS), default=["sentiment", "topic", "valence"])
+    p.add_argument("--pretrain-tasks", nargs="+", choices=sorted(TASKS), default=None,
+                   help="tasks that pre-train the backbone (default: all of --tasks)")
+    p.add_argument("--layers", type=int, default=4)
+    p.add_argument("--hidden", type=int, default=64)
+    p.add_argument("--heads", type=int, default=4)
+    p.add_argument("--intermediate", type=int, default=None, help="FFN size (default 2 x hidden)")
+    p.add_argument("--seq-len", type=int, default=32)
+    p.add_argument("--bottleneck", type=int, default=8)
+    p.add_argument("--placement", choices=sorted(PLACEMENTS), default="houlsby")
+    p.add_argument("--shared-depth", action="store_true", help="one adapter per site for all depths")
+    p.add_argument("--adapter-activation", choices=("relu", "gelu_new"), default="relu")
+    p.add_argument("--train-size", type=int, default=3000, help="per task")
+    p.add_argument("--eval-size", type=int, default=1000, help="per task")
+    p.add_argument("--pretrain-epochs", type=int, default=6)
+    p.add_argument("--adapter-epochs", type=int, default=6)
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--adapter-lr", type=float, default=3e-3)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threshold", type=float, default=0.2)
+    p.add_argument("--prune", choices=("none", *PRUNING_METHODS), default="none")
+    p.add_argument("--encoder-sparsity", type=float, default=0.5)
+    p.add_argument("--embedding-sparsity", type=float, default=0.6)
+    p.add_argument("--prune-epochs", type=int, default=3)
+    p.add_argument("--af8", action="store_true", help="AF8 weights (backbone QAT fine-tune, adapters trained in AF8)")
+    p.add_argument("--qat-epochs", type=int, default=2)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("-o", "--output", default=None, help="checkpoint path (.pt)")
+    p.add_argument("--onnx-dir", default=None, help="write {task}.onnx here")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Pre-train and compress the backbone, train adapters per task, report, export."""
+    args = build_parser().parse_args(argv)
+    torch.set_num_threads(args.threads)
+    train_sets = {t: make_dataset(t, args.train_size, args.seq_len, seed=args.seed) for t in args.tasks}
+    eval_sets = {t: make_dataset(t, args.eval_size, args.seq_len, seed=args.seed + 2000) for t in args.tasks}
+    config = albert_config(
+        len(VOCAB), hidden=args.hidden, layers=args.layers, heads=args.heads,
+        intermediate=args.intermediate or 2 * args.hidden, max_positions=args.seq_len,
+    )
+    adapters = AdapterConfig(
+        bottleneck=args.bottleneck, placement=args.placement, per_depth=not args.shared_depth,
+        activation=args.adapter_activation,
+    )
+    torch.manual_seed(args.seed)
+    mt = MultiTaskAlbert(config, args.tasks, CompressionConfig(entropy_threshold=args.threshold), adapters)
+    bs, seed = args.batch_size, args.seed
+    recipe = MultiTaskRecipe(
+        pretrain_tasks=args.pretrain_tasks,
+        pretrain=TrainSettings(epochs=args.pretrain_epochs, batch_size=bs, lr=args.lr, seed=seed),
+        prune_method=args.prune,
+        sparsity_targets={"encoder": args.encoder_sparsity, "embedding": args.embedding_sparsity},
+        prune=TrainSettings(epochs=args.prune_epochs, batch_size=bs, lr=args.lr / 2, seed=seed + 1),
+        af8=args.af8,
+        qat=TrainSettings(epochs=args.qat_epochs, batch_size=bs, lr=args.lr / 4, seed=seed + 2),
+        adapters=TrainSettings(epochs=args.adapter_epochs, batch_size=bs, lr=args.adapter_lr, seed=seed + 3),
+    )
+    start = time.time()
+    report = run_recipe(mt, train_sets, eval_sets, recipe)
+    print(f"[train] {time.time() - start:.0f} s; pre-train losses {[round(x, 4) for x in report.pretrain_losses]}")
+    for t, losses in report.adapter_losses.items():
+        print(f"[adapters {t}] loss {losses[0]:.4f} -> {losses[-1]:.4f}")
+    for group, entry in mt.backbone.sparsity_report().items():
+        print(f"[sparsity] {group}: {entry['achieved']:.3f} (target {entry['target']:.2f})")
+    print("[final] per-task, per-exit accuracy and mean entropy on the eval set (adapters on, backbone frozen)")
+    print(report.format())
+    print("[parameters] " + json.dumps(mt.parameter_counts()))
+    print("[bytes] " + json.dumps(footprint_bytes(mt)))
+    if args.output:
+        Path(args.output).parent.mkdir(parents=True, exist_ok=True)
+        save_multitask(mt, args.output)
+        print(f"wrote {args.output}")
+    if args.onnx_dir:
+        for task, path in export_all_tasks(mt, args.onnx_dir, args.seq_len).items():
+            print(f"wrote {path} ({task})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,161 @@
+"""adapter-ALBERT training on CPU: multi-task pre-training and compression (pruning, AF8) of the shared backbone,
+then per-task adapters + exit heads with the backbone frozen (reusing compressed_train's loop and evaluation)."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from .compressed_train import ExitReport, TrainSettings, evaluate_exits, joint_exit_loss, train
+from .multitask_model import MultiTaskAlbert
+from .tasks import TaskData
+from .torch_pruning import Pruner
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class MultiTaskRecipe:
+    """The whole recipe: which tasks pre-train the backbone, how it is compressed, how adapters are trained."""
+
+    pretrain_tasks: list[str] | None = None  # None: every task
+    pretrain: TrainSettings = field(default_factory=lambda: TrainSettings(epochs=6))
+    prune_method: str = "none"  # "none", "magnitude" or "movement" (the backbone only)
+    sparsity_targets: dict[str, float] = field(default_factory=lambda: {"encoder": 0.5, "embedding": 0.6})
+    prune: TrainSettings = field(default_factory=lambda: TrainSettings(epochs=3, lr=1e-3))
+    af8: bool = False  # AF8 weights everywhere (backbone QAT fine-tune, adapters / heads trained with fake quant)
+    qat: TrainSettings = field(default_factory=lambda: TrainSettings(epochs=2, lr=5e-4))
+    adapters: TrainSettings = field(default_factory=lambda: TrainSettings(epochs=6, lr=3e-3))
+
+
+def pretrain_backbone(
+    mt: MultiTaskAlbert,
+    datasets: dict[str, TaskData],
+    settings: TrainSettings,
+    pruner: Pruner | None = None,
+) -> list[float]:
+    """Train backbone + each task's exit heads jointly on mixed batches of `datasets` (adapters bypassed).
+
+    Batches hold one task each, shuffled across tasks; the loss is compressed_train.joint_exit_loss. With a
+    pruner the backbone masks ramp to their targets over 2/3 of the run (as compressed_train.train). Mean loss/epoch.
+    """
+    torch.manual_seed(settings.seed)
+    rng = np.random.default_rng(settings.seed)
+    mt.set_use_adapters(False)
+    mt.freeze_backbone(False)
+    models = {t: mt.task(t) for t in datasets}
+    params = {id(p): p for m in models.values() for n, p in m.named_parameters() if not n.startswith("adapters.")}
+    trainable = [p for p in params.values() if p.requires_grad]
+    opt = torch.optim.AdamW(trainable, lr=settings.lr, weight_decay=settings.weight_decay)
+    tensors = {
+        t: tuple(torch.from_numpy(a) for a in (d.input_ids, d.attention_mask, d.labels)) for t, d in datasets.items()
+    }
+    plan = [(t, k) for t, d in datasets.items() for k in range(-(-len(d) // settings.batch_size))]
+    total = settings.epochs * len(plan)
+    warmup = max(1, total // 10)
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: min((s + 1) / warmup, max(0.0, (total - s) / max(total - warmup, 1)))
+    )
+    ramp_steps = max(1, (2 * total) // 3)
+    losses, step = [], 0
+    for m in models.values():
+        m.train()
+    for epoch in range(settings.epochs):
+        orders = {t: rng.permutation(len(d)) for t, d in datasets.items()}
+        total_loss, count = 0.0, 0
+        for j in rng.permutation(len(plan)):
+            task, k = plan[j]
+            idx = orders[task][k * settings.batch_size : (k + 1) * settings.batch_size]
+            if pruner is not None:
+                pruner.step(min(step, ramp_steps), ramp_steps)
+            ids, mask, labels = tensors[task]
+            model = models[task]
+            out = model(ids[idx], mask[idx])
+            loss = joint_exit_loss(out.exit_logits, labels[idx])
+            if settings.span_penalty and model.compression.span_enabled and not model.span.frozen:
+                loss = loss + settings.span_penalty * model.span.penalty()
+            opt.zero_grad()
+            loss.backward()
+            if pruner is not None:
+                pruner.accumulate()
+            opt.step()
+            sched.step()
+            total_loss += float(loss.detach()) * len(idx)
+            count += len(idx)
+            step += 1
+        losses.append(total_loss / count)
+        log.info("pre-train epoch %d: loss %.4f", epoch + 1, losses[-1])
+    if pruner is not None:
+        pruner.apply(1.0)
+    for m in mt.tasks.values():
+        m.eval()
+    return losses
+
+
+def make_backbone_pruner(mt: MultiTaskAlbert, method: str, targets: dict[str, float]) -> Pruner:
+    """A Pruner over the backbone groups ("encoder", "embedding"); its masks land in the shared prune_masks."""
+    bad = set(targets) - {"encoder", "embedding"}
+    if bad:
+        raise ValueError(f"only the backbone groups encoder/embedding are pruned, not {sorted(bad)}")
+    pruner = Pruner(mt.backbone, method, targets)
+    mt.set_compression(pruning_method=method, sparsity_targets=dict(targets))
+    return pruner
+
+
+def train_task_adapters(
+    mt: MultiTaskAlbert, task: str, data: TaskData, settings: TrainSettings, seed: int | None = None
+) -> list[float]:
+    """Fresh adapters and exit heads for `task`, trained with the backbone frozen (compressed_train.train)."""
+    model = mt.task(task)
+    if model.compression.span_enabled and not model.span.frozen:
+        model.span.freeze()
+    mt.freeze_backbone(True)
+    model.use_adapters = True
+    model.reset_task_parameters(settings.seed if seed is None else seed)
+    for name in model.task_parameter_names():  # biases chosen per forward while the weights move
+        model.frozen_weight_biases.pop(name, None)
+    losses = train(model, data, settings)
+    if model.compression.quantize_weights:
+        model.freeze_weight_biases()
+    return losses
+
+
+@dataclass
+class MultiTaskReport:
+    """Per task: the exit report of the adapter model; and the pre-training losses / backbone-only reports."""
+
+    tasks: dict[str, ExitReport]
+    pretrain_losses: list[float] = field(default_factory=list)
+    adapter_losses: dict[str, list[float]] = field(default_factory=dict)
+
+    def format(self) -> str:
+        """Per task, compressed_train's per-exit table."""
+        return "\n".join(f"[{t}]\n{r.format()}" for t, r in self.tasks.items())
+
+
+def evaluate_tasks(mt: MultiTaskAlbert, datasets: dict[str, TaskData]) -> dict[str, ExitReport]:
+    """evaluate_exits of each task model on its own data (adapters on)."""
+    return {t: evaluate_exits(mt.task(t), d) for t, d in datasets.items()}
+
+
+def run_recipe(
+    mt: MultiTaskAlbert, train_sets: dict[str, TaskData], eval_sets: dict[str, TaskData], recipe: MultiTaskRecipe
+) -> MultiTaskReport:
+    """Pre-train (and prune / AF8-fine-tune) the backbone, freeze it, then train every task's adapters and heads."""
+    pre = recipe.pretrain_tasks or mt.task_names
+    pre_sets = {t: train_sets[t] for t in pre}
+    losses = pretrain_backbone(mt, pre_sets, recipe.pretrain)
+    if recipe.prune_method != "none":
+        pruner = make_backbone_pruner(mt, recipe.prune_method, recipe.sparsity_targets)
+        losses += pretrain_backbone(mt, pre_sets, recipe.prune, pruner)
+    if mt.backbone.compression.span_enabled:
+        mt.backbone.span.freeze()
+    if recipe.af8:
+        mt.set_compression(quantize_weights=True)
+        losses += pretrain_backbone(mt, pre_sets, recipe.qat)
+        mt.freeze_backbone_weight_biases()
+    adapter_losses = {t: train_task_adapters(mt, t, train_sets[t], recipe.adapters) for t in mt.task_names}
+    return MultiTaskReport(evaluate_tasks(mt, eval_sets), losses, adapter_losses)
