@@ -1,0 +1,33 @@
+"""examples/train_multitask.py end to end on a tiny configuration."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+from edgebert.frontend.compressed_export import read_edgebert_metadata
+from edgebert.frontend.multitask_model import load_multitask
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "train_multitask.py"
+
+
+def test_train_multitask_example(tmp_path, capsys):
+    spec = importlib.util.spec_from_file_location("train_multitask", EXAMPLE)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    rc = module.main([
+        "--layers", "2", "--hidden", "16", "--heads", "2", "--seq-len", "12", "--train-size", "64",
+        "--eval-size", "32", "--pretrain-epochs", "1", "--adapter-epochs", "1", "--prune", "magnitude",
+        "--prune-epochs", "1", "--af8", "--qat-epochs", "1", "--threads", "1", "--pretrain-tasks", "sentiment",
+        "-o", str(tmp_path / "mt.pt"), "--onnx-dir", str(tmp_path / "onnx"),
+    ])
+    assert rc == 0
+    out = capsys.readouterr().out
+    assert "[valence]" in out and "[bytes]" in out
+    model = load_multitask(str(tmp_path / "mt.pt"))
+    assert model.task_names == ["sentiment", "topic", "valence"]
+    for task in model.task_names:
+        meta = read_edgebert_metadata(tmp_path / "onnx" / f"{task}.onnx")
+        assert meta["edgebert.task"]["name"] == task
+        assert meta["edgebert.quantization"]["format"] == "af8"
+        assert meta["edgebert.sparsity"]["groups"]["encoder"]["achieved"] == 0.5
