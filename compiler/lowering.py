@@ -12,6 +12,7 @@ import numpy as np
 from edgebert.compiler import emitters as em
 from edgebert.compiler.matmul import StagingRing, emit_matmul
 from edgebert.compiler.patterns import Peepholes, const_array, find_peepholes, is_const, is_var, op_name, scalar_of
+from edgebert.compiler.span import HANDLERS as SPAN_HANDLERS
 from edgebert.compiler.tile_ir import Buffer, LoopRange, TileInst, TileProgram
 from edgebert.compiler.views import View, fresh_view, memory_order
 from edgebert.isa.errors import CompileError
@@ -131,8 +132,11 @@ class Lowerer:
         return out
 
     # ---- functions -------------------------------------------------------------------------------
-    def lower_function(self, func: Any, args: list[Value], name: str) -> Value:
-        """Inline `func` with params bound to `args`; returns the value of its body."""
+    def lower_function(self, func: Any, args: list[Value], name: str, exits: Any = None) -> Value:
+        """Inline `func` with params bound to `args`; returns the value of its body.
+
+        `exits` (an `early_exit.ExitLowering`, main only) reorders the bindings and emits each exit head's branch.
+        """
         consts = {p: _relax_const(a) for p, a in zip(func.params, args, strict=True) if isinstance(a, Const)}
         if consts:  # composites take their weights as arguments: bind them so peepholes see constants
             func = func.bind_params(consts)
@@ -145,6 +149,8 @@ class Lowerer:
         users = _users(bindings, body.body)
         ph = find_peepholes(bindings, users)
         bindings = _needed(bindings, body.body, ph)
+        if exits is not None:
+            bindings = exits.reorder(bindings, body.body)
         users = _users(bindings, body.body)
         scope = _Scope(self, env, users, ph, name)
         scope.all_defs = {b.var: b.value for b in bindings}
@@ -156,6 +162,8 @@ class Lowerer:
                 i += run
                 continue
             scope.lower_binding(bindings[i])
+            if exits is not None and bindings[i].var in exits.exit_vars:
+                exits.after_head(exits.exit_vars[bindings[i].var], scope.env[bindings[i].var], self)
             i += 1
         return scope.value_of(body.body)
 
@@ -179,6 +187,11 @@ class Lowerer:
                 break
             n += 1
         return n
+
+
+def _composite_of(func: Any) -> str | None:
+    attrs = getattr(func, "attrs", None)
+    return str(attrs["Composite"]) if attrs is not None and "Composite" in attrs else None
 
 
 def _users(bindings: list[Any], result: Any) -> dict[Any, list[Any]]:
@@ -312,6 +325,10 @@ class _Scope:
                 return
             if kind == "Call" and type(expr.op).__name__ == "GlobalVar":
                 callee = self.low.mod[expr.op]
+                composite = _composite_of(callee)
+                if composite in SPAN_HANDLERS:  # adaptive span: windowed attention, softmax span fields
+                    self.env[var] = SPAN_HANDLERS[composite](self, var, expr, [self.value_of(a) for a in expr.args])
+                    return
                 args = [self.value_of(a) for a in expr.args]
                 pins = set()
                 for a_expr, a in zip(expr.args, args, strict=True):

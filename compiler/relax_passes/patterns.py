@@ -73,17 +73,22 @@ def _check_gelu(ctx: relax.transform.PatternCheckContext) -> bool:
     return True
 
 
-def _masked_softmax(x: DFPattern, span_mask: DFPattern) -> tuple[DFPattern, DFPattern]:
-    """exp(x - max(x)) * M / sum(exp(x - max(x)) * M) over the last axis (the span-masked softmax)."""
+def _masked_softmax(x: DFPattern, span_mask: DFPattern, const=is_const) -> tuple[DFPattern, DFPattern]:
+    """exp(x - max(x)) * M / sum(exp(x - max(x)) * M) over the last axis (the span-masked softmax).
+
+    The sum may carry the exporter's `+ 1e-30` (torch_span.SPAN_SOFTMAX_EPS, an extra trailing argument)."""
     peak = is_op("relax.max")(x)
     weighted = is_op("relax.multiply")(is_op("relax.exp")(is_op("relax.subtract")(x, peak)), span_mask)
-    return is_op("relax.divide")(weighted, is_op("relax.sum")(weighted)), peak
+    total = is_op("relax.sum")(weighted)
+    # the exporter's `sum + 1e-30` (torch_span.SPAN_SOFTMAX_EPS): a zero-sum row gives zeros, as the ISA softmax
+    total = total | is_op("relax.add")(total, const())
+    return is_op("relax.divide")(weighted, total), peak
 
 
 def masked_softmax_spec(const=is_const) -> CompositeSpec:
     """The compressed model's adaptive-span softmax: softmax whose exp terms are scaled by a constant mask."""
     x, span_mask = wildcard(), const()
-    out, peak = _masked_softmax(x, span_mask)
+    out, peak = _masked_softmax(x, span_mask, const)
     roles = {"x": x, "span_mask": span_mask, "peak": peak, "out": out}
     return CompositeSpec(MASKED_SOFTMAX, out, roles, ("x", "span_mask"), _check_masked_softmax)
 
@@ -107,7 +112,7 @@ def attention_spec(const=is_const, span: bool = False) -> CompositeSpec:
     roles = {"q": q, "k": k, "v": v, "mask": mask, "scale": scale}
     if span:
         span_mask = const()
-        probs, peak = _masked_softmax(scores, span_mask)
+        probs, peak = _masked_softmax(scores, span_mask, const)
         roles.update(span_mask=span_mask, peak=peak)
     else:
         probs = is_op("relax.nn.softmax")(scores)
