@@ -24,9 +24,17 @@ def staging_bytes(hw: HardwareConfig, fraction: int) -> int:
 
 
 def lower_module(
-    mod: Any, hw: HardwareConfig, output_names: list[str] | None = None, staging_fraction: int = STAGING_FRACTIONS[0]
+    mod: Any,
+    hw: HardwareConfig,
+    output_names: list[str] | None = None,
+    staging_fraction: int = STAGING_FRACTIONS[0],
+    early_exit: Any = None,
 ) -> TileProgram:
-    """Lower `mod["main"]` (static shapes): inputs are loaded from DRAM, outputs stored back to DRAM."""
+    """Lower `mod["main"]` (static shapes): inputs are loaded from DRAM, outputs stored back to DRAM.
+
+    With `early_exit` (an `early_exit.EarlyExitSpec`) the program's only output is `logits`, the first exit head
+    whose entropy is below the threshold (else the last), and it writes the exit layer word.
+    """
     prog = TileProgram()
     size = staging_bytes(hw, staging_fraction)
     ring = StagingRing([prog.buffer(f"stage.{i}", size, "stage") for i in range(STAGING_BUFFERS)], size)
@@ -44,9 +52,17 @@ def lower_module(
         em.emit_dma(prog, "ld", t.view, fresh_view(dram, shape, STORAGE[dtype]))
         low.pinned.add(id(t.view.buffer))
         args.append(t)
-    result = low.lower_function(main, args, "main")
+    exits = None
+    if early_exit is not None:
+        from edgebert.compiler.early_exit import ExitLowering
+
+        exits = ExitLowering(early_exit, prog, list(output_names or _output_names(main, len(main.params))), main)
+    result = low.lower_function(main, args, "main", exits=exits)
     outs = list(result) if isinstance(result, tuple) else [result]
     names = list(output_names) if output_names and len(output_names) == len(outs) else _output_names(main, len(outs))
+    if exits is not None:
+        prog.outputs.append(exits.finish())
+        return prog
     for name, val in zip(names, outs, strict=True):
         if isinstance(val, tuple):
             raise CompileError(f"output '{name}': nested tuples are not supported")

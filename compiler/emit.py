@@ -27,7 +27,7 @@ def encode_inst(inst, labels: dict[str, int]) -> Inst:
     values = dict(inst.fields)
     for name, (buf, off) in inst.addrs.items():
         values[name] = buf.address + off
-        values[f"{name}_base"] = 0
+        values.setdefault(f"{name}_base", 0)  # a base register set by the lowering (early-exit DVFS tables)
         space_field = spec.by_name.get(f"{name}_space")
         if space_field is not None:
             values[f"{name}_space"] = SPACES.index(buf.space)

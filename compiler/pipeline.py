@@ -91,10 +91,12 @@ def compile_relax(
     metadata: dict[str, Any] | None = None,
     dump_dir: Path | None = None,
     timings: dict[str, float] | None = None,
+    early_exit: Any = None,
 ) -> CompileResult:
     """Stages 4-7 on a Relax module whose `main` has static shapes (batch 1).
 
-    `output_shapes` (from the ONNX graph) are checked against what the module computes.
+    `output_shapes` (from the ONNX graph) are checked against what the module computes. `early_exit` (an
+    `early_exit.EarlyExitSpec`): exit heads become entropy + bexit, the output is `logits` (docs/compiler.md).
     """
     hw = hw or default_config()
     timings = {} if timings is None else timings
@@ -103,7 +105,7 @@ def compile_relax(
     for fraction in STAGING_FRACTIONS:
         try:
             with _timed(timings, "lower"):
-                prog = lower_module(mod, hw, output_names, fraction)
+                prog = lower_module(mod, hw, output_names, fraction, early_exit)
             with _timed(timings, "plan-memory"):
                 place_constants_and_io(prog, hw)
                 peak = plan_sram(prog, hw)
@@ -115,7 +117,7 @@ def compile_relax(
     else:
         raise overflow
     _dump(dump_dir, "50-lowered.txt", lambda: format_tile_program(prog))
-    if output_shapes is not None:
+    if output_shapes is not None and early_exit is None:
         _check_output_shapes(prog, output_shapes)
     with _timed(timings, "schedule"):
         hoist_loads(prog)
@@ -123,6 +125,9 @@ def compile_relax(
     _dump(dump_dir, "60-scheduled.txt", lambda: format_tile_program(prog))
     with _timed(timings, "emit"):
         program = emit_program(prog, hw, {"sram_peak_bytes": peak, **(metadata or {})})
+    if early_exit is not None:
+        word = next(b for b in prog.buffers if b.name == "exit_layer")
+        program.metadata["exit_layer"] = {"space": word.space, "address": word.address}
     return CompileResult(program, prog, peak, pairs, timings)
 
 
@@ -161,8 +166,13 @@ def compile_onnx(
     *,
     dump_dir: str | Path | None = None,
     timings: dict[str, float] | None = None,
+    early_exit: Any = None,
 ) -> CompileResult:
-    """Compile an ONNX model (path or ModelProto) for `hw` (default config); stages 1-7."""
+    """Compile an ONNX model (path or ModelProto) for `hw` (default config); stages 1-7.
+
+    `early_exit` (an `early_exit.EarlyExitOptions`, or True for the model's own threshold): compile the model's
+    exit heads as entropy + early-exit branches, optionally with latency-aware DVFS (docs/compiler.md).
+    """
     from edgebert.frontend import load_onnx, to_relax
 
     hw = hw or default_config()
@@ -176,6 +186,12 @@ def compile_onnx(
     _dump(dump, "00-imported.py", lambda: mod.script(show_meta=False))
     mod = relax_pipeline(mod, dump, timings)
     meta = {"source_model_sha256": loaded.sha256, "seq_len": loaded.seq_len, **_edgebert_settings(loaded.metadata)}
+    if early_exit is not None and early_exit is not False:
+        from edgebert.compiler.early_exit import compile_early_exit
+
+        return compile_early_exit(
+            mod, hw, loaded, early_exit, meta, lambda **kw: compile_relax(dump_dir=dump, timings=timings, **kw)
+        )
     return compile_relax(
         mod,
         hw,

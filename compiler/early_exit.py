@@ -1,0 +1,291 @@
+"""Early exit and latency-aware DVFS in the tile program: exit head i + `entropy` + `bexit` after layer i.
+
+The compressed model's graph computes every exit head after the encoder; `ExitLowering.reorder` puts the bindings
+in demand order (everything exit head 1 needs, then what head 2 still needs, ...), so each head runs right after
+its layer and the layers are unrolled (per-layer heads break the layer loop: see docs/compiler.md, "Early exit
+and DVFS"). After head k's logits the hook emits
+
+    vmov   exit.logits, head_k          ; the common exit buffer (the program output `logits`)
+    entropy f1, head_k                  ; natural-log entropy of the logits row
+    li     r3, k                        ; exit layer (1-based)
+    barrier                             ; no tokens cross a branch
+    bexit  f1, threshold, ee.exit       ; k < L
+    [k = 1, DVFS: lut r4 <- bin(f1); r5 = 4 r4; lw r6, point_table[r5]; dvfsr r6]
+    [1 < k < L, DVFS: if r4 == k: lw r6, recovery_table[r5]; dvfsr r6]
+
+and `finish` the exit path shared by every exit (the last layer falls through into it):
+`ee.exit: sw r3 -> exit word; st output.logits <- exit.logits`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import struct
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgebert.compiler import emitters as em
+from edgebert.compiler.tile_ir import Buffer, Ref, TileInst, TileProgram
+from edgebert.compiler.views import fresh_view
+from edgebert.isa.errors import CompileError
+from edgebert.isa.table import BIN_MODES
+
+R_EXIT, R_PRED, R_OFF, R_TMP = 3, 4, 5, 6  # r1/r2 belong to layer loops
+F_ENTROPY = 1
+EXIT_LABEL = "ee.exit"
+TABLE_NAMES = ("dvfs.exit_table", "dvfs.point_table", "dvfs.recovery_table")
+
+
+@dataclass
+class DvfsTables:
+    """What the program embeds for latency-aware DVFS (tables are patched after planning, same sizes)."""
+
+    exit_table: np.ndarray  # int32 [nbins]: layer-1 entropy bin -> predicted exit layer (2 .. L)
+    point_table: np.ndarray  # int32 [L + 1]
+    recovery_table: np.ndarray  # int32 [L + 1]
+    fastest: int
+    initial: int
+    nbins: int = 100
+    scale: float = 100.0
+    mode: str = "nearest"
+
+
+@dataclass
+class EarlyExitSpec:
+    """Exit heads (graph output names, layer order), the entropy threshold, optional DVFS tables."""
+
+    heads: list[str]
+    threshold: float
+    dvfs: DvfsTables | None = None
+
+
+def _f32_bits(x: float) -> int:
+    return struct.unpack("<I", struct.pack("<f", x))[0]
+
+
+def _vars_in(expr: Any) -> list[Any]:
+    kind = type(expr).__name__
+    if kind in ("Var", "DataflowVar"):
+        return [expr]
+    if kind == "Call":
+        return [v for a in expr.args for v in _vars_in(a)]
+    if kind == "Tuple":
+        return [v for f in expr.fields for v in _vars_in(f)]
+    if kind == "TupleGetItem":
+        return _vars_in(expr.tuple_value)
+    return []
+
+
+class ExitLowering:
+    """Hooks the backend calls while lowering `main` of a model with exit heads."""
+
+    def __init__(self, spec: EarlyExitSpec, prog: TileProgram, output_names: list[str], main: Any) -> None:
+        self.spec, self.prog = spec, prog
+        missing = [h for h in spec.heads if h not in output_names]
+        if missing:
+            raise CompileError(f"exit heads {missing} are not outputs of the model (outputs: {output_names})")
+        self.L = len(spec.heads)
+        self.head_index = {output_names.index(h): k for k, h in enumerate(spec.heads, start=1)}
+        self.exit_vars: dict[Any, int] = {}  # binding var of head k's logits -> k
+        self.logits: Buffer | None = None
+        self.num_labels = 0
+        self.exit_word = prog.buffer("exit_layer", 4, "output", "dram")
+        self.tables: list[Buffer] = []
+        if spec.dvfs is not None:
+            d = spec.dvfs
+            for name, arr in zip(TABLE_NAMES, (d.exit_table, d.point_table, d.recovery_table), strict=True):
+                self.tables.append(prog.constant(name, np.ascontiguousarray(arr, dtype="<i4")))
+            if d.initial != d.fastest:
+                prog.emit(TileInst("dvfs", {"point": d.fastest}))
+
+    # ---- ordering ----------------------------------------------------------------------------------
+    def reorder(self, bindings: list[Any], result: Any) -> list[Any]:
+        """Demand order: the bindings exit head 1 needs, then those head 2 still needs, ..., then the rest."""
+        defs = {b.var: i for i, b in enumerate(bindings)}
+        outs = self._result_fields(bindings, result, defs)
+        heads: list[Any] = [None] * self.L
+        for pos, k in self.head_index.items():
+            heads[k - 1] = outs[pos]
+        for k, var in enumerate(heads, start=1):
+            if var not in defs:
+                raise CompileError(f"exit head '{self.spec.heads[k - 1]}' is not computed by a binding of main")
+            self.exit_vars[var] = k
+        done: set[int] = set()
+        order: list[int] = []
+        for var in heads:
+            need: set[int] = set()
+            stack = [defs[var]]
+            while stack:
+                i = stack.pop()
+                if i in done or i in need:
+                    continue
+                need.add(i)
+                stack.extend(defs[v] for v in _vars_in(bindings[i].value) if v in defs)
+            order += sorted(need)
+            done |= need
+        order += [i for i in range(len(bindings)) if i not in done]
+        return [bindings[i] for i in order]
+
+    @staticmethod
+    def _result_fields(bindings: list[Any], result: Any, defs: dict) -> list[Any]:
+        expr = result
+        if type(expr).__name__ in ("Var", "DataflowVar") and expr in defs:
+            value = bindings[defs[expr]].value
+            if type(value).__name__ == "Tuple":
+                expr = value
+        if type(expr).__name__ == "Tuple":
+            return list(expr.fields)
+        return [expr]
+
+    # ---- per-head code -----------------------------------------------------------------------------
+    def after_head(self, k: int, value: Any, low: Any) -> None:
+        """Exit code after head k's logits (see the module docstring)."""
+        prog, spec = self.prog, self.spec
+        t = low.to_sram(value, f"exit_{k}")
+        n = int(np.prod(t.shape))
+        if t.shape[-1] != n:
+            raise CompileError(f"exit head '{spec.heads[k - 1]}' must give one row of logits, got shape {t.shape}")
+        if self.logits is None:
+            self.num_labels = n
+            self.logits = prog.buffer("exit.logits", n * 4, "act")
+            low.pinned.add(id(self.logits))
+        elif n != self.num_labels:
+            raise CompileError(f"exit heads give {self.num_labels} and {n} logits: they must agree")
+        dst = fresh_view(self.logits, (1, n), "f32")
+        src = t.view.reshape((1, n))
+        if src is None:
+            raise CompileError(f"exit head '{spec.heads[k - 1]}': logits of shape {t.shape} are not one row")
+        em.emit_unary(prog, "vmov", dst, src)
+        if k < self.L:
+            ent = TileInst("entropy", {"fd": F_ENTROPY, "n": n}, {"src": (self.logits, 0)},
+                           [Ref(self.logits, 0, n * 4, False)])
+            prog.emit(ent)
+        prog.emit(TileInst("li", {"rd": R_EXIT, "imm": k}))
+        if k == self.L:
+            return
+        prog.emit(TileInst("barrier"))
+        prog.emit(TileInst("bexit", {"fs": F_ENTROPY, "threshold": _f32_bits(spec.threshold)}, target=EXIT_LABEL))
+        if spec.dvfs is None:
+            return
+        d = spec.dvfs
+        exit_t, point_t, rec_t = self.tables
+        if k == 1:
+            prog.emit(TileInst("lut", {"rd": R_PRED, "fs": F_ENTROPY, "nbins": d.nbins, "scale": _f32_bits(d.scale),
+                                       "mode": BIN_MODES.index(d.mode)}, {"table": (exit_t, 0)}))
+            prog.emit(TileInst("li", {"rd": R_TMP, "imm": 4}))
+            prog.emit(TileInst("mul", {"rd": R_OFF, "rs1": R_PRED, "rs2": R_TMP}))
+            prog.emit(TileInst("lw", {"rd": R_TMP, "src_base": R_OFF}, {"src": (point_t, 0)}))
+            prog.emit(TileInst("dvfsr", {"rs": R_TMP}))
+        else:
+            skip = f"ee.recovered{k}"
+            prog.emit(TileInst("li", {"rd": R_TMP, "imm": k}))
+            prog.emit(TileInst("bne", {"rs1": R_PRED, "rs2": R_TMP}, target=skip))
+            prog.emit(TileInst("lw", {"rd": R_TMP, "src_base": R_OFF}, {"src": (rec_t, 0)}))
+            prog.emit(TileInst("dvfsr", {"rs": R_TMP}))
+            prog.label(skip)
+
+    def finish(self) -> tuple[str, Buffer, tuple[int, ...], str]:
+        """The shared exit path; returns the `logits` output entry."""
+        prog = self.prog
+        if self.logits is None or len(self.exit_vars) != self.L:
+            raise CompileError("internal: exit heads were not all lowered")
+        prog.emit(TileInst("barrier"))
+        prog.label(EXIT_LABEL)
+        prog.emit(TileInst("sw", {"rs": R_EXIT}, {"dst": (self.exit_word, 0)}))
+        out = prog.buffer("output.logits", self.num_labels * 4, "output", "dram")
+        em.emit_dma(prog, "st", fresh_view(out, (1, self.num_labels), "f32"),
+                    fresh_view(self.logits, (1, self.num_labels), "f32"))
+        return ("logits", out, (1, self.num_labels), "float32")
+
+
+# ---- the compile driver --------------------------------------------------------------------------------
+
+
+@dataclass
+class EarlyExitOptions:
+    """`edgebertc --threshold/--latency-target/--predictor-table/--calibration-entropies/--dvfs-margin`."""
+
+    threshold: float | None = None  # default: the model's edgebert.entropy_threshold
+    latency_target_s: float | None = None  # latency-aware DVFS when set
+    predictor_table: str | Path | np.ndarray | None = None  # lookup-table CSV (EdgeBERT format) or array
+    calibration_entropies: str | Path | np.ndarray | None = None  # entropy trace [sentences, L] -> table
+    margin: float = 0.0  # fraction of the target kept in reserve by the DVFS plan
+
+
+def _exit_table(options: EarlyExitOptions, threshold: float, num_layers: int) -> np.ndarray:
+    """int32 [100]: layer-1 entropy bin -> predicted exit layer, from the table or calibration entropies."""
+    from edgebert.frontend.compressed_entropy import read_entropy_trace
+    from edgebert.frontend.predictor import build_table, check_table, load_table, predicted_exit_layers
+
+    if options.predictor_table is not None and options.calibration_entropies is not None:
+        raise CompileError("give either a predictor table or calibration entropies, not both")
+    src = options.predictor_table
+    if src is not None:
+        table = np.asarray(src, dtype=np.float64) if isinstance(src, np.ndarray) else load_table(src)
+        check_table(table)
+    elif options.calibration_entropies is not None:
+        ent = options.calibration_entropies
+        ent = ent if isinstance(ent, np.ndarray) else read_entropy_trace(ent)
+        if ent.ndim != 2 or ent.shape[1] != num_layers:
+            raise CompileError(f"calibration entropies must have one column per layer ({num_layers}), got {ent.shape}")
+        table = build_table(ent)
+    else:
+        raise CompileError("--latency-target needs a predictor: --predictor-table CSV or --calibration-entropies FILE")
+    return predicted_exit_layers(table, threshold, num_layers)
+
+
+def compile_early_exit(mod: Any, hw: Any, loaded: Any, options: Any, meta: dict[str, Any], compile_relax: Any) -> Any:
+    """Compile `mod` with its exit heads as early-exit branches (and DVFS); see `compile_onnx(early_exit=...)`."""
+    from edgebert.compiler.dvfs_plan import fastest_point, measure_layer_cycles, plan_dvfs
+
+    opts = EarlyExitOptions() if options is True else options
+    md = loaded.metadata
+    what = "--latency-target" if opts.latency_target_s is not None else "early exit (--threshold)"
+    if not md.exit_heads:
+        raise CompileError(f"{what} needs a model with exit heads (metadata edgebert.exit_heads); this model has none")
+    heads = list(md.exit_heads)
+    L = len(heads)
+    if md.exit_layers and list(md.exit_layers) != list(range(1, L + 1)):
+        raise CompileError(f"early exit needs one exit head after every layer 1..{L}, got layers {list(md.exit_layers)}")
+    if opts.threshold is not None:
+        threshold = float(opts.threshold)
+    elif md.entropy_thresholds and len(set(md.entropy_thresholds)) == 1:
+        threshold = float(md.entropy_thresholds[0])
+    else:
+        raise CompileError("early exit needs one entropy threshold: the model's metadata has none (or several); "
+                           "give --threshold T")
+    if not threshold > 0 or not np.isfinite(threshold):
+        raise CompileError(f"entropy threshold must be positive, got {threshold}")
+    dvfs = None
+    exit_table = None
+    if opts.latency_target_s is not None:
+        if not opts.latency_target_s > 0:
+            raise CompileError(f"latency target must be positive, got {opts.latency_target_s} s")
+        if L < 3:
+            raise CompileError(f"latency-aware DVFS needs at least 3 layers (exit heads), the model has {L}")
+        exit_table = _exit_table(opts, threshold, L)
+        F = fastest_point(hw)
+        dvfs = DvfsTables(exit_table, np.full(L + 1, F, np.int32), np.full(L + 1, F, np.int32), F, hw.dvfs.initial)
+    elif opts.predictor_table is not None or opts.calibration_entropies is not None:
+        raise CompileError("--predictor-table / --calibration-entropies need --latency-target")
+    spec = EarlyExitSpec(heads, threshold, dvfs)
+    meta = {**meta, "thresholds": [threshold],
+            "early_exit": {"heads": heads, "threshold": threshold, "num_layers": L, "output": "logits"}}
+    result = compile_relax(mod=mod, hw=hw, output_names=list(loaded.output_names), output_shapes=None,
+                           metadata=meta, early_exit=spec)
+    if dvfs is not None:
+        program = result.program
+        cycles = measure_layer_cycles(program, hw)
+        plan = plan_dvfs(hw, cycles, L, opts.latency_target_s, exit_table, margin=opts.margin)
+        new = dict(zip(TABLE_NAMES, (plan.exit_table, plan.point_table, plan.recovery_table), strict=True))
+        program.segments = [
+            dataclasses.replace(s, data=np.ascontiguousarray(new[s.name], dtype="<i4").tobytes())
+            if s.name in new else s for s in program.segments
+        ]
+        program.metadata["dvfs_table"] = plan.to_json()
+        program.metadata["latency_target_s"] = opts.latency_target_s
+        program.metadata["dvfs_plan"] = plan.describe(hw).splitlines()
+    return result
