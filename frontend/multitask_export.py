@@ -222,3 +222,22 @@ def export_all_tasks(
             mt, task, paths[task], seq_len, threshold=(thresholds or {}).get(task), dynamic_batch=dynamic_batch
         )
     return paths
+
+
+def task_weight_tables(model: onnx.ModelProto | str | Path) -> dict[str, np.ndarray]:
+    """The task-specific weights of an exported task model stacked by depth, as the compiler lays them out.
+
+    Keys "adapters.{site}.{down|up}.{weight|bias}" and "exit_heads.{dense|classifier}.{weight|bias}"; each value
+    is [num_layers, *initializer shape] (entry d-1 is layer d; weights as stored in the ONNX file, i.e. transposed
+    where the initializer name ends in ".T"). Table row d of every key is what the shared loop body reads at depth d.
+    """
+    proto = model if isinstance(model, onnx.ModelProto) else onnx.load(str(model))
+    layout = read_edgebert_metadata(proto)["edgebert.multitask"]["layout"]
+    inits = {t.name: numpy_helper.to_array(t) for t in proto.graph.initializer}
+    tables = {}
+    for site, parts in layout["adapters"].items():
+        for part, names in parts.items():
+            tables[f"adapters.{site}.{part}"] = np.stack([inits[n] for n in names])
+    for part, names in layout["exit_heads"].items():
+        tables[f"exit_heads.{part}"] = np.stack([inits[n] for n in names])
+    return tables

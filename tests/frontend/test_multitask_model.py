@@ -13,7 +13,12 @@ from onnx import numpy_helper
 
 from edgebert.frontend.compressed_export import exit_output_names, read_edgebert_metadata
 from edgebert.frontend.compressed_train import TrainSettings, evaluate_exits
-from edgebert.frontend.multitask_export import export_all_tasks, initializer_digests, tensor_digest
+from edgebert.frontend.multitask_export import (
+    export_all_tasks,
+    initializer_digests,
+    task_weight_tables,
+    tensor_digest,
+)
 from edgebert.frontend.multitask_model import MultiTaskAlbert, footprint_bytes, load_multitask, save_multitask
 from edgebert.frontend.multitask_train import (
     make_backbone_pruner,
@@ -171,6 +176,13 @@ def test_multitask_metadata_schema(trained, exported):
                     assert tensor_digest(inits[name]) == mtm["initializers"][name]["sha256"]
         for names_per_depth in layout["exit_heads"].values():
             assert len(names_per_depth) == LAYERS and all(n in names for n in names_per_depth)
+        tables = task_weight_tables(proto)
+        assert tables["adapters.ffn.down.weight"].shape == (LAYERS, HIDDEN, BOTTLENECK)  # stored as W^T (MatMul)
+        assert tables["exit_heads.classifier.weight"].shape == (LAYERS, TASKS[t].num_labels, HIDDEN)  # Gemm transB
+        for d in range(LAYERS):
+            w = eff[f"adapters.ffn.{d}.down.weight"].detach().numpy()
+            np.testing.assert_array_equal(tables["adapters.ffn.down.weight"][d], w.T)
+            np.testing.assert_array_equal(tables["exit_heads.dense.bias"][d], params[f"exits.{d}.dense.bias"].detach())
         # the compressed metadata's initializer references follow the renaming
         for entry in meta["edgebert.quantization"]["weights"].values():
             assert entry["initializer"] is None or entry["initializer"] in names
