@@ -55,6 +55,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--prune-epochs", type=int, default=3)
     p.add_argument("--af8", action="store_true", help="AF8 weights (backbone QAT fine-tune, adapters trained in AF8)")
     p.add_argument("--qat-epochs", type=int, default=2)
+    p.add_argument("--heads-only-baseline", action="store_true",
+                   help="also train and report heads alone on the frozen backbone (no adapters)")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("-o", "--output", default=None, help="checkpoint path (.pt)")
     p.add_argument("--onnx-dir", default=None, help="write {task}.onnx here")
@@ -87,6 +89,7 @@ def main(argv: list[str] | None = None) -> int:
         af8=args.af8,
         qat=TrainSettings(epochs=args.qat_epochs, batch_size=bs, lr=args.lr / 4, seed=seed + 2),
         adapters=TrainSettings(epochs=args.adapter_epochs, batch_size=bs, lr=args.adapter_lr, seed=seed + 3),
+        heads_only_baseline=args.heads_only_baseline,
     )
     start = time.time()
     report = run_recipe(mt, train_sets, eval_sets, recipe)

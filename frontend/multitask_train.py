@@ -29,6 +29,7 @@ class MultiTaskRecipe:
     af8: bool = False  # AF8 weights everywhere (backbone QAT fine-tune, adapters / heads trained with fake quant)
     qat: TrainSettings = field(default_factory=lambda: TrainSettings(epochs=2, lr=5e-4))
     adapters: TrainSettings = field(default_factory=lambda: TrainSettings(epochs=6, lr=3e-3))
+    heads_only_baseline: bool = False  # first train heads alone on the frozen backbone (no adapters) and evaluate
 
 
 def pretrain_backbone(
@@ -106,14 +107,23 @@ def make_backbone_pruner(mt: MultiTaskAlbert, method: str, targets: dict[str, fl
 
 
 def train_task_adapters(
-    mt: MultiTaskAlbert, task: str, data: TaskData, settings: TrainSettings, seed: int | None = None
+    mt: MultiTaskAlbert,
+    task: str,
+    data: TaskData,
+    settings: TrainSettings,
+    seed: int | None = None,
+    use_adapters: bool = True,
 ) -> list[float]:
-    """Fresh adapters and exit heads for `task`, trained with the backbone frozen (compressed_train.train)."""
+    """Fresh adapters and exit heads for `task`, trained with the backbone frozen (compressed_train.train).
+
+    use_adapters=False trains the exit heads alone (the frozen-backbone baseline adapters must beat)."""
     model = mt.task(task)
     if model.compression.span_enabled and not model.span.frozen:
         model.span.freeze()
     mt.freeze_backbone(True)
-    model.use_adapters = True
+    model.use_adapters = use_adapters
+    for p in model.adapters.parameters():
+        p.requires_grad_(use_adapters)
     model.reset_task_parameters(settings.seed if seed is None else seed)
     for name in model.task_parameter_names():  # biases chosen per forward while the weights move
         model.frozen_weight_biases.pop(name, None)
@@ -130,10 +140,17 @@ class MultiTaskReport:
     tasks: dict[str, ExitReport]
     pretrain_losses: list[float] = field(default_factory=list)
     adapter_losses: dict[str, list[float]] = field(default_factory=dict)
+    heads_only: dict[str, ExitReport] = field(default_factory=dict)  # frozen backbone, heads alone (baseline)
 
     def format(self) -> str:
-        """Per task, compressed_train's per-exit table."""
-        return "\n".join(f"[{t}]\n{r.format()}" for t, r in self.tasks.items())
+        """Per task, compressed_train's per-exit table (and the heads-only accuracies when measured)."""
+        lines = []
+        for t, r in self.tasks.items():
+            lines += [f"[{t}]", r.format()]
+            if t in self.heads_only:
+                accs = " ".join(f"{a:.3f}" for a in self.heads_only[t].accuracy)
+                lines.append(f"heads only (no adapters), accuracy per exit: {accs}")
+        return "\n".join(lines)
 
 
 def evaluate_tasks(mt: MultiTaskAlbert, datasets: dict[str, TaskData]) -> dict[str, ExitReport]:
@@ -157,5 +174,10 @@ def run_recipe(
         mt.set_compression(quantize_weights=True)
         losses += pretrain_backbone(mt, pre_sets, recipe.qat)
         mt.freeze_backbone_weight_biases()
+    heads_only = {}
+    if recipe.heads_only_baseline:
+        for t in mt.task_names:
+            train_task_adapters(mt, t, train_sets[t], recipe.adapters, use_adapters=False)
+            heads_only[t] = evaluate_exits(mt.task(t), eval_sets[t])
     adapter_losses = {t: train_task_adapters(mt, t, train_sets[t], recipe.adapters) for t in mt.task_names}
-    return MultiTaskReport(evaluate_tasks(mt, eval_sets), losses, adapter_losses)
+    return MultiTaskReport(evaluate_tasks(mt, eval_sets), losses, adapter_losses, heads_only)
