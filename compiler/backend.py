@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from edgebert.compiler import emitters as em
+from edgebert.compiler.compression import CompressionOptions
 from edgebert.compiler.lowering import STORAGE, Const, Lowerer, Tensor, _dtype, _shape
 from edgebert.compiler.matmul import StagingRing
 from edgebert.compiler.tile_ir import TileProgram
@@ -29,16 +30,19 @@ def lower_module(
     output_names: list[str] | None = None,
     staging_fraction: int = STAGING_FRACTIONS[0],
     early_exit: Any = None,
+    compression: CompressionOptions | None = None,
 ) -> TileProgram:
     """Lower `mod["main"]` (static shapes): inputs are loaded from DRAM, outputs stored back to DRAM.
 
     With `early_exit` (an `early_exit.EarlyExitSpec`) the program's only output is `logits`, the first exit head
     whose entropy is below the threshold (else the last), and it writes the exit layer word.
+    `compression`: AF8 / bitmask-sparse weight storage (compiler/compression.py); None = dense fp32.
     """
     prog = TileProgram()
     size = staging_bytes(hw, staging_fraction)
     ring = StagingRing([prog.buffer(f"stage.{i}", size, "stage") for i in range(STAGING_BUFFERS)], size)
     low = Lowerer(mod, hw, prog, ring)
+    low.compression = compression
     main = mod["main"]
     args = []
     for p in main.params:

@@ -10,7 +10,8 @@ from typing import Any
 import numpy as np
 
 from edgebert.compiler import emitters as em
-from edgebert.compiler.matmul import StagingRing, emit_matmul
+from edgebert.compiler.compression import CompressionOptions
+from edgebert.compiler.matmul import PackedWeight, StagingRing, emit_matmul
 from edgebert.compiler.patterns import Peepholes, const_array, find_peepholes, is_const, is_var, op_name, scalar_of
 from edgebert.compiler.span import HANDLERS as SPAN_HANDLERS
 from edgebert.compiler.tile_ir import Buffer, LoopRange, TileInst, TileProgram
@@ -86,6 +87,7 @@ class Lowerer:
         self._count = 0
         self.pinned: set[int] = set()  # ids of buffers never overwritten in place (inputs, loop carries)
         self.loop_depth = 0
+        self.compression: CompressionOptions | None = None  # AF8 / sparse weights (compiler/compression.py)
 
     # ---- buffers ---------------------------------------------------------------------------------
     def _name(self, base: str) -> str:
@@ -114,6 +116,22 @@ class Lowerer:
             buf = self.prog.buffer(f"const.{len(self._consts)}", max(len(raw), 4), "const", "envm", raw)
             self._consts[key] = buf
         return fresh_view(buf, data.shape, st)
+
+    def packed_weight(self, w: np.ndarray) -> PackedWeight | None:
+        """The compressed storage (AF8 / bitmask-sparse) of a constant matmul weight, or None (dense fp32)."""
+        if self.compression is None or w.ndim != 2:
+            return None
+        fmt = self.compression.weight_format(w)
+        return None if fmt is None else PackedWeight(np.ascontiguousarray(w, np.float32), fmt, self.raw_const)
+
+    def raw_const(self, raw: bytes, what: str) -> Buffer:
+        """An eNVM constant holding `raw` bytes (deduplicated by content)."""
+        key = hashlib.sha256(raw + b"raw").digest()
+        buf = self._consts.get(key)
+        if buf is None:
+            buf = self.prog.buffer(f"const.{what}.{len(self._consts)}", max(len(raw), 4), "const", "envm", raw)
+            self._consts[key] = buf
+        return buf
 
     def to_sram(self, value: Value, what: str) -> Tensor:
         """A tensor in SRAM: constants are loaded (once per use) into a fresh activation buffer."""
@@ -546,9 +564,14 @@ def _h_matmul(scope: _Scope, var, expr, args):
         if out.view.strides and out.view.strides[-1] != 1 and out_shape[-1] > 1:
             out = low.new_tensor(var.name, out_shape, "float32")
     # 1-D operands: a [K] is a row [1, K], b [K] a column [K, 1]; the output drops those dims again
+    packed = None
     if isinstance(b, Const):
         barr = b.array if not squeeze_n else b.array.reshape(-1, 1)
-        b_view = low.const_buffer(barr, "float32")
+        packed = low.packed_weight(barr)
+        if packed is None:
+            b_view = low.const_buffer(barr, "float32")
+        else:  # stored as encoded tiles (PackedWeight.const); this unplanned buffer only carries the shape
+            b_view = fresh_view(Buffer("packed", barr.size * 4, "const", "envm"), barr.shape, "f32")
     else:
         b_view = b.view if not squeeze_n else b.view.reshape((b.shape[0], 1))
     batch = tuple(np.broadcast_shapes(a_view.shape[:-2], b_view.shape[:-2]))
@@ -576,7 +599,8 @@ def _h_matmul(scope: _Scope, var, expr, args):
             ov = View(ov.buffer, ov.offset, ov.shape[1:], ov.strides[1:], ov.dtype)
         if bv.buffer.kind != "const" and bv.strides[0] != 1 and bv.strides[1] != 1:
             bv = scope.low.dense_copy(Tensor(bv, "float32"), f"{var.name}.b").view
-        emit_matmul(scope.prog, low.hw, low.ring, ov, av, bv, bias_view, gelu_epilogue, var.name)
+        pk = packed if packed is not None and bv.buffer is b_view.buffer and bv.shape == packed.values.shape else None
+        emit_matmul(scope.prog, low.hw, low.ring, ov, av, bv, bias_view, gelu_epilogue, var.name, pk)
     return out
 
 

@@ -5,13 +5,16 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import numpy as np
+
+from edgebert.compiler.compression import WeightFormat, encode_tile
 from edgebert.compiler.emitters import add_operand
 from edgebert.compiler.tile_ir import Buffer, TileInst, TileProgram
 from edgebert.compiler.tiling import MAX_FIELD
 from edgebert.compiler.views import View
 from edgebert.isa.errors import CompileError
 from edgebert.isa.hardware import HardwareConfig
-from edgebert.isa.table import DTYPES
+from edgebert.isa.table import DTYPES, FORMATS
 
 PREFERRED_N_VECTORS = 16  # weight tiles this many PU vectors wide keep per-instruction overheads small
 
@@ -28,6 +31,48 @@ class StagingRing:
         buf = self.buffers[self.next % len(self.buffers)]
         self.next += 1
         return buf
+
+
+@dataclass
+class PackedWeight:
+    """A constant weight [K, N] (float32 values) with its storage format; `const(raw, what)` makes (and
+    deduplicates) the eNVM constant of one encoded tile."""
+
+    values: np.ndarray
+    fmt: WeightFormat
+    const: Callable[[bytes, str], Buffer]
+
+
+def _load_packed_tile(
+    prog: TileProgram, ring: StagingRing, packed: PackedWeight, k0: int, kk: int, n0: int, nn: int
+) -> tuple[View, dict[str, int]]:
+    """`ld` one encoded weight tile into a staging buffer; returns the matmul's b view and format fields."""
+    fmt = packed.fmt
+    tile = packed.values[k0 : k0 + kk, n0 : n0 + nn]
+    raw = encode_tile(tile, fmt, fmt.sparse)
+    sparse = fmt.sparse and len(raw) <= ring.nbytes and len(raw) < kk * nn * fmt.itemsize
+    if not sparse and fmt.sparse:
+        raw = encode_tile(tile, fmt, False)
+    stage = ring.take()
+    if sparse:  # raw bytes: bitmask then packed non-zeros, as rows of at most MAX_FIELD bytes (zero padded)
+        rows = -(-len(raw) // MAX_FIELD)
+        cols = -(-len(raw) // rows)
+        raw += bytes(rows * cols - len(raw))
+        shape, dtype = (rows, cols), "u8"
+    else:
+        shape, dtype = (kk, nn), "af8" if fmt.af8_bias is not None else "f32"
+    src = packed.const(raw, "sparse" if sparse else "af8")
+    dst = View(stage, 0, shape, (shape[1], 1), dtype)
+    inst = TileInst(
+        "ld", {"rows": shape[0], "cols": shape[1], "dst_stride": 0, "src_stride": 0, "dtype": DTYPES.index(dtype)}
+    )
+    add_operand(inst, "src", View(src, 0, shape, (shape[1], 1), dtype), 0, shape[0] * shape[1], False)
+    add_operand(inst, "dst", dst, 0, shape[0] * shape[1], True)
+    prog.emit(inst)
+    fields = {"sparse": int(sparse)}
+    if fmt.af8_bias is not None:
+        fields.update(b_fmt=FORMATS.index("af8"), b_exp=fmt.af8_bias)
+    return dst, fields
 
 
 def weight_tile_shape(hw: HardwareConfig, k: int, n: int, budget: int, itemsize: int = 4) -> tuple[int, int]:
@@ -65,10 +110,12 @@ def emit_matmul(
     bias: View | None = None,
     epilogue: Callable[[View], None] | None = None,
     name: str = "matmul",
+    packed: PackedWeight | None = None,
 ) -> None:
     """dst[M, N] = a[M, K] @ b[K, N] (+ bias[N]); b either a constant (streamed) or an SRAM activation.
 
     a and dst must be dense along their last axis; `epilogue(tile)` runs on each finished output tile.
+    `packed`: the constant b stored compressed (AF8 codes and/or bitmask-sparse tiles, compiler/compression.py).
     """
     m_all, k_all = a.shape
     n_all = b.shape[1]
@@ -76,7 +123,8 @@ def emit_matmul(
         raise CompileError(f"internal: {name} operands must be dense along the last axis")
     const_b = b.buffer.kind == "const"
     if const_b:
-        k_t, n_t = weight_tile_shape(hw, k_all, n_all, ring.nbytes, b.itemsize)
+        itemsize = packed.fmt.itemsize if packed is not None else b.itemsize
+        k_t, n_t = weight_tile_shape(hw, k_all, n_all, ring.nbytes, itemsize)
     else:
         k_t, n_t = min(k_all, hw.pu.max_k), min(n_all, hw.pu.max_n)
     m_t = min(m_all, hw.pu.max_m)
@@ -86,7 +134,11 @@ def emit_matmul(
         nn = min(n_t, n_all - n0)
         for k0 in range(0, k_all, k_t):
             kk = min(k_t, k_all - k0)
-            if const_b:
+            fmt_fields: dict[str, int] = {}
+            if const_b and packed is not None:
+                b_view, fmt_fields = _load_packed_tile(prog, ring, packed, k0, kk, n0, nn)
+                trans, b_stride = 0, 0
+            elif const_b:
                 stage = ring.take()
                 tile = View(stage, 0, (kk, nn), (nn, 1), b.dtype)
                 src = b.index(0, k0, kk).index(1, n0, nn)
@@ -128,11 +180,14 @@ def emit_matmul(
                         "acc": int(k0 > 0),
                         "has_bias": int(use_bias),
                         "trans_b": trans,
+                        **fmt_fields,
                     },
                 )
                 a_off = a.offset + m0 * a.strides[0] + k0 * a.strides[1]
                 add_operand(inst, "a", a, a_off, (mm - 1) * (a_stride or kk) + kk, False)
-                if trans:
+                if fmt_fields.get("sparse"):
+                    add_operand(inst, "b", b_view, b_view.offset, b_view.shape[0] * b_view.shape[1], False)
+                elif trans:
                     add_operand(inst, "b", b_view, b_view.offset, (nn - 1) * (b_stride or kk) + kk, False)
                 else:
                     add_operand(inst, "b", b_view, b_view.offset, (kk - 1) * (b_stride or nn) + nn, False)

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from edgebert.compiler.backend import STAGING_FRACTIONS, lower_module
+from edgebert.compiler.compression import CompressionOptions, options_from_model
 from edgebert.compiler.emit import emit_program
 from edgebert.compiler.memory_plan import place_constants_and_io, plan_sram
 from edgebert.compiler.schedule import hoist_loads, insert_tokens
@@ -92,8 +93,11 @@ def compile_relax(
     dump_dir: Path | None = None,
     timings: dict[str, float] | None = None,
     early_exit: Any = None,
+    compression: CompressionOptions | None = None,
 ) -> CompileResult:
     """Stages 4-7 on a Relax module whose `main` has static shapes (batch 1).
+
+    `compression`: AF8 / bitmask-sparse weights (compiler/compression.py; compile_onnx derives it from metadata).
 
     `output_shapes` (from the ONNX graph) are checked against what the module computes. `early_exit` (an
     `early_exit.EarlyExitSpec`): exit heads become entropy + bexit, the output is `logits` (docs/compiler.md).
@@ -105,7 +109,7 @@ def compile_relax(
     for fraction in STAGING_FRACTIONS:
         try:
             with _timed(timings, "lower"):
-                prog = lower_module(mod, hw, output_names, fraction, early_exit)
+                prog = lower_module(mod, hw, output_names, fraction, early_exit, compression)
             with _timed(timings, "plan-memory"):
                 place_constants_and_io(prog, hw)
                 peak = plan_sram(prog, hw)
@@ -167,8 +171,12 @@ def compile_onnx(
     dump_dir: str | Path | None = None,
     timings: dict[str, float] | None = None,
     early_exit: Any = None,
+    compress: bool = True,
 ) -> CompileResult:
     """Compile an ONNX model (path or ModelProto) for `hw` (default config); stages 1-7.
+
+    `compress`: AF8 weights per the model's `edgebert.quantization`, bitmask-sparse weights of density <=
+    compression.SPARSE_MAX_DENSITY (docs/compiler.md); False: the dense fp32 program (for comparisons).
 
     `early_exit` (an `early_exit.EarlyExitOptions`, or True for the model's own threshold): compile the model's
     exit heads as entropy + early-exit branches, optionally with latency-aware DVFS (docs/compiler.md).
@@ -186,11 +194,12 @@ def compile_onnx(
     _dump(dump, "00-imported.py", lambda: mod.script(show_meta=False))
     mod = relax_pipeline(mod, dump, timings)
     meta = {"source_model_sha256": loaded.sha256, "seq_len": loaded.seq_len, **_edgebert_settings(loaded.metadata)}
+    comp = options_from_model(loaded.model, loaded.metadata) if compress else None
     if early_exit is not None and early_exit is not False:
         from edgebert.compiler.early_exit import compile_early_exit
 
         return compile_early_exit(
-            mod, hw, loaded, early_exit, meta, lambda **kw: compile_relax(dump_dir=dump, timings=timings, **kw)
+            mod, hw, loaded, early_exit, meta, lambda **kw: compile_relax(dump_dir=dump, timings=timings, compression=comp, **kw)
         )
     return compile_relax(
         mod,
@@ -200,6 +209,7 @@ def compile_onnx(
         metadata=meta,
         dump_dir=dump,
         timings=timings,
+        compression=comp,
     )
 
 

@@ -1,0 +1,117 @@
+"""Compressed weights: which constant matmul weights are stored AF8 and/or bitmask-sparse, and their tile encodings."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from edgebert.isa import adaptivfloat
+from edgebert.isa.errors import CompileError
+
+#: A weight is stored bitmask-sparse when its measured density (non-zero fraction) is at most this. Sparse tiles
+#: are mask (k*n bits) + packed non-zeros: smaller than dense below density 31/32 (fp32) or 7/8 (AF8); 0.75 keeps a
+#: clear saving and leaves unpruned weights (density ~1, a few AF8 flushes to 0) dense.
+SPARSE_MAX_DENSITY = 0.75
+
+
+@dataclass(frozen=True)
+class WeightFormat:
+    """How one constant weight is stored: AF8 codes with `af8_bias` (None: fp32) and/or bitmask-sparse tiles."""
+
+    af8_bias: int | None = None
+    sparse: bool = False
+
+    @property
+    def itemsize(self) -> int:
+        return 1 if self.af8_bias is not None else 4
+
+
+@dataclass
+class CompressionOptions:
+    """What the compiler compresses: AF8 weights (per-tensor biases by weight content), sparse weights."""
+
+    af8_weights: bool = False
+    #: sha256 of a weight's float32 bytes (as the matmul uses it, [K, N]) -> the metadata's AF8 exponent bias
+    weight_biases: dict[bytes, int] = field(default_factory=dict)
+    sparse: bool = True
+    sparse_max_density: float = SPARSE_MAX_DENSITY
+    #: activation AF8 biases per quantization point (metadata `edgebert.quantization.activations.exp_bias`)
+    activation_biases: dict[str, int] = field(default_factory=dict)
+
+    def weight_format(self, w: np.ndarray) -> WeightFormat | None:
+        """The storage of the constant matmul weight `w` [K, N], or None for plain dense fp32."""
+        w = np.ascontiguousarray(w, dtype=np.float32)
+        if w.ndim != 2 or w.size == 0 or not np.all(np.isfinite(w)):
+            return None
+        bias = self._af8_bias(w) if self.af8_weights else None
+        density = np.count_nonzero(w) / w.size
+        sparse = self.sparse and density <= self.sparse_max_density
+        if bias is None and not sparse:
+            return None
+        return WeightFormat(bias, sparse)
+
+    def _af8_bias(self, w: np.ndarray) -> int:
+        """The metadata's bias (by content), else adaptivfloat.choose_bias; the weight must round-trip exactly."""
+        key = weight_key(w)
+        candidates = [self.weight_biases[key]] if key in self.weight_biases else []
+        candidates.append(adaptivfloat.choose_bias(w))
+        for bias in candidates:
+            if np.array_equal(adaptivfloat.quantize(w, bias), w):
+                return bias
+        raise CompileError(
+            f"AF8 model: a {w.shape[0]}x{w.shape[1]} matmul weight is not exactly representable in AdaptivFloat-8 "
+            f"with bias {candidates[0]} (export the fake-quantized values, or compile without AF8 metadata)"
+        )
+
+
+def weight_key(w: np.ndarray) -> bytes:
+    """Content key of a float32 weight matrix (shape included)."""
+    w = np.ascontiguousarray(w, dtype=np.float32)
+    return hashlib.sha256(repr(w.shape).encode() + w.tobytes()).digest()
+
+
+def options_from_model(model: Any, metadata: Any) -> CompressionOptions:
+    """CompressionOptions of a loaded ONNX model: AF8 from `edgebert.quantization` (weight biases matched to the
+    initializers they name, as stored and transposed), sparse storage always allowed (measured density)."""
+    from onnx import numpy_helper
+
+    quant = getattr(metadata, "quantization", None) or {}
+    opts = CompressionOptions(af8_weights=str(quant.get("format", "none")) == "af8")
+    weights = quant.get("weights") or {}
+    inits = {t.name: t for t in model.graph.initializer}
+    for entry in weights.values():
+        if not isinstance(entry, dict) or entry.get("initializer") not in inits:
+            continue
+        arr = numpy_helper.to_array(inits[entry["initializer"]]).astype(np.float32)
+        if arr.ndim == 2:
+            for a in (arr, arr.T):
+                opts.weight_biases[weight_key(a)] = int(entry["exp_bias"])
+    acts = quant.get("activations") or {}
+    if isinstance(acts, dict) and acts.get("enabled"):
+        opts.activation_biases = {str(k): int(v) for k, v in (acts.get("exp_bias") or {}).items()}
+    return opts
+
+
+def sparse_mask_bytes(k: int, n: int) -> int:
+    """Bytes of the bitmask of a k x n tile: one bit per element, padded to a multiple of 4 (docs/emulator.md)."""
+    return -(-(k * n) // 32) * 4
+
+
+def encode_tile(tile: np.ndarray, fmt: WeightFormat, sparse: bool) -> bytes:
+    """A [k, n] weight tile as stored: dense (fp32 or AF8 codes, row-major) or bitmask + packed non-zeros."""
+    tile = np.ascontiguousarray(tile, dtype=np.float32)
+    if fmt.af8_bias is not None:
+        values = adaptivfloat.encode(tile, fmt.af8_bias)
+        nonzero = values != 0
+    else:
+        values = tile
+        nonzero = tile != 0
+    if not sparse:
+        return values.tobytes()
+    k, n = tile.shape
+    bits = np.packbits(nonzero.reshape(-1), bitorder="little").tobytes()
+    mask = bits + bytes(sparse_mask_bytes(k, n) - len(bits))
+    return mask + values.reshape(-1)[nonzero.reshape(-1)].tobytes()
