@@ -222,11 +222,16 @@ def test_save_load_roundtrip(trained, tmp_path):
     assert back.task("topic").embeddings is back.task("valence").embeddings
 
 
-@pytest.mark.parametrize(("placement", "per_depth"), [("pfeiffer", True), ("houlsby", False)])
-def test_variants_export_and_layout(tmp_path, placement, per_depth):
+@pytest.mark.parametrize(("placement", "per_depth", "span"), [("pfeiffer", True, True), ("houlsby", False, False)])
+def test_variants_export_and_layout(tmp_path, placement, per_depth, span):
     torch.manual_seed(1)
     cfg = albert_config(len(VOCAB), hidden=16, layers=3, heads=2, intermediate=32, max_positions=12)
-    mt = MultiTaskAlbert(cfg, ["sentiment", "valence"], adapters=AdapterConfig(4, placement, per_depth))
+    comp = CompressionConfig(span_enabled=span, max_span=12, span_ramp=2)
+    mt = MultiTaskAlbert(cfg, ["sentiment", "valence"], comp, AdapterConfig(4, placement, per_depth))
+    if span:
+        with torch.no_grad():
+            mt.backbone.span.z.copy_(torch.tensor([[2.0, 5.0], [3.0, 9.0], [1.0, 4.0]]))
+        mt.backbone.span.freeze()
     for m in mt.tasks.values():
         for p in m.parameters():  # non-zero biases everywhere (the exporter merges equal tensors)
             p.data.add_(torch.randn_like(p) * 0.01)
@@ -244,6 +249,13 @@ def test_variants_export_and_layout(tmp_path, placement, per_depth):
             ref = mt.task(t)(torch.from_numpy(data.input_ids), torch.from_numpy(data.attention_mask)).exit_logits
         for g, r in zip(got, ref, strict=True):
             np.testing.assert_allclose(g, r.numpy(), atol=1e-5, rtol=0)
+    metas = {t: read_edgebert_metadata(p) for t, p in paths.items()}
+    digests = {t: initializer_digests(onnx.load(str(p))) for t, p in paths.items()}
+    shared = [{n: digests[t][n] for n in m["edgebert.multitask"]["backbone_initializers"]} for t, m in metas.items()]
+    assert shared[0] == shared[1]
+    masks = metas["valence"]["edgebert.attention_spans"]["mask_initializers"]
+    if span:  # span masks are backbone constants named by content
+        assert all(n in shared[0] and n.startswith("backbone.const.") for n in masks)
 
 
 def test_adapters_off_or_identity_equal_compressed_albert():
