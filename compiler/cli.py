@@ -20,7 +20,35 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-S", dest="assembly", action="store_true", help="write assembly instead of a binary")
     p.add_argument("--dump-ir", metavar="DIR", default=None, help="write the IR after each pass into DIR")
     p.add_argument("-v", "--verbose", action="store_true", help="print each pass's wall time")
+    ee = p.add_argument_group("early exit and latency-aware DVFS (models with exit heads; docs/compiler.md)")
+    ee.add_argument("--early-exit", action="store_true",
+                    help="compile the exit heads as entropy + early-exit branches (implied by the options below)")
+    ee.add_argument("--threshold", type=float, default=None,
+                    help="exit entropy threshold (default: the model's edgebert.entropy_threshold)")
+    ee.add_argument("--latency-target", metavar="DURATION", default=None,
+                    help="per-sentence latency target for DVFS, e.g. 50ms, 0.05s, 50000us")
+    ee.add_argument("--predictor-table", metavar="CSV", default=None,
+                    help="entropy lookup table (EdgeBERT's sst2_lookup_table.csv format)")
+    ee.add_argument("--calibration-entropies", metavar="FILE", default=None,
+                    help="per-sentence, per-layer entropies (sst2_eval_entropy.txt format) to build the table from")
+    ee.add_argument("--dvfs-margin", type=float, default=0.0, help="fraction of the target the plan keeps in reserve")
     return p
+
+
+def early_exit_options(args: argparse.Namespace):
+    """The `EarlyExitOptions` the flags ask for, or None (no early exit)."""
+    from edgebert.compiler.early_exit import EarlyExitOptions
+    from edgebert.emulator.bench import parse_duration
+
+    wanted = (args.early_exit or args.threshold is not None or args.latency_target is not None
+              or args.predictor_table is not None or args.calibration_entropies is not None)
+    if not wanted:
+        return None
+    target = parse_duration(args.latency_target) if args.latency_target is not None else None
+    for path in (args.predictor_table, args.calibration_entropies):
+        if path is not None and not Path(path).is_file():
+            raise EdgebertError(f"{path}: no such file")
+    return EarlyExitOptions(args.threshold, target, args.predictor_table, args.calibration_entropies, args.dvfs_margin)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -35,7 +63,10 @@ def main(argv: list[str] | None = None) -> int:
         if not Path(args.model).is_file():
             raise EdgebertError(f"{args.model}: no such file")
         timings: dict[str, float] = {}
-        result = compile_onnx(args.model, args.seq_len, hw, dump_dir=args.dump_ir, timings=timings)
+        early_exit = early_exit_options(args)
+        result = compile_onnx(
+            args.model, args.seq_len, hw, dump_dir=args.dump_ir, timings=timings, early_exit=early_exit
+        )
         out = args.output or str(Path(args.model).with_suffix(".s" if args.assembly else ".ebin"))
         if args.assembly:
             from edgebert.isa.disassembler import disassemble
@@ -61,6 +92,8 @@ def main(argv: list[str] | None = None) -> int:
             f"{result.token_pairs} token pairs -> {out}",
             file=sys.stderr,
         )
+        for line in result.program.metadata.get("dvfs_plan", []):
+            print(line, file=sys.stderr)
     return 0
 
 
