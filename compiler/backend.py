@@ -43,6 +43,8 @@ def lower_module(
     ring = StagingRing([prog.buffer(f"stage.{i}", size, "stage") for i in range(STAGING_BUFFERS)], size)
     low = Lowerer(mod, hw, prog, ring)
     low.compression = compression
+    if compression is not None:
+        compression.reset()
     main = mod["main"]
     args = []
     for p in main.params:

@@ -40,6 +40,36 @@ class CompressionOptions:
     sparse_max_density: float = SPARSE_MAX_DENSITY
     #: activation AF8 biases per quantization point (metadata `edgebert.quantization.activations.exp_bias`)
     activation_biases: dict[str, int] = field(default_factory=dict)
+    #: weight key -> the activation quantization points at its matmul's input, one per use in layer order
+    weight_points: dict[bytes, list[str]] = field(default_factory=dict)
+    _uses: dict[bytes, int] = field(default_factory=dict)
+
+    def reset(self) -> None:
+        """Forget the per-weight use counts (before each lowering attempt)."""
+        self._uses.clear()
+
+    def activation_bias(self, w: np.ndarray, in_loop: bool) -> int | None:
+        """AF8 bias of the activation entering the matmul with weight `w` (None: fp32 activation).
+
+        The k-th lowering of a weight outside a layer loop is its k-th point; inside a loop body (one body for
+        every layer of the group) all its points must share one bias (the `quant` exp_bias is an immediate)."""
+        if not self.activation_biases:
+            return None
+        key = weight_key(w)
+        points = [p for p in self.weight_points.get(key, []) if p in self.activation_biases]
+        if not points:
+            return None
+        if in_loop:
+            biases = {self.activation_biases[p] for p in points}
+            if len(biases) > 1:
+                raise CompileError(
+                    f"activation AF8 biases differ across the layers of a loop ({', '.join(points)}: "
+                    f"{sorted(biases)}); one loop body needs one bias per point (calibrate a shared bias)"
+                )
+            return biases.pop()
+        k = self._uses.get(key, 0)
+        self._uses[key] = k + 1
+        return self.activation_biases[points[min(k, len(points) - 1)]]
 
     def weight_format(self, w: np.ndarray) -> WeightFormat | None:
         """The storage of the constant matmul weight `w` [K, N], or None for plain dense fp32."""
@@ -92,7 +122,39 @@ def options_from_model(model: Any, metadata: Any) -> CompressionOptions:
     acts = quant.get("activations") or {}
     if isinstance(acts, dict) and acts.get("enabled"):
         opts.activation_biases = {str(k): int(v) for k, v in (acts.get("exp_bias") or {}).items()}
+        info = getattr(metadata, "model_info", None) or {}
+        layers, groups = int(info.get("num_layers", 0) or 0), int(info.get("num_hidden_groups", 1) or 1)
+        for name, entry in weights.items():
+            points = activation_points(str(name), layers, groups)
+            if points and isinstance(entry, dict) and entry.get("initializer") in inits:
+                arr = numpy_helper.to_array(inits[entry["initializer"]]).astype(np.float32)
+                if arr.ndim == 2:
+                    for a in (arr, arr.T):
+                        opts.weight_points.setdefault(weight_key(a), points)
     return opts
+
+
+#: torch weight name suffix -> the activation point (frontend/torch_model.py) at that linear layer's input
+_LAYER_POINTS = {
+    "attention.query.weight": "qkv_in", "attention.key.weight": "qkv_in", "attention.value.weight": "qkv_in",
+    "attention.dense.weight": "attention_dense_in", "ffn.weight": "ffn_in", "ffn_output.weight": "ffn_output_in",
+}
+
+
+def activation_points(name: str, layers: int, groups: int) -> list[str]:
+    """The activation quantization points (in layer order) at the input of the linear layer `name`."""
+    if name == "encoder.embedding_hidden_mapping_in.weight":
+        return ["embedding_proj_in"]
+    parts = name.split(".")
+    if parts[0] == "exits" and len(parts) == 4:
+        return [f"exit{int(parts[1]) + 1}.{parts[2]}_in"]
+    if name.startswith("encoder.albert_layer_groups.") and layers:
+        group = int(parts[2])
+        suffix = ".".join(parts[5:])
+        if suffix in _LAYER_POINTS:
+            return [f"layer{i + 1}.{_LAYER_POINTS[suffix]}" for i in range(layers)
+                    if int(i / (layers / max(groups, 1))) == group]
+    return []
 
 
 def sparse_mask_bytes(k: int, n: int) -> int:

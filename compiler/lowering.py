@@ -588,6 +588,16 @@ def _h_matmul(scope: _Scope, var, expr, args):
             a_b, o_view, b_b, batch = fa, fo, b_view, ()
     if a_b.strides[-1] != 1 and a_b.shape[-1] > 1:
         a_b = scope.low.dense_copy(Tensor(a_b, "float32"), f"{var.name}.a").view
+    a_exp = None
+    if isinstance(b, Const) and low.compression is not None and barr.ndim == 2:
+        a_exp = low.compression.activation_bias(barr, low.loop_depth > 0)
+    if a_exp is not None:  # AF8 activation at this weight matmul's input (metadata point bias)
+        if batch:
+            raise CompileError(f"binding '{var.name}': AF8 activations of a batched matmul are not supported")
+        codes = low.prog.buffer(low._name(f"{var.name}.a_af8"), max(1, a_b.size), "act")
+        q = fresh_view(codes, a_b.shape, "af8")
+        em.emit_unary(scope.prog, "quant", q, a_b, exp_bias=a_exp)
+        a_b = q
     for idx in np.ndindex(*batch) if batch else [()]:
         av, bv, ov = a_b, b_b, o_view
         for _ax, i in enumerate(idx):
@@ -600,7 +610,7 @@ def _h_matmul(scope: _Scope, var, expr, args):
         if bv.buffer.kind != "const" and bv.strides[0] != 1 and bv.strides[1] != 1:
             bv = scope.low.dense_copy(Tensor(bv, "float32"), f"{var.name}.b").view
         pk = packed if packed is not None and bv.buffer is b_view.buffer and bv.shape == packed.values.shape else None
-        emit_matmul(scope.prog, low.hw, low.ring, ov, av, bv, bias_view, gelu_epilogue, var.name, pk)
+        emit_matmul(scope.prog, low.hw, low.ring, ov, av, bv, bias_view, gelu_epilogue, var.name, pk, a_exp)
     return out
 
 

@@ -111,11 +111,13 @@ def emit_matmul(
     epilogue: Callable[[View], None] | None = None,
     name: str = "matmul",
     packed: PackedWeight | None = None,
+    a_exp: int | None = None,
 ) -> None:
     """dst[M, N] = a[M, K] @ b[K, N] (+ bias[N]); b either a constant (streamed) or an SRAM activation.
 
     a and dst must be dense along their last axis; `epilogue(tile)` runs on each finished output tile.
     `packed`: the constant b stored compressed (AF8 codes and/or bitmask-sparse tiles, compiler/compression.py).
+    `a_exp`: a holds AF8 codes with that exponent bias (a_fmt=af8).
     """
     m_all, k_all = a.shape
     n_all = b.shape[1]
@@ -181,6 +183,7 @@ def emit_matmul(
                         "has_bias": int(use_bias),
                         "trans_b": trans,
                         **fmt_fields,
+                        **({"a_fmt": FORMATS.index("af8"), "a_exp": a_exp} if a_exp is not None else {}),
                     },
                 )
                 a_off = a.offset + m0 * a.strides[0] + k0 * a.strides[1]
