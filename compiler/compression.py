@@ -177,3 +177,15 @@ def encode_tile(tile: np.ndarray, fmt: WeightFormat, sparse: bool) -> bytes:
     bits = np.packbits(nonzero.reshape(-1), bitorder="little").tobytes()
     mask = bits + bytes(sparse_mask_bytes(k, n) - len(bits))
     return mask + values.reshape(-1)[nonzero.reshape(-1)].tobytes()
+
+
+def decode_tile(raw: bytes, k: int, n: int, fmt: WeightFormat, sparse: bool) -> np.ndarray:
+    """The stored values of an encoded [k, n] tile (AF8 codes as uint8, else float32): inverse of encode_tile."""
+    dtype = np.uint8 if fmt.af8_bias is not None else np.float32
+    if not sparse:
+        return np.frombuffer(raw, dtype=dtype, count=k * n).reshape(k, n)
+    nmask = sparse_mask_bytes(k, n)
+    bits = np.unpackbits(np.frombuffer(raw[:nmask], np.uint8), count=k * n, bitorder="little").astype(bool)
+    out = np.zeros(k * n, dtype=dtype)
+    out[bits] = np.frombuffer(raw[nmask:], dtype=dtype, count=int(bits.sum()))
+    return out.reshape(k, n)

@@ -122,7 +122,11 @@ class Lowerer:
         if self.compression is None or w.ndim != 2:
             return None
         fmt = self.compression.weight_format(w)
-        return None if fmt is None else PackedWeight(np.ascontiguousarray(w, np.float32), fmt, self.raw_const)
+        if fmt is None:
+            return None
+        packed = PackedWeight(np.ascontiguousarray(w, np.float32), fmt, self.raw_const)
+        self.prog.packed_weights.append(packed)
+        return packed
 
     def raw_const(self, raw: bytes, what: str) -> Buffer:
         """An eNVM constant holding `raw` bytes (deduplicated by content)."""

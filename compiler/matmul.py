@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -41,6 +41,8 @@ class PackedWeight:
     values: np.ndarray
     fmt: WeightFormat
     const: Callable[[bytes, str], Buffer]
+    #: (k0, n0, k, n, eNVM buffer, sparse) of every tile emitted, for inspection and tests
+    tiles: list[tuple[int, int, int, int, Buffer, bool]] = field(default_factory=list)
 
 
 def _load_packed_tile(
@@ -62,6 +64,7 @@ def _load_packed_tile(
     else:
         shape, dtype = (kk, nn), "af8" if fmt.af8_bias is not None else "f32"
     src = packed.const(raw, "sparse" if sparse else "af8")
+    packed.tiles.append((k0, n0, kk, nn, src, sparse))
     dst = View(stage, 0, shape, (shape[1], 1), dtype)
     inst = TileInst(
         "ld", {"rows": shape[0], "cols": shape[1], "dst_stride": 0, "src_stride": 0, "dtype": DTYPES.index(dtype)}

@@ -74,6 +74,8 @@ class TileProgram:
     outputs: list[tuple[str, Buffer, tuple[int, ...], str]] = field(default_factory=list)
     #: indices of instructions the scheduler must not move anything across (label targets, control ops)
     fences: set[int] = field(default_factory=set)
+    #: compressed weights (matmul.PackedWeight: AF8 / bitmask-sparse tiles), in lowering order
+    packed_weights: list = field(default_factory=list)
 
     def buffer(self, name: str, nbytes: int, kind: str, space: str = "sram", data: bytes | None = None) -> Buffer:
         buf = Buffer(name, nbytes, kind, space, data)
