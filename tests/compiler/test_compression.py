@@ -280,13 +280,15 @@ def test_af8_matmul_bit_exact(trained, tmp_path, prefix, point):
 
 
 def test_af8_model_vs_torch(trained):
-    """Whole model: exit logits within tolerance of the PyTorch AF8 model, identical exit layers and labels.
+    """Whole model: exit logits equal to the PyTorch AF8 model's bit for bit on (nearly) every sentence.
 
-    Not bit for bit: the attention's fp32 QK^T / PV matmuls (BLAS order) and the SFU ops (float64 inside the
-    emulator, float32 in torch) differ in the last ulp, which an AF8 re-quantization can amplify to one AF8 step."""
+    Not guaranteed for every input: the attention's fp32 QK^T / PV matmuls (BLAS order) and the SFU ops (float64
+    inside the emulator, float32 in torch) may differ in the last ulp; the next AF8 activation quantization erases
+    that unless a value sits on a rounding boundary, where it becomes one AF8 step. Measured: 50 of 50 sentences
+    bit-identical (docs/compiler.md)."""
     model, path, compiled = trained
     thr = float(read_edgebert_metadata(path)["edgebert.entropy_threshold"])
-    worst = 0.0
+    worst, identical = 0.0, 0
     for inp in _inputs(12, seed=21):
         got = run(compiled.program, inp).outputs
         with torch.no_grad():
@@ -294,9 +296,10 @@ def test_af8_model_vs_torch(trained):
         ours = np.stack([got[f"exit_{i + 1}_logits"].reshape(-1) for i in range(len(ref))])
         theirs = np.stack([r.numpy().reshape(-1) for r in ref])
         worst = max(worst, float(np.max(np.abs(ours - theirs))))
+        identical += int(ours.tobytes() == theirs.tobytes())
         e_ours, e_theirs = exit_entropy_np(ours), exit_entropy_np(theirs)
         if np.min(np.abs(e_theirs - thr)) > 1e-3:
             layer = early_exit_layer(e_theirs[:, None], thr)[0]
             assert early_exit_layer(e_ours[:, None], thr)[0] == layer
             assert ours[layer - 1].argmax() == theirs[layer - 1].argmax()
-    assert worst < 5e-2
+    assert worst < 5e-2 and identical >= 11
