@@ -223,3 +223,21 @@ def test_cli_errors(trained, tmp_path, capsys):
     assert "predictor" in capsys.readouterr().err
     with pytest.raises(CompileError, match="need --latency-target"):
         compile_onnx(trained["path"], early_exit=EarlyExitOptions(0.3, None, predictor_table=str(plain)))
+
+
+def test_predictor_table_csv_gives_the_same_plan(trained, dvfs_program, tmp_path):
+    """A lookup-table CSV (EdgeBERT format) built from the same calibration entropies gives the same tables."""
+    from edgebert.frontend.compressed_entropy import build_lookup_table, read_entropy_trace, write_lookup_table
+
+    csv = tmp_path / "table.csv"
+    write_lookup_table(csv, build_lookup_table(read_entropy_trace(dvfs_program["cal"])))
+    opts = EarlyExitOptions(0.3, dvfs_program["target"], predictor_table=csv)
+    prog = compile_onnx(trained["path"], early_exit=opts).program
+    want = dvfs_program["program"].metadata["dvfs_table"]
+    got = prog.metadata["dvfs_table"]
+    for key in ("exit_table", "point_table", "recovery_table", "cycles"):
+        assert got[key] == want[key]
+    bad = tmp_path / "bad.csv"
+    write_lookup_table(bad, build_lookup_table(np.ones((5, L + 2))))
+    with pytest.raises(Exception, match="columns"):
+        compile_onnx(trained["path"], early_exit=EarlyExitOptions(0.3, 1e-3, predictor_table=bad))
