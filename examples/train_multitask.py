@@ -29,8 +29,13 @@ def build_parser() -> argparse.ArgumentParser:
     """Command-line options."""
     p = argparse.ArgumentParser(prog="train_multitask", description=__doc__.splitlines()[0])
     p.add_argument("--tasks", nargs="+", choices=sorted(TASKS), default=["sentiment", "topic", "valence"])
-    p.add_argument("--pretrain-tasks", nargs="+", choices=sorted(TASKS), default=None,
-                   help="tasks that pre-train the backbone (default: all of --tasks)")
+    p.add_argument(
+        "--pretrain-tasks",
+        nargs="+",
+        choices=sorted(TASKS),
+        default=None,
+        help="tasks that pre-train the backbone (default: all of --tasks)",
+    )
     p.add_argument("--layers", type=int, default=4)
     p.add_argument("--hidden", type=int, default=64)
     p.add_argument("--heads", type=int, default=4)
@@ -55,8 +60,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--prune-epochs", type=int, default=3)
     p.add_argument("--af8", action="store_true", help="AF8 weights (backbone QAT fine-tune, adapters trained in AF8)")
     p.add_argument("--qat-epochs", type=int, default=2)
-    p.add_argument("--heads-only-baseline", action="store_true",
-                   help="also train and report heads alone on the frozen backbone (no adapters)")
+    p.add_argument(
+        "--heads-only-baseline",
+        action="store_true",
+        help="also train and report heads alone on the frozen backbone (no adapters)",
+    )
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("-o", "--output", default=None, help="checkpoint path (.pt)")
     p.add_argument("--onnx-dir", default=None, help="write {task}.onnx here")
@@ -70,11 +78,17 @@ def main(argv: list[str] | None = None) -> int:
     train_sets = {t: make_dataset(t, args.train_size, args.seq_len, seed=args.seed) for t in args.tasks}
     eval_sets = {t: make_dataset(t, args.eval_size, args.seq_len, seed=args.seed + 2000) for t in args.tasks}
     config = albert_config(
-        len(VOCAB), hidden=args.hidden, layers=args.layers, heads=args.heads,
-        intermediate=args.intermediate or 2 * args.hidden, max_positions=args.seq_len,
+        len(VOCAB),
+        hidden=args.hidden,
+        layers=args.layers,
+        heads=args.heads,
+        intermediate=args.intermediate or 2 * args.hidden,
+        max_positions=args.seq_len,
     )
     adapters = AdapterConfig(
-        bottleneck=args.bottleneck, placement=args.placement, per_depth=not args.shared_depth,
+        bottleneck=args.bottleneck,
+        placement=args.placement,
+        per_depth=not args.shared_depth,
         activation=args.adapter_activation,
     )
     torch.manual_seed(args.seed)

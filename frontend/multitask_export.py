@@ -127,8 +127,9 @@ def adapter_layout(model: AdapterAlbert, info: dict[str, dict]) -> dict[str, obj
     sites = {}
     for site in ac.sites:
         sites[site] = {
-            f"{proj}.{kind}": [_locate(info, f"adapters.{site}.{model.adapter_depth(i)}.{proj}.{kind}")
-                               for i in range(n_layers)]
+            f"{proj}.{kind}": [
+                _locate(info, f"adapters.{site}.{model.adapter_depth(i)}.{proj}.{kind}") for i in range(n_layers)
+            ]
             for proj in ("down", "up")
             for kind in ("weight", "bias")
         }

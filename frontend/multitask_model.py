@@ -43,7 +43,10 @@ class MultiTaskAlbert(nn.Module):
         first = None
         for name in task_names:
             comp = dataclasses.replace(
-                base, task=name, num_labels=len(labels[name]), label_names=list(labels[name]),
+                base,
+                task=name,
+                num_labels=len(labels[name]),
+                label_names=list(labels[name]),
                 sparsity_targets=dict(base.sparsity_targets),
             )
             model = AdapterAlbert(config, comp, dataclasses.replace(self.adapter_config))

@@ -204,7 +204,9 @@ def _valence_example(rng: np.random.Generator, max_words: int) -> tuple[list[str
     units = [1 if score >= 0 else -1] * abs(score) + [1, -1] * minority
     units = units[: max(1, (max_words - 2) // 2)]
     rng.shuffle(units)
-    negate = set(rng.choice(len(units), size=min(n_neg_phrases, len(units)), replace=False).tolist()) if units else set()
+    negate = (
+        set(rng.choice(len(units), size=min(n_neg_phrases, len(units)), replace=False).tolist()) if units else set()
+    )
     phrases: list[list[str]] = []
     for k, u in enumerate(units):
         if k in negate:

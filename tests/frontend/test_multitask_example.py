@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 import importlib.util
+import shlex
 from pathlib import Path
 
 from edgebert.frontend.compressed_export import read_edgebert_metadata
 from edgebert.frontend.multitask_model import load_multitask
 
+TINY = (
+    "--layers 2 --hidden 16 --heads 2 --seq-len 12 --train-size 64 --eval-size 32 --pretrain-epochs 1 "
+    "--adapter-epochs 1 --prune magnitude --prune-epochs 1 --af8 --qat-epochs 1 --threads 1 "
+    "--pretrain-tasks sentiment"
+)
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "train_multitask.py"
 
 
@@ -15,12 +21,8 @@ def test_train_multitask_example(tmp_path, capsys):
     spec = importlib.util.spec_from_file_location("train_multitask", EXAMPLE)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    rc = module.main([
-        "--layers", "2", "--hidden", "16", "--heads", "2", "--seq-len", "12", "--train-size", "64",
-        "--eval-size", "32", "--pretrain-epochs", "1", "--adapter-epochs", "1", "--prune", "magnitude",
-        "--prune-epochs", "1", "--af8", "--qat-epochs", "1", "--threads", "1", "--pretrain-tasks", "sentiment",
-        "-o", str(tmp_path / "mt.pt"), "--onnx-dir", str(tmp_path / "onnx"),
-    ])
+    args = shlex.split(TINY)
+    rc = module.main([*args, "-o", str(tmp_path / "mt.pt"), "--onnx-dir", str(tmp_path / "onnx")])
     assert rc == 0
     out = capsys.readouterr().out
     assert "[valence]" in out and "[bytes]" in out

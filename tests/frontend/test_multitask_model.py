@@ -49,9 +49,7 @@ def trained():
     pretrain_backbone(mt, train_sets, TrainSettings(epochs=1, lr=5e-4, seed=2))
     mt.freeze_backbone_weight_biases()
     before = mt.backbone_state()
-    before_eff = {
-        n: w.detach().clone() for n, w in mt.backbone.effective_weights().items() if is_backbone_parameter(n)
-    }
+    before_eff = {n: w.detach().clone() for n, w in mt.backbone.effective_weights().items() if is_backbone_parameter(n)}
     init_adapters = {}
     for t in TASK_NAMES:
         m = mt.task(t)
@@ -60,8 +58,12 @@ def trained():
         train_task_adapters(mt, t, train_sets[t], TrainSettings(epochs=6, lr=5e-3, seed=3), seed=0)
     reports = {t: evaluate_exits(mt.task(t), eval_sets[t]) for t in TASK_NAMES}
     return {
-        "mt": mt, "before": before, "before_eff": before_eff, "init_adapters": init_adapters,
-        "reports": reports, "eval": eval_sets,
+        "mt": mt,
+        "before": before,
+        "before_eff": before_eff,
+        "init_adapters": init_adapters,
+        "reports": reports,
+        "eval": eval_sets,
     }
 
 
