@@ -200,11 +200,18 @@ class Runner:
         disable_dvfs: bool = False,
         raise_on_trap: bool = True,
         check_races: bool = True,
+        task: str | None = None,
+        resident_task: str | None = None,
     ) -> RunResult:
         """One run; `RunResult.machine` is the Runner's machine (valid until the next run). See `run`.
 
         `check_races=False` skips race detection (faster; the report's `race_count` is None).
+        `task` selects the task of a multi-task program; `resident_task`: that task's weights are already in
+        the SRAM task region (an earlier sentence's), so no block is loaded when it equals `task`.
         """
+        from edgebert.emulator import multitask
+
+        preload = multitask.task_preload(self.program, task, resident_task)
         m = self.machine
         if timing_only:
             if self.check_uninitialized:
@@ -220,6 +227,9 @@ class Runner:
             _place_inputs(m, self.program, inputs or {}, allow_missing=timing_only)
         finally:
             self._dirty.extend((s, a, a + _input_bytes(e)) for s, a, e in self._inputs)
+        for space, address, data in preload:
+            m.mem.write_bytes(SPACE_INDEX[space], address, np.frombuffer(data, np.uint8))
+            self._dirty.append((SPACE_INDEX[space], address, address + len(data)))
         try:
             with np.errstate(all="ignore"):
                 m.execute()
@@ -231,6 +241,9 @@ class Runner:
         report["what_if"] = {
             "timing_only": timing_only, "disable_early_exit": disable_early_exit, "disable_dvfs": disable_dvfs,
         }
+        if task is not None:
+            outputs = multitask.slice_outputs(self.program, task, outputs)
+            report["multitask"] = multitask.multitask_section(self.program, task, resident_task, report, self.hw)
         result = RunResult(outputs, report, exit_layer, m.trap, m)
         if m.trap is not None and raise_on_trap:
             m.trap.result = result  # type: ignore[attr-defined]
@@ -258,6 +271,8 @@ def run(
     timing_only: bool = False,
     disable_early_exit: bool = False,
     disable_dvfs: bool = False,
+    task: str | None = None,
+    resident_task: str | None = None,
 ) -> RunResult:
     """Execute `program` on the emulated accelerator described by `hw` (default config when None).
 
@@ -272,9 +287,10 @@ def run(
     traffic and energy (missing inputs read as zeros; needs `entropy_values` when the program has `entropy` instructions; valid only when
     control flow depends on nothing computed but entropies); `disable_early_exit` never takes bexit/bexitr;
     `disable_dvfs` ignores dvfs/dvfsr requests (the machine stays at `hw.dvfs.initial`).
+    `task` / `resident_task`: a multi-task program's task (docs/multitask.md; logits keep the task's labels).
     """
     runner = Runner(program, hw, max_cycles=max_cycles, trace=trace, check_uninitialized=check_uninitialized)
     return runner.run(
         inputs, entropy_values=entropy_values, timing_only=timing_only, disable_early_exit=disable_early_exit,
-        disable_dvfs=disable_dvfs, raise_on_trap=raise_on_trap,
+        disable_dvfs=disable_dvfs, raise_on_trap=raise_on_trap, task=task, resident_task=resident_task,
     )

@@ -1,0 +1,215 @@
+"""Multi-task compilation: task models sharing one backbone -> one Program (docs/multitask.md).
+
+Each task is compiled with the single-task pipeline (classifier heads padded to a common label count, task
+weights dense with one AF8 bias per weight slot common to every task), then linked by compiler/link.py.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+from onnx import numpy_helper
+
+from edgebert.compiler.compression import CompressionOptions, WeightFormat, options_from_model, weight_key
+from edgebert.isa import adaptivfloat
+from edgebert.isa.errors import CompileError
+from edgebert.isa.hardware import HardwareConfig, default_config
+
+#: Bias of the padded classifier rows: exp(pad - max) is exactly 0, so softmax/entropy are unchanged.
+PAD_LOGIT = -1e30
+
+
+@dataclass
+class TaskModel:
+    """One task's ONNX model and what the linker needs from its metadata."""
+
+    name: str
+    model: onnx.ModelProto
+    num_labels: int
+    label_names: list[str]
+    threshold: float | None
+    multitask: dict[str, Any]
+
+
+class TaskWeightCompression(CompressionOptions):
+    """The model's compression, except task weights: dense, with the AF8 bias chosen for their slot (or fp32)."""
+
+    task_formats: dict[bytes, int | None]
+
+    def weight_format(self, w: np.ndarray) -> WeightFormat | None:
+        key = weight_key(w)
+        if key in self.task_formats:
+            bias = self.task_formats[key]
+            return None if bias is None else WeightFormat(bias, False)
+        return super().weight_format(w)
+
+
+def _metadata(proto: onnx.ModelProto) -> dict[str, Any]:
+    out = {}
+    for p in proto.metadata_props:
+        try:
+            out[p.key] = json.loads(p.value)
+        except ValueError:
+            out[p.key] = p.value
+    return out
+
+
+def load_task(path_or_model: str | Path | onnx.ModelProto, name: str | None = None) -> TaskModel:
+    """A task model; its name from `name`, else metadata `edgebert.multitask.task` / `edgebert.task.name`."""
+    proto = path_or_model if isinstance(path_or_model, onnx.ModelProto) else onnx.load(str(path_or_model))
+    md = _metadata(proto)
+    mt = md.get("edgebert.multitask")
+    what = name or str(path_or_model if not isinstance(path_or_model, onnx.ModelProto) else "model")
+    if not isinstance(mt, dict) or "layout" not in mt:
+        raise CompileError(f"{what}: not a multi-task model (metadata edgebert.multitask with a layout is missing)")
+    task = md.get("edgebert.task") or {}
+    tname = name or mt.get("task") or task.get("name")
+    if not tname:
+        raise CompileError(f"{what}: no task name in the metadata; give --task NAME=PATH")
+    thr = md.get("edgebert.entropy_threshold")
+    if isinstance(thr, list):
+        thr = thr[0] if len(set(thr)) == 1 else None
+    return TaskModel(str(tname), proto, int(mt.get("num_labels", task.get("num_labels", 0))),
+                     list(task.get("label_names", [])), float(thr) if thr is not None else None, mt)
+
+
+def check_shared_backbone(tasks: list[TaskModel]) -> None:
+    """Every task model must name the same backbone digest (else nothing is shared: say so)."""
+    names = [t.name for t in tasks]
+    if len(set(names)) != len(names):
+        raise CompileError(f"task names must be unique, got {names}")
+    digests = {t.name: t.multitask.get("backbone_digest") for t in tasks}
+    if len(set(digests.values())) != 1:
+        raise CompileError(f"the task models do not share one backbone (edgebert.multitask.backbone_digest: {digests})")
+
+
+def pad_heads(task: TaskModel, labels: int) -> onnx.ModelProto:
+    """A copy whose classifiers have `labels` outputs: zero weight rows, bias PAD_LOGIT (entropy unchanged)."""
+    proto = copy.deepcopy(task.model)
+    if labels == task.num_labels:
+        return proto
+    heads = task.multitask["layout"]["exit_heads"]
+    inits = {t.name: t for t in proto.graph.initializer}
+    info = task.multitask.get("initializers", {})
+    for name in heads["classifier.weight"]:
+        arr = numpy_helper.to_array(inits[name])
+        axis = 1 if info.get(name, {}).get("transposed") else 0  # MatMul [in, out] vs Gemm transB [out, in]
+        pad = [(0, 0), (0, 0)]
+        pad[axis] = (0, labels - arr.shape[axis])
+        inits[name].CopyFrom(numpy_helper.from_array(np.pad(arr, pad), name))
+    for name in heads["classifier.bias"]:
+        arr = numpy_helper.to_array(inits[name])
+        padded = np.concatenate([arr, np.full(labels - arr.shape[0], PAD_LOGIT, arr.dtype)])
+        inits[name].CopyFrom(numpy_helper.from_array(padded, name))
+    for out in proto.graph.output:
+        dims = out.type.tensor_type.shape.dim
+        if dims and dims[-1].HasField("dim_value") and dims[-1].dim_value == task.num_labels:
+            dims[-1].dim_value = labels
+    del proto.graph.value_info[:]
+    return proto
+
+
+def _slot_arrays(task: TaskModel, proto: onnx.ModelProto) -> dict[str, np.ndarray]:
+    """slot ('adapters.attention.down.weight.3', ...) -> the task's 2-D weight in that slot (padded heads)."""
+    layout = task.multitask["layout"]
+    inits = {t.name: t for t in proto.graph.initializer}
+    out = {}
+    tables = [(f"adapters.{site}.{part}", names) for site, parts in layout["adapters"].items()
+              for part, names in parts.items()]
+    tables += [(f"exit_heads.{part}", names) for part, names in layout["exit_heads"].items()]
+    for key, names in tables:
+        for d, name in enumerate(names):
+            arr = numpy_helper.to_array(inits[name]).astype(np.float32)
+            if arr.ndim == 2 and name.startswith(f"task.{task.name}."):
+                out[f"{key}.{d}"] = arr
+    return out
+
+
+def common_task_formats(tasks: list[TaskModel], protos: list[onnx.ModelProto], af8: bool) -> dict[bytes, int | None]:
+    """Weight key -> AF8 bias (None: fp32) for every task weight: one bias per slot that every task's weight
+    round-trips exactly (the bias is an instruction immediate of the shared code), else fp32 for the slot."""
+    slots = [_slot_arrays(t, p) for t, p in zip(tasks, protos, strict=True)]
+    formats: dict[bytes, int | None] = {}
+    for slot in slots[0]:
+        arrays = [s[slot] for s in slots if slot in s]
+        bias = None
+        if af8:
+            candidates = sorted({adaptivfloat.choose_bias(a) for a in arrays}, reverse=True)
+            bias = next((b for b in candidates
+                         if all(np.array_equal(adaptivfloat.quantize(a, b), a) for a in arrays)), None)
+        for a in arrays:
+            for view in (a, a.T):
+                formats[weight_key(view)] = bias
+    return formats
+
+
+def compile_task(
+    proto: onnx.ModelProto,
+    hw: HardwareConfig,
+    formats: dict[bytes, int | None],
+    threshold: float | None,
+    early_exit: bool,
+    seq_len: int | None = None,
+) -> Any:
+    """One task through the single-task pipeline (compile_onnx's stages) with TaskWeightCompression."""
+    from edgebert.compiler.early_exit import EarlyExitOptions, compile_early_exit
+    from edgebert.compiler.pipeline import _edgebert_settings, check_backend_limits, compile_relax, relax_pipeline
+    from edgebert.frontend import load_onnx, to_relax
+
+    timings: dict[str, float] = {}
+    loaded = load_onnx(proto, seq_len)
+    check_backend_limits(loaded.model)
+    mod = relax_pipeline(to_relax(loaded), None, timings)
+    meta = {"source_model_sha256": loaded.sha256, "seq_len": loaded.seq_len, **_edgebert_settings(loaded.metadata)}
+    base = options_from_model(loaded.model, loaded.metadata)
+    comp = TaskWeightCompression(**{f.name: getattr(base, f.name) for f in dataclasses.fields(base)})
+    comp.task_formats = formats
+    if early_exit:
+        opts = EarlyExitOptions(threshold=threshold)
+        return compile_early_exit(mod, hw, loaded, opts, meta,
+                                  lambda **kw: compile_relax(timings=timings, compression=comp, **kw))
+    return compile_relax(mod, hw, output_names=list(loaded.output_names),
+                         output_shapes=[t.shape for t in loaded.outputs], metadata=meta, timings=timings,
+                         compression=comp)
+
+
+def compile_multitask(
+    models: list[Any],
+    hw: HardwareConfig | None = None,
+    *,
+    names: list[str | None] | None = None,
+    thresholds: dict[str, float] | None = None,
+    early_exit: bool = True,
+    placement: str = "auto",
+    seq_len: int | None = None,
+) -> Any:
+    """Compile task models (paths or ModelProtos) into one multi-task Program; returns a link.LinkResult.
+
+    `placement`: "sram" (task weights copied into an SRAM region at task switch; CompileError when they do not
+    fit), "envm" (read in place from the eNVM task store) or "auto" (SRAM when it fits, else eNVM).
+    """
+    from edgebert.compiler.link import link_tasks
+
+    hw = hw or default_config()
+    names = names or [None] * len(models)
+    tasks = [load_task(m, n) for m, n in zip(models, names, strict=True)]
+    if len(tasks) < 2:
+        raise CompileError("a multi-task program needs at least two task models")
+    check_shared_backbone(tasks)
+    for t in tasks:
+        if thresholds and t.name in thresholds:
+            t.threshold = float(thresholds[t.name])
+    labels = max(t.num_labels for t in tasks)
+    protos = [pad_heads(t, labels) for t in tasks]
+    quant = _metadata(tasks[0].model).get("edgebert.quantization") or {}
+    af8 = isinstance(quant, dict) and str(quant.get("format", "none")) == "af8"
+    formats = common_task_formats(tasks, protos, af8)
+    results = [compile_task(p, hw, formats, t.threshold, early_exit, seq_len) for t, p in zip(tasks, protos, strict=True)]
+    return link_tasks(tasks, results, hw, placement=placement, padded_labels=labels)

@@ -1,0 +1,55 @@
+"""A tiny trained adapter-ALBERT (3 tasks, AF8 + pruned backbone) exported per task, for the multi-task tests."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from edgebert.frontend.compressed_train import TrainSettings
+from edgebert.frontend.multitask_export import export_all_tasks
+from edgebert.frontend.multitask_model import MultiTaskAlbert
+from edgebert.frontend.multitask_train import make_backbone_pruner, pretrain_backbone, train_task_adapters
+from edgebert.frontend.tasks import VOCAB, make_dataset
+from edgebert.frontend.torch_adapters import AdapterConfig
+from edgebert.frontend.torch_model import CompressionConfig, albert_config
+
+TASK_NAMES = ["sentiment", "topic", "valence"]
+SEQ, LAYERS, HIDDEN, BOTTLENECK = 16, 3, 32, 8
+
+
+def train_tiny(af8: bool = True, seed: int = 0) -> MultiTaskAlbert:
+    """A few epochs of each phase (seconds on one core): pre-train, prune, AF8 QAT, adapters per task."""
+    torch.set_num_threads(1)
+    torch.manual_seed(seed)
+    cfg = albert_config(len(VOCAB), hidden=HIDDEN, layers=LAYERS, heads=2, intermediate=64, max_positions=SEQ)
+    mt = MultiTaskAlbert(cfg, TASK_NAMES, CompressionConfig(), AdapterConfig(bottleneck=BOTTLENECK))
+    train = {t: make_dataset(t, 300, SEQ, seed=0) for t in TASK_NAMES}
+    pretrain_backbone(mt, train, TrainSettings(epochs=2, lr=4e-3))
+    pruner = make_backbone_pruner(mt, "magnitude", {"encoder": 0.5, "embedding": 0.6})
+    pretrain_backbone(mt, train, TrainSettings(epochs=1, lr=1e-3, seed=1), pruner)
+    if af8:
+        mt.set_compression(quantize_weights=True)
+        pretrain_backbone(mt, train, TrainSettings(epochs=1, lr=5e-4, seed=2))
+        mt.freeze_backbone_weight_biases()
+    for t in TASK_NAMES:
+        mt.task(t).reset_task_parameters(0)
+        train_task_adapters(mt, t, train[t], TrainSettings(epochs=2, lr=5e-3, seed=3), seed=0)
+    return mt
+
+
+def export_tiny(out_dir: str | Path, af8: bool = True, thresholds: dict[str, float] | None = None) -> dict[str, Path]:
+    """Train and export; task -> ONNX path."""
+    mt = train_tiny(af8)
+    mt.eval()
+    return export_all_tasks(mt, out_dir, SEQ, thresholds=thresholds)
+
+
+def sentences(task: str, n: int, seed: int = 7) -> list[dict]:
+    """`n` inputs (input_ids int64 [1, SEQ], attention_mask int64 [1, SEQ]) of `task`'s eval distribution."""
+    data = make_dataset(task, n, SEQ, seed=seed)
+    out = []
+    for i in range(n):
+        out.append({"input_ids": np.asarray(data.input_ids[i : i + 1]), "attention_mask": np.asarray(data.attention_mask[i : i + 1])})
+    return out
