@@ -13,7 +13,15 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="edgebertc", description="Compile an ONNX ALBERT model for the edgebert accelerator."
     )
-    p.add_argument("model", help="ONNX model (external weight files next to it are read too)")
+    p.add_argument("model", nargs="*",
+                   help="ONNX model (external weight files next to it are read too); several task models of one "
+                   "backbone compile into one multi-task program (docs/multitask.md)")
+    mt = p.add_argument_group("multi-task (docs/multitask.md)")
+    mt.add_argument("--task", action="append", default=[], metavar="NAME=PATH", help="a task model under a name")
+    mt.add_argument("--task-threshold", action="append", default=[], metavar="NAME=T",
+                    help="exit entropy threshold of one task (default: its model's metadata)")
+    mt.add_argument("--task-placement", choices=("auto", "sram", "envm"), default="auto",
+                    help="task weights: SRAM region loaded at task switch (auto: when it fits) or read from eNVM")
     p.add_argument("-o", "--output", help="output file (default: the model name with .ebin, or .s with -S)")
     p.add_argument("--seq-len", type=int, default=None, help="fix the sequence length of [batch, seq] inputs")
     p.add_argument("--hw", default=None, help="hardware config TOML (default: the shipped EdgeBERT config)")
@@ -52,7 +60,7 @@ def early_exit_options(args: argparse.Namespace):
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = build_parser().parse_intermixed_args(argv)
     try:
         from edgebert.compiler.pipeline import compile_onnx
         from edgebert.isa.hardware import load_config
@@ -60,14 +68,21 @@ def main(argv: list[str] | None = None) -> int:
         hw = load_config(args.hw)
         if args.seq_len is not None and args.seq_len <= 0:
             raise EdgebertError(f"--seq-len must be positive, got {args.seq_len}")
-        if not Path(args.model).is_file():
-            raise EdgebertError(f"{args.model}: no such file")
         timings: dict[str, float] = {}
-        early_exit = early_exit_options(args)
-        result = compile_onnx(
-            args.model, args.seq_len, hw, dump_dir=args.dump_ir, timings=timings, early_exit=early_exit
-        )
-        out = args.output or str(Path(args.model).with_suffix(".s" if args.assembly else ".ebin"))
+        if len(args.model) + len(args.task) != 1:
+            from edgebert.compiler.multitask import compile_cli
+
+            result = compile_cli(args, hw)
+            source = str(Path((args.model or [args.task[0].partition("=")[2]])[0]).with_name("multitask.onnx"))
+        else:
+            source = args.model[0] if args.model else args.task[0].partition("=")[2]
+            if not Path(source).is_file():
+                raise EdgebertError(f"{source}: no such file")
+            early_exit = early_exit_options(args)
+            result = compile_onnx(
+                source, args.seq_len, hw, dump_dir=args.dump_ir, timings=timings, early_exit=early_exit
+            )
+        out = args.output or str(Path(source).with_suffix(".s" if args.assembly else ".ebin"))
         if args.assembly:
             from edgebert.isa.disassembler import disassemble
 

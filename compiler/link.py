@@ -41,6 +41,10 @@ class LinkResult:
     notes: list[str] = field(default_factory=list)
 
     @property
+    def token_pairs(self) -> int:
+        return self.task_results[0].token_pairs
+
+    @property
     def weight_bytes(self) -> int:
         return sum(len(s.data) for s in self.program.segments)
 

@@ -127,7 +127,7 @@ def _slot_arrays(task: TaskModel, proto: onnx.ModelProto) -> dict[str, np.ndarra
     for key, names in tables:
         for d, name in enumerate(names):
             arr = numpy_helper.to_array(inits[name]).astype(np.float32)
-            if arr.ndim == 2 and name.startswith(f"task.{task.name}."):
+            if arr.ndim == 2 and name.startswith(f"task.{task.multitask.get('task', task.name)}."):
                 out[f"{key}.{d}"] = arr
     return out
 
@@ -203,9 +203,12 @@ def compile_multitask(
     if len(tasks) < 2:
         raise CompileError("a multi-task program needs at least two task models")
     check_shared_backbone(tasks)
+    unknown = sorted(set(thresholds or {}) - {t.name for t in tasks} - {"*"})
+    if unknown:
+        raise CompileError(f"--task-threshold: no task '{unknown[0]}' (tasks: {', '.join(t.name for t in tasks)})")
     for t in tasks:
-        if thresholds and t.name in thresholds:
-            t.threshold = float(thresholds[t.name])
+        if thresholds and (t.name in thresholds or "*" in thresholds):
+            t.threshold = float(thresholds.get(t.name, thresholds.get("*")))
     labels = max(t.num_labels for t in tasks)
     protos = [pad_heads(t, labels) for t in tasks]
     quant = _metadata(tasks[0].model).get("edgebert.quantization") or {}
@@ -213,3 +216,35 @@ def compile_multitask(
     formats = common_task_formats(tasks, protos, af8)
     results = [compile_task(p, hw, formats, t.threshold, early_exit, seq_len) for t, p in zip(tasks, protos, strict=True)]
     return link_tasks(tasks, results, hw, placement=placement, padded_labels=labels)
+
+
+def compile_cli(args: Any, hw: HardwareConfig) -> Any:
+    """`edgebertc a.onnx b.onnx [--task NAME=PATH] ...`: the multi-task compile the flags ask for."""
+    models: list[Any] = list(args.model)
+    names: list[str | None] = [None] * len(models)
+    for spec in args.task:
+        name, sep, path = spec.partition("=")
+        if not sep or not name or not path:
+            raise CompileError(f"--task expects NAME=PATH, got '{spec}'")
+        models.append(path)
+        names.append(name)
+    if not models:
+        raise CompileError("no model given")
+    for m in models:
+        if not Path(m).is_file():
+            raise CompileError(f"{m}: no such file")
+    if args.latency_target is not None or args.predictor_table is not None or args.dump_ir is not None:
+        raise CompileError("multi-task programs do not support --latency-target/--predictor-table/--dump-ir yet")
+    thresholds = {}
+    for spec in args.task_threshold:
+        name, sep, value = spec.partition("=")
+        try:
+            thresholds[name] = float(value)
+        except ValueError:
+            raise CompileError(f"--task-threshold expects NAME=T, got '{spec}'") from None
+        if not sep:
+            raise CompileError(f"--task-threshold expects NAME=T, got '{spec}'")
+    if args.threshold is not None:
+        thresholds = {**{t: args.threshold for t in names if t}, **thresholds, "*": args.threshold}
+    return compile_multitask(models, hw, names=names, thresholds=thresholds, placement=args.task_placement,
+                             seq_len=args.seq_len)

@@ -31,6 +31,9 @@ def _parser() -> argparse.ArgumentParser:
                    help="skip data-path numerics, same costs (needs --entropy-trace; see docs/emulator.md)")
     p.add_argument("--no-early-exit", action="store_true", help="never take bexit/bexitr (run every layer)")
     p.add_argument("--no-dvfs", action="store_true", help="ignore dvfs/dvfsr (stay at the initial point)")
+    p.add_argument("--task", help="multi-task program: the task to run (docs/multitask.md)")
+    p.add_argument("--resident-task", metavar="NAME",
+                   help="multi-task program: the task whose weights the SRAM task region already holds")
     p.add_argument("-q", "--quiet", action="store_true", help="no summary on the terminal")
     return p
 
@@ -136,8 +139,14 @@ def _run(args: argparse.Namespace) -> int:
         timing_only=args.timing_only,
         disable_early_exit=args.no_early_exit,
         disable_dvfs=args.no_dvfs,
+        task=args.task,
+        resident_task=args.resident_task,
     )
     report = result.report
+    if args.task is not None and result.trap is None:
+        from edgebert.emulator.multitask import switch_cost
+
+        report["task_switch"] = switch_cost(program, _load_inputs(args.inputs), args.task, hw, args.resident_task)
     if args.report:
         _write_json(args.report, report)
     if args.trace:
@@ -154,6 +163,11 @@ def _run(args: argparse.Namespace) -> int:
         np.savez(args.outputs, **result.outputs)
     if not args.quiet:
         _summary(report, result.outputs)
+        if "multitask" in report:
+            from edgebert.emulator.multitask import summary_lines
+
+            for line in summary_lines(report):
+                print(line)
     if report["race_count"]:
         first = report["races"][0]
         msg = (

@@ -135,3 +135,19 @@ def switch_cost(program: Program, inputs: Mapping[str, np.ndarray], task: str, h
         "read_bytes": {k: cold_r["traffic_bytes"][k]["read"] - warm_r["traffic_bytes"][k]["read"]
                        for k in cold_r["traffic_bytes"]},
     }
+
+
+def summary_lines(report: Mapping[str, Any]) -> list[str]:
+    """Terminal lines for the multitask and task_switch sections of a report."""
+    mt = report["multitask"]
+    fp = mt["footprint"]
+    lines = [f"task {mt['task']} (placement {fp['placement']}; block loaded this run: {mt['task_block_loaded']})",
+             "footprint: shared " + ", ".join(f"{k} {v:,} B" for k, v in fp["shared_bytes"].items())
+             + "; task-specific " + ", ".join(f"{k} {v['bytes']:,} B ({v['space']})" for k, v in fp["task_bytes"].items())
+             + f"; SRAM task region {fp['task_region_sram_bytes']:,} B",
+             "read energy: " + ", ".join(f"{k} {v * 1e9:,.3f} nJ" for k, v in mt["read_energy_j"].items())]
+    sw = report.get("task_switch")
+    if sw:
+        lines.append(f"task switch to {sw['task']}: {sw['bytes']:,} B loaded, {sw['cycles']:,} cycles, "
+                     f"{sw['energy_j'] * 1e9:,.3f} nJ")
+    return lines
