@@ -28,6 +28,14 @@ BODY_LABEL = "mt.body"
 LD_COLS = 64  # the block copy: u8 rows of 64 bytes
 
 
+class TaskRegionError(CompileError):
+    """The SRAM task region does not fit above the activations; `reserve` = the SRAM bytes it needs."""
+
+    def __init__(self, reserve: int, message: str) -> None:
+        super().__init__(message)
+        self.reserve = reserve
+
+
 @dataclass
 class LinkResult:
     """The linked program and the byte accounting the tests and the bench pin."""
@@ -125,20 +133,17 @@ def link_tasks(tasks: list[Any], results: list[Any], hw: HardwareConfig, *, plac
 
     peak = max(r.sram_peak_bytes for r in results)
     sram = hw.memory.sram
-    loaded_word = _align(sram.size_bytes - 64, 64) if sram.size_bytes >= 64 else 0
+    loaded_word = max(sram.size_bytes - 64, 0) // 64 * 64
     region = (loaded_word - block) // sram.align_bytes * sram.align_bytes
     notes = []
     fits = region >= peak
     if placement == "sram" and not fits:
-        raise CompileError(
+        raise TaskRegionError(sram.size_bytes - region,
             f"task-specific weights do not fit in SRAM: a task block ({block} bytes: adapters and heads of one "
             f"task) + 64 bytes above the activations' peak ({peak} bytes) exceed memory.sram.size_bytes "
             f"{sram.size_bytes}"
         )
     mode = "sram" if placement == "sram" or (placement == "auto" and fits) else "envm"
-    if placement == "auto" and not fits:
-        notes.append(f"task blocks ({block} bytes) do not fit in SRAM above the activations ({peak} bytes): "
-                     f"read in place from the {store_level} task store")
     task_space = "sram" if mode == "sram" else store_level
 
     # I/O after the constants in DRAM (identical for every task), then the task-select word
@@ -212,6 +217,7 @@ def link_tasks(tasks: list[Any], results: list[Any], hw: HardwareConfig, *, plac
     if exit_buf is not None:
         meta["exit_layer"] = {"space": exit_buf.space, "address": exit_buf.address}
     meta["sram_peak_bytes"] = peak
+    meta["hw_name"], meta["hw_fingerprint"] = hw.name, hw.fingerprint.hex()
     meta["tasks"] = names
     meta["thresholds"] = [t.threshold for t in tasks]
     meta.pop("early_exit", None) if not any(r.program.metadata.get("early_exit") for r in results) else None

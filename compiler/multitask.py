@@ -195,7 +195,7 @@ def compile_multitask(
     `placement`: "sram" (task weights copied into an SRAM region at task switch; CompileError when they do not
     fit), "envm" (read in place from the eNVM task store) or "auto" (SRAM when it fits, else eNVM).
     """
-    from edgebert.compiler.link import link_tasks
+    from edgebert.compiler.link import TaskRegionError, link_tasks
 
     hw = hw or default_config()
     names = names or [None] * len(models)
@@ -214,8 +214,31 @@ def compile_multitask(
     quant = _metadata(tasks[0].model).get("edgebert.quantization") or {}
     af8 = isinstance(quant, dict) and str(quant.get("format", "none")) == "af8"
     formats = common_task_formats(tasks, protos, af8)
-    results = [compile_task(p, hw, formats, t.threshold, early_exit, seq_len) for t, p in zip(tasks, protos, strict=True)]
-    return link_tasks(tasks, results, hw, placement=placement, padded_labels=labels)
+
+    def compile_all(target: HardwareConfig) -> list[Any]:
+        return [compile_task(p, target, formats, t.threshold, early_exit, seq_len)
+                for t, p in zip(tasks, protos, strict=True)]
+
+    results = compile_all(hw)
+    if placement == "envm":
+        return link_tasks(tasks, results, hw, placement="envm", padded_labels=labels)
+    try:
+        return link_tasks(tasks, results, hw, placement="sram", padded_labels=labels)
+    except TaskRegionError as exc:
+        # plan the activations in the SRAM below a reserved task region, and try again
+        sram = hw.memory.sram
+        reserved = dataclasses.replace(hw, memory=dataclasses.replace(
+            hw.memory, sram=dataclasses.replace(sram, size_bytes=max(sram.size_bytes - exc.reserve, 0))))
+        try:
+            return link_tasks(tasks, compile_all(reserved), hw, placement="sram", padded_labels=labels)
+        except CompileError as again:
+            if placement == "sram":
+                raise CompileError(f"{exc}; with the activations planned below the task region: {again}") from None
+            res = link_tasks(tasks, results, hw, placement="envm", padded_labels=labels)
+            res.notes.append(f"SRAM placement impossible ({exc}; {again}): task weights read in place from "
+                             f"{res.program.metadata['multitask']['tasks'][0]['block']['space']}")
+            res.program.metadata["multitask"]["notes"] = res.notes
+            return res
 
 
 def compile_cli(args: Any, hw: HardwareConfig) -> Any:

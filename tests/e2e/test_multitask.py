@@ -1,0 +1,210 @@
+"""Multi-task programs: three adapter-ALBERT tasks in one .ebin vs their single-task programs and onnxruntime."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+from multitask_cases import TASK_NAMES, export_tiny, sentences
+
+from edgebert.compiler import cli as compiler_cli
+from edgebert.compiler.multitask import compile_multitask, load_task, pad_heads
+from edgebert.compiler.pipeline import compile_onnx
+from edgebert.emulator import cli as emu_cli
+from edgebert.emulator.multitask import switch_cost
+from edgebert.emulator.runner import Runner
+from edgebert.isa.disassembler import disassemble
+from edgebert.isa.ebin import load_ebin
+from edgebert.isa.errors import CompileError
+from edgebert.isa.hardware import default_config
+
+N_SENTENCES = 10
+
+
+def _entropy(logits: np.ndarray) -> float:
+    z = logits.reshape(-1).astype(np.float64)
+    z = z - z.max()
+    p = np.exp(z) / np.exp(z).sum()
+    return float(-(p * np.log(p)).sum())
+
+
+def _ort_outputs(path, xs):
+    sess = ort.InferenceSession(str(path))
+    return [sess.run(None, x) for x in xs]
+
+
+def _threshold(outs: list[list[np.ndarray]]) -> float:
+    """A threshold in the widest gap around the median exit-1 entropy (several exit layers, no near ties)."""
+    ents = sorted(_entropy(o[0]) for o in outs)
+    gaps = [(ents[i + 1] - ents[i], i) for i in range(len(ents) // 4, 3 * len(ents) // 4)]
+    _, i = max(gaps)
+    return (ents[i] + ents[i + 1]) / 2
+
+
+def _reference_exit(outs: list[np.ndarray], thr: float) -> int:
+    return next((i + 1 for i, o in enumerate(outs[:-1]) if _entropy(o) < thr), len(outs))
+
+
+@pytest.fixture(scope="module")
+def case(tmp_path_factory):
+    out = tmp_path_factory.mktemp("mt")
+    paths = export_tiny(out)
+    xs = {t: sentences(t, N_SENTENCES) for t in TASK_NAMES}
+    refs = {t: _ort_outputs(paths[t], xs[t]) for t in TASK_NAMES}
+    thresholds = {t: _threshold(refs[t]) for t in TASK_NAMES}
+    res = compile_multitask([paths[t] for t in TASK_NAMES], thresholds=thresholds)
+    singles = {t: compile_onnx(paths[t], early_exit=dataclasses.replace(_ee(), threshold=thresholds[t])).program
+               for t in TASK_NAMES}
+    return {"dir": out, "paths": paths, "xs": xs, "refs": refs, "thr": thresholds, "res": res, "singles": singles}
+
+
+def _ee():
+    from edgebert.compiler.early_exit import EarlyExitOptions
+
+    return EarlyExitOptions()
+
+
+def test_weight_bytes_are_shared_plus_task_specific(case):
+    res = case["res"]
+    prog = res.program
+    shared = sum(res.shared_bytes.values())
+    assert res.weight_bytes == shared + sum(res.task_bytes.values())
+    assert set(res.task_bytes) == set(TASK_NAMES) and min(res.task_bytes.values()) > 0
+    # the shared part is exactly what every single-task program stores identically, once
+    seg_digests = {t: {hashlib.sha256(s.data).digest() for s in p.segments} for t, p in case["singles"].items()}
+    shared_segs = [s for s in prog.segments if s.name.startswith("shared.")]
+    assert sum(len(s.data) for s in shared_segs) == shared
+    assert all(s.space == "envm" for s in shared_segs)
+    for s in shared_segs:
+        assert all(hashlib.sha256(s.data).digest() in d for d in seg_digests.values()), s.name
+    # three separate binaries store the backbone three times
+    separate = sum(sum(len(s.data) for s in p.segments) for p in case["singles"].values())
+    assert separate > res.weight_bytes + shared
+    mt = prog.metadata["multitask"]
+    assert mt["placement"] == "sram" and mt["task_region"]["bytes"] >= max(res.task_bytes.values())
+    assert [t["name"] for t in mt["tasks"]] == TASK_NAMES
+
+
+def test_one_code_path_for_all_tasks(case):
+    prog = case["res"].program
+    entry = prog.metadata["multitask"]["entry_instructions"]
+    body = prog.code[entry:]
+    # every task weight operand is addressed through the task register r14; no duplicated layer code
+    assert sum(i.mnemonic == "matmul" for i in body) == sum(i.mnemonic == "matmul" for i in case["singles"]["topic"].code)
+    assert any(v == 14 for i in body for k, v in i.values.items() if k.endswith("_base"))
+    assert all(i.mnemonic != "bexit" for i in body) and any(i.mnemonic == "bexitr" for i in body)
+    text = disassemble(prog)
+    for needle in ("mt.body:", "mt.task.topic:", "task_region", "shared.", "task.valence.block"):
+        assert needle in text, needle
+
+
+@pytest.mark.parametrize("task", TASK_NAMES)
+def test_each_task_matches_single_task_and_onnxruntime(case, task):
+    multi = Runner(case["res"].program)
+    single = Runner(case["singles"][task])
+    padded = Runner(compile_onnx(pad_heads(load_task(case["paths"][task]), 5),
+                                 early_exit=dataclasses.replace(_ee(), threshold=case["thr"][task])).program)
+    labels = load_task(case["paths"][task]).num_labels
+    exits = []
+    for x, outs in zip(case["xs"][task], case["refs"][task], strict=True):
+        a = multi.run(x, task=task)
+        b = single.run(x)
+        c = padded.run(x)
+        want = _reference_exit(outs, case["thr"][task])
+        assert a.exit_layer == b.exit_layer == want
+        assert a.outputs["logits"].shape == (1, labels)
+        np.testing.assert_allclose(a.outputs["logits"], outs[want - 1], atol=1e-4, rtol=0)
+        np.testing.assert_allclose(a.outputs["logits"], b.outputs["logits"], atol=1e-6, rtol=0)
+        # bit for bit with the single-task program of the same (padded-head) model
+        assert np.array_equal(a.outputs["logits"], c.outputs["logits"][..., :labels])
+        assert a.report["race_count"] == 0
+        exits.append(want)
+    assert len(set(exits)) > 1, exits  # the thresholds give several exit layers
+
+
+def test_task_switch_loads_only_the_new_task_block(case):
+    prog = case["res"].program
+    x = case["xs"]["topic"][0]
+    runner = Runner(prog)
+    cold = runner.run(x, task="topic", resident_task="sentiment")
+    warm = runner.run(x, task="topic", resident_task="topic")
+    assert np.array_equal(cold.outputs["logits"], warm.outputs["logits"])
+    block = prog.metadata["multitask"]["tasks"][1]["block"]["bytes"]
+    assert cold.report["multitask"]["task_block_loaded"] and not warm.report["multitask"]["task_block_loaded"]
+    assert cold.report["traffic_bytes"]["envm"]["read"] - warm.report["traffic_bytes"]["envm"]["read"] == block
+    sw = switch_cost(prog, x, "topic", previous="sentiment")
+    assert sw["bytes"] == block and sw["read_bytes"]["envm"] == block and sw["cycles"] > 0 and sw["energy_j"] > 0
+    fp = cold.report["multitask"]["footprint"]
+    assert fp["shared_bytes"]["envm"] > 0 and fp["task_region_sram_bytes"] == block
+    assert set(cold.report["multitask"]["read_energy_j"]) == {"envm", "sram", "dram"}
+
+
+def _sram(size: int):
+    hw = default_config()
+    return dataclasses.replace(hw, memory=dataclasses.replace(hw.memory, sram=dataclasses.replace(
+        hw.memory.sram, size_bytes=size)))
+
+
+def _check_valence(case, program, hw):
+    x, outs = case["xs"]["valence"][0], case["refs"]["valence"][0]
+    a = Runner(program, hw).run(x, task="valence")
+    want = _reference_exit(outs, case["thr"]["valence"])
+    assert a.exit_layer == want and a.report["race_count"] == 0
+    np.testing.assert_allclose(a.outputs["logits"], outs[want - 1], atol=1e-4, rtol=0)
+
+
+def test_task_region_placement_in_small_srams(case):
+    paths = [case["paths"][t] for t in TASK_NAMES]
+    # 24 KiB: the first plan leaves no room for the 8.4 KB task region; replanned below a reserved region
+    hw = _sram(24576)
+    res = compile_multitask(paths, hw, thresholds=case["thr"], placement="sram")
+    mt = res.program.metadata["multitask"]
+    assert res.placement == "sram" and res.sram_peak_bytes <= mt["task_region"]["address"]
+    _check_valence(case, res.program, hw)
+    # 16 KiB: the activations alone take most of it; "sram" is a clear error, "auto" reads the blocks from eNVM
+    hw = _sram(16384)
+    with pytest.raises(CompileError, match=r"task-specific weights do not fit in SRAM: a task block \(\d+ bytes"):
+        compile_multitask(paths, hw, thresholds=case["thr"], placement="sram")
+    res = compile_multitask(paths, hw, thresholds=case["thr"])
+    assert res.placement == "envm" and res.notes and res.program.metadata["multitask"]["task_region"] is None
+    _check_valence(case, res.program, hw)
+
+
+def test_models_without_a_common_backbone_are_rejected(case, tmp_path):
+    other = onnx.load(str(case["paths"]["topic"]))
+    for p in other.metadata_props:
+        if p.key == "edgebert.multitask":
+            md = json.loads(p.value)
+            md["backbone_digest"] = "0" * 64
+            p.value = json.dumps(md)
+    with pytest.raises(CompileError, match="do not share one backbone"):
+        compile_multitask([case["paths"]["sentiment"], other])
+
+
+def test_clis(case, tmp_path, capsys):
+    paths = case["paths"]
+    out = tmp_path / "multi.ebin"
+    argv = [str(paths["sentiment"]), str(paths["topic"]), "--task", f"valence={paths['valence']}", "-o", str(out)]
+    argv += [f"--task-threshold={t}={v}" for t, v in case["thr"].items()]
+    assert compiler_cli.main(argv) == 0
+    prog = load_ebin(out)
+    assert prog.metadata["tasks"] == TASK_NAMES
+    assert prog.metadata["thresholds"] == pytest.approx([case["thr"][t] for t in TASK_NAMES])
+    x = case["xs"]["topic"][1]
+    np.savez(tmp_path / "in.npz", **x)
+    rep = tmp_path / "r.json"
+    assert emu_cli.main([str(out), "--task", "topic", "--inputs", str(tmp_path / "in.npz"), "--report", str(rep),
+                         "--outputs", str(tmp_path / "o.npz")]) == 0
+    text = capsys.readouterr().out
+    assert "task switch to topic" in text and "footprint: shared" in text
+    report = json.loads(rep.read_text())
+    assert report["multitask"]["task"] == "topic" and report["task_switch"]["bytes"] > 0
+    assert np.load(tmp_path / "o.npz")["logits"].shape == (1, 3)
+    assert emu_cli.main([str(out), "--task", "nope", "--inputs", str(tmp_path / "in.npz")]) == 2
+    assert "unknown task 'nope'" in capsys.readouterr().err
+    assert compiler_cli.main([str(paths["topic"]), "--task", "bad", "-o", str(tmp_path / "x.ebin")]) == 2
