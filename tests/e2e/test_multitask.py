@@ -208,3 +208,18 @@ def test_clis(case, tmp_path, capsys):
     assert emu_cli.main([str(out), "--task", "nope", "--inputs", str(tmp_path / "in.npz")]) == 2
     assert "unknown task 'nope'" in capsys.readouterr().err
     assert compiler_cli.main([str(paths["topic"]), "--task", "bad", "-o", str(tmp_path / "x.ebin")]) == 2
+
+
+def test_bench_compare(case):
+    from edgebert.emulator.multitask_bench import compare, format_markdown
+
+    sent = {t: case["xs"][t][:2] for t in TASK_NAMES}
+    res = case["res"]
+    out = compare(case["singles"], res.program, sent)
+    mem = out["memory"]
+    assert mem["weights_multi"] == res.weight_bytes < mem["weights_single"]
+    assert mem["multi"]["envm"] < mem["single_total"]["envm"]
+    st = out["stream"]
+    block = res.program.metadata["multitask"]["tasks"][0]["block"]["bytes"]
+    assert st["sentences"] == 6 and st["switches"] == 6 and st["bytes_loaded"] == 6 * block
+    assert "Mixed stream" in format_markdown(out)
