@@ -31,6 +31,7 @@ from edgebert.frontend.torch_model import (
 )
 from edgebert.frontend.torch_pruning import Pruner
 from edgebert.isa import adaptivfloat
+from edgebert.isa.errors import CompileError
 from edgebert.isa.hardware import default_config
 
 SEQ, HIDDEN, HEADS, FFN = 32, 32, 4, 64
@@ -170,6 +171,31 @@ def test_pruned_weights_bytes_macs_energy_by_hand(tmp_path):
     assert ed["mac_f32"] - es["mac_f32"] == pytest.approx(saved_macs * hw.energy.mac_f32_pj * 1e-12, rel=1e-9)
     assert ed["envm"] - es["envm"] == pytest.approx(saved_bytes * hw.memory.envm.read_pj_per_byte * 1e-12, rel=1e-9)
     assert rs["energy_j"] < rd["energy_j"]
+
+
+def test_af8_weights_sparse_span_vs_onnxruntime(tmp_path):
+    """Weights-only AF8 (fp32 x AF8 matmuls) combined with sparse tiles of AF8 non-zeros and spans."""
+    path = tmp_path / "af8.onnx"
+    export_onnx(_random_model([[4.0, 2.0, 7.0, 12.0]], prune=True, af8=True), path, SEQ)
+    compiled = compile_onnx(path)
+    _check_vs_ort(path, compiled, _inputs(2), tol=1e-5)
+    mm = [i for i in compiled.program.code if i.mnemonic == "matmul"]
+    assert sum(i["b_fmt"] == 1 and i["sparse"] == 1 for i in mm) == 7  # the pruned encoder weights
+    assert sum(i["b_fmt"] == 1 and i["sparse"] == 0 for i in mm) == 2  # exit pooler and classifier
+    assert all(i["a_fmt"] == 0 for i in mm)  # activations not quantized: not in this model's metadata
+
+
+def test_af8_weight_not_representable_is_an_error(tmp_path):
+    path = tmp_path / "af8.onnx"
+    proto = export_onnx(_random_model(None, af8=True), path, SEQ)
+    quant = read_edgebert_metadata(proto)["edgebert.quantization"]["weights"]
+    name = quant["encoder.embedding_hidden_mapping_in.weight"]["initializer"]
+    init = next(t for t in proto.graph.initializer if t.name == name)
+    w = numpy_helper.to_array(init).copy()
+    w[0, 0] = np.float32(w[0, 0]) * np.float32(1.0001) + np.float32(1e-4)
+    init.CopyFrom(numpy_helper.from_array(w, name))
+    with pytest.raises(CompileError, match="not exactly representable in AdaptivFloat-8"):
+        compile_onnx(proto)
 
 
 # ---- AF8: a trained compressed model ---------------------------------------------------------------------------
