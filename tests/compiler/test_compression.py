@@ -138,6 +138,39 @@ def test_span_mask_not_a_span_falls_back_dense(tmp_path):
     assert set(spans) == {0, 4, 7, 12}  # head 1 (span 2) lost its span
 
 
+def test_masked_softmax_alone(tmp_path):
+    """The exporter's span softmax outside an attention (edgebert.masked_softmax): span fields per head, and the
+    dense log-mask fallback for a head whose mask is not of the span form; vs onnxruntime."""
+    heads = 3
+    mask = np.stack([span_formula(3, 4, SEQ), span_formula(31, 0, SEQ), span_formula(6, 2, SEQ)])
+    mask[2, 0, 9] = 0.5
+    nodes = [
+        helper.make_node("ReduceMax", ["x", "ax"], ["mx"], keepdims=1),
+        helper.make_node("Sub", ["x", "mx"], ["d"]),
+        helper.make_node("Exp", ["d"], ["e"]),
+        helper.make_node("Mul", ["e", "M"], ["w"]),
+        helper.make_node("ReduceSum", ["w", "ax"], ["s"], keepdims=1),
+        helper.make_node("Add", ["s", "eps"], ["t"]),
+        helper.make_node("Div", ["w", "t"], ["y"]),
+    ]
+    graph = helper.make_graph(
+        nodes, "span_softmax",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, heads, SEQ, SEQ])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, heads, SEQ, SEQ])],
+        [numpy_helper.from_array(mask, "M"), numpy_helper.from_array(np.array([-1], np.int64), "ax"),
+         numpy_helper.from_array(np.array(1e-30, np.float32), "eps")],
+    )
+    path = tmp_path / "softmax.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)]), path)
+    compiled = compile_onnx(path)
+    x = (np.random.default_rng(0).standard_normal((1, heads, SEQ, SEQ)) * 3).astype(np.float32)
+    got = run(compiled.program, {"x": x}).outputs["y"]
+    ref = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+    assert np.max(np.abs(got.reshape(ref.shape) - ref)) <= 1e-6
+    soft = [(i["span"], i["ramp"]) for i in compiled.program.code if i.mnemonic == "softmax"]
+    assert soft == [(3, 4), (0, 0), (0, 0)]  # head 1: all ones; head 2: not a span mask -> dense + log(mask)
+
+
 # ---- pruning ---------------------------------------------------------------------------------------------------
 
 
