@@ -32,6 +32,28 @@ def lower_module(
     early_exit: Any = None,
     compression: CompressionOptions | None = None,
 ) -> TileProgram:
+    """`_lower_module`; early exit whose heads do not fit one layer loop is lowered again unrolled."""
+    from edgebert.compiler.early_exit_loop import ExitLoopUnfit
+
+    try:
+        return _lower_module(mod, hw, output_names, staging_fraction, early_exit, compression)
+    except ExitLoopUnfit as exc:
+        import dataclasses
+
+        prog = _lower_module(mod, hw, output_names, staging_fraction, dataclasses.replace(early_exit, loop=False),
+                             compression)
+        prog.exit_layout = f"unrolled: {exc}"
+        return prog
+
+
+def _lower_module(
+    mod: Any,
+    hw: HardwareConfig,
+    output_names: list[str] | None = None,
+    staging_fraction: int = STAGING_FRACTIONS[0],
+    early_exit: Any = None,
+    compression: CompressionOptions | None = None,
+) -> TileProgram:
     """Lower `mod["main"]` (static shapes): inputs are loaded from DRAM, outputs stored back to DRAM.
 
     With `early_exit` (an `early_exit.EarlyExitSpec`) the program's only output is `logits`, the first exit head
@@ -68,6 +90,7 @@ def lower_module(
     names = list(output_names) if output_names and len(output_names) == len(outs) else _output_names(main, len(outs))
     if exits is not None:
         prog.outputs.append(exits.finish())
+        prog.exit_layout = exits.layout
         return prog
     for name, val in zip(names, outs, strict=True):
         if isinstance(val, tuple):

@@ -107,6 +107,8 @@ def main(argv: list[str] | None = None) -> int:
             f"{result.token_pairs} token pairs -> {out}",
             file=sys.stderr,
         )
+        if "early_exit" in result.program.metadata:
+            print(f"early exit: {result.program.metadata['early_exit'].get('layout')}", file=sys.stderr)
         for line in result.program.metadata.get("dvfs_plan", []):
             print(line, file=sys.stderr)
     return 0

@@ -2,8 +2,9 @@
 
 The compressed model's graph computes every exit head after the encoder; `ExitLowering.reorder` puts the bindings
 in demand order (everything exit head 1 needs, then what head 2 still needs, ...), so each head runs right after
-its layer and the layers are unrolled (per-layer heads break the layer loop: see docs/compiler.md, "Early exit
-and DVFS"). After head k's logits the hook emits
+its layer. When the layers are one layer function and the heads differ only in weight values, the layers and
+heads become ONE loop body (compiler/early_exit_loop.py; `loop_exit` emits the exit code keyed on r1); otherwise
+the layers are unrolled (docs/compiler.md, "Early exit and DVFS") and after head k's logits `after_head` emits
 
     vmov   exit.logits, head_k          ; the common exit buffer (the program output `logits`)
     entropy f1, head_k                  ; natural-log entropy of the logits row
@@ -60,6 +61,7 @@ class EarlyExitSpec:
     heads: list[str]
     threshold: float
     dvfs: DvfsTables | None = None
+    loop: bool = True  # try one layer loop with the heads inside (else / when unfit: unrolled)
 
 
 def _f32_bits(x: float) -> int:
@@ -94,6 +96,8 @@ class ExitLowering:
         self.num_labels = 0
         self.exit_word = prog.buffer("exit_layer", 4, "output", "dram")
         self.tables: list[Buffer] = []
+        self.looped = False  # set by loop_exit: the heads run inside one layer loop (compiler/early_exit_loop.py)
+        self.layout = "unrolled"  # "looped", or "unrolled: <why the layers could not form one loop>"
         if spec.dvfs is not None:
             d = spec.dvfs
             for name, arr in zip(TABLE_NAMES, (d.exit_table, d.point_table, d.recovery_table), strict=True):
@@ -139,6 +143,16 @@ class ExitLowering:
         if type(expr).__name__ == "Tuple":
             return list(expr.fields)
         return [expr]
+
+    def loop_plan(self, bindings: list[Any]) -> Any:
+        """The `early_exit_loop.ExitLoopPlan` of the reordered bindings, or None (unrolled; `layout` says why)."""
+        from edgebert.compiler.early_exit_loop import plan_exit_loop
+
+        if not self.spec.loop:
+            return None
+        plan, why = plan_exit_loop(bindings, self.exit_vars, self.L)
+        self.layout = "looped" if plan is not None else f"unrolled: {why}"
+        return plan
 
     # ---- per-head code -----------------------------------------------------------------------------
     def after_head(self, k: int, value: Any, low: Any) -> None:
@@ -186,6 +200,51 @@ class ExitLowering:
             prog.emit(TileInst("lw", {"rd": R_TMP, "src_base": R_OFF}, {"src": (rec_t, 0)}))
             prog.emit(TileInst("dvfsr", {"rs": R_TMP}))
             prog.label(skip)
+
+    # ---- the looped form (compiler/early_exit_loop.py) ----------------------------------------------
+    def loop_exit(self, value: Any, low: Any) -> None:
+        """Exit code inside the layer loop after the head's logits: r3 = r1 + 1, DVFS keyed on r1 / r3."""
+        prog, spec = self.prog, self.spec
+        t = low.to_sram(value, "exit")
+        n = int(np.prod(t.shape))
+        src = t.view.reshape((1, n))
+        if t.shape[-1] != n or src is None:
+            raise CompileError(f"exit heads must give one row of logits, got shape {t.shape}")
+        self.num_labels = n
+        self.logits = prog.buffer("exit.logits", n * 4, "act")
+        low.pinned.add(id(self.logits))
+        em.emit_unary(prog, "vmov", fresh_view(self.logits, (1, n), "f32"), src)
+        prog.emit(TileInst("addi", {"rd": R_EXIT, "rs1": 1, "imm": 1}))  # r1 = layers done before this one
+        prog.emit(TileInst("barrier"))
+        prog.emit(TileInst("beq", {"rs1": R_EXIT, "rs2": 2}, target="ee.last"))  # the last layer: no entropy
+        prog.emit(TileInst("entropy", {"fd": F_ENTROPY, "n": n}, {"src": (self.logits, 0)},
+                           [Ref(self.logits, 0, n * 4, False)]))
+        prog.emit(TileInst("barrier"))
+        prog.emit(TileInst("bexit", {"fs": F_ENTROPY, "threshold": _f32_bits(spec.threshold)}, target=EXIT_LABEL))
+        self.looped = True
+        if spec.dvfs is None:
+            prog.label("ee.last")
+            return
+        d = spec.dvfs
+        exit_t, point_t, rec_t = self.tables
+        prog.emit(TileInst("bne", {"rs1": 1, "rs2": 0}, target="ee.predicted"))  # predict after layer 1 only
+        prog.emit(TileInst("lut", {"rd": R_PRED, "fs": F_ENTROPY, "nbins": d.nbins, "scale": _f32_bits(d.scale),
+                                   "mode": BIN_MODES.index(d.mode)}, {"table": (exit_t, 0)}))
+        prog.emit(TileInst("li", {"rd": R_TMP, "imm": 4}))
+        prog.emit(TileInst("mul", {"rd": R_OFF, "rs1": R_PRED, "rs2": R_TMP}))
+        prog.emit(TileInst("lw", {"rd": R_TMP, "src_base": R_OFF}, {"src": (point_t, 0)}))
+        prog.emit(TileInst("dvfsr", {"rs": R_TMP}))
+        prog.label("ee.predicted")
+        prog.emit(TileInst("bne", {"rs1": R_PRED, "rs2": R_EXIT}, target="ee.last"))  # r4 == r3: prediction was low
+        prog.emit(TileInst("lw", {"rd": R_TMP, "src_base": R_OFF}, {"src": (rec_t, 0)}))
+        prog.emit(TileInst("dvfsr", {"rs": R_TMP}))
+        prog.label("ee.last")
+
+    def logits_tensor(self) -> Any:
+        """The exit logits buffer as a lowered tensor (what every exit head's var stands for after the loop)."""
+        from edgebert.compiler.lowering import Tensor
+
+        return Tensor(fresh_view(self.logits, (1, self.num_labels), "f32"), "float32")
 
     def finish(self) -> tuple[str, Buffer, tuple[int, ...], str]:
         """The shared exit path; returns the `logits` output entry."""
@@ -276,6 +335,7 @@ def compile_early_exit(mod: Any, hw: Any, loaded: Any, options: Any, meta: dict[
             "early_exit": {"heads": heads, "threshold": threshold, "num_layers": L, "output": "logits"}}
     result = compile_relax(mod=mod, hw=hw, output_names=list(loaded.output_names), output_shapes=None,
                            metadata=meta, early_exit=spec)
+    result.program.metadata["early_exit"]["layout"] = getattr(result.tile_program, "exit_layout", "unrolled")
     if dvfs is not None:
         program = result.program
         cycles = measure_layer_cycles(program, hw)

@@ -171,13 +171,21 @@ class Lowerer:
         users = _users(bindings, body.body)
         ph = find_peepholes(bindings, users)
         bindings = _needed(bindings, body.body, ph)
+        loop_plan = None
         if exits is not None:
             bindings = exits.reorder(bindings, body.body)
+            loop_plan = exits.loop_plan(bindings)
         users = _users(bindings, body.body)
         scope = _Scope(self, env, users, ph, name)
         scope.all_defs = {b.var: b.value for b in bindings}
         i = 0
         while i < len(bindings):
+            if loop_plan is not None and i == loop_plan.calls[0]:  # early exit inside one layer loop
+                from edgebert.compiler.early_exit_loop import lower_exit_loop
+
+                lower_exit_loop(scope, bindings, loop_plan, exits)
+                i = loop_plan.end
+                continue
             run = self._loop_run(bindings, i, env)
             if run > 1:
                 scope.lower_loop(bindings[i : i + run])
