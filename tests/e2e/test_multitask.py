@@ -18,6 +18,7 @@ from edgebert.compiler.pipeline import compile_onnx
 from edgebert.emulator import cli as emu_cli
 from edgebert.emulator.multitask import switch_cost
 from edgebert.emulator.runner import Runner
+from edgebert.isa import asm_cli
 from edgebert.isa.disassembler import disassemble
 from edgebert.isa.ebin import load_ebin
 from edgebert.isa.errors import CompileError
@@ -208,6 +209,14 @@ def test_clis(case, tmp_path, capsys):
     assert emu_cli.main([str(out), "--task", "nope", "--inputs", str(tmp_path / "in.npz")]) == 2
     assert "unknown task 'nope'" in capsys.readouterr().err
     assert compiler_cli.main([str(paths["topic"]), "--task", "bad", "-o", str(tmp_path / "x.ebin")]) == 2
+    # deterministic, and -S assembles back to the same bytes
+    again = tmp_path / "again.ebin"
+    assert compiler_cli.main([*argv[:-3], "-o", str(again), *argv[-3:]]) == 0
+    assert again.read_bytes() == out.read_bytes()
+    asm = tmp_path / "multi.s"
+    assert compiler_cli.main([*argv[:-3], "-S", "-o", str(asm), *argv[-3:]]) == 0
+    assert asm_cli.main([str(asm), "-o", str(tmp_path / "as.ebin")]) == 0
+    assert (tmp_path / "as.ebin").read_bytes() == out.read_bytes()
 
 
 def test_bench_compare(case):
