@@ -172,12 +172,17 @@ def link_tasks(tasks: list[Any], results: list[Any], hw: HardwareConfig, *, plac
             b.space, b.address = task_space, o
         task_ids = {id(b) for b in bufs}
         for inst in prog.insts:
-            for fname, (buf, _) in inst.addrs.items():
-                if id(buf) in task_ids:
-                    if inst.fields.get(f"{fname}_base", 0) not in (0, R_TASK):
-                        raise CompileError(f"{inst.mnemonic}: task weight '{buf.name}' already addressed through "
-                                           f"r{inst.fields[f'{fname}_base']} (DVFS tables are not per-task yet)")
+            for fname, (buf, off) in list(inst.addrs.items()):
+                if id(buf) not in task_ids:
+                    continue
+                base = inst.fields.get(f"{fname}_base", 0)
+                if base in (0, R_TASK):
                     inst.fields[f"{fname}_base"] = R_TASK
+                elif mode == "sram":  # a register-indexed table (the looped exit heads' r7): the region is fixed
+                    inst.addrs[fname] = (buf, off + region)
+                else:
+                    raise CompileError(f"{inst.mnemonic}: task weight '{buf.name}' is indexed by r{base} (a per-layer "
+                                       "table); reading it in place from the task store needs the SRAM placement")
         program = emit_program(prog, hw, {})
         codes.append([_threshold_from_register(i) for i in program.code])
     ref = [encode(i) for i in codes[0]]

@@ -19,12 +19,12 @@ TASK_NAMES = ["sentiment", "topic", "valence"]
 SEQ, LAYERS, HIDDEN, BOTTLENECK = 16, 3, 32, 8
 
 
-def train_tiny(af8: bool = True, seed: int = 0) -> MultiTaskAlbert:
+def train_tiny(af8: bool = True, seed: int = 0, per_depth: bool = True) -> MultiTaskAlbert:
     """A few epochs of each phase (seconds on one core): pre-train, prune, AF8 QAT, adapters per task."""
     torch.set_num_threads(1)
     torch.manual_seed(seed)
     cfg = albert_config(len(VOCAB), hidden=HIDDEN, layers=LAYERS, heads=2, intermediate=64, max_positions=SEQ)
-    mt = MultiTaskAlbert(cfg, TASK_NAMES, CompressionConfig(), AdapterConfig(bottleneck=BOTTLENECK))
+    mt = MultiTaskAlbert(cfg, TASK_NAMES, CompressionConfig(), AdapterConfig(bottleneck=BOTTLENECK, per_depth=per_depth))
     train = {t: make_dataset(t, 300, SEQ, seed=0) for t in TASK_NAMES}
     pretrain_backbone(mt, train, TrainSettings(epochs=2, lr=4e-3))
     pruner = make_backbone_pruner(mt, "magnitude", {"encoder": 0.5, "embedding": 0.6})
@@ -39,9 +39,10 @@ def train_tiny(af8: bool = True, seed: int = 0) -> MultiTaskAlbert:
     return mt
 
 
-def export_tiny(out_dir: str | Path, af8: bool = True, thresholds: dict[str, float] | None = None) -> dict[str, Path]:
+def export_tiny(out_dir: str | Path, af8: bool = True, thresholds: dict[str, float] | None = None,
+                per_depth: bool = True) -> dict[str, Path]:
     """Train and export; task -> ONNX path."""
-    mt = train_tiny(af8)
+    mt = train_tiny(af8, per_depth=per_depth)
     mt.eval()
     return export_all_tasks(mt, out_dir, SEQ, thresholds=thresholds)
 

@@ -232,3 +232,23 @@ def test_bench_compare(case):
     block = res.program.metadata["multitask"]["tasks"][0]["block"]["bytes"]
     assert st["sentences"] == 6 and st["switches"] == 6 and st["bytes_loaded"] == 6 * block
     assert "Mixed stream" in format_markdown(out)
+
+
+def test_depth_shared_adapters_share_one_layer_loop(tmp_path):
+    """Adapters shared across depths: the layers (and exit heads) run in ONE loop for every task; the heads'
+    per-layer table sits in the SRAM task region, indexed by the loop's register."""
+    paths = export_tiny(tmp_path, per_depth=False)
+    xs = {t: sentences(t, 6, seed=11) for t in TASK_NAMES}
+    refs = {t: _ort_outputs(paths[t], xs[t]) for t in TASK_NAMES}
+    thr = {t: _threshold(refs[t]) for t in TASK_NAMES}
+    res = compile_multitask([paths[t] for t in TASK_NAMES], thresholds=thr)
+    assert res.program.metadata["early_exit"]["layout"] == "looped" and res.placement == "sram"
+    runner = Runner(res.program)
+    for t in TASK_NAMES:
+        for x, outs in zip(xs[t], refs[t], strict=True):
+            a = runner.run(x, task=t)
+            want = _reference_exit(outs, thr[t])
+            assert a.exit_layer == want and a.report["race_count"] == 0
+            np.testing.assert_allclose(a.outputs["logits"], outs[want - 1], atol=1e-4, rtol=0)
+    with pytest.raises(CompileError, match="needs the SRAM placement"):
+        compile_multitask([paths[t] for t in TASK_NAMES], thresholds=thr, placement="envm")
