@@ -20,6 +20,8 @@ def build_parser() -> argparse.ArgumentParser:
     mt.add_argument("--task", action="append", default=[], metavar="NAME=PATH", help="a task model under a name")
     mt.add_argument("--task-threshold", action="append", default=[], metavar="NAME=T",
                     help="exit entropy threshold of one task (default: its model's metadata)")
+    mt.add_argument("--task-calibration", action="append", default=[], metavar="NAME=FILE",
+                    help="with --latency-target: one task's calibration entropies (its own DVFS lookup table)")
     mt.add_argument("--task-placement", choices=("auto", "sram", "envm"), default="auto",
                     help="task weights: SRAM region loaded at task switch (auto: when it fits) or read from eNVM")
     p.add_argument("-o", "--output", help="output file (default: the model name with .ebin, or .s with -S)")

@@ -92,6 +92,10 @@ def link_tasks(tasks: list[Any], results: list[Any], hw: HardwareConfig, *, plac
     if placement not in ("auto", "sram", "envm"):
         raise CompileError(f"unknown task placement '{placement}' (auto, sram, envm)")
     progs: list[TileProgram] = [r.tile_program for r in results]
+    for r in results:  # tables patched into the emitted segments after compilation (DVFS plans)
+        patched = {(s.name, s.address): s.data for s in r.program.segments}
+        for b in _consts(r.tile_program):
+            b.data = patched.get((b.name, b.address), b.data)
     names = [t.name for t in tasks]
     shared, own = split_constants(progs)
     sizes = [[b.nbytes for b in bufs] for bufs in own]
@@ -221,6 +225,8 @@ def link_tasks(tasks: list[Any], results: list[Any], hw: HardwareConfig, *, plac
     exit_buf = next((b for b in progs[0].buffers if b.name == "exit_layer" and b.kind == "output"), None)
     if exit_buf is not None:
         meta["exit_layer"] = {"space": exit_buf.space, "address": exit_buf.address}
+    for key in ("dvfs_table", "dvfs_plan"):  # per task in multitask.tasks
+        meta.pop(key, None)
     meta["sram_peak_bytes"] = peak
     meta["hw_name"], meta["hw_fingerprint"] = hw.name, hw.fingerprint.hex()
     meta["tasks"] = names
@@ -233,7 +239,8 @@ def link_tasks(tasks: list[Any], results: list[Any], hw: HardwareConfig, *, plac
         "tasks": [{"name": t.name, "index": k, "num_labels": t.num_labels, "label_names": t.label_names,
                    "threshold": t.threshold, "source_model_sha256": r.program.metadata.get("source_model_sha256"),
                    "block": {"space": store_level, "address": base, "bytes": block},
-                   "weight_bytes": sum(len(b.data) for b in bufs)}  # type: ignore[arg-type]
+                   "weight_bytes": sum(len(b.data) for b in bufs),  # type: ignore[arg-type]
+                   "dvfs_table": r.program.metadata.get("dvfs_table")}
                   for k, (t, r, base, bufs) in enumerate(zip(tasks, results, store_base, own, strict=True))],
         "padded_labels": padded_labels,
         "placement": mode,

@@ -155,7 +155,7 @@ def compile_task(
     hw: HardwareConfig,
     formats: dict[bytes, int | None],
     threshold: float | None,
-    early_exit: bool,
+    early_exit: Any,
     seq_len: int | None = None,
 ) -> Any:
     """One task through the single-task pipeline (compile_onnx's stages) with TaskWeightCompression."""
@@ -172,7 +172,8 @@ def compile_task(
     comp = TaskWeightCompression(**{f.name: getattr(base, f.name) for f in dataclasses.fields(base)})
     comp.task_formats = formats
     if early_exit:
-        opts = EarlyExitOptions(threshold=threshold)
+        base_opts = early_exit if isinstance(early_exit, EarlyExitOptions) else EarlyExitOptions()
+        opts = dataclasses.replace(base_opts, threshold=threshold)
         return compile_early_exit(mod, hw, loaded, opts, meta,
                                   lambda **kw: compile_relax(timings=timings, compression=comp, **kw))
     return compile_relax(mod, hw, output_names=list(loaded.output_names),
@@ -189,8 +190,12 @@ def compile_multitask(
     early_exit: bool = True,
     placement: str = "auto",
     seq_len: int | None = None,
+    dvfs: dict[str, Any] | None = None,
 ) -> Any:
     """Compile task models (paths or ModelProtos) into one multi-task Program; returns a link.LinkResult.
+
+    `dvfs`: task -> `early_exit.EarlyExitOptions` with a latency target and that task's predictor (table or
+    calibration entropies); each task gets its own DVFS plan and tables (its threshold still from `thresholds`).
 
     `placement`: "sram" (task weights copied into an SRAM region at task switch; CompileError when they do not
     fit), "envm" (read in place from the eNVM task store) or "auto" (SRAM when it fits, else eNVM).
@@ -215,8 +220,12 @@ def compile_multitask(
     af8 = isinstance(quant, dict) and str(quant.get("format", "none")) == "af8"
     formats = common_task_formats(tasks, protos, af8)
 
+    missing = sorted(set(dvfs or {}) - {t.name for t in tasks})
+    if missing:
+        raise CompileError(f"DVFS options for an unknown task '{missing[0]}'")
+
     def compile_all(target: HardwareConfig) -> list[Any]:
-        return [compile_task(p, target, formats, t.threshold, early_exit, seq_len)
+        return [compile_task(p, target, formats, t.threshold, (dvfs or {}).get(t.name, early_exit), seq_len)
                 for t, p in zip(tasks, protos, strict=True)]
 
     results = compile_all(hw)
@@ -256,8 +265,24 @@ def compile_cli(args: Any, hw: HardwareConfig) -> Any:
     for m in models:
         if not Path(m).is_file():
             raise CompileError(f"{m}: no such file")
-    if args.latency_target is not None or args.predictor_table is not None or args.dump_ir is not None:
-        raise CompileError("multi-task programs do not support --latency-target/--predictor-table/--dump-ir yet")
+    if args.dump_ir is not None:
+        raise CompileError("multi-task programs do not support --dump-ir")
+    dvfs = None
+    if args.latency_target is not None:
+        from edgebert.compiler.cli import early_exit_options
+
+        base = early_exit_options(args)
+        calib = {}
+        for spec in args.task_calibration:
+            name, sep, path = spec.partition("=")
+            if not sep or not Path(path).is_file():
+                raise CompileError(f"--task-calibration expects NAME=FILE (an existing file), got '{spec}'")
+            calib[name] = path
+        all_names = [n or load_task(m).name for m, n in zip(models, names, strict=True)]
+        dvfs = {n: dataclasses.replace(base, calibration_entropies=calib[n], predictor_table=None)
+                if n in calib else base for n in all_names}
+    elif args.task_calibration:
+        raise CompileError("--task-calibration needs --latency-target")
     thresholds = {}
     for spec in args.task_threshold:
         name, sep, value = spec.partition("=")
@@ -270,4 +295,4 @@ def compile_cli(args: Any, hw: HardwareConfig) -> Any:
     if args.threshold is not None:
         thresholds = {**{t: args.threshold for t in names if t}, **thresholds, "*": args.threshold}
     return compile_multitask(models, hw, names=names, thresholds=thresholds, placement=args.task_placement,
-                             seq_len=args.seq_len)
+                             seq_len=args.seq_len, dvfs=dvfs)

@@ -252,3 +252,41 @@ def test_depth_shared_adapters_share_one_layer_loop(tmp_path):
             np.testing.assert_allclose(a.outputs["logits"], outs[want - 1], atol=1e-4, rtol=0)
     with pytest.raises(CompileError, match="needs the SRAM placement"):
         compile_multitask([paths[t] for t in TASK_NAMES], thresholds=thr, placement="envm")
+
+
+def test_per_task_dvfs_tables(case):
+    """Latency-aware DVFS per task: each task's own lookup table (its calibration entropies) and plan."""
+    from edgebert.compiler.dvfs_plan import LayerCycles, all_fastest_s
+    from edgebert.compiler.early_exit import EarlyExitOptions
+
+    hw = default_config()
+    rng = np.random.default_rng(0)
+    L = len(case["refs"]["topic"][0])
+    calib = {t: np.abs(rng.normal(0.2 + 0.3 * k, 0.2, (200, L))) for k, t in enumerate(TASK_NAMES)}
+    paths = [case["paths"][t] for t in TASK_NAMES]
+    # dvfs_plan.measure_layer_cycles injects entropy 1.0 for "no exit": it needs thresholds below 1
+    thr = {t: min(v, 0.9) for t, v in case["thr"].items()}
+
+    def build(target):
+        opts = {t: EarlyExitOptions(latency_target_s=target, calibration_entropies=calib[t]) for t in TASK_NAMES}
+        return compile_multitask(paths, hw, thresholds=thr, dvfs=opts).program
+
+    probe = build(1.0)
+    c = [d["dvfs_table"]["cycles"] for d in probe.metadata["multitask"]["tasks"]]
+    target = max(1.5 * all_fastest_s(hw, LayerCycles(x["prologue"], x["layer"], x["epilogue"]), 6, L) for x in c)
+    prog = build(target)
+    tasks_meta = prog.metadata["multitask"]["tasks"]
+    assert prog.metadata["latency_target_s"] == pytest.approx(target, rel=1e-12)
+    assert all(len(d["dvfs_table"]["point_table"]) == L + 1 for d in tasks_meta)
+    assert len({tuple(d["dvfs_table"]["exit_table"]) for d in tasks_meta}) > 1  # per-task lookup tables
+    runner = Runner(prog, hw)
+    switched = False
+    for t in TASK_NAMES:
+        for x, outs in zip(case["xs"][t][:4], case["refs"][t][:4], strict=True):
+            a = runner.run(x, task=t, resident_task=t)
+            want = _reference_exit(outs, thr[t])
+            assert a.exit_layer == want and a.report["race_count"] == 0
+            np.testing.assert_allclose(a.outputs["logits"], outs[want - 1], atol=1e-4, rtol=0)
+            assert a.report["seconds"] <= target * 1.001
+            switched |= len(a.report["dvfs"]) > 1
+    assert switched
