@@ -139,3 +139,63 @@ def format_markdown(result: Mapping[str, Any]) -> str:
         f"{st['single_cycles']:,} vs {st['multi_cycles']:,}.",
     ]
     return "\n".join(lines)
+
+
+def _pairs(specs: Sequence[str], what: str) -> dict[str, str]:
+    from edgebert.isa.errors import EdgebertError
+
+    out = {}
+    for spec in specs:
+        name, sep, path = spec.partition("=")
+        if not sep or not name or not path:
+            raise EdgebertError(f"{what} expects NAME=PATH, got '{spec}'")
+        out[name] = path
+    return out
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """`python -m edgebert.emulator.multitask_bench multi.ebin --single NAME=EBIN ... --inputs NAME=NPZ ...`.
+
+    Each NPZ holds the task's sentences stacked on axis 0 (one array per program input, e.g. input_ids [n, seq]).
+    """
+    import argparse
+    import json
+    import sys
+    from pathlib import Path
+
+    from edgebert.isa.ebin import load_ebin
+    from edgebert.isa.errors import EdgebertError
+    from edgebert.isa.hardware import load_config
+
+    p = argparse.ArgumentParser(prog="edgebert-bench-multitask", description=__doc__)
+    p.add_argument("multi", help="the multi-task .ebin")
+    p.add_argument("--single", action="append", default=[], metavar="NAME=EBIN", help="a task's single-task .ebin")
+    p.add_argument("--inputs", action="append", default=[], metavar="NAME=NPZ", help="a task's sentences")
+    p.add_argument("--hw", help="hardware config TOML")
+    p.add_argument("--json", help="write the raw comparison here")
+    args = p.parse_args(argv)
+    try:
+        hw = load_config(args.hw) if args.hw else default_config()
+        multi = load_ebin(args.multi)
+        singles = {n: load_ebin(f) for n, f in _pairs(args.single, "--single").items()}
+        sentences = {}
+        for name, path in _pairs(args.inputs, "--inputs").items():
+            with np.load(path) as z:
+                arrays = {k: z[k] for k in z.files}
+            n = min(len(v) for v in arrays.values())
+            sentences[name] = [{k: v[i : i + 1] for k, v in arrays.items()} for i in range(n)]
+        if not singles or set(singles) != set(sentences):
+            raise EdgebertError(f"give --single and --inputs for the same tasks (got {sorted(singles)} and "
+                                f"{sorted(sentences)})")
+        result = compare(singles, multi, sentences, hw)
+    except (EdgebertError, OSError, AssertionError) as exc:
+        print(f"edgebert-bench-multitask: error: {exc}", file=sys.stderr)
+        return 2
+    print(format_markdown(result))
+    if args.json:
+        Path(args.json).write_text(json.dumps(result, indent=1, default=float))
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())

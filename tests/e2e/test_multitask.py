@@ -290,3 +290,20 @@ def test_per_task_dvfs_tables(case):
             assert a.report["seconds"] <= target * 1.001
             switched |= len(a.report["dvfs"]) > 1
     assert switched
+
+
+def test_bench_cli(case, tmp_path, capsys):
+    from edgebert.emulator import multitask_bench
+    from edgebert.isa.ebin import save_ebin
+
+    save_ebin(case["res"].program, tmp_path / "multi.ebin")
+    argv = [str(tmp_path / "multi.ebin")]
+    for t in TASK_NAMES:
+        save_ebin(case["singles"][t], tmp_path / f"{t}.ebin")
+        xs = case["xs"][t][:2]
+        np.savez(tmp_path / f"{t}.npz", **{k: np.concatenate([x[k] for x in xs]) for k in xs[0]})
+        argv += ["--single", f"{t}={tmp_path / f'{t}.ebin'}", "--inputs", f"{t}={tmp_path / f'{t}.npz'}"]
+    assert multitask_bench.main([*argv, "--json", str(tmp_path / "b.json")]) == 0
+    assert "Mixed stream" in capsys.readouterr().out
+    assert json.loads((tmp_path / "b.json").read_text())["stream"]["sentences"] == 6
+    assert multitask_bench.main(argv[:3]) == 2
