@@ -33,6 +33,7 @@ exit branch and `recovery_snippet` after every layer's exit branch.
 
 from __future__ import annotations
 
+import math
 import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -209,7 +210,8 @@ def measure_layer_cycles(program: Any, hw: HardwareConfig) -> LayerCycles:
     code = program.code
     runs = []
     for exit_after in (1, 2):
-        ent = [1.0] * (exit_after - 1) + [0.0] + [1.0] * 4096
+        # +inf never passes a threshold (any threshold, including >= 1 for many-label heads); 0 always does.
+        ent = [math.inf] * (exit_after - 1) + [0.0] + [math.inf] * 4096
         res = runner.run(entropy_values=ent, timing_only=True, disable_dvfs=True, check_races=False)
         ends = [end for _, _, end, pc in res.machine.trace if code[pc].mnemonic in ("bexit", "bexitr")]
         if len(ends) < exit_after:
