@@ -54,27 +54,10 @@ def _timed(timings: dict[str, float], name: str):
 
 
 def relax_pipeline(mod: Any, dump_dir: Path | None, timings: dict[str, float]) -> Any:
-    """The frontend engineer's Relax passes: cleanup, composite fusion, layer-loop outlining."""
-    from edgebert.compiler import relax_passes
+    """Stage 3: cleanup, `edgebert.*` composite fusion and layer-loop outlining (compiler/relax_passes)."""
+    from edgebert.compiler.relax_passes import default_passes, run_passes
 
-    run_passes = getattr(relax_passes, "run_passes", None)
-    default = getattr(relax_passes, "default_passes", None)
-    if run_passes is not None and default is not None:
-        return run_passes(mod, default(), dump_dir, timings)
-    return _fallback_passes(mod, dump_dir, timings)
-
-
-def _fallback_passes(mod: Any, dump_dir: Path | None, timings: dict[str, float]) -> Any:
-    """Cleanup + layer loop with the pieces available when `run_passes` is not there."""
-    from edgebert.compiler.relax_passes.cleanup import cleanup_passes
-    from edgebert.compiler.relax_passes.layer_loop import OutlineLayerLoops
-
-    for i, p in enumerate([*cleanup_passes(), OutlineLayerLoops()]):
-        name = p.info.name
-        with _timed(timings, f"relax:{name}"):
-            mod = p(mod)
-        _dump(dump_dir, f"{i:02d}-{name}.py", lambda m=mod: m.script(show_meta=False))
-    return mod
+    return run_passes(mod, default_passes(), dump_dir, timings)
 
 
 def _dump(dump_dir: Path | None, name: str, text: Callable[[], str]) -> None:
