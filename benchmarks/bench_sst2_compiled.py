@@ -1,19 +1,22 @@
-"""The SST-2 entropy trace through a COMPILED ALBERT-base-shaped compressed model (edgebertc early exit + DVFS).
+"""The SST-2 entropy trace through a COMPILED ALBERT-base-shaped model with 12 exit heads (edgebertc early exit + DVFS).
 
-    python benchmarks/bench_sst2_compiled.py [--data ../shared/data/edgebert-sst2] [--target 50ms] [--limit N]
-        [--work /tmp/edgebert-albert-base-ee] [--thresholds 0.23 0.28 0.46]
+    python benchmarks/bench_sst2_compiled.py [--compressed] [--data ../shared/data/edgebert-sst2] [--target 50ms]
+        [--limit N] [--work /tmp/edgebert-albert-base-ee] [--thresholds 0.23 0.28 0.46]
 
-Builds (once, cached in --work) an untrained ALBERT-base-shaped compressed model with 12 exit heads
-(examples/train_compressed.py --epochs 0: hidden 768, 12 heads, FFN 3072, embedding 128, seq 128), compiles it per
-threshold with the SST-2 predictor table and the latency target (`edgebertc --threshold T --latency-target ...
---predictor-table ...`), writes the .ebin files to --work, and replays the trace through each program in the three
-modes (`run_bench`, timing-only, as `edgebert-bench --entropy-trace` does). Prints the same markdown tables as
-benchmarks/bench_sst2_replay.py.
+Builds (once, cached in --work) an untrained ALBERT-base-shaped model (hidden 768, 12 heads, FFN 3072, embedding
+128, seq 128): by default fp32 and dense (examples/train_compressed.py --epochs 0); with --compressed, compressed
+like EdgeBERT without training (`build_compressed`: magnitude pruning, AF8 weights and calibrated AF8
+activations). Compiles it per threshold with the SST-2 predictor table and the latency target (`edgebertc
+--threshold T --latency-target ... --predictor-table ...`), writes the .ebin files to --work, prints the layout
+(looped or unrolled) and instruction count, and replays the trace through each program in the three modes
+(`run_bench`, timing-only, as `edgebert-bench --entropy-trace` does). Prints the same markdown tables as
+benchmarks/bench_sst2_replay.py plus the energy per component. Measured numbers: docs/bench.md.
 """
 
 from __future__ import annotations
 
 import argparse
+import re
 import runpy
 import time
 from pathlib import Path
@@ -39,6 +42,57 @@ def build_model(work: Path) -> Path:
     return onnx_path
 
 
+def _shared_per_layer(biases: dict[str, int], pattern: str) -> dict[str, int]:
+    """Give every per-layer/per-head point the LARGEST bias of its kind (one bias per point keeps the layer loop)."""
+    rx = re.compile(pattern)
+    widest: dict[str, int] = {}
+    for name, b in biases.items():
+        if m := rx.match(name):
+            widest[m.group(1)] = max(widest.get(m.group(1), b), b)
+    return {n: (widest[m.group(1)] if (m := rx.match(n)) else b) for n, b in biases.items()}
+
+
+def build_compressed(work: Path, calib_sentences: int = 8, seed: int = 0) -> tuple[Path, dict]:
+    """ALBERT-base shapes compressed like EdgeBERT without training (cached): 50 % encoder / 60 % embedding
+    magnitude pruning, AF8 weights, AF8 activations calibrated on a few synthetic sentences (biases shared across
+    layers and across exit heads so the early-exit layer loop still holds), no attention span (see docs/bench.md)."""
+    onnx_path = work / "albert_base_ee_compressed.onnx"
+    info = {"encoder_sparsity": 0.5, "embedding_sparsity": 0.6, "af8_weights": True, "af8_activations": True,
+            "span": False, "calib_sentences": calib_sentences}
+    if onnx_path.exists():
+        return onnx_path, info
+    import torch
+
+    from edgebert.frontend.compressed_export import export_onnx
+    from edgebert.frontend.compressed_train import calibrate_activations
+    from edgebert.frontend.tasks import TASKS, VOCAB, make_dataset
+    from edgebert.frontend.torch_model import CompressedAlbert, CompressionConfig, albert_config
+    from edgebert.frontend.torch_pruning import Pruner
+
+    work.mkdir(parents=True, exist_ok=True)
+    seq = 128
+    cfg = albert_config(len(VOCAB), hidden=768, layers=12, heads=12, intermediate=3072, embedding=128,
+                        max_positions=seq)
+    task = TASKS["sentiment"]
+    comp = CompressionConfig(task=task.name, num_labels=task.num_labels, label_names=list(task.label_names))
+    torch.manual_seed(seed)
+    model = CompressedAlbert(cfg, comp)
+    model.reset_parameters(seed=seed)
+    Pruner(model, "magnitude", {"encoder": 0.5, "embedding": 0.6}).apply()
+    model.compression.quantize_weights = True
+    model.compression.quantize_embeddings = False
+    model.freeze_weight_biases()
+    model.frozen_weight_biases = _shared_per_layer(model.frozen_weight_biases, r"exits\.\d+\.(.*)$")
+    model.eval()
+    calibrate_activations(model, make_dataset("sentiment", calib_sentences, seq, seed=seed + 1))
+    aq = model.activation_quant
+    aq.biases = _shared_per_layer(_shared_per_layer(aq.biases, r"layer\d+\.(.*)$"), r"exit\d+\.(.*)$")
+    info["weight_biases"] = sorted(set(model.frozen_weight_biases.values()))
+    info["activation_biases"] = {k: v for k, v in sorted(aq.biases.items()) if k.startswith(("layer1.", "exit1.", "emb"))}
+    export_onnx(model, onnx_path, seq)
+    return onnx_path, info
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--data", default=str(ROOT / ".." / "shared" / "data" / "edgebert-sst2"))
@@ -46,12 +100,18 @@ def main() -> None:
     p.add_argument("--limit", type=int)
     p.add_argument("--work", default="/tmp/edgebert-albert-base-ee")
     p.add_argument("--thresholds", type=float, nargs="+", default=[0.23, 0.28, 0.46])
+    p.add_argument("--compressed", action="store_true",
+                   help="EdgeBERT-style compression (50/60 %% magnitude pruning, AF8 weights + activations)")
     args = p.parse_args()
     hw = default_config()
     data, work = Path(args.data), Path(args.work)
     target = parse_duration(args.target)
     t0 = time.perf_counter()
-    model = build_model(work)
+    if args.compressed:
+        model, info = build_compressed(work)
+        print(f"compression: {info}")
+    else:
+        model = build_model(work)
     print(f"model {model} ({model.stat().st_size / 1e6:.0f} MB) in {time.perf_counter() - t0:.0f} s")
     rows = load_entropy_trace(data / "sst2_eval_entropy.txt")[: args.limit]
     results = []
@@ -60,10 +120,12 @@ def main() -> None:
         opts = EarlyExitOptions(threshold, target, data / "sst2_lookup_table.csv")
         program = compile_onnx(model, hw=hw, early_exit=opts).program
         compile_s = time.perf_counter() - t0
-        save_ebin(program, work / f"albert_base_t{threshold:g}.ebin")
+        save_ebin(program, work / f"albert_base{'_c' if args.compressed else ''}_t{threshold:g}.ebin")
         if threshold == args.thresholds[0]:
             print("\n".join(program.metadata["dvfs_plan"]))
-            print(f"{len(program.code)} instructions")
+            loops = sum(1 for i in program.code if i.mnemonic == "blt")
+            print(f"{len(program.code)} instructions, {loops} backward branch(es) (blt): "
+                  f"{'looped' if loops else 'unrolled'} layout")
         t0 = time.perf_counter()
         r = run_bench(program, hw, [{"entropies": x} for x in rows], timing_only=True, target_s=target)
         results.append((threshold, r, compile_s, time.perf_counter() - t0))
@@ -84,6 +146,10 @@ def main() -> None:
         print(f"| {threshold} | **{s['vs_no_exit']:.2f}x** | **{s['vs_early_exit']:.2f}x** | "
               f"{s['early_exit_vs_no_exit']:.2f}x | {r['dvfs_switches_per_sentence'].get('2', 0)} / {r['sentences']} "
               f"| {r['races_first_sentence'] or 'none'} |")
+    for threshold, r, _, _ in results:
+        parts = "; ".join(f"{mode} " + ", ".join(f"{k} {v * 1e6:.1f}" for k, v in sorted(
+            s["energy_breakdown_j"].items(), key=lambda kv: -kv[1]) if v * 1e6 >= 0.05) for mode, s in r["modes"].items())
+        print(f"threshold {threshold} energy per component (uJ / sentence): {parts}")
     for threshold, r, compile_s, wall in results:
         print(f"threshold {threshold}: compile {compile_s:.1f} s, {r['sentences']} sentences x 3 modes in {wall:.1f} s")
 
