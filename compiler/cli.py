@@ -88,6 +88,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.assembly:
             from edgebert.isa.disassembler import disassemble
 
+            if out.endswith(".ebin"):
+                print(f"edgebertc: warning: -S writes assembly text into {out}", file=sys.stderr)
+
             Path(out).write_text(disassemble(result.program))
         else:
             from edgebert.isa.ebin import save_ebin

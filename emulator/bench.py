@@ -39,11 +39,11 @@ PAPER_SAVINGS = {"vs_no_exit": 7.0, "vs_early_exit": 2.5}
 
 
 def parse_duration(text: str) -> float:
-    """'50ms', '0.05s', '50000us', '0.05' (seconds) -> seconds."""
-    m = re.fullmatch(r"\s*([0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)\s*(s|ms|us|ns)?\s*", text)
+    """'50ms', '0.05s', '50000us', '100ns' -> seconds. A unit is required: a bare '50' is ambiguous."""
+    m = re.fullmatch(r"\s*([0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)\s*(s|ms|us|ns)\s*", text)
     if not m:
-        raise EdgebertError(f"bad duration '{text}' (examples: 50ms, 0.05s, 50000us)")
-    value = float(m.group(1)) * {"s": 1.0, "ms": 1e-3, "us": 1e-6, "ns": 1e-9, None: 1.0}[m.group(2)]
+        raise EdgebertError(f"bad duration '{text}': give a number with a unit (examples: 50ms, 0.05s, 50000us)")
+    value = float(m.group(1)) * {"s": 1.0, "ms": 1e-3, "us": 1e-6, "ns": 1e-9}[m.group(2)]
     if value <= 0:
         raise EdgebertError(f"duration '{text}' must be positive")
     return value

@@ -25,7 +25,14 @@ def main(argv: list[str] | None = None) -> int:
     reference = dict(zip([o.name for o in session.get_outputs()], session.run(None, feeds), strict=True))
     worst = 0.0
     with np.load(args.outputs) as emulated:
-        for name, ref in reference.items():
+        common = [name for name in reference if name in emulated.files]
+        if not common:
+            print(f"no output names in common: model {sorted(reference)}, emulator {sorted(emulated.files)} "
+                  "(an early-exit program outputs the chosen head as 'logits'; see docs/compiler.md)",
+                  file=sys.stderr)
+            return 2
+        for name in common:
+            ref = reference[name]
             got = emulated[name].reshape(ref.shape)
             err = float(np.max(np.abs(got.astype(np.float64) - ref))) if ref.size else 0.0
             worst = max(worst, err)

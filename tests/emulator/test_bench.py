@@ -95,9 +95,9 @@ def test_errors(tiny_ebin: Path, tmp_path: Path, capsys: pytest.CaptureFixture[s
 
 def test_parse_duration() -> None:
     assert parse_duration("50ms") == pytest.approx(0.05)
-    assert parse_duration("0.05") == pytest.approx(0.05)
+    assert parse_duration("0.05s") == pytest.approx(0.05)
     assert parse_duration("250 us") == pytest.approx(250e-6)
-    for bad in ("", "ms", "-1ms", "0"):
+    for bad in ("", "ms", "-1ms", "0ms", "0.05", "50"):
         with pytest.raises(EdgebertError):
             parse_duration(bad)
 
