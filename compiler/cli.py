@@ -84,6 +84,11 @@ def main(argv: list[str] | None = None) -> int:
             result = compile_onnx(
                 source, args.seq_len, hw, dump_dir=args.dump_ir, timings=timings, early_exit=early_exit
             )
+        late = result.program.metadata.get("dvfs_infeasible_exits")
+        if late:
+            print(f"edgebertc: warning: the latency target is below the all-fastest latency of sentences exiting "
+                  f"after layer {late[0]} or later (layers {late[0]}..{late[-1]}): those will miss it",
+                  file=sys.stderr)
         out = args.output or str(Path(source).with_suffix(".s" if args.assembly else ".ebin"))
         if args.assembly:
             from edgebert.isa.disassembler import disassemble

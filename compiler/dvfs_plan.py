@@ -80,6 +80,12 @@ class DvfsPlan:
         return sentence_latency_s(hw, self.cycles, self.fastest, int(self.point_table[p]),
                                   int(self.recovery_table[p]), p, exit_layer)
 
+    def infeasible_exits(self, hw: HardwareConfig) -> list[int]:
+        """Exit layers that miss the target even with every layer at the fastest point."""
+        budget = self.target_s * (1.0 - self.margin)
+        return [e for e in range(1, self.num_layers + 1)
+                if all_fastest_s(hw, self.cycles, self.fastest, e) > budget]
+
     def describe(self, hw: HardwareConfig) -> str:
         """Human-readable plan: one line per predicted layer."""
         pts = hw.dvfs.points
@@ -189,8 +195,9 @@ def plan_dvfs(
     for p in range(2, L + 1):
         low = [e for e in feasible if e <= p]
         high = [e for e in feasible if e > p]
-        q = next(x for x in order if meets(x, F, p, low + high))  # F always qualifies
-        r = next(x for x in order if meets(q, x, p, high)) if high else q
+        # With no exit that can meet the target, slowing down only adds latency: stay at the fastest point.
+        q = next(x for x in order if meets(x, F, p, low + high)) if low + high else F  # F always qualifies
+        r = next(x for x in order if meets(q, x, p, high)) if high else (q if p == L else F)
         point_table[p], recovery_table[p] = q, r
     return DvfsPlan(L, target_s, F, exits, point_table, recovery_table, cycles, margin)
 

@@ -348,4 +348,5 @@ def compile_early_exit(mod: Any, hw: Any, loaded: Any, options: Any, meta: dict[
         program.metadata["dvfs_table"] = plan.to_json()
         program.metadata["latency_target_s"] = opts.latency_target_s
         program.metadata["dvfs_plan"] = plan.describe(hw).splitlines()
+        program.metadata["dvfs_infeasible_exits"] = plan.infeasible_exits(hw)
     return result

@@ -87,6 +87,19 @@ def test_tight_and_loose_targets() -> None:
     assert "recovery" in mid.describe(HW) and mid.to_json()["point_table"] == mid.point_table.tolist()
 
 
+def test_impossible_target_runs_at_the_fastest_point() -> None:
+    cycles, layers = CYCLES[0], 12
+    F = fastest_point(HW)
+    impossible = all_fastest_s(HW, cycles, F, 1) / 2  # not even one layer fits
+    plan = plan_dvfs(HW, cycles, layers, impossible, _all_exits(layers))
+    assert set(plan.point_table[2:].tolist()) == {F} == set(plan.recovery_table[2:].tolist())
+    assert plan.infeasible_exits(HW) == list(range(1, layers + 1))
+    # exits 1..3 fit, deeper ones cannot: a low prediction's recovery for them runs at F, not slower
+    partial = plan_dvfs(HW, cycles, layers, all_fastest_s(HW, cycles, F, 3), _all_exits(layers))
+    assert partial.infeasible_exits(HW) == list(range(4, layers + 1))
+    assert all(int(partial.recovery_table[p]) == F for p in range(3, layers))
+
+
 def test_switch_latency_is_in_the_arithmetic() -> None:
     cycles = LayerCycles(0, 1000, 0)
     q, r = 0, 6
