@@ -21,9 +21,10 @@ them when the target is met for e = L). For each p, q(p) is the slowest point su
 e <= p meets the target and (b) every feasible e > p still meets it when recovery runs at F: so a low prediction
 never makes the program miss a target the fastest point would have met. r(p) is then the slowest point meeting
 the target for every feasible e > p with that q(p) (r = F always does, by (b)). q = r = F is always admissible,
-which is the fallback when the target is tight. Exits the fastest point cannot finish in time are not
-constrained: they miss the target in every mode (with a target below the all-fastest time of L layers, the plan
-may run such sentences slower still). `margin` (a fraction) shrinks the target to absorb the drain
+which is the fallback when the target is tight. Exits the fastest point cannot finish in time miss the target
+in every mode; the plan then runs them as fast as it can: the recovery point after a low prediction is F when
+only infeasible exits remain, and q = r = F when no exit is feasible (`DvfsPlan.infeasible_exits` lists them;
+edgebertc warns). `margin` (a fraction) shrinks the target to absorb the drain
 cycles at each switch and the inter-layer overlap the additive cycle model ignores.
 
 The compiler embeds three int32 tables: bin -> p (`exit_table`, from `edgebert.frontend.predictor`), p -> q
