@@ -111,7 +111,7 @@ def format_markdown(result: Mapping[str, Any]) -> str:
     mem = result["memory"]
     ms, mm = mem["single_total"], mem["multi"]
     lines = [
-        "| memory | 3 single-task binaries | 1 multi-task binary | ratio |",
+        f"| memory | {len(result['tasks'])} single-task binaries | 1 multi-task binary | ratio |",
         "|---|---|---|---|",
         f"| weights (all levels) | {mem['weights_single']:,} B | {mem['weights_multi']:,} B "
         f"| {mem['weights_multi'] / mem['weights_single']:.3f} |",
@@ -133,7 +133,7 @@ def format_markdown(result: Mapping[str, Any]) -> str:
     st = result["stream"]
     lines += [
         "",
-        f"Mixed stream: {st['sentences']} sentences, {st['switches']} task switches, {st['bytes_loaded']:,} B of "
+        f"Mixed stream: {st['sentences']} sentences, {st['switches']} task switch(es), {st['bytes_loaded']:,} B of "
         f"task blocks loaded; energy single-task binaries {st['single_energy_j'] * 1e9:.2f} nJ, multi-task "
         f"{st['multi_energy_j'] * 1e9:.2f} nJ ({st['multi_energy_j'] / st['single_energy_j']:.3f}x); cycles "
         f"{st['single_cycles']:,} vs {st['multi_cycles']:,}.",
