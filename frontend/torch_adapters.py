@@ -11,7 +11,6 @@ from torch import nn
 from transformers import AlbertConfig
 
 from .torch_model import CompressedAlbert, CompressionConfig, ExitHead
-from .torch_span import masked_softmax
 
 ADAPTER_SITES = ("attention", "ffn")  # after the attention output projection, after the FFN output projection
 PLACEMENTS = {"houlsby": ("attention", "ffn"), "pfeiffer": ("ffn",)}
@@ -158,31 +157,3 @@ class AdapterAlbert(CompressedAlbert):
         adapter = self.adapters[site][d]
         z = adapter.act(linear(h, f"adapters.{site}.{d}.down", f"layer{i + 1}.adapter_{site}_down_in"))
         return h + linear(z, f"adapters.{site}.{d}.up", f"layer{i + 1}.adapter_{site}_up_in")
-
-    def _layer(self, x, additive, span_mask, layer, prefix, index, linear):  # noqa: ANN001, ANN202
-        cfg = self.config
-        batch, seq_len, _ = x.shape
-        hidden, heads = cfg.hidden_size, cfg.num_attention_heads
-        head_dim = hidden // heads
-        att = f"{prefix}.attention"
-
-        def split(t: torch.Tensor) -> torch.Tensor:
-            return t.view(batch, seq_len, heads, head_dim).transpose(1, 2)
-
-        q = split(linear(x, f"{att}.query", f"layer{index}.qkv_in"))
-        k = split(linear(x, f"{att}.key", f"layer{index}.qkv_in"))
-        v = split(linear(x, f"{att}.value", f"layer{index}.qkv_in"))
-        scores = torch.matmul(q, k.transpose(2, 3)) * (head_dim**-0.5)
-        if additive is not None:
-            scores = scores + additive
-        probs = masked_softmax(scores, span_mask)
-        probs = F.dropout(probs, cfg.attention_probs_dropout_prob, self.training)
-        ctx = torch.matmul(probs, v).transpose(1, 2).reshape(batch, seq_len, hidden)
-        out = linear(ctx, f"{att}.dense", f"layer{index}.attention_dense_in")
-        out = F.dropout(out, cfg.hidden_dropout_prob, self.training)
-        out = self._adapt(out, "attention", index - 1, linear)
-        attention_output = layer.attention.LayerNorm(x + out)
-        ffn = layer.activation(linear(attention_output, f"{prefix}.ffn", f"layer{index}.ffn_in"))
-        ffn = linear(ffn, f"{prefix}.ffn_output", f"layer{index}.ffn_output_in")
-        ffn = self._adapt(ffn, "ffn", index - 1, linear)
-        return layer.full_layer_layer_norm(ffn + attention_output)

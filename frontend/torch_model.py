@@ -237,10 +237,16 @@ class CompressedAlbert(nn.Module):
         ctx = torch.matmul(probs, v).transpose(1, 2).reshape(batch, seq_len, hidden)
         out = linear(ctx, f"{att}.dense", f"layer{index}.attention_dense_in")
         out = F.dropout(out, cfg.hidden_dropout_prob, self.training)
+        out = self._adapt(out, "attention", index - 1, linear)
         attention_output = layer.attention.LayerNorm(x + out)
         ffn = layer.activation(linear(attention_output, f"{prefix}.ffn", f"layer{index}.ffn_in"))
         ffn = linear(ffn, f"{prefix}.ffn_output", f"layer{index}.ffn_output_in")
+        ffn = self._adapt(ffn, "ffn", index - 1, linear)
         return layer.full_layer_layer_norm(ffn + attention_output)
+
+    def _adapt(self, h: torch.Tensor, site: str, depth: int, linear) -> torch.Tensor:  # noqa: ANN001
+        """Hook before each residual add ("attention", "ffn"): identity here, adapters in AdapterAlbert."""
+        return h
 
     def _exit(self, x, i, linear):  # noqa: ANN001, ANN202
         head = self.exits[i]
