@@ -52,7 +52,7 @@ def main() -> None:
     from edgebert.compiler.multitask import compile_multitask
     from edgebert.compiler.pipeline import compile_onnx
     from edgebert.emulator.multitask import switch_cost
-    from edgebert.emulator.multitask_bench import compare, format_markdown
+    from edgebert.emulator.multitask_bench import STREAM_KINDS, compare, format_markdown, make_stream
     from edgebert.frontend.tasks import make_dataset
     from edgebert.isa.hardware import default_config
 
@@ -88,7 +88,8 @@ def main() -> None:
         sentences[t] = [{"input_ids": np.asarray(d.input_ids[i : i + 1]),
                          "attention_mask": np.asarray(d.attention_mask[i : i + 1])} for i in range(args.sentences)]
     t2 = time.perf_counter()
-    result = compare(singles, res.program, sentences, hw)
+    counts = {t: len(v) for t, v in sentences.items()}
+    result = compare(singles, res.program, sentences, hw, streams={k: make_stream(k, counts) for k in STREAM_KINDS})
     result["switch"] = {t: switch_cost(res.program, sentences[t][0], t, hw, previous=TASKS[(k + 2) % 3])
                         for k, t in enumerate(TASKS)}
     t3 = time.perf_counter()

@@ -5,6 +5,10 @@ initial operating point, the fastest in the default config), `early-exit` (DVFS 
 exit at full speed) and `ee+dvfs` (the program as compiled: early exit and latency-aware DVFS). Inputs are either
 real (`--inputs`, an .npz with one array per program input, leading sentence axis; full numerics) or recorded
 entropies (`--entropy-trace`, one sentence per line; timing-only replay through the real program).
+
+Multi-task programs: `--task NAME` benches one task in the three modes (its block resident: steady state);
+`--single NAME=EBIN ... --inputs NAME=NPZ ...` compares single-task binaries with the multi-task one on the same
+sentences (`multitask_bench.compare`: on-chip memory, bytes loaded, energy, mixed streams with task switches).
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from edgebert.emulator.multitask_bench import STREAM_KINDS
 from edgebert.isa.errors import EdgebertError
 
 #: mode name -> (disable_early_exit, disable_dvfs), in report order.
@@ -119,8 +124,11 @@ def run_bench(
     timing_only: bool,
     target_s: float | None,
     progress: Callable[[str, int], None] | None = None,
+    task: str | None = None,
 ) -> dict[str, Any]:
-    """Run every sentence in the three modes; `sentences` are `{"inputs": ..., "entropies": ...}` dicts."""
+    """Run every sentence in the three modes; `sentences` are `{"inputs": ..., "entropies": ...}` dicts.
+
+    `task`: the task of a multi-task program, run with its block already resident (steady state)."""
     from edgebert.emulator.runner import Runner
 
     runner = Runner(program, hw)
@@ -138,6 +146,7 @@ def run_bench(
                 res = runner.run(
                     s.get("inputs"), entropy_values=s.get("entropies"), timing_only=timing_only,
                     disable_early_exit=no_exit, disable_dvfs=no_dvfs, check_races=i == 0,
+                    task=task, resident_task=task,
                 )
             except EdgebertError as exc:
                 raise EdgebertError(f"sentence {i}, mode {mode}: {exc}") from None
@@ -171,6 +180,7 @@ def run_bench(
     }
     return {
         "hw": hw.name,
+        "task": task,
         "sentences": len(sentences),
         "timing_only": timing_only,
         "latency_target_s": target_s,
@@ -192,6 +202,7 @@ def print_table(result: Mapping[str, Any]) -> None:
 
     target = result["latency_target_s"]
     t = Table(title=f"edgebert-bench SingleStream: {result['sentences']} sentences on {result['hw']}"
+              + (f", task {result['task']} (resident)" if result.get("task") else "")
               + (" (timing-only replay)" if result["timing_only"] else ""))
     t.add_column("metric")
     for mode in MODES:
@@ -271,12 +282,20 @@ def plot_bench(result: Mapping[str, Any], path: str) -> None:
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="edgebert-bench", description=__doc__.split("\n")[0])
-    p.add_argument("program", help="program to run (.ebin)")
+    p.add_argument("program", help="program to run (.ebin); a multi-task program needs --task or --single")
     src = p.add_mutually_exclusive_group(required=True)
-    src.add_argument("--inputs", help=".npz with one array per program input, leading sentence axis (full runs)")
+    src.add_argument("--inputs", action="append", metavar="NPZ | NAME=NPZ",
+                     help=".npz with one array per program input, leading sentence axis (full runs); with --single: "
+                          "NAME=NPZ, once per task")
     src.add_argument("--entropy-trace", help="recorded entropies, one sentence per line (timing-only replay)")
+    p.add_argument("--task", help="multi-task program: bench this task in the three modes (its block resident)")
+    p.add_argument("--single", action="append", metavar="NAME=EBIN",
+                   help="multi-task program: compare with this task's single-task binary (repeat per task)")
+    p.add_argument("--stream", choices=(*STREAM_KINDS, "both"),
+                   help="with --single: the mixed stream's order, round-robin (a task switch before every "
+                        "sentence; default), blocked (all sentences of one task, then the next) or both")
     p.add_argument("--latency-target", help="per-sentence latency target, e.g. 50ms (default: the program's plan)")
-    p.add_argument("--limit", type=int, help="only the first N sentences")
+    p.add_argument("--limit", type=int, help="only the first N sentences (per task with --single)")
     p.add_argument("--json", help="write the results here (JSON)")
     p.add_argument("--plot", help="draw latency CDFs, energy and exit layers to this image")
     p.add_argument("--hw", help="hardware config TOML (default: the one the package ships)")
@@ -284,37 +303,129 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-def _run(args: argparse.Namespace) -> int:
+def _load_program(path: str, hw: Any, explicit_hw: bool) -> Any:
+    """Load an .ebin and check it was compiled for `hw` (warn when --hw overrides, error otherwise)."""
     from edgebert.isa.ebin import load_ebin
-    from edgebert.isa.hardware import default_config, load_config
 
-    program = load_ebin(args.program)
-    hw = load_config(args.hw) if args.hw else default_config()
+    program = load_ebin(path)
     if any(program.hw_fingerprint) and program.hw_fingerprint != hw.fingerprint:
-        msg = f"{args.program} was compiled for a different hardware config than {hw.name}"
-        if not args.hw:
+        msg = f"{path} was compiled for a different hardware config than {hw.name}"
+        if not explicit_hw:
             raise EdgebertError(msg + "; pass --hw FILE to run it on a config of your choice anyway")
         print(f"edgebert-bench: warning: {msg}; running on --hw as requested", file=sys.stderr)
+    return program
+
+
+def _write_json(path: str, result: Mapping[str, Any]) -> None:
+    try:
+        Path(path).write_text(json.dumps(result, indent=1, default=float) + "\n")
+    except OSError as exc:
+        raise EdgebertError(f"{path}: cannot write: {exc.strerror}") from None
+
+
+def _plan_target(program: Any, task: str | None) -> float | None:
+    """The latency target the program's (or the task's) DVFS plan was made for."""
+    table = program.metadata.get("dvfs_table")
+    if task is not None:
+        table = next(d for d in program.metadata["multitask"]["tasks"] if d["name"] == task).get("dvfs_table")
+    return (table or {}).get("target_s") or (program.metadata.get("latency_target_s") if task else None)
+
+
+def _run_compare(args: argparse.Namespace, multi: Any, hw: Any) -> int:
+    """--single: single-task binaries vs the multi-task one (multitask_bench.compare), markdown tables."""
+    from edgebert.emulator.multitask import task_info, task_names
+    from edgebert.emulator.multitask_bench import compare, format_markdown, make_stream, parse_pairs
+
+    tasks = task_names(multi)
+    if not tasks:
+        raise EdgebertError(f"--single: {args.program} is not a multi-task program (no multitask metadata); "
+                            "bench it without --single")
+    for opt, value in (("--task", args.task), ("--entropy-trace", args.entropy_trace), ("--plot", args.plot),
+                       ("--latency-target", args.latency_target)):
+        if value:
+            raise EdgebertError(f"{opt} does not apply to the comparison with single-task binaries (--single)")
+    single_paths = parse_pairs(args.single, "--single")
+    input_paths = parse_pairs(args.inputs, "--inputs")
+    for opt, names in (("--single", single_paths), ("--inputs", input_paths)):
+        for name in names:
+            if name not in tasks:
+                raise EdgebertError(f"{opt}: unknown task '{name}' ({args.program} has tasks: {', '.join(tasks)})")
+    for name in single_paths:
+        if name not in input_paths:
+            raise EdgebertError(f"--inputs: no sentences for task '{name}' (give --inputs {name}=NPZ)")
+    for name in input_paths:
+        if name not in single_paths:
+            raise EdgebertError(f"--single: no single-task binary for task '{name}' (give --single {name}=EBIN)")
+    order = [t for t in tasks if t in single_paths]  # the multi-task program's task order
+    singles = {}
+    for t in order:
+        p = _load_program(single_paths[t], hw, bool(args.hw))
+        if task_info(p) is not None:
+            raise EdgebertError(f"--single {t}={single_paths[t]}: is a multi-task program, not a single-task one")
+        singles[t] = p
+    sentences = {}
+    for t in order:
+        specs = list(multi.metadata.get("inputs", []))
+        names = {e["name"] for e in specs}
+        specs += [e for e in singles[t].metadata.get("inputs", []) if e["name"] not in names]
+        xs = load_sentence_inputs(input_paths[t], specs)[: args.limit]
+        if not xs:
+            raise EdgebertError(f"{input_paths[t]}: no sentences for task '{t}'")
+        sentences[t] = xs
+    counts = {t: len(sentences[t]) for t in order}
+    kinds = list(STREAM_KINDS) if args.stream == "both" else [args.stream or "round-robin"]
+    result = compare(singles, multi, sentences, hw, streams={k: make_stream(k, counts) for k in kinds})
+    result |= {"program": str(args.program), "singles": {t: single_paths[t] for t in order},
+               "inputs": {t: input_paths[t] for t in order}}
+    if args.json:
+        _write_json(args.json, result)
+    if not args.quiet:
+        print(f"edgebert-bench: {len(order)} single-task binaries vs {args.program} on {hw.name}, "
+              + ", ".join(f"{t} {n}" for t, n in counts.items()) + " sentences")
+        print(format_markdown(result))
+        for kind, st in result["streams"].items():
+            print(f"{kind} stream: {st['sentences']} sentences, {st['switches']} task switches (the first load "
+                  f"included), {st['bytes_loaded']:,} B of task blocks loaded")
+    return 0
+
+
+def _run(args: argparse.Namespace) -> int:
+    from edgebert.emulator.multitask import task_names
+    from edgebert.isa.hardware import default_config, load_config
+
+    hw = load_config(args.hw) if args.hw else default_config()
+    program = _load_program(args.program, hw, bool(args.hw))
     if args.limit is not None and args.limit < 1:
         raise EdgebertError("--limit must be at least 1")
+    if args.single:
+        return _run_compare(args, program, hw)
+    if args.stream:
+        raise EdgebertError("--stream applies to the comparison with single-task binaries (--single)")
+    tasks = task_names(program)
+    if tasks and args.task is None:
+        raise EdgebertError(f"{args.program} is a multi-task program (tasks: {', '.join(tasks)}): pass --task NAME "
+                            "to bench one task, or --single NAME=EBIN ... --inputs NAME=NPZ ... to compare it with "
+                            "single-task binaries")
+    if args.task is not None and not tasks:
+        raise EdgebertError(f"--task: {args.program} is not a multi-task program (no multitask metadata)")
+    if args.task is not None and args.task not in tasks:
+        raise EdgebertError(f"--task: unknown task '{args.task}' ({args.program} has tasks: {', '.join(tasks)})")
     if args.entropy_trace:
         sentences: list[dict[str, Any]] = [{"entropies": row} for row in load_entropy_trace(args.entropy_trace)]
     else:
-        sentences = [{"inputs": x} for x in load_sentence_inputs(args.inputs, program.metadata.get("inputs", []))]
+        if len(args.inputs) > 1:
+            raise EdgebertError("--inputs: give one .npz (NAME=NPZ, once per task, is for --single)")
+        path = args.inputs[0]
+        sentences = [{"inputs": x} for x in load_sentence_inputs(path, program.metadata.get("inputs", []))]
         if not sentences:
-            raise EdgebertError(f"{args.inputs}: no sentences")
+            raise EdgebertError(f"{path}: no sentences")
     sentences = sentences[: args.limit]
-    if args.latency_target:
-        target: float | None = parse_duration(args.latency_target)
-    else:
-        target = (program.metadata.get("dvfs_table") or {}).get("target_s")
-    result = run_bench(program, hw, sentences, timing_only=bool(args.entropy_trace), target_s=target)
+    target = parse_duration(args.latency_target) if args.latency_target else _plan_target(program, args.task)
+    result = run_bench(program, hw, sentences, timing_only=bool(args.entropy_trace), target_s=target,
+                       task=args.task)
     result["program"] = str(args.program)
     if args.json:
-        try:
-            Path(args.json).write_text(json.dumps(result, indent=1) + "\n")
-        except OSError as exc:
-            raise EdgebertError(f"{args.json}: cannot write: {exc.strerror}") from None
+        _write_json(args.json, result)
     if args.plot:
         plot_bench(result, args.plot)
     if not args.quiet:

@@ -9,6 +9,7 @@ import numpy as np
 
 from edgebert.emulator.multitask import task_info
 from edgebert.emulator.runner import Runner
+from edgebert.isa.errors import EdgebertError
 from edgebert.isa.hardware import HardwareConfig, default_config
 from edgebert.isa.program import Program
 
@@ -41,36 +42,24 @@ def _totals(reports: Sequence[Mapping[str, Any]]) -> dict[str, float]:
     }
 
 
-def compare(
-    singles: Mapping[str, Program],
-    multi: Program,
-    sentences: Mapping[str, Sequence[Mapping[str, np.ndarray]]],
-    hw: HardwareConfig | None = None,
-    stream: Sequence[tuple[str, int]] | None = None,
-) -> dict[str, Any]:
-    """Run every sentence through its single-task binary and through the multi-task binary (its task resident,
-    i.e. steady state), then a mixed stream (default: round robin over the tasks, a switch before every sentence)
-    where each multi-task sentence starts with the previous sentence's task resident."""
-    hw = hw or default_config()
-    tasks = list(singles)
-    runners = {t: Runner(p, hw) for t, p in singles.items()}
-    mrun = Runner(multi, hw)
-    per_task: dict[str, Any] = {}
-    single_out: dict[tuple[str, int], Any] = {}
-    for t in tasks:
-        s_reports, m_reports = [], []
-        for i, x in enumerate(sentences[t]):
-            a = runners[t].run(x, check_races=False)
-            b = mrun.run(x, task=t, resident_task=t, check_races=False)
-            if a.exit_layer != b.exit_layer or not np.allclose(a.outputs["logits"], b.outputs["logits"], atol=1e-5):
-                raise AssertionError(f"task {t} sentence {i}: the multi-task binary disagrees with the single-task one")
-            single_out[(t, i)] = a.report
-            s_reports.append(a.report)
-            m_reports.append(b.report)
-        per_task[t] = {"single": _totals(s_reports), "multi": _totals(m_reports), "sentences": len(s_reports)}
-    if stream is None:
-        n = min(len(v) for v in sentences.values())
-        stream = [(t, i) for i in range(n) for t in tasks]
+STREAM_KINDS = ("round-robin", "blocked")
+
+
+def make_stream(kind: str, counts: Mapping[str, int]) -> list[tuple[str, int]]:
+    """(task, sentence index) in stream order over every sentence of every task. `round-robin`: one sentence of
+    each task in turn (a task switch before every sentence); `blocked`: all of task 1, then task 2, ..."""
+    if kind == "blocked":
+        return [(t, i) for t, n in counts.items() for i in range(n)]
+    if kind == "round-robin":
+        return [(t, i) for i in range(max(counts.values(), default=0)) for t, n in counts.items() if i < n]
+    raise EdgebertError(f"unknown stream kind '{kind}' (choose from {', '.join(STREAM_KINDS)})")
+
+
+def _run_stream(mrun: Runner, sentences: Mapping[str, Sequence[Mapping[str, np.ndarray]]],
+                single_out: Mapping[tuple[str, int], Mapping[str, Any]], stream: Sequence[tuple[str, int]],
+                kind: str | None) -> dict[str, Any]:
+    """One mixed stream through the multi-task binary: each sentence starts with the previous sentence's task
+    resident (the first with none), so every change of task loads the new task's block."""
     resident: str | None = None
     s_energy = m_energy = 0.0
     s_cycles = m_cycles = 0
@@ -84,9 +73,60 @@ def compare(
         s_energy += single_out[(t, i)]["energy_j"]
         s_cycles += single_out[(t, i)]["cycles"]
         resident = t
+    return {
+        "kind": kind, "sentences": len(stream), "switches": switches, "bytes_loaded": loaded,
+        "single_energy_j": s_energy, "multi_energy_j": m_energy,
+        "single_cycles": s_cycles, "multi_cycles": m_cycles,
+    }
+
+
+def compare(
+    singles: Mapping[str, Program],
+    multi: Program,
+    sentences: Mapping[str, Sequence[Mapping[str, np.ndarray]]],
+    hw: HardwareConfig | None = None,
+    stream: Sequence[tuple[str, int]] | None = None,
+    streams: Mapping[str, Sequence[tuple[str, int]]] | None = None,
+) -> dict[str, Any]:
+    """Run every sentence through its single-task binary and through the multi-task binary (its task resident,
+    i.e. steady state), then a mixed stream (default: round robin over the tasks, a switch before every sentence)
+    where each multi-task sentence starts with the previous sentence's task resident.
+
+    `streams` (kind -> [(task, index)], e.g. from `make_stream`) runs several streams: result `streams.<kind>`;
+    `stream` is then the first of them. Raises EdgebertError if the two binaries disagree on a sentence."""
+    hw = hw or default_config()
+    tasks = list(singles)
+    runners = {t: Runner(p, hw) for t, p in singles.items()}
+    mrun = Runner(multi, hw)
+    per_task: dict[str, Any] = {}
+    single_out: dict[tuple[str, int], Any] = {}
+    for t in tasks:
+        s_reports, m_reports = [], []
+        for i, x in enumerate(sentences[t]):
+            a = runners[t].run(x, check_races=False)
+            b = mrun.run(x, task=t, resident_task=t, check_races=False)
+            la, lb = a.outputs.get("logits"), b.outputs.get("logits")
+            same = la is not None and lb is not None and la.shape == lb.shape and np.allclose(la, lb, atol=1e-5)
+            if a.exit_layer != b.exit_layer or not same:
+                raise EdgebertError(f"task {t} sentence {i}: the multi-task binary disagrees with the single-task one "
+                                    f"(exit layer {b.exit_layer} vs {a.exit_layer})")
+            single_out[(t, i)] = a.report
+            s_reports.append(a.report)
+            m_reports.append(b.report)
+        per_task[t] = {"single": _totals(s_reports), "multi": _totals(m_reports), "sentences": len(s_reports),
+                       "exit_layers": {"single": [r["exit_layer"] for r in s_reports],
+                                       "multi": [r["exit_layer"] for r in m_reports]}}
+    if streams is None:
+        if stream is None:
+            n = min(len(v) for v in sentences.values())
+            streams = {"round-robin": [(t, i) for i in range(n) for t in tasks]}
+        else:
+            streams = {"custom": stream}
+    ran = {kind: _run_stream(mrun, sentences, single_out, s, kind) for kind, s in streams.items()}
     mem_single = {t: on_chip_bytes(p) for t, p in singles.items()}
     return {
         "tasks": tasks,
+        "hw": hw.name,
         "memory": {
             "single": mem_single,
             "single_total": {k: sum(m[k] for m in mem_single.values()) for k in ("envm", "total", "dram_weights")}
@@ -98,11 +138,8 @@ def compare(
             "multi_task_bytes": {d["name"]: d["weight_bytes"] for d in (task_info(multi) or {}).get("tasks", [])},
         },
         "per_task": per_task,
-        "stream": {
-            "sentences": len(stream), "switches": switches, "bytes_loaded": loaded,
-            "single_energy_j": s_energy, "multi_energy_j": m_energy,
-            "single_cycles": s_cycles, "multi_cycles": m_cycles,
-        },
+        "stream": next(iter(ran.values())),
+        "streams": ran,
     }
 
 
@@ -130,71 +167,40 @@ def format_markdown(result: Mapping[str, Any]) -> str:
         lines.append(f"| {t} | {s['energy_j'] * 1e9:.2f} nJ | {m['energy_j'] * 1e9:.2f} nJ | "
                      f"{m['energy_j'] / s['energy_j']:.3f} | {s['envm_read_bytes']:,.0f} | {m['envm_read_bytes']:,.0f} "
                      f"| {s['sram_read_bytes']:,.0f} | {m['sram_read_bytes']:,.0f} |")
-    st = result["stream"]
+    streams = result.get("streams") or {result["stream"].get("kind") or "round-robin": result["stream"]}
     lines += [
         "",
-        f"Mixed stream: {st['sentences']} sentences, {st['switches']} task switch(es), {st['bytes_loaded']:,} B of "
-        f"task blocks loaded; energy single-task binaries {st['single_energy_j'] * 1e9:.2f} nJ, multi-task "
-        f"{st['multi_energy_j'] * 1e9:.2f} nJ ({st['multi_energy_j'] / st['single_energy_j']:.3f}x); cycles "
-        f"{st['single_cycles']:,} vs {st['multi_cycles']:,}.",
+        "| mixed stream | sentences | task switches (first load included) | task-block bytes loaded "
+        "| energy single-task binaries | multi-task | multi / single | cycles single | multi |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
+    for kind, st in streams.items():
+        lines.append(f"| {kind} | {st['sentences']} | {st['switches']} | {st['bytes_loaded']:,} B "
+                     f"| {st['single_energy_j'] * 1e9:.2f} nJ | {st['multi_energy_j'] * 1e9:.2f} nJ "
+                     f"| {st['multi_energy_j'] / st['single_energy_j']:.3f} | {st['single_cycles']:,} "
+                     f"| {st['multi_cycles']:,} |")
     return "\n".join(lines)
 
 
-def _pairs(specs: Sequence[str], what: str) -> dict[str, str]:
-    from edgebert.isa.errors import EdgebertError
-
-    out = {}
+def parse_pairs(specs: Sequence[str], what: str) -> dict[str, str]:
+    """['NAME=PATH', ...] -> {NAME: PATH}; a malformed or repeated NAME is an EdgebertError naming the option."""
+    out: dict[str, str] = {}
     for spec in specs:
         name, sep, path = spec.partition("=")
         if not sep or not name or not path:
             raise EdgebertError(f"{what} expects NAME=PATH, got '{spec}'")
+        if name in out:
+            raise EdgebertError(f"{what}: task '{name}' given twice")
         out[name] = path
     return out
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """`python -m edgebert.emulator.multitask_bench multi.ebin --single NAME=EBIN ... --inputs NAME=NPZ ...`.
+    """`python -m edgebert.emulator.multitask_bench multi.ebin --single NAME=EBIN ... --inputs NAME=NPZ ...`:
+    the same as `edgebert-bench` with these options (docs/bench.md, "Multi-task programs")."""
+    from edgebert.emulator.bench import main as bench_main
 
-    Each NPZ holds the task's sentences stacked on axis 0 (one array per program input, e.g. input_ids [n, seq]).
-    """
-    import argparse
-    import json
-    import sys
-    from pathlib import Path
-
-    from edgebert.isa.ebin import load_ebin
-    from edgebert.isa.errors import EdgebertError
-    from edgebert.isa.hardware import load_config
-
-    p = argparse.ArgumentParser(prog="edgebert-bench-multitask", description=__doc__)
-    p.add_argument("multi", help="the multi-task .ebin")
-    p.add_argument("--single", action="append", default=[], metavar="NAME=EBIN", help="a task's single-task .ebin")
-    p.add_argument("--inputs", action="append", default=[], metavar="NAME=NPZ", help="a task's sentences")
-    p.add_argument("--hw", help="hardware config TOML")
-    p.add_argument("--json", help="write the raw comparison here")
-    args = p.parse_args(argv)
-    try:
-        hw = load_config(args.hw) if args.hw else default_config()
-        multi = load_ebin(args.multi)
-        singles = {n: load_ebin(f) for n, f in _pairs(args.single, "--single").items()}
-        sentences = {}
-        for name, path in _pairs(args.inputs, "--inputs").items():
-            with np.load(path) as z:
-                arrays = {k: z[k] for k in z.files}
-            n = min(len(v) for v in arrays.values())
-            sentences[name] = [{k: v[i : i + 1] for k, v in arrays.items()} for i in range(n)]
-        if not singles or set(singles) != set(sentences):
-            raise EdgebertError(f"give --single and --inputs for the same tasks (got {sorted(singles)} and "
-                                f"{sorted(sentences)})")
-        result = compare(singles, multi, sentences, hw)
-    except (EdgebertError, OSError, AssertionError) as exc:
-        print(f"edgebert-bench-multitask: error: {exc}", file=sys.stderr)
-        return 2
-    print(format_markdown(result))
-    if args.json:
-        Path(args.json).write_text(json.dumps(result, indent=1, default=float))
-    return 0
+    return bench_main(list(argv) if argv is not None else None)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -231,7 +231,7 @@ def test_bench_compare(case):
     st = out["stream"]
     block = res.program.metadata["multitask"]["tasks"][0]["block"]["bytes"]
     assert st["sentences"] == 6 and st["switches"] == 6 and st["bytes_loaded"] == 6 * block
-    assert "Mixed stream" in format_markdown(out)
+    assert f"| round-robin | 6 | 6 | {6 * block:,} B |" in format_markdown(out)
 
 
 def test_depth_shared_adapters_share_one_layer_loop(tmp_path):
@@ -292,18 +292,121 @@ def test_per_task_dvfs_tables(case):
     assert switched
 
 
-def test_bench_cli(case, tmp_path, capsys):
-    from edgebert.emulator import multitask_bench
+def _bench_files(case, tmp_path, n: int = 2) -> tuple[str, list[str]]:
+    """multi.ebin, the single-task binaries and one NPZ of `n` sentences per task; the --single/--inputs argv."""
     from edgebert.isa.ebin import save_ebin
 
     save_ebin(case["res"].program, tmp_path / "multi.ebin")
-    argv = [str(tmp_path / "multi.ebin")]
+    pairs = []
     for t in TASK_NAMES:
         save_ebin(case["singles"][t], tmp_path / f"{t}.ebin")
-        xs = case["xs"][t][:2]
+        xs = case["xs"][t][:n]
         np.savez(tmp_path / f"{t}.npz", **{k: np.concatenate([x[k] for x in xs]) for k in xs[0]})
-        argv += ["--single", f"{t}={tmp_path / f'{t}.ebin'}", "--inputs", f"{t}={tmp_path / f'{t}.npz'}"]
-    assert multitask_bench.main([*argv, "--json", str(tmp_path / "b.json")]) == 0
-    assert "Mixed stream" in capsys.readouterr().out
-    assert json.loads((tmp_path / "b.json").read_text())["stream"]["sentences"] == 6
-    assert multitask_bench.main(argv[:3]) == 2
+        pairs += ["--single", f"{t}={tmp_path / f'{t}.ebin'}", "--inputs", f"{t}={tmp_path / f'{t}.npz'}"]
+    return str(tmp_path / "multi.ebin"), pairs
+
+
+def test_bench_cli(case, tmp_path, capsys):
+    """edgebert-bench multi.ebin --single ... --inputs ...: three single-task binaries vs the multi-task one."""
+    from edgebert.emulator import bench, multitask_bench
+
+    multi, pairs = _bench_files(case, tmp_path)
+    prog = case["res"].program
+    block = prog.metadata["multitask"]["tasks"][0]["block"]["bytes"]
+    assert {t["block"]["bytes"] for t in prog.metadata["multitask"]["tasks"]} == {block}  # one layout for all
+    out = tmp_path / "b.json"
+    assert bench.main([multi, *pairs, "--stream", "both", "--json", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "| on-chip total (eNVM + SRAM) |" in printed and "| round-robin | 6 | 6 |" in printed
+    assert f"round-robin stream: 6 sentences, 6 task switches (the first load included), {6 * block:,} B" in printed
+    assert f"blocked stream: 6 sentences, 3 task switches (the first load included), {3 * block:,} B" in printed
+    r = json.loads(out.read_text())
+    assert r["tasks"] == TASK_NAMES and r["program"] == multi and r["hw"] == default_config().name
+    assert r["memory"]["weights_multi"] == case["res"].weight_bytes < r["memory"]["weights_single"]
+    assert r["memory"]["multi"]["envm"] < r["memory"]["single_total"]["envm"]
+    rr, bl = r["streams"]["round-robin"], r["streams"]["blocked"]
+    assert r["stream"] == rr and rr["kind"] == "round-robin" and bl["kind"] == "blocked"
+    assert (rr["sentences"], rr["switches"], rr["bytes_loaded"]) == (6, 6, 6 * block)
+    assert (bl["sentences"], bl["switches"], bl["bytes_loaded"]) == (6, 3, 3 * block)
+    # the same sentences in another order: the single-task binaries cost the same; every extra switch costs
+    assert rr["single_energy_j"] == pytest.approx(bl["single_energy_j"], rel=1e-12)
+    assert rr["single_cycles"] == bl["single_cycles"]
+    assert rr["multi_energy_j"] > bl["multi_energy_j"] and rr["multi_cycles"] > bl["multi_cycles"]
+    runner = Runner(prog)
+    for t in TASK_NAMES:
+        want = [_reference_exit(o, case["thr"][t]) for o in case["refs"][t][:2]]
+        assert r["per_task"][t]["exit_layers"] == {"single": want, "multi": want}
+        assert [runner.run(x, task=t).exit_layer for x in case["xs"][t][:2]] == want
+        # steady state (task resident) reads the task weights from the SRAM region: no more eNVM than one binary
+        d = r["per_task"][t]
+        assert d["sentences"] == 2 and d["multi"]["envm_read_bytes"] <= d["single"]["envm_read_bytes"]
+    # the python -m entry point is the same command; --limit is per task, round robin by default
+    assert multitask_bench.main([multi, *pairs, "--limit", "1", "--json", str(out), "-q"]) == 0
+    assert capsys.readouterr().out == ""
+    r = json.loads(out.read_text())
+    assert list(r["streams"]) == ["round-robin"] and (r["stream"]["sentences"], r["stream"]["switches"]) == (3, 3)
+    assert bench.main([multi, *pairs[:4], "--stream", "blocked", "--json", str(out), "-q"]) == 0
+    r = json.loads(out.read_text())
+    assert r["tasks"] == ["sentiment"] and (r["stream"]["sentences"], r["stream"]["switches"]) == (2, 1)
+
+
+def test_bench_cli_one_task(case, tmp_path):
+    """edgebert-bench multi.ebin --task NAME --inputs X.npz: the three modes on one task, its block resident."""
+    from edgebert.emulator import bench
+
+    multi, _ = _bench_files(case, tmp_path, n=4)
+    out = tmp_path / "t.json"
+    assert bench.main([multi, "--task", "topic", "--inputs", str(tmp_path / "topic.npz"), "--json", str(out),
+                       "--latency-target", "1ms", "-q"]) == 0
+    r = json.loads(out.read_text())
+    assert r["task"] == "topic" and r["sentences"] == 4 and r["latency_target_s"] == 1e-3
+    per = r["per_sentence"]
+    want = [_reference_exit(o, case["thr"]["topic"]) for o in case["refs"]["topic"][:4]]
+    runner = Runner(case["res"].program)
+    warm = [runner.run(x, task="topic", resident_task="topic") for x in case["xs"]["topic"][:4]]
+    assert per["early-exit"]["exit_layer"] == per["ee+dvfs"]["exit_layer"] == want == [w.exit_layer for w in warm]
+    assert per["no-exit"]["exit_layer"] == [len(case["refs"]["topic"][0])] * 4
+    # steady state: the task's block is resident, so no run pays for loading it
+    cold = runner.run(case["xs"]["topic"][0], task="topic")
+    assert per["ee+dvfs"]["energy_j"] == pytest.approx([w.report["energy_j"] for w in warm], rel=1e-12)
+    assert per["ee+dvfs"]["cycles"][0] == warm[0].report["cycles"] < cold.report["cycles"]
+    assert r["modes"]["no-exit"]["energy_j"]["mean"] > r["modes"]["early-exit"]["energy_j"]["mean"]
+
+
+def test_bench_cli_errors(case, tmp_path, capsys):
+    from edgebert.emulator import bench
+
+    multi, _ = _bench_files(case, tmp_path)
+    f = {t: str(tmp_path / f"{t}.ebin") for t in TASK_NAMES}
+    x = {t: str(tmp_path / f"{t}.npz") for t in TASK_NAMES}
+    np.savez(tmp_path / "ids_only.npz", input_ids=np.load(x["topic"])["input_ids"])
+    ids_only = str(tmp_path / "ids_only.npz")
+    cases = [
+        ([multi, "--inputs", x["topic"]], "is a multi-task program (tasks: sentiment, topic, valence): pass --task"),
+        ([f["topic"], "--single", f"topic={f['topic']}", "--inputs", f"topic={x['topic']}"],
+         f"--single: {f['topic']} is not a multi-task program"),
+        ([f["topic"], "--task", "topic", "--inputs", x["topic"]], f"--task: {f['topic']} is not a multi-task program"),
+        ([multi, "--task", "nope", "--inputs", x["topic"]], "--task: unknown task 'nope'"),
+        ([multi, "--single", f"nope={f['topic']}", "--inputs", f"nope={x['topic']}"],
+         "--single: unknown task 'nope' (" + multi + " has tasks: sentiment, topic, valence)"),
+        ([multi, "--single", f"topic={f['topic']}", "--inputs", f"topic={x['topic']}", "--inputs", f"bad={x['topic']}"],
+         "--inputs: unknown task 'bad'"),
+        ([multi, "--single", f"topic={f['topic']}", "--single", f"valence={f['valence']}", "--inputs",
+          f"topic={x['topic']}"], "--inputs: no sentences for task 'valence' (give --inputs valence=NPZ)"),
+        ([multi, "--single", f"topic={f['topic']}", "--inputs", f"topic={x['topic']}", "--inputs",
+          f"valence={x['valence']}"], "--single: no single-task binary for task 'valence'"),
+        ([multi, "--single", f"topic={f['topic']}", "--inputs", f"topic={ids_only}"],
+         f"{ids_only}: no array for input 'attention_mask'"),
+        ([multi, "--single", f"topic={multi}", "--inputs", f"topic={x['topic']}"],
+         f"--single topic={multi}: is a multi-task program"),
+        ([multi, "--single", f"topic={f['valence']}", "--inputs", f"topic={x['topic']}"],
+         "task topic sentence 0: the multi-task binary disagrees with the single-task one"),
+        ([multi, "--single", f["topic"], "--inputs", f"topic={x['topic']}"], "--single expects NAME=PATH"),
+        ([multi, "--single", f"topic={tmp_path / 'none.ebin'}", "--inputs", f"topic={x['topic']}"], "none.ebin"),
+        ([multi, "--task", "topic", "--inputs", x["topic"], "--stream", "blocked"], "--stream applies to the comparison"),
+        ([multi, "--task", "topic", "--inputs", x["topic"], "--inputs", x["valence"]], "--inputs: give one .npz"),
+    ]
+    for argv, msg in cases:
+        assert bench.main(argv) == 2, msg
+        err = capsys.readouterr().err
+        assert err.startswith("edgebert-bench: error: ") and msg in err and err.count("\n") == 1, (msg, err)
