@@ -124,8 +124,9 @@ def options_from_model(model: Any, metadata: Any) -> CompressionOptions:
         opts.activation_biases = {str(k): int(v) for k, v in (acts.get("exp_bias") or {}).items()}
         info = getattr(metadata, "model_info", None) or {}
         layers, groups = int(info.get("num_layers", 0) or 0), int(info.get("num_hidden_groups", 1) or 1)
+        depth_shared = not any(str(n).startswith("adapters.") and str(n).split(".")[2] != "0" for n in weights)
         for name, entry in weights.items():
-            points = activation_points(str(name), layers, groups)
+            points = activation_points(str(name), layers, groups, depth_shared)
             if points and isinstance(entry, dict) and entry.get("initializer") in inits:
                 arr = numpy_helper.to_array(inits[entry["initializer"]]).astype(np.float32)
                 if arr.ndim == 2:
@@ -141,13 +142,19 @@ _LAYER_POINTS = {
 }
 
 
-def activation_points(name: str, layers: int, groups: int) -> list[str]:
-    """The activation quantization points (in layer order) at the input of the linear layer `name`."""
+def activation_points(name: str, layers: int, groups: int, depth_shared: bool = False) -> list[str]:
+    """The activation quantization points (in layer order) at the input of the linear layer `name`.
+
+    Adapter weights `adapters.{site}.{d}.{down|up}.weight` (frontend/torch_adapters.py) feed the point of layer d+1,
+    or of every layer when one adapter serves all depths (`depth_shared`)."""
     if name == "encoder.embedding_hidden_mapping_in.weight":
         return ["embedding_proj_in"]
     parts = name.split(".")
     if parts[0] == "exits" and len(parts) == 4:
         return [f"exit{int(parts[1]) + 1}.{parts[2]}_in"]
+    if parts[0] == "adapters" and len(parts) == 5 and parts[3] in ("down", "up") and parts[4] == "weight":
+        depths = range(layers) if depth_shared else [int(parts[2])]
+        return [f"layer{i + 1}.adapter_{parts[1]}_{parts[3]}_in" for i in depths]
     if name.startswith("encoder.albert_layer_groups.") and layers:
         group = int(parts[2])
         suffix = ".".join(parts[5:])

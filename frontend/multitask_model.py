@@ -18,7 +18,9 @@ SHARED_MODULES = ("embeddings", "encoder", "span")
 
 class MultiTaskAlbert(nn.Module):
     """`tasks[name]` is that task's AdapterAlbert; all of them hold the same backbone modules (one copy of the
-    weights) and the same `prune_masks` dict. Compression switches are set on every task model at once."""
+    weights), the same `prune_masks` dict and one ActivationQuantizer (one AF8 bias per activation point for every
+    task: the multi-task program's shared code has the bias as an immediate). Compression switches are set on every
+    task model at once."""
 
     def __init__(
         self,
@@ -56,6 +58,7 @@ class MultiTaskAlbert(nn.Module):
                 for mod in SHARED_MODULES:
                     setattr(model, mod, getattr(first, mod))
                 model.prune_masks = first.prune_masks
+                model.activation_quant = first.activation_quant
             models[name] = model
         self.tasks = nn.ModuleDict(models)
 
@@ -137,6 +140,11 @@ def save_multitask(model: MultiTaskAlbert, path: str, extra: dict | None = None)
                 for name, m in model.tasks.items()
             },
             "prune_masks": model.backbone.prune_masks,
+            "activation_quant": {
+                "mode": model.backbone.activation_quant.mode,
+                "amax": model.backbone.activation_quant.amax,
+                "biases": model.backbone.activation_quant.biases,
+            },
             "spans_frozen": model.backbone.span.frozen,
             "extra": extra or {},
         },
@@ -163,6 +171,9 @@ def load_multitask(path: str) -> MultiTaskAlbert:
         m.frozen_weight_biases = dict(t["frozen_weight_biases"])
         m.use_adapters = t["use_adapters"]
     model.backbone.prune_masks.update(ckpt["prune_masks"])
+    aq = ckpt.get("activation_quant") or {"mode": "off", "amax": {}, "biases": {}}
+    quant = model.backbone.activation_quant
+    quant.mode, quant.amax, quant.biases = aq["mode"], dict(aq["amax"]), dict(aq["biases"])
     if ckpt["spans_frozen"]:
         model.backbone.span.frozen = True
         model.backbone.span.freeze()

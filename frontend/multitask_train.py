@@ -27,6 +27,7 @@ class MultiTaskRecipe:
     sparsity_targets: dict[str, float] = field(default_factory=lambda: {"encoder": 0.5, "embedding": 0.6})
     prune: TrainSettings = field(default_factory=lambda: TrainSettings(epochs=3, lr=1e-3))
     af8: bool = False  # AF8 weights everywhere (backbone QAT fine-tune, adapters / heads trained with fake quant)
+    af8_activations: bool = False  # then AF8 activations at every matmul input (biases calibrated on all tasks)
     qat: TrainSettings = field(default_factory=lambda: TrainSettings(epochs=2, lr=5e-4))
     adapters: TrainSettings = field(default_factory=lambda: TrainSettings(epochs=6, lr=3e-3))
     heads_only_baseline: bool = False  # first train heads alone on the frozen backbone (no adapters) and evaluate
@@ -141,6 +142,7 @@ class MultiTaskReport:
     pretrain_losses: list[float] = field(default_factory=list)
     adapter_losses: dict[str, list[float]] = field(default_factory=dict)
     heads_only: dict[str, ExitReport] = field(default_factory=dict)  # frozen backbone, heads alone (baseline)
+    fp32_activations: dict[str, ExitReport] = field(default_factory=dict)  # before AF8 activations (if enabled)
 
     def format(self) -> str:
         """Per task, compressed_train's per-exit table (and the heads-only accuracies when measured)."""
@@ -150,7 +152,32 @@ class MultiTaskReport:
             if t in self.heads_only:
                 accs = " ".join(f"{a:.3f}" for a in self.heads_only[t].accuracy)
                 lines.append(f"heads only (no adapters), accuracy per exit: {accs}")
+            if t in self.fp32_activations:
+                accs = " ".join(f"{a:.3f}" for a in self.fp32_activations[t].accuracy)
+                lines.append(f"fp32 activations (before AF8 activations), accuracy per exit: {accs}")
         return "\n".join(lines)
+
+
+@torch.no_grad()
+def calibrate_task_activations(
+    mt: MultiTaskAlbert, datasets: dict[str, TaskData], batch_size: int = 256, tie_layers: bool | None = None
+) -> dict[str, int]:
+    """AF8 activations for every task: record each point's largest magnitude over every task's `datasets` (each
+    through its own task model), fix one bias per point shared by all tasks, and switch quantization on.
+
+    tie_layers (default: when the adapters are shared across depth, i.e. the layers can run as one loop): one bias
+    per point for all layers too (torch_quant.ActivationQuantizer.finish_calibration)."""
+    quant = mt.backbone.activation_quant
+    quant.mode = "calibrate"
+    for task, data in datasets.items():
+        model = mt.task(task).eval()
+        for start in range(0, len(data), batch_size):
+            sl = slice(start, start + batch_size)
+            model(torch.from_numpy(data.input_ids[sl]), torch.from_numpy(data.attention_mask[sl]))
+    mt.set_compression(quantize_activations=True)
+    if tie_layers is None:
+        tie_layers = not mt.adapter_config.per_depth
+    return quant.finish_calibration(tie_layers)
 
 
 def evaluate_tasks(mt: MultiTaskAlbert, datasets: dict[str, TaskData]) -> dict[str, ExitReport]:
@@ -161,7 +188,10 @@ def evaluate_tasks(mt: MultiTaskAlbert, datasets: dict[str, TaskData]) -> dict[s
 def run_recipe(
     mt: MultiTaskAlbert, train_sets: dict[str, TaskData], eval_sets: dict[str, TaskData], recipe: MultiTaskRecipe
 ) -> MultiTaskReport:
-    """Pre-train (and prune / AF8-fine-tune) the backbone, freeze it, then train every task's adapters and heads."""
+    """Pre-train (and prune / AF8-fine-tune) the backbone, freeze it, then train every task's adapters and heads
+    (and, with af8_activations, calibrate one AF8 bias per activation point over every task's training data)."""
+    if recipe.af8_activations and not recipe.af8:
+        raise ValueError("AF8 activations need AF8 weights (MultiTaskRecipe.af8=True)")
     pre = recipe.pretrain_tasks or mt.task_names
     pre_sets = {t: train_sets[t] for t in pre}
     losses = pretrain_backbone(mt, pre_sets, recipe.pretrain)
@@ -180,4 +210,8 @@ def run_recipe(
             train_task_adapters(mt, t, train_sets[t], recipe.adapters, use_adapters=False)
             heads_only[t] = evaluate_exits(mt.task(t), eval_sets[t])
     adapter_losses = {t: train_task_adapters(mt, t, train_sets[t], recipe.adapters) for t in mt.task_names}
-    return MultiTaskReport(evaluate_tasks(mt, eval_sets), losses, adapter_losses, heads_only)
+    before = {}
+    if recipe.af8_activations:
+        before = evaluate_tasks(mt, eval_sets)
+        calibrate_task_activations(mt, train_sets)
+    return MultiTaskReport(evaluate_tasks(mt, eval_sets), losses, adapter_losses, heads_only, before)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import torch
 
@@ -51,8 +53,23 @@ class ActivationQuantizer:
             return x
         return af8_fake_quant(x, self.biases.get(name))
 
-    def finish_calibration(self) -> dict[str, int]:
-        """Fix each point's bias from its calibrated largest magnitude and switch to "apply"."""
-        self.biases = {k: adaptivfloat.choose_bias(np.array([v], dtype=np.float32)) for k, v in self.amax.items()}
+    def finish_calibration(self, tie_layers: bool = False) -> dict[str, int]:
+        """Fix each point's bias from its calibrated largest magnitude and switch to "apply".
+
+        tie_layers: points that differ only in their layer number (`layer3.ffn_in`, `exit2.dense_in`) share the bias
+        of their largest magnitude over all layers, so that one layer-loop body (one `quant` immediate per point)
+        serves every layer."""
+        amax = dict(self.amax)
+        if tie_layers:
+            widest: dict[str, float] = {}
+            for name, value in amax.items():
+                widest[_layerless(name)] = max(widest.get(_layerless(name), 0.0), value)
+            amax = {name: widest[_layerless(name)] for name in amax}
+        self.biases = {k: adaptivfloat.choose_bias(np.array([v], dtype=np.float32)) for k, v in amax.items()}
         self.mode = "apply"
         return dict(self.biases)
+
+
+def _layerless(point: str) -> str:
+    """`layer3.ffn_in` -> `layer*.ffn_in`, `exit2.dense_in` -> `exit*.dense_in` (other names unchanged)."""
+    return re.sub(r"^(layer|exit)\d+\.", r"\1*.", point)

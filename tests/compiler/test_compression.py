@@ -362,3 +362,14 @@ def test_af8_model_vs_torch(trained):
             assert early_exit_layer(e_ours[:, None], thr)[0] == layer
             assert ours[layer - 1].argmax() == theirs[layer - 1].argmax()
     assert worst < 5e-2 and identical >= 11
+
+
+def test_activation_points_of_adapter_weights():
+    """Adapter weights feed the adapter points of their depth's layer, or of every layer when depth-shared."""
+    from edgebert.compiler.compression import activation_points
+
+    assert activation_points("adapters.ffn.2.up.weight", 4, 1) == ["layer3.adapter_ffn_up_in"]
+    assert activation_points("adapters.attention.0.down.weight", 3, 1, depth_shared=True) == [
+        "layer1.adapter_attention_down_in", "layer2.adapter_attention_down_in", "layer3.adapter_attention_down_in"]
+    assert activation_points("adapters.ffn.0.up.bias", 3, 1) == []
+    assert activation_points("exits.1.classifier.weight", 3, 1) == ["exit2.classifier_in"]

@@ -10,7 +10,12 @@ import torch
 from edgebert.frontend.compressed_train import TrainSettings
 from edgebert.frontend.multitask_export import export_all_tasks
 from edgebert.frontend.multitask_model import MultiTaskAlbert
-from edgebert.frontend.multitask_train import make_backbone_pruner, pretrain_backbone, train_task_adapters
+from edgebert.frontend.multitask_train import (
+    calibrate_task_activations,
+    make_backbone_pruner,
+    pretrain_backbone,
+    train_task_adapters,
+)
 from edgebert.frontend.tasks import VOCAB, make_dataset
 from edgebert.frontend.torch_adapters import AdapterConfig
 from edgebert.frontend.torch_model import CompressionConfig, albert_config
@@ -19,8 +24,9 @@ TASK_NAMES = ["sentiment", "topic", "valence"]
 SEQ, LAYERS, HIDDEN, BOTTLENECK = 16, 3, 32, 8
 
 
-def train_tiny(af8: bool = True, seed: int = 0, per_depth: bool = True) -> MultiTaskAlbert:
-    """A few epochs of each phase (seconds on one core): pre-train, prune, AF8 QAT, adapters per task."""
+def train_tiny(af8: bool = True, seed: int = 0, per_depth: bool = True, af8_activations: bool = False) -> MultiTaskAlbert:
+    """A few epochs of each phase (seconds on one core): pre-train, prune, AF8 QAT, adapters per task (and with
+    af8_activations, one AF8 bias per activation point calibrated over every task)."""
     torch.set_num_threads(1)
     torch.manual_seed(seed)
     cfg = albert_config(len(VOCAB), hidden=HIDDEN, layers=LAYERS, heads=2, intermediate=64, max_positions=SEQ)
@@ -36,7 +42,9 @@ def train_tiny(af8: bool = True, seed: int = 0, per_depth: bool = True) -> Multi
     for t in TASK_NAMES:
         mt.task(t).reset_task_parameters(0)
         train_task_adapters(mt, t, train[t], TrainSettings(epochs=2, lr=5e-3, seed=3), seed=0)
-    return mt
+    if af8_activations:
+        calibrate_task_activations(mt, train)
+    return mt.eval()
 
 
 def export_tiny(out_dir: str | Path, af8: bool = True, thresholds: dict[str, float] | None = None,

@@ -282,3 +282,20 @@ def test_adapters_off_or_identity_equal_compressed_albert():
         on = m(ids, mask).exit_logits
     for x, y, z in zip(ref, off, on, strict=True):
         assert torch.equal(x, y) and torch.equal(x, z)
+
+
+def test_tied_activation_biases_take_the_widest_layer():
+    """finish_calibration(tie_layers=True): one bias per point for every layer (the widest range wins)."""
+    from edgebert.frontend.torch_quant import ActivationQuantizer
+    from edgebert.isa import adaptivfloat
+
+    q = ActivationQuantizer()
+    q.amax = {"layer1.ffn_in": 0.5, "layer2.ffn_in": 20.0, "exit1.dense_in": 3.0, "exit2.dense_in": 1.0,
+              "embedding_proj_in": 2.0}
+    untied = q.finish_calibration()
+    assert untied["layer1.ffn_in"] != untied["layer2.ffn_in"]
+    tied = q.finish_calibration(tie_layers=True)
+    wide = adaptivfloat.choose_bias(np.array([20.0], dtype=np.float32))
+    assert tied["layer1.ffn_in"] == tied["layer2.ffn_in"] == wide
+    assert tied["exit1.dense_in"] == tied["exit2.dense_in"] == untied["exit1.dense_in"]
+    assert tied["embedding_proj_in"] == untied["embedding_proj_in"] and q.mode == "apply"
