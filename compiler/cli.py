@@ -75,6 +75,8 @@ def main(argv: list[str] | None = None) -> int:
             from edgebert.compiler.multitask import compile_cli
 
             result = compile_cli(args, hw)
+            for note in result.notes:
+                print(f"edgebertc: note: {note}", file=sys.stderr)
             source = str(Path((args.model or [args.task[0].partition("=")[2]])[0]).with_name("multitask.onnx"))
         else:
             source = args.model[0] if args.model else args.task[0].partition("=")[2]

@@ -132,22 +132,34 @@ def _slot_arrays(task: TaskModel, proto: onnx.ModelProto) -> dict[str, np.ndarra
     return out
 
 
-def common_task_formats(tasks: list[TaskModel], protos: list[onnx.ModelProto], af8: bool) -> dict[bytes, int | None]:
+def common_task_formats(
+    tasks: list[TaskModel], protos: list[onnx.ModelProto], af8: bool
+) -> tuple[dict[bytes, int | None], list[str]]:
     """Weight key -> AF8 bias (None: fp32) for every task weight: one bias per slot that every task's weight
-    round-trips exactly (the bias is an instruction immediate of the shared code), else fp32 for the slot."""
+    round-trips exactly (the bias is an instruction immediate of the shared code), else fp32 for the slot; and a
+    note for each slot an AF8 model had to store fp32."""
     slots = [_slot_arrays(t, p) for t, p in zip(tasks, protos, strict=True)]
     formats: dict[bytes, int | None] = {}
+    notes = []
     for slot in slots[0]:
         arrays = [s[slot] for s in slots if slot in s]
+        if all(weight_key(a) in formats for a in arrays):  # depth-shared adapters: the same weights at every depth
+            continue
         bias = None
         if af8:
-            candidates = sorted({adaptivfloat.choose_bias(a) for a in arrays}, reverse=True)
+            biases = [adaptivfloat.choose_bias(a) for a in arrays]
+            candidates = sorted(set(biases), reverse=True)
             bias = next((b for b in candidates
                          if all(np.array_equal(adaptivfloat.quantize(a, b), a) for a in arrays)), None)
+            if bias is None:
+                own = ", ".join(f"{t.name} {b}" for t, b in zip(tasks, biases, strict=False))
+                notes.append(f"task weight slot {slot}: no AF8 bias represents every task's weight exactly (their "
+                             f"biases: {own}); stored fp32, {3 * arrays[0].size} bytes more per task (train with "
+                             f"MultiTaskAlbert.share_task_weight_biases)")
         for a in arrays:
             for view in (a, a.T):
                 formats[weight_key(view)] = bias
-    return formats
+    return formats, notes
 
 
 def compile_task(
@@ -200,8 +212,6 @@ def compile_multitask(
     `placement`: "sram" (task weights copied into an SRAM region at task switch; CompileError when they do not
     fit), "envm" (read in place from the eNVM task store) or "auto" (SRAM when it fits, else eNVM).
     """
-    from edgebert.compiler.link import TaskRegionError, link_tasks
-
     hw = hw or default_config()
     names = names or [None] * len(models)
     tasks = [load_task(m, n) for m, n in zip(models, names, strict=True)]
@@ -218,7 +228,7 @@ def compile_multitask(
     protos = [pad_heads(t, labels) for t in tasks]
     quant = _metadata(tasks[0].model).get("edgebert.quantization") or {}
     af8 = isinstance(quant, dict) and str(quant.get("format", "none")) == "af8"
-    formats = common_task_formats(tasks, protos, af8)
+    formats, format_notes = common_task_formats(tasks, protos, af8)
 
     missing = sorted(set(dvfs or {}) - {t.name for t in tasks})
     if missing:
@@ -227,6 +237,18 @@ def compile_multitask(
     def compile_all(target: HardwareConfig) -> list[Any]:
         return [compile_task(p, target, formats, t.threshold, (dvfs or {}).get(t.name, early_exit), seq_len)
                 for t, p in zip(tasks, protos, strict=True)]
+
+    res = _place(tasks, compile_all, hw, placement, labels)
+    if format_notes:
+        res.notes[:0] = format_notes
+        res.program.metadata["multitask"]["notes"] = res.notes
+    return res
+
+
+def _place(tasks: list[TaskModel], compile_all: Any, hw: HardwareConfig, placement: str, labels: int) -> Any:
+    """Link the compiled tasks with the placement asked for ("auto": SRAM, replanned below a reserved task region
+    when needed, else eNVM with a note)."""
+    from edgebert.compiler.link import TaskRegionError, link_tasks
 
     results = compile_all(hw)
     if placement == "envm":

@@ -10,7 +10,7 @@ from torch import nn
 from transformers import AlbertConfig
 
 from .tasks import TASKS
-from .torch_adapters import AdapterAlbert, AdapterConfig, is_backbone_parameter
+from .torch_adapters import AdapterAlbert, AdapterConfig, is_backbone_parameter, is_task_parameter
 from .torch_model import CompressionConfig
 
 SHARED_MODULES = ("embeddings", "encoder", "span")
@@ -101,6 +101,19 @@ class MultiTaskAlbert(nn.Module):
         for model in self.tasks.values():
             model.frozen_weight_biases.update(biases)
         return biases
+
+    @torch.no_grad()
+    def share_task_weight_biases(self) -> dict[str, int]:
+        """One AF8 bias per task weight slot (`adapters.attention.1.up.weight`, `exits.0.dense.weight`, ...) for every
+        task: the widest of the tasks' biases, frozen in every task model (the effective weights are re-rounded with
+        it). The multi-task program's shared code has each slot's bias as an instruction immediate; without a common
+        bias the compiler must store that slot fp32."""
+        per_task = {t: m.weight_biases() for t, m in self.tasks.items()}
+        names = sorted({n for biases in per_task.values() for n in biases if is_task_parameter(n)})
+        shared = {n: max(b[n] for b in per_task.values() if n in b) for n in names}
+        for model in self.tasks.values():
+            model.frozen_weight_biases.update(shared)
+        return shared
 
     def backbone_state(self) -> dict[str, torch.Tensor]:
         """Detached copies of the backbone parameters (to check they stay bit-identical)."""

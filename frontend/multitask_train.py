@@ -210,6 +210,8 @@ def run_recipe(
             train_task_adapters(mt, t, train_sets[t], recipe.adapters, use_adapters=False)
             heads_only[t] = evaluate_exits(mt.task(t), eval_sets[t])
     adapter_losses = {t: train_task_adapters(mt, t, train_sets[t], recipe.adapters) for t in mt.task_names}
+    if recipe.af8:
+        mt.share_task_weight_biases()
     before = {}
     if recipe.af8_activations:
         before = evaluate_tasks(mt, eval_sets)

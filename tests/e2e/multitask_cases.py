@@ -42,6 +42,8 @@ def train_tiny(af8: bool = True, seed: int = 0, per_depth: bool = True, af8_acti
     for t in TASK_NAMES:
         mt.task(t).reset_task_parameters(0)
         train_task_adapters(mt, t, train[t], TrainSettings(epochs=2, lr=5e-3, seed=3), seed=0)
+    if af8:
+        mt.share_task_weight_biases()
     if af8_activations:
         calibrate_task_activations(mt, train)
     return mt.eval()

@@ -6,17 +6,23 @@ from __future__ import annotations
 import dataclasses
 
 import numpy as np
+import onnx
 import pytest
 import torch
 from multitask_cases import SEQ, TASK_NAMES, sentences, train_tiny
+from onnx import numpy_helper
 
+from edgebert.compiler import cli as compiler_cli
+from edgebert.compiler.compression import weight_key
 from edgebert.compiler.early_exit import EarlyExitOptions
-from edgebert.compiler.multitask import compile_multitask
+from edgebert.compiler.multitask import common_task_formats, compile_multitask, load_task, pad_heads
 from edgebert.compiler.pipeline import compile_onnx
 from edgebert.emulator.runner import Runner
 from edgebert.frontend.compressed_export import read_edgebert_metadata
 from edgebert.frontend.multitask_export import export_all_tasks
 from edgebert.frontend.multitask_model import load_multitask, save_multitask
+from edgebert.isa import adaptivfloat
+from edgebert.isa.ebin import load_ebin
 
 N_SENTENCES = 10
 AF8 = 1  # isa FORMATS index of af8
@@ -107,3 +113,42 @@ def test_checkpoint_keeps_the_shared_activation_biases(af8, tmp_path):
     x = af8["xs"]["topic"][0]
     got, want = _torch_exits(back.task("topic"), x), _torch_exits(mt.task("topic"), x)
     assert all(g.tobytes() == w.tobytes() for g, w in zip(got, want, strict=True))
+
+
+def test_task_weight_biases_are_shared(af8):
+    """share_task_weight_biases: every task weight slot has one AF8 bias in every task model, so the compiler stores
+    every slot AF8 (no fp32 fallback notes)."""
+    mt = af8["mt"]
+    biases = [mt.task(t).frozen_weight_biases for t in TASK_NAMES]
+    slots = [n for n in biases[0] if n.startswith(("adapters.", "exits."))]
+    assert slots and all(b[n] == biases[0][n] for b in biases for n in slots)
+    assert not af8["res"].notes
+
+
+def test_a_slot_without_a_common_bias_is_stored_fp32_with_a_note(af8, tmp_path, capsys):
+    """Two tasks whose weights in one slot need different AF8 biases (tiny values vs large ones): fp32, and a note
+    naming the slot and the tasks' biases."""
+    tasks = [load_task(af8["paths"][t]) for t in TASK_NAMES]
+    protos = [pad_heads(t, 5) for t in tasks]
+    name = tasks[1].multitask["layout"]["adapters"]["ffn"]["down.weight"][0]
+    init = next(i for i in protos[1].graph.initializer if i.name == name)
+    big = adaptivfloat.quantize(np.full(numpy_helper.to_array(init).shape, 100.0, np.float32), 7)
+    init.CopyFrom(numpy_helper.from_array(big, name))
+    formats, notes = common_task_formats(tasks, protos, af8=True)
+    assert len(notes) == 1 and "adapters.ffn.down.weight.0" in notes[0] and "topic 7" in notes[0], notes
+    assert formats[weight_key(big)] is None
+    if af8["per_depth"]:  # edgebertc prints the note (and the program still runs: fp32 weights, exact values)
+        paths = [str(af8["paths"][t]) for t in TASK_NAMES]
+        paths[1] = str(tmp_path / "topic.onnx")
+        unpadded = onnx.load(str(af8["paths"]["topic"]))
+        next(i for i in unpadded.graph.initializer if i.name == name).CopyFrom(numpy_helper.from_array(big, name))
+        onnx.save(unpadded, paths[1])
+        thr = [f"--task-threshold={t}={af8['thr'][t]!r}" for t in TASK_NAMES]
+        assert compiler_cli.main([*paths, *thr, "-o", str(tmp_path / "multi.ebin")]) == 0
+        err = capsys.readouterr().err
+        assert "edgebertc: note: task weight slot adapters.ffn.down.weight.0: no AF8 bias" in err
+        x = af8["xs"]["sentiment"][0]  # sentiment's weights did not change: same answer, fp32 matmul arithmetic
+        got = Runner(load_ebin(tmp_path / "multi.ebin")).run(x, task="sentiment")
+        want = Runner(af8["res"].program).run(x, task="sentiment")
+        assert got.exit_layer == want.exit_layer
+        np.testing.assert_allclose(got.outputs["logits"], want.outputs["logits"], atol=1e-5, rtol=0)
