@@ -55,11 +55,26 @@ def live_intervals(prog: TileProgram) -> dict[int, tuple[int, int]]:
     return {k: (v[0], v[1]) for k, v in spans.items()}
 
 
+def trim_staging(prog: TileProgram) -> None:
+    """Shrink every weight staging buffer to the bytes its tiles actually touch: the buffers are sized as a fraction of
+    SRAM before lowering (an upper bound on a tile), and a small model's tiles use a sliver of that."""
+    used: dict[int, int] = {}
+    for inst in prog.insts:
+        for ref in inst.refs:
+            if ref.buffer.kind == "stage":
+                used[id(ref.buffer)] = max(used.get(id(ref.buffer), 0), ref.offset + ref.extent)
+    for buf in prog.buffers:
+        if buf.kind == "stage":
+            buf.nbytes = min(buf.nbytes, max(used.get(id(buf), 0), 1))
+
+
 def plan_sram(prog: TileProgram, hw: HardwareConfig) -> int:
-    """Give every SRAM buffer an address; buffers with disjoint live intervals share memory.
+    """Give every SRAM buffer an address; buffers with disjoint live intervals share memory. Staging buffers are
+    first trimmed to what their tiles use (trim_staging).
 
     Returns the peak SRAM use in bytes; raises CompileError naming the buffer that does not fit.
     """
+    trim_staging(prog)
     sram = hw.memory.sram
     align = sram.align_bytes
     spans = live_intervals(prog)
