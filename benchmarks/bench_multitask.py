@@ -1,7 +1,8 @@
 """Three single-task binaries vs one multi-task binary (docs/multitask.md): memory, bytes loaded, energy, stream.
 
 python benchmarks/bench_multitask.py [--onnx-dir DIR] [--layers 4 --hidden 64 --seq-len 32] [--sentences 12]
-Without --onnx-dir it trains a small adapter-ALBERT (pruned AF8 backbone, three tasks) for a few epochs first.
+Without --onnx-dir it trains a small adapter-ALBERT (pruned AF8 backbone, AF8 activations unless --fp32-activations,
+three tasks) for a few epochs first.
 """
 
 from __future__ import annotations
@@ -21,7 +22,8 @@ import numpy as np  # noqa: E402
 TASKS = ["sentiment", "topic", "valence"]
 
 
-def train_and_export(out: Path, layers: int, hidden: int, seq: int, epochs: int) -> dict[str, Path]:
+def train_and_export(out: Path, layers: int, hidden: int, seq: int, epochs: int, af8_activations: bool = True
+                     ) -> dict[str, Path]:
     import torch
 
     from edgebert.frontend.compressed_train import TrainSettings
@@ -40,7 +42,7 @@ def train_and_export(out: Path, layers: int, hidden: int, seq: int, epochs: int)
     evals = {t: make_dataset(t, 200, seq, seed=2000) for t in TASKS}
     recipe = MultiTaskRecipe(pretrain=TrainSettings(epochs=epochs, lr=3e-3), prune_method="magnitude",
                              prune=TrainSettings(epochs=1, lr=1e-3, seed=1), af8=True,
-                             qat=TrainSettings(epochs=1, lr=5e-4, seed=2),
+                             qat=TrainSettings(epochs=1, lr=5e-4, seed=2), af8_activations=af8_activations,
                              adapters=TrainSettings(epochs=epochs, lr=5e-3, seed=3))
     run_recipe(mt, train, evals, recipe)
     mt.eval()
@@ -64,6 +66,7 @@ def main() -> None:
     p.add_argument("--epochs", type=int, default=3)
     p.add_argument("--sentences", type=int, default=12, help="sentences per task")
     p.add_argument("--sram-bytes", type=int, help="SRAM size of the hardware config (default: the shipped 4 MiB)")
+    p.add_argument("--fp32-activations", action="store_true", help="train without AF8 activations (weights only)")
     p.add_argument("--json", help="write the raw comparison here")
     args = p.parse_args()
     t0 = time.perf_counter()
@@ -71,7 +74,7 @@ def main() -> None:
     if args.onnx_dir:
         paths = {t: Path(args.onnx_dir) / f"{t}.onnx" for t in TASKS}
     else:
-        paths = train_and_export(tmp, args.layers, args.hidden, args.seq_len, args.epochs)
+        paths = train_and_export(tmp, args.layers, args.hidden, args.seq_len, args.epochs, not args.fp32_activations)
     t1 = time.perf_counter()
     hw = default_config()
     if args.sram_bytes:
@@ -96,6 +99,8 @@ def main() -> None:
     print(format_markdown(result))
     for t, sw in result["switch"].items():
         print(f"switch {sw['from']} -> {t}: {sw['bytes']:,} B, {sw['cycles']:,} cycles, {sw['energy_j'] * 1e9:.2f} nJ")
+    for note in res.notes:
+        print(f"note: {note}")
     print(f"placement {res.placement}; {len(res.program.code)} instructions; train {t1 - t0:.1f} s, "
           f"compile {t2 - t1:.1f} s, emulate {t3 - t2:.1f} s")
     if args.json:
