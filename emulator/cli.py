@@ -24,7 +24,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--hw", help="hardware config TOML (default: the one the package ships)")
     p.add_argument("--max-cycles", type=int, default=None, help="trap when the run exceeds N cycles (default 1e9)")
     p.add_argument("--entropy-trace", help="recorded entropies, one sentence per line (EdgeBERT's format)")
-    p.add_argument("--row", type=int, help="with --entropy-trace: the sentence (0-based line) to replay")
+    p.add_argument("--row", type=int, help="the sentence to run: 0-based line of --entropy-trace, or index on axis 0 "
+                   "of an --inputs .npz that stacks several sentences")
     p.add_argument("--check-uninit", action="store_true", help="trap on a read of memory never written")
     p.add_argument("--race-trap", action="store_true", help="treat a detected race as an error (exit code 2)")
     p.add_argument("--timing-only", action="store_true",
@@ -108,6 +109,26 @@ def _summary(report: dict[str, Any], outputs: dict[str, np.ndarray]) -> None:
         console.print(f"output {name}: shape {tuple(value.shape)} {value.dtype}")
 
 
+def _sentence_inputs(args: argparse.Namespace, program: Any) -> dict[str, np.ndarray]:
+    """The run's inputs: the whole --inputs file, or with --row (and no entropy trace) one sentence of an .npz that
+    stacks several on axis 0 (edgebert-bench's format)."""
+    if args.row is None or args.entropy_trace is not None:
+        inputs = _load_inputs(args.inputs)
+        for entry in program.metadata.get("inputs", []):
+            value, shape = inputs.get(entry["name"]), tuple(entry.get("shape", ()))
+            if value is not None and shape and shape[0] == 1 and value.ndim == len(shape) and value.shape[0] > 1 \
+                    and value.shape[1:] == shape[1:]:
+                raise EdgebertError(f"{args.inputs}: input '{entry['name']}' holds {value.shape[0]} sentences "
+                                    f"{value.shape}; the program runs one {shape}: pick it with --row K")
+        return inputs
+    from edgebert.emulator.bench import load_sentence_inputs
+
+    sentences = load_sentence_inputs(args.inputs, program.metadata.get("inputs", []))
+    if not 0 <= args.row < len(sentences):
+        raise EdgebertError(f"--row {args.row}: {args.inputs} holds {len(sentences)} sentences (rows 0..{len(sentences) - 1})")
+    return sentences[args.row]
+
+
 def _run(args: argparse.Namespace) -> int:
     from edgebert.emulator.entropy_trace import load_entropy_row
     from edgebert.emulator.runner import DEFAULT_MAX_CYCLES, run
@@ -124,12 +145,15 @@ def _run(args: argparse.Namespace) -> int:
         if not args.hw:
             raise EdgebertError(msg + "; pass --hw FILE to run it on a config of your choice anyway")
         _warn(msg + "; running on --hw as requested")
-    if (args.entropy_trace is None) != (args.row is None):
-        raise EdgebertError("--entropy-trace and --row go together")
+    if args.entropy_trace is not None and args.row is None:
+        raise EdgebertError("--entropy-trace needs --row (the sentence to replay)")
+    if args.row is not None and args.entropy_trace is None and args.inputs is None:
+        raise EdgebertError("--row picks a sentence of --entropy-trace or of --inputs; give one of them")
     entropies = load_entropy_row(args.entropy_trace, args.row) if args.entropy_trace else None
+    inputs = _sentence_inputs(args, program)
     result = run(
         program,
-        _load_inputs(args.inputs),
+        inputs,
         hw,
         max_cycles=args.max_cycles if args.max_cycles is not None else DEFAULT_MAX_CYCLES,
         entropy_values=entropies,
@@ -146,7 +170,7 @@ def _run(args: argparse.Namespace) -> int:
     if args.task is not None and result.trap is None:
         from edgebert.emulator.multitask import switch_cost
 
-        report["task_switch"] = switch_cost(program, _load_inputs(args.inputs), args.task, hw, args.resident_task)
+        report["task_switch"] = switch_cost(program, inputs, args.task, hw, args.resident_task)
     if args.report:
         _write_json(args.report, report)
     if args.trace:

@@ -96,6 +96,10 @@ def compare(
     `stream` is then the first of them. Raises EdgebertError if the two binaries disagree on a sentence."""
     hw = hw or default_config()
     tasks = list(singles)
+    for t, p in singles.items():
+        if not p.metadata.get("early_exit"):
+            raise EdgebertError(f"the single-task binary of task '{t}' has no early exit (the multi-task binary "
+                                f"always has): compile it with edgebertc --early-exit")
     runners = {t: Runner(p, hw) for t, p in singles.items()}
     mrun = Runner(multi, hw)
     per_task: dict[str, Any] = {}

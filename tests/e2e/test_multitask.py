@@ -20,7 +20,7 @@ from edgebert.emulator.multitask import switch_cost
 from edgebert.emulator.runner import Runner
 from edgebert.isa import asm_cli
 from edgebert.isa.disassembler import disassemble
-from edgebert.isa.ebin import load_ebin
+from edgebert.isa.ebin import load_ebin, save_ebin
 from edgebert.isa.errors import CompileError
 from edgebert.isa.hardware import default_config
 
@@ -211,6 +211,17 @@ def test_clis(case, tmp_path, capsys):
     assert np.load(tmp_path / "o.npz")["logits"].shape == (1, 3)
     assert emu_cli.main([str(out), "--task", "nope", "--inputs", str(tmp_path / "in.npz")]) == 2
     assert "unknown task 'nope'" in capsys.readouterr().err
+    # several sentences stacked on axis 0 (edgebert-bench's format): --row picks one, without it a clear error
+    xs = case["xs"]["topic"][:3]
+    np.savez(tmp_path / "three.npz", **{k: np.concatenate([x[k] for x in xs]) for k in xs[0]})
+    assert emu_cli.main([str(out), "--task", "topic", "--inputs", str(tmp_path / "three.npz"), "--row", "1",
+                         "--outputs", str(tmp_path / "o1.npz"), "-q"]) == 0
+    assert np.load(tmp_path / "o1.npz")["logits"].tobytes() == np.load(tmp_path / "o.npz")["logits"].tobytes()
+    assert emu_cli.main([str(out), "--task", "topic", "--inputs", str(tmp_path / "three.npz"), "-q"]) == 2
+    assert "input 'input_ids' holds 3 sentences (3, 16); the program runs one (1, 16): pick it with --row K" in \
+        capsys.readouterr().err
+    assert emu_cli.main([str(out), "--task", "topic", "--inputs", str(tmp_path / "three.npz"), "--row", "3"]) == 2
+    assert "--row 3: " in capsys.readouterr().err
     assert compiler_cli.main([str(paths["topic"]), "--task", "bad", "-o", str(tmp_path / "x.ebin")]) == 2
     # deterministic, and -S assembles back to the same bytes
     again = tmp_path / "again.ebin"
@@ -384,7 +395,12 @@ def test_bench_cli_errors(case, tmp_path, capsys):
     x = {t: str(tmp_path / f"{t}.npz") for t in TASK_NAMES}
     np.savez(tmp_path / "ids_only.npz", input_ids=np.load(x["topic"])["input_ids"])
     ids_only = str(tmp_path / "ids_only.npz")
+    save_ebin(compile_onnx(case["paths"]["topic"]).program, tmp_path / "no_exit.ebin")  # edgebertc without --early-exit
+    no_exit = str(tmp_path / "no_exit.ebin")
     cases = [
+        ([multi, "--single", f"topic={no_exit}", "--inputs", f"topic={x['topic']}"],
+         "the single-task binary of task 'topic' has no early exit (the multi-task binary always has): compile it "
+         "with edgebertc --early-exit"),
         ([multi, "--inputs", x["topic"]], "is a multi-task program (tasks: sentiment, topic, valence): pass --task"),
         ([f["topic"], "--single", f"topic={f['topic']}", "--inputs", f"topic={x['topic']}"],
          f"--single: {f['topic']} is not a multi-task program"),
