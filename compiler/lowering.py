@@ -98,6 +98,7 @@ class Lowerer:
         st = _storage(dtype, name)
         size = int(np.prod(shape)) if shape else 1
         buf = self.prog.buffer(self._name(name), max(size, 1) * 4, "act")
+        buf.what = f"{dtype}{list(shape)}"
         return Tensor(fresh_view(buf, shape, st, order), dtype)
 
     def const_buffer(self, array: np.ndarray, dtype: str) -> View:

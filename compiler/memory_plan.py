@@ -96,7 +96,8 @@ def plan_sram(prog: TileProgram, hw: HardwareConfig) -> int:
         if addr + size > sram.size_bytes:
             live = sum(s for (s0, s1, a, s, _) in placed if s0 <= hi and lo <= s1)
             raise CompileError(
-                f"SRAM overflow: tensor '{buf.name}' ({buf.nbytes} bytes) does not fit: {live} bytes are live "
+                f"SRAM overflow: tensor '{buf.name}' ({buf.what + ', ' if buf.what else ''}{buf.nbytes} bytes) does "
+                f"not fit: {live} bytes are live "
                 f"at that point and memory.sram.size_bytes is {sram.size_bytes}"
             )
         buf.address = addr

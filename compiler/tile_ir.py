@@ -22,6 +22,7 @@ class Buffer:
     space: str = "sram"
     data: bytes | None = None  # initial contents of a constant
     address: int | None = None  # byte address, set by the memory planner
+    what: str = ""  # for error messages: the tensor's dtype and shape, e.g. "float32[1, 16, 64]"
 
     def __repr__(self) -> str:
         return f"Buffer({self.name}, {self.nbytes} B, {self.kind}@{self.space})"

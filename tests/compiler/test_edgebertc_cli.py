@@ -81,6 +81,7 @@ def test_sram_overflow_names_the_tensor(tiny_model, tmp_path, capsys):
     hw.write_text(small)
     err = _one_line_error(capsys, edgebertc([str(tiny_model), "--hw", str(hw), "-o", str(tmp_path / "x.ebin")]))
     assert "SRAM overflow" in err and "tensor '" in err and "8192" in err
+    assert re.search(r"tensor '[^']+' \(float32\[\d+(, \d+)*\], \d+ bytes\)", err), err
 
 
 def test_wrong_seq_len_is_rejected(tiny_model, tmp_path, capsys):
