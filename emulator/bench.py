@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from edgebert.emulator.multitask_bench import STREAM_KINDS
-from edgebert.isa.errors import EdgebertError
+from edgebert.isa.errors import EdgebertError, run_cli
 
 #: mode name -> (disable_early_exit, disable_dvfs), in report order.
 MODES: dict[str, tuple[bool, bool]] = {
@@ -436,11 +436,7 @@ def _run(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of `edgebert-bench`; returns the exit code (2 on any edgebert error)."""
     args = _parser().parse_args(argv)
-    try:
-        return _run(args)
-    except EdgebertError as exc:
-        print(f"edgebert-bench: error: {exc}", file=sys.stderr)
-        return 2
+    return run_cli("edgebert-bench", lambda: _run(args))
 
 
 if __name__ == "__main__":

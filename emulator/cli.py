@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from edgebert.isa.errors import EdgebertError
+from edgebert.isa.errors import EdgebertError, run_cli
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -208,11 +208,7 @@ def _run(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of `edgebert-emu`; returns the exit code (2 on any edgebert error or trap)."""
     args = _parser().parse_args(argv)
-    try:
-        return _run(args)
-    except EdgebertError as exc:
-        print(f"edgebert-emu: error: {exc}", file=sys.stderr)
-        return 2
+    return run_cli("edgebert-emu", lambda: _run(args))
 
 
 if __name__ == "__main__":

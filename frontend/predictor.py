@@ -27,7 +27,7 @@ from edgebert.frontend.compressed_entropy import (
     read_lookup_table,
     write_lookup_table,
 )
-from edgebert.isa.errors import EdgebertError
+from edgebert.isa.errors import EdgebertError, run_cli
 
 #: `lut` settings matching the table's rows: bin = clamp(rint(H * 100), 0, 99).
 NBINS = LOOKUP_ROWS
@@ -127,11 +127,7 @@ def _main(argv: list[str] | None) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """CLI entry point; returns the exit code (2 on an edgebert error)."""
-    try:
-        return _main(argv)
-    except EdgebertError as exc:
-        print(f"predictor: error: {exc}", file=sys.stderr)
-        return 2
+    return run_cli("predictor", lambda: _main(argv))
 
 
 if __name__ == "__main__":

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import sys
+from collections.abc import Callable
+
 
 class EdgebertError(Exception):
     """Root of every error edgebert raises on purpose; CLIs catch it and exit with code 2."""
@@ -33,3 +36,13 @@ class EmulatorTrap(EdgebertError):
 
 class CompileError(EdgebertError):
     """A model cannot be compiled; the message names the node, op or buffer at fault."""
+
+
+def run_cli(prog: str, body: Callable[[], int]) -> int:
+    """Run a command-line tool's body: an EdgebertError becomes one `prog: error: ...` line on stderr and exit code 2
+    (no traceback); anything else propagates."""
+    try:
+        return body()
+    except EdgebertError as exc:
+        print(f"{prog}: error: {exc}", file=sys.stderr)
+        return 2
