@@ -76,6 +76,45 @@ def _batches(n: int, batch_size: int, rng: np.random.Generator | None):  # noqa:
         yield order[start : start + batch_size]
 
 
+def make_optimizer(
+    params: list[torch.nn.Parameter], settings: TrainSettings, total_steps: int
+) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler]:
+    """AdamW over `params` with a linear warm-up (first 10 % of the steps) and a linear decay to zero."""
+    opt = torch.optim.AdamW(params, lr=settings.lr, weight_decay=settings.weight_decay)
+    warmup = max(1, total_steps // 10)
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: min((s + 1) / warmup, max(0.0, (total_steps - s) / max(total_steps - warmup, 1)))
+    )
+    return opt, sched
+
+
+def train_step(
+    model: CompressedAlbert,
+    batch: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
+    settings: TrainSettings,
+    opt: torch.optim.Optimizer,
+    sched: torch.optim.lr_scheduler.LRScheduler,
+    pruner: Pruner | None = None,
+    ramp: tuple[int, int] = (0, 1),
+) -> float:
+    """One optimisation step on (input_ids, attention_mask, labels): the joint exit loss (+ span penalty while the
+    spans learn); with a pruner, its masks at ramp step `ramp[0]` of `ramp[1]` and its scores accumulated. The loss."""
+    ids, mask, labels = batch
+    if pruner is not None:
+        pruner.step(*ramp)
+    out = model(ids, mask)
+    loss = joint_exit_loss(out.exit_logits, labels)
+    if settings.span_penalty and model.compression.span_enabled and not model.span.frozen:
+        loss = loss + settings.span_penalty * model.span.penalty()
+    opt.zero_grad()
+    loss.backward()
+    if pruner is not None:
+        pruner.accumulate()
+    opt.step()
+    sched.step()
+    return float(loss.detach())
+
+
 def train(
     model: CompressedAlbert,
     data: TaskData,
@@ -87,13 +126,8 @@ def train(
     torch.manual_seed(settings.seed)
     rng = np.random.default_rng(settings.seed)
     params = [p for p in model.parameters() if p.requires_grad]
-    opt = torch.optim.AdamW(params, lr=settings.lr, weight_decay=settings.weight_decay)
-    steps_per_epoch = -(-len(data) // settings.batch_size)
-    total = settings.epochs * steps_per_epoch
-    warmup = max(1, total // 10)
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: min((s + 1) / warmup, max(0.0, (total - s) / max(total - warmup, 1)))
-    )
+    total = settings.epochs * -(-len(data) // settings.batch_size)
+    opt, sched = make_optimizer(params, settings, total)
     # reach the final sparsity after 2/3 of the run, then fine-tune at the final masks
     ramp_steps = max(1, (2 * total) // 3)
     ids, mask, labels = (torch.from_numpy(a) for a in (data.input_ids, data.attention_mask, data.labels))
@@ -102,19 +136,9 @@ def train(
     for epoch in range(settings.epochs):
         total_loss = 0.0
         for idx in _batches(len(data), settings.batch_size, rng):
-            if pruner is not None:
-                pruner.step(min(step, ramp_steps), ramp_steps)
-            out = model(ids[idx], mask[idx])
-            loss = joint_exit_loss(out.exit_logits, labels[idx])
-            if settings.span_penalty and model.compression.span_enabled and not model.span.frozen:
-                loss = loss + settings.span_penalty * model.span.penalty()
-            opt.zero_grad()
-            loss.backward()
-            if pruner is not None:
-                pruner.accumulate()
-            opt.step()
-            sched.step()
-            total_loss += float(loss.detach()) * len(idx)
+            batch = (ids[idx], mask[idx], labels[idx])
+            loss = train_step(model, batch, settings, opt, sched, pruner, (min(step, ramp_steps), ramp_steps))
+            total_loss += loss * len(idx)
             step += 1
         losses.append(total_loss / len(data))
         log.info("epoch %d: loss %.4f", epoch + 1, losses[-1])

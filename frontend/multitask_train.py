@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from .compressed_train import ExitReport, TrainSettings, evaluate_exits, joint_exit_loss, train
+from .compressed_train import ExitReport, TrainSettings, evaluate_exits, make_optimizer, train, train_step
 from .multitask_model import MultiTaskAlbert
 from .tasks import TaskData
 from .torch_pruning import Pruner
@@ -51,16 +51,12 @@ def pretrain_backbone(
     models = {t: mt.task(t) for t in datasets}
     params = {id(p): p for m in models.values() for n, p in m.named_parameters() if not n.startswith("adapters.")}
     trainable = [p for p in params.values() if p.requires_grad]
-    opt = torch.optim.AdamW(trainable, lr=settings.lr, weight_decay=settings.weight_decay)
     tensors = {
         t: tuple(torch.from_numpy(a) for a in (d.input_ids, d.attention_mask, d.labels)) for t, d in datasets.items()
     }
     plan = [(t, k) for t, d in datasets.items() for k in range(-(-len(d) // settings.batch_size))]
     total = settings.epochs * len(plan)
-    warmup = max(1, total // 10)
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: min((s + 1) / warmup, max(0.0, (total - s) / max(total - warmup, 1)))
-    )
+    opt, sched = make_optimizer(trainable, settings, total)
     ramp_steps = max(1, (2 * total) // 3)
     losses, step = [], 0
     for m in models.values():
@@ -71,21 +67,10 @@ def pretrain_backbone(
         for j in rng.permutation(len(plan)):
             task, k = plan[j]
             idx = orders[task][k * settings.batch_size : (k + 1) * settings.batch_size]
-            if pruner is not None:
-                pruner.step(min(step, ramp_steps), ramp_steps)
             ids, mask, labels = tensors[task]
-            model = models[task]
-            out = model(ids[idx], mask[idx])
-            loss = joint_exit_loss(out.exit_logits, labels[idx])
-            if settings.span_penalty and model.compression.span_enabled and not model.span.frozen:
-                loss = loss + settings.span_penalty * model.span.penalty()
-            opt.zero_grad()
-            loss.backward()
-            if pruner is not None:
-                pruner.accumulate()
-            opt.step()
-            sched.step()
-            total_loss += float(loss.detach()) * len(idx)
+            loss = train_step(models[task], (ids[idx], mask[idx], labels[idx]), settings, opt, sched, pruner,
+                              (min(step, ramp_steps), ramp_steps))
+            total_loss += loss * len(idx)
             count += len(idx)
             step += 1
         losses.append(total_loss / count)
