@@ -153,7 +153,7 @@ def calibrate_task_activations(
     tie_layers (default: when the adapters are shared across depth, i.e. the layers can run as one loop): one bias
     per point for all layers too (torch_quant.ActivationQuantizer.finish_calibration)."""
     quant = mt.backbone.activation_quant
-    quant.mode = "calibrate"
+    quant.mode, quant.amax = "calibrate", {}  # a fresh calibration (not widened by an earlier one)
     for task, data in datasets.items():
         model = mt.task(task).eval()
         for start in range(0, len(data), batch_size):
