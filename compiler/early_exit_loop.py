@@ -302,7 +302,8 @@ def _stack(prog: Any, low: Any, slots: dict[int, list[Buffer | None]], s: int, e
             data = bufs[k].data
             block[offset[key]: offset[key] + len(data)] = data
         blocks.append(bytes(block))
-    table = prog.buffer(HEAD_TABLE, size * L, "const", "envm", b"".join(blocks))
+    space = "sram" if any(b.space == "sram" for bufs in varying.values() for b in bufs) else "envm"  # read in place
+    table = prog.buffer(HEAD_TABLE, size * L, "const", space, b"".join(blocks))
     li.fields["imm"] = size
     for inst in prog.insts[s:e]:
         for n, (buf, off) in list(inst.addrs.items()):

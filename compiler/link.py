@@ -5,7 +5,9 @@ Layout (docs/multitask.md):
   SRAM  [activations ... peak][task region: the selected task's block][loaded-task word]   (placement "sram")
   DRAM  [shared/task overflow][I/O][task-select word]
 Code: an entry block (per task: threshold -> f7, task base -> r14, copy the block into the task region unless
-it is already there), then the tasks' common code once; every task-weight operand is R[r14] + offset.
+it is already there), then the tasks' common code once; every task-weight operand is R[r14] + offset. With the SRAM
+placement the tasks are compiled with their weights read in place (compiler/matmul.InPlaceFormat: matmul b and bias
+operands in the region, no staging `ld`); with the eNVM placement they are compiled staged (`ld` from the store).
 """
 
 from __future__ import annotations
@@ -70,8 +72,9 @@ def _consts(prog: TileProgram) -> list[Buffer]:
 
 
 def split_constants(progs: list[TileProgram]) -> tuple[set[bytes], list[list[Buffer]]]:
-    """Content digests present in every task (shared) and, per task, its other constants in creation order."""
-    digests = [{_digest(b.data) for b in _consts(p)} for p in progs]  # type: ignore[arg-type]
+    """Content digests present in every task (shared) and, per task, its other constants in creation order. A
+    constant read in place from SRAM (a task weight, compiler/matmul.InPlaceFormat) is always the task's."""
+    digests = [{_digest(b.data) for b in _consts(p) if b.space != "sram"} for p in progs]  # type: ignore[arg-type]
     shared = set.intersection(*digests)
     own = [[b for b in _consts(p) if _digest(b.data) not in shared] for p in progs]  # type: ignore[arg-type]
     return shared, own
@@ -141,7 +144,11 @@ def link_tasks(tasks: list[Any], results: list[Any], hw: HardwareConfig, *, plac
     region = (loaded_word - block) // sram.align_bytes * sram.align_bytes
     notes = []
     fits = region >= peak
-    if placement == "sram" and not fits:
+    in_place = any(b.space == "sram" for b in own[0])  # compiled for the SRAM placement (matmuls read the region)
+    if placement == "envm" and in_place:
+        raise CompileError("internal: task programs compiled to read their weights in place from SRAM cannot be "
+                           "linked with the eNVM placement (compile them with the weights staged)")
+    if (placement == "sram" or in_place) and not fits:
         raise TaskRegionError(sram.size_bytes - region,
             f"task-specific weights do not fit in SRAM: a task block ({block} bytes: adapters and heads of one "
             f"task) + 64 bytes above the activations' peak ({peak} bytes) exceed memory.sram.size_bytes "

@@ -11,7 +11,7 @@ import numpy as np
 
 from edgebert.compiler import emitters as em
 from edgebert.compiler.compression import CompressionOptions
-from edgebert.compiler.matmul import PackedWeight, StagingRing, emit_matmul
+from edgebert.compiler.matmul import PackedWeight, StagingRing, emit_matmul, in_place_bias
 from edgebert.compiler.patterns import Peepholes, const_array, find_peepholes, is_const, is_var, op_name, scalar_of
 from edgebert.compiler.span import HANDLERS as SPAN_HANDLERS
 from edgebert.compiler.tile_ir import Buffer, LoopRange, TileInst, TileProgram
@@ -558,7 +558,9 @@ def _h_matmul(scope: _Scope, var, expr, args):
             if isinstance(oval, Const) and not squeeze_n:
                 arr = oval.array
                 if arr.size == n and arr.shape[-1] == n and arr.dtype == np.float32:
-                    bias_view = low.to_sram(Const(arr.reshape(n), "float32"), f"{var.name}.bias").view
+                    bias_view = in_place_bias(low.prog, low.compression, b.array, arr.reshape(n)) if isinstance(
+                        b, Const) else None  # a multi-task task weight's bias, read in place like the weight
+                    bias_view = bias_view or low.to_sram(Const(arr.reshape(n), "float32"), f"{var.name}.bias").view
                     scope.fused[us[0]] = var
                     final_var = us[0]
     gelu_epilogue = None

@@ -1,9 +1,10 @@
-"""Matmul tiling to the PU limits, with constant weights streamed through SRAM staging buffers."""
+"""Matmul tiling to the PU limits, with constant weights streamed through SRAM staging buffers (or read in place)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -33,6 +34,13 @@ class StagingRing:
         return buf
 
 
+@dataclass(frozen=True)
+class InPlaceFormat(WeightFormat):
+    """A weight stored dense (fp32 or AF8 codes) as ONE row-major SRAM constant that the matmuls read in place
+    (b_stride = its row length): a multi-task program's task weight, which the linker places in the SRAM task region
+    (compiler/link.py). Never bitmask-sparse."""
+
+
 @dataclass
 class PackedWeight:
     """A constant weight [K, N] (float32 values) with its storage format; `const(raw, what)` makes (and
@@ -41,8 +49,44 @@ class PackedWeight:
     values: np.ndarray
     fmt: WeightFormat
     const: Callable[[bytes, str], Buffer]
-    #: (k0, n0, k, n, eNVM buffer, sparse) of every tile emitted, for inspection and tests
+    #: (k0, n0, k, n, constant buffer (eNVM tile, or the whole SRAM weight), sparse) of every tile, for inspection
     tiles: list[tuple[int, int, int, int, Buffer, bool]] = field(default_factory=list)
+    #: the whole weight as one SRAM constant (InPlaceFormat), made on first use
+    whole: Buffer | None = None
+
+
+def sram_const(prog: TileProgram, raw: bytes) -> Buffer:
+    """A constant read in place from SRAM (deduplicated by content among those): the memory planner puts it above the
+    activations, the multi-task linker (compiler/link.py) into the SRAM task region."""
+    buf = next((b for b in prog.buffers if b.kind == "const" and b.space == "sram" and b.data == raw), None)
+    return buf or prog.buffer(f"const.in_place.{len(prog.buffers)}", max(len(raw), 4), "const", "sram", raw)
+
+
+def in_place_bias(prog: TileProgram, compression: Any, weight: np.ndarray, bias: np.ndarray) -> View | None:
+    """The bias row [N] of a matmul whose constant weight is read in place (InPlaceFormat): an SRAM constant read in
+    place as well (no `ld`); None for any other weight."""
+    if not getattr(compression, "in_place", False) or weight.ndim != 2 or \
+            not isinstance(compression.weight_format(weight), InPlaceFormat):
+        return None
+    data = np.ascontiguousarray(bias, np.float32)
+    return View(sram_const(prog, data.tobytes()), 0, data.shape, (1,), "f32")
+
+
+def _in_place_tile(
+    prog: TileProgram, packed: PackedWeight, k0: int, kk: int, n0: int, nn: int
+) -> tuple[View, dict[str, int], int]:
+    """The matmul's b view of one tile of an in-place weight (no `ld`), its format fields and b_stride."""
+    fmt = packed.fmt
+    k_all, n_all = packed.values.shape
+    if packed.whole is None:
+        packed.whole = sram_const(prog, encode_tile(packed.values, fmt, False))
+    dtype = "af8" if fmt.af8_bias is not None else "f32"
+    view = View(packed.whole, k0 * n_all + n0, (kk, nn), (n_all, 1), dtype)
+    packed.tiles.append((k0, n0, kk, nn, packed.whole, False))
+    fields = {"sparse": 0}
+    if fmt.af8_bias is not None:
+        fields.update(b_fmt=FORMATS.index("af8"), b_exp=fmt.af8_bias)
+    return view, fields, _check_stride("in-place weight", n_all if kk > 1 else 0)
 
 
 def _load_packed_tile(
@@ -127,7 +171,10 @@ def emit_matmul(
     if a.strides[1] != 1 and k_all > 1 or dst.strides[1] != 1 and n_all > 1:
         raise CompileError(f"internal: {name} operands must be dense along the last axis")
     const_b = b.buffer.kind == "const"
-    if const_b:
+    in_place = const_b and packed is not None and isinstance(packed.fmt, InPlaceFormat)
+    if in_place:  # no staging buffer: tiles only as large as the PU takes
+        k_t, n_t = min(k_all, hw.pu.max_k), min(n_all, hw.pu.max_n)
+    elif const_b:
         itemsize = packed.fmt.itemsize if packed is not None else b.itemsize
         k_t, n_t = weight_tile_shape(hw, k_all, n_all, ring.nbytes, itemsize)
     else:
@@ -140,7 +187,10 @@ def emit_matmul(
         for k0 in range(0, k_all, k_t):
             kk = min(k_t, k_all - k0)
             fmt_fields: dict[str, int] = {}
-            if const_b and packed is not None:
+            if in_place:
+                b_view, fmt_fields, b_stride = _in_place_tile(prog, packed, k0, kk, n0, nn)  # type: ignore[arg-type]
+                trans = 0
+            elif const_b and packed is not None:
                 b_view, fmt_fields = _load_packed_tile(prog, ring, packed, k0, kk, n0, nn)
                 trans, b_stride = 0, 0
             elif const_b:

@@ -16,7 +16,7 @@ def place_constants_and_io(prog: TileProgram, hw: HardwareConfig) -> None:
     and overflow to DRAM; inputs and outputs go to DRAM after the overflow."""
     top = {"envm": 0, "dram": 0}
     for buf in prog.buffers:
-        if buf.kind != "const":
+        if buf.kind != "const" or buf.space == "sram":  # SRAM constants (read in place): plan_sram places them
             continue
         level = hw.memory.envm
         addr = _align(top["envm"], level.align_bytes)
@@ -103,4 +103,11 @@ def plan_sram(prog: TileProgram, hw: HardwareConfig) -> int:
         buf.address = addr
         placed.append((lo, hi, addr, size, buf))
         peak = max(peak, addr + size)
+    # constants read in place from SRAM (a multi-task program's task weights, compiler/matmul.InPlaceFormat): above
+    # the activations' peak, which they do not count in; compiler/link.py moves them into the SRAM task region
+    top = peak
+    for buf in prog.buffers:
+        if buf.kind == "const" and buf.space == "sram":
+            buf.address = _align(top, 64)
+            top = buf.address + buf.nbytes
     return peak

@@ -18,6 +18,7 @@ import onnx
 from onnx import numpy_helper
 
 from edgebert.compiler.compression import CompressionOptions, WeightFormat, options_from_model, weight_key
+from edgebert.compiler.matmul import InPlaceFormat
 from edgebert.isa import adaptivfloat
 from edgebert.isa.errors import CompileError
 from edgebert.isa.hardware import HardwareConfig, default_config
@@ -39,14 +40,18 @@ class TaskModel:
 
 
 class TaskWeightCompression(CompressionOptions):
-    """The model's compression, except task weights: dense, with the AF8 bias chosen for their slot (or fp32)."""
+    """The model's compression, except task weights: dense, with the AF8 bias chosen for their slot (or fp32); with
+    `in_place`, each one SRAM constant the matmuls read in place (InPlaceFormat), else streamed through staging."""
 
     task_formats: dict[bytes, int | None]
+    in_place: bool = False
 
     def weight_format(self, w: np.ndarray) -> WeightFormat | None:
         key = weight_key(w)
         if key in self.task_formats:
             bias = self.task_formats[key]
+            if self.in_place:
+                return InPlaceFormat(bias, False)
             return None if bias is None else WeightFormat(bias, False)
         return super().weight_format(w)
 
@@ -169,8 +174,12 @@ def compile_task(
     threshold: float | None,
     early_exit: Any,
     seq_len: int | None = None,
+    in_place: bool = False,
 ) -> Any:
-    """One task through the single-task pipeline (compile_onnx's stages) with TaskWeightCompression."""
+    """One task through the single-task pipeline (compile_onnx's stages) with TaskWeightCompression.
+
+    `in_place` (SRAM placement): the matmuls read the task weights in place from SRAM constants (this program keeps
+    them above its activations as SRAM data segments; the linker moves them into the task region)."""
     from edgebert.compiler.early_exit import EarlyExitOptions, compile_early_exit
     from edgebert.compiler.pipeline import _edgebert_settings, check_backend_limits, compile_relax, relax_pipeline
     from edgebert.frontend import load_onnx, to_relax
@@ -183,6 +192,7 @@ def compile_task(
     base = options_from_model(loaded.model, loaded.metadata)
     comp = TaskWeightCompression(**{f.name: getattr(base, f.name) for f in dataclasses.fields(base)})
     comp.task_formats = formats
+    comp.in_place = in_place
     if early_exit:
         base_opts = early_exit if isinstance(early_exit, EarlyExitOptions) else EarlyExitOptions()
         opts = dataclasses.replace(base_opts, threshold=threshold)
@@ -209,8 +219,9 @@ def compile_multitask(
     `dvfs`: task -> `early_exit.EarlyExitOptions` with a latency target and that task's predictor (table or
     calibration entropies); each task gets its own DVFS plan and tables (its threshold still from `thresholds`).
 
-    `placement`: "sram" (task weights copied into an SRAM region at task switch; CompileError when they do not
-    fit), "envm" (read in place from the eNVM task store) or "auto" (SRAM when it fits, else eNVM).
+    `placement`: "sram" (task weights copied into an SRAM region at task switch and read there in place by the
+    matmuls; CompileError when they do not fit), "envm" (streamed from the eNVM task store through the weight
+    staging buffers, like the backbone's) or "auto" (SRAM when it fits, else eNVM).
     """
     hw = hw or default_config()
     names = names or [None] * len(models)
@@ -234,8 +245,8 @@ def compile_multitask(
     if missing:
         raise CompileError(f"DVFS options for an unknown task '{missing[0]}'")
 
-    def compile_all(target: HardwareConfig) -> list[Any]:
-        return [compile_task(p, target, formats, t.threshold, (dvfs or {}).get(t.name, early_exit), seq_len)
+    def compile_all(target: HardwareConfig, in_place: bool) -> list[Any]:
+        return [compile_task(p, target, formats, t.threshold, (dvfs or {}).get(t.name, early_exit), seq_len, in_place)
                 for t, p in zip(tasks, protos, strict=True)]
 
     res = _place(tasks, compile_all, hw, placement, labels)
@@ -247,26 +258,26 @@ def compile_multitask(
 
 def _place(tasks: list[TaskModel], compile_all: Any, hw: HardwareConfig, placement: str, labels: int) -> Any:
     """Link the compiled tasks with the placement asked for ("auto": SRAM, replanned below a reserved task region
-    when needed, else eNVM with a note)."""
+    when needed, else eNVM with a note). SRAM: compiled with the task weights read in place (`compile_all(hw,
+    True)`); eNVM: compiled again with them staged (the matmul cannot read eNVM)."""
     from edgebert.compiler.link import TaskRegionError, link_tasks
 
-    results = compile_all(hw)
     if placement == "envm":
-        return link_tasks(tasks, results, hw, placement="envm", padded_labels=labels)
+        return link_tasks(tasks, compile_all(hw, False), hw, placement="envm", padded_labels=labels)
     try:
-        return link_tasks(tasks, results, hw, placement="sram", padded_labels=labels)
+        return link_tasks(tasks, compile_all(hw, True), hw, placement="sram", padded_labels=labels)
     except TaskRegionError as exc:
         # plan the activations in the SRAM below a reserved task region, and try again
         sram = hw.memory.sram
         reserved = dataclasses.replace(hw, memory=dataclasses.replace(
             hw.memory, sram=dataclasses.replace(sram, size_bytes=max(sram.size_bytes - exc.reserve, 0))))
         try:
-            return link_tasks(tasks, compile_all(reserved), hw, placement="sram", padded_labels=labels)
+            return link_tasks(tasks, compile_all(reserved, True), hw, placement="sram", padded_labels=labels)
         except CompileError as again:
             if placement == "sram":
                 raise CompileError(f"{exc}; with the activations planned below the task region: {again}") from None
-            res = link_tasks(tasks, results, hw, placement="envm", padded_labels=labels)
-            res.notes.append(f"SRAM placement impossible ({exc}; {again}): task weights read in place from "
+            res = link_tasks(tasks, compile_all(hw, False), hw, placement="envm", padded_labels=labels)
+            res.notes.append(f"SRAM placement impossible ({exc}; {again}): task weights streamed (staged) from "
                              f"{res.program.metadata['multitask']['tasks'][0]['block']['space']}")
             res.program.metadata["multitask"]["notes"] = res.notes
             return res

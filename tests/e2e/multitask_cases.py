@@ -19,6 +19,7 @@ from edgebert.frontend.multitask_train import (
 from edgebert.frontend.tasks import VOCAB, make_dataset
 from edgebert.frontend.torch_adapters import AdapterConfig
 from edgebert.frontend.torch_model import CompressionConfig, albert_config
+from edgebert.isa.table import SPACES
 
 TASK_NAMES = ["sentiment", "topic", "valence"]
 SEQ, LAYERS, HIDDEN, BOTTLENECK = 16, 3, 32, 8
@@ -63,4 +64,26 @@ def sentences(task: str, n: int, seed: int = 7) -> list[dict]:
     out = []
     for i in range(n):
         out.append({"input_ids": np.asarray(data.input_ids[i : i + 1]), "attention_mask": np.asarray(data.attention_mask[i : i + 1])})
+    return out
+
+
+def task_weight_reads(program) -> list[tuple[str, str, int, str]]:
+    """(mnemonic, operand, base register, space) of every operand of the shared body that reads a task block: through
+    r14, or at an address inside the SRAM task region / the task store (the looped heads' r7-indexed table)."""
+    mt = program.metadata["multitask"]
+    spans = [(t["block"]["space"], t["block"]["address"], t["block"]["address"] + t["block"]["bytes"])
+             for t in mt["tasks"]]
+    if mt["task_region"]:
+        reg = mt["task_region"]
+        spans.append(("sram", reg["address"], reg["address"] + reg["bytes"]))
+    out = []
+    for inst in program.code[mt["entry_instructions"]:]:
+        for name, base in inst.values.items():
+            if not name.endswith("_base") or name == "dst_base":
+                continue
+            op = name[: -len("_base")]
+            space = SPACES[inst.values[f"{op}_space"]] if f"{op}_space" in inst.values else "sram"
+            addr = inst.values[op]
+            if base == 14 or any(space == sp and lo <= addr < hi for sp, lo, hi in spans):
+                out.append((inst.mnemonic, op, base, space))
     return out

@@ -10,7 +10,7 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
-from multitask_cases import TASK_NAMES, export_tiny, sentences
+from multitask_cases import TASK_NAMES, export_tiny, sentences, task_weight_reads
 
 from edgebert.compiler import cli as compiler_cli
 from edgebert.compiler.multitask import compile_multitask, load_task, pad_heads
@@ -104,6 +104,29 @@ def test_one_code_path_for_all_tasks(case):
         assert needle in text, needle
 
 
+def test_sram_placement_reads_task_weights_in_place(case):
+    """SRAM placement: the matmuls read the task weights (and their bias rows) in place from the task region through
+    r14; no `ld` copies them into staging (the entry block's task-switch copy is the only load of a block)."""
+    prog = case["res"].program
+    assert case["res"].placement == "sram"
+    reads = task_weight_reads(prog)
+    assert reads and all(m == "matmul" and op in ("b", "bias") and base == 14 and space == "sram"
+                         for m, op, base, space in reads), reads
+    mt = prog.metadata["multitask"]
+    entry = prog.code[: mt["entry_instructions"]]
+    assert sum(i.mnemonic == "ld" for i in entry) == len(TASK_NAMES)  # one block copy per task
+    # every task weight matmul: b in SRAM at r14 + offset, row stride = the weight's row length
+    weights = {e["offset"]: e["bytes"] for e in mt["task_layout"]}
+    b_reads = [i for i in prog.code[mt["entry_instructions"]:] if i.mnemonic == "matmul" and i.values["b_base"] == 14]
+    assert b_reads and all(i.values["b_stride"] >= i.values["n"] or i.values["k"] == 1 for i in b_reads)
+    assert all(any(o <= i.values["b"] < o + n for o, n in weights.items()) for i in b_reads)
+    # the eNVM placement keeps the staged code: task weight tiles `ld` from the task store
+    envm = compile_multitask([case["paths"][t] for t in TASK_NAMES], thresholds=case["thr"], placement="envm")
+    staged = task_weight_reads(envm.program)
+    assert any(m == "ld" and space == "envm" for m, _, _, space in staged)
+    assert not any(m == "matmul" for m, *_ in staged)
+
+
 @pytest.mark.parametrize("task", TASK_NAMES)
 def test_each_task_matches_single_task_and_onnxruntime(case, task):
     multi = Runner(case["res"].program)
@@ -169,6 +192,7 @@ def test_task_region_placement_in_small_srams(case):
     mt = res.program.metadata["multitask"]
     assert first + mt["task_region"]["bytes"] + 64 > 20480
     assert res.placement == "sram" and res.sram_peak_bytes <= mt["task_region"]["address"]
+    assert {m for m, *_ in task_weight_reads(res.program)} == {"matmul"}
     _check_valence(case, res.program, hw)
     # 16 KiB: the activations alone take most of it; "sram" is a clear error, "auto" reads the blocks from eNVM
     hw = _sram(16384)
@@ -176,6 +200,7 @@ def test_task_region_placement_in_small_srams(case):
         compile_multitask(paths, hw, thresholds=case["thr"], placement="sram")
     res = compile_multitask(paths, hw, thresholds=case["thr"])
     assert res.placement == "envm" and res.notes and res.program.metadata["multitask"]["task_region"] is None
+    assert {m for m, *_ in task_weight_reads(res.program)} == {"ld"}  # recompiled with the task weights staged
     _check_valence(case, res.program, hw)
 
 
@@ -264,6 +289,8 @@ def test_depth_shared_adapters_share_one_layer_loop(tmp_path):
             want = _reference_exit(outs, thr[t])
             assert a.exit_layer == want and a.report["race_count"] == 0
             np.testing.assert_allclose(a.outputs["logits"], outs[want - 1], atol=1e-4, rtol=0)
+    reads = task_weight_reads(res.program)  # the heads' table read in place at the region through r7
+    assert reads and all(m == "matmul" for m, *_ in reads) and any(base == 7 for _, _, base, _ in reads)
     with pytest.raises(CompileError, match="needs the SRAM placement"):
         compile_multitask([paths[t] for t in TASK_NAMES], thresholds=thr, placement="envm")
 

@@ -9,7 +9,7 @@ import numpy as np
 import onnx
 import pytest
 import torch
-from multitask_cases import SEQ, TASK_NAMES, sentences, train_tiny
+from multitask_cases import SEQ, TASK_NAMES, sentences, task_weight_reads, train_tiny
 from onnx import numpy_helper
 
 from edgebert.compiler import cli as compiler_cli
@@ -79,6 +79,12 @@ def test_activation_biases_are_shared_by_every_task(af8):
     looped = prog.metadata["early_exit"]["layout"] == "looped"
     assert looped == (not af8["per_depth"])  # per-depth adapters: each layer reads other weights, so unrolled
     assert len(fp32) == 2 * heads * (1 if looped else layers)
+    # the task weights' AF8 codes are read in place from the SRAM task region (r14; the looped heads' table by r7)
+    reads = task_weight_reads(prog)
+    assert reads and {m for m, *_ in reads} == {"matmul"} and {sp for *_, sp in reads} == {"sram"}
+    assert {b for _, _, b, _ in reads} == ({7, 14} if looped else {14})
+    body = prog.code[prog.metadata["multitask"]["entry_instructions"]:]
+    assert all(i["b_fmt"] == AF8 for i in body if i.mnemonic == "matmul" and i["b_base"] == 14)
 
 
 @pytest.mark.parametrize("task", TASK_NAMES)
