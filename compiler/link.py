@@ -107,7 +107,8 @@ def link_tasks(tasks: list[Any], results: list[Any], hw: HardwareConfig, *, plac
             raise CompileError(
                 f"task '{name}' has task-specific weights of other shapes than task '{names[0]}' "
                 f"({len(s)} tensors / {sum(s)} bytes vs {len(sizes[0])} / {sum(sizes[0])}): the shared code "
-                "needs one layout"
+                "needs one layout (constants are stored once per content, so equal tensors inside one task, e.g. "
+                "all-zero untrained adapter biases, collapse into one; train every task, or make them differ)"
             )
     # task block layout (identical for every task)
     offsets, off = [], 0

@@ -215,6 +215,21 @@ def test_models_without_a_common_backbone_are_rejected(case, tmp_path):
         compile_multitask([case["paths"]["sentiment"], other])
 
 
+def test_equal_tensors_inside_one_task_are_a_clear_error(case):
+    """Two task tensors of one task with equal contents (all-zero adapter biases) are stored once, so that task's
+    layout differs from the others': an error that says why, not a wrong program."""
+    from onnx import numpy_helper
+
+    topic = onnx.load(str(case["paths"]["topic"]))
+    layout = load_task(topic).multitask["layout"]["adapters"]
+    zeroed = {layout["attention"]["up.bias"][0], layout["ffn"]["up.bias"][0]}
+    for init in topic.graph.initializer:
+        if init.name in zeroed:
+            init.CopyFrom(numpy_helper.from_array(np.zeros_like(numpy_helper.to_array(init)), init.name))
+    with pytest.raises(CompileError, match=r"task 'topic' has task-specific weights of other shapes .*collapse into one"):
+        compile_multitask([case["paths"]["sentiment"], topic])
+
+
 def test_clis(case, tmp_path, capsys):
     paths = case["paths"]
     out = tmp_path / "multi.ebin"
