@@ -9,6 +9,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -245,15 +246,55 @@ def compile_multitask(
     if missing:
         raise CompileError(f"DVFS options for an unknown task '{missing[0]}'")
 
-    def compile_all(target: HardwareConfig, in_place: bool) -> list[Any]:
-        return [compile_task(p, target, formats, t.threshold, (dvfs or {}).get(t.name, early_exit), seq_len, in_place)
-                for t, p in zip(tasks, protos, strict=True)]
+    def compiler(plans: dict[str, Any] | None) -> Any:
+        def compile_all(target: HardwareConfig, in_place: bool) -> list[Any]:
+            return [compile_task(p, target, formats, t.threshold, (plans or {}).get(t.name, early_exit), seq_len,
+                                 in_place) for t, p in zip(tasks, protos, strict=True)]
 
-    res = _place(tasks, compile_all, hw, placement, labels)
+        return compile_all
+
+    res = _place(tasks, compiler(dvfs), hw, placement, labels)
+    switch_s = task_switch_seconds(res.program, hw) if dvfs else 0.0
+    if switch_s > 0:  # plan again with the longest task-switch copy kept in reserve
+        res = _place(tasks, compiler(_budget_switch(dvfs or {}, switch_s)), hw, placement, labels)
+        res.program.metadata["multitask"]["switch_budget_s"] = switch_s
     if format_notes:
         res.notes[:0] = format_notes
         res.program.metadata["multitask"]["notes"] = res.notes
     return res
+
+
+def task_switch_seconds(program: Any, hw: HardwareConfig) -> float:
+    """The longest task switch of a linked program (the copy of a task block into the SRAM task region), in seconds
+    at the operating point the program starts at: every task run timing-only with its block to load and resident."""
+    from edgebert.emulator.runner import Runner
+
+    runner = Runner(program, hw)
+    worst = 0.0
+    for entry in program.metadata["multitask"]["tasks"]:
+        kw = {"timing_only": True, "entropy_values": [math.inf] * 4096, "disable_dvfs": True,
+              "disable_early_exit": True, "check_races": False}
+        cold = runner.run({}, task=entry["name"], **kw).report["seconds"]
+        warm = runner.run({}, task=entry["name"], resident_task=entry["name"], **kw).report["seconds"]
+        worst = max(worst, cold - warm)
+    return worst
+
+
+def _budget_switch(dvfs: dict[str, Any], switch_s: float) -> dict[str, Any]:
+    """Each task's DVFS options with `switch_s` more kept in reserve (the plan's margin), so that a sentence that
+    starts with a task switch still meets the latency target."""
+    out = {}
+    for name, opts in dvfs.items():
+        target = opts.latency_target_s
+        if target is None:
+            out[name] = opts
+            continue
+        margin = opts.margin + switch_s / target
+        if margin >= 1:
+            raise CompileError(f"task '{name}': the latency target {target * 1e6:.3f} us leaves no time once a task "
+                               f"switch ({switch_s * 1e6:.3f} us) is budgeted")
+        out[name] = dataclasses.replace(opts, margin=margin)
+    return out
 
 
 def _place(tasks: list[TaskModel], compile_all: Any, hw: HardwareConfig, placement: str, labels: int) -> Any:

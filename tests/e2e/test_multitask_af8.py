@@ -158,3 +158,38 @@ def test_a_slot_without_a_common_bias_is_stored_fp32_with_a_note(af8, tmp_path, 
         want = Runner(af8["res"].program).run(x, task="sentiment")
         assert got.exit_layer == want.exit_layer
         np.testing.assert_allclose(got.outputs["logits"], want.outputs["logits"], atol=1e-5, rtol=0)
+
+
+def test_per_task_dvfs_keeps_the_outputs(af8):
+    """Latency-aware DVFS per task on the AF8 program: same exit layers and logits bit for bit, every sentence
+    within the target (DVFS changes time and energy, never numerics)."""
+    from edgebert.compiler.dvfs_plan import LayerCycles, all_fastest_s
+    from edgebert.isa.hardware import default_config
+
+    if not af8["per_depth"]:
+        pytest.skip("one variant is enough")
+    rng = np.random.default_rng(0)
+    layers = af8["mt"].config.num_hidden_layers
+    calib = {t: np.abs(rng.normal(0.2 + 0.3 * k, 0.2, (200, layers))) for k, t in enumerate(TASK_NAMES)}
+    paths = [af8["paths"][t] for t in TASK_NAMES]
+
+    def build(target):
+        opts = {t: EarlyExitOptions(latency_target_s=target, calibration_entropies=calib[t]) for t in TASK_NAMES}
+        return compile_multitask(paths, thresholds=af8["thr"], dvfs=opts).program
+
+    cycles = [d["dvfs_table"]["cycles"] for d in build(1.0).metadata["multitask"]["tasks"]]
+    target = max(1.5 * all_fastest_s(default_config(), LayerCycles(c["prologue"], c["layer"], c["epilogue"]), 6,
+                                     layers) for c in cycles)
+    prog = build(target)
+    switch_s = prog.metadata["multitask"]["switch_budget_s"]
+    assert 0 < switch_s < 0.1 * target  # the plan keeps the longest task-switch copy in reserve
+    dvfs, plain = Runner(prog), Runner(af8["res"].program)
+    for t in TASK_NAMES:
+        previous = TASK_NAMES[TASK_NAMES.index(t) - 1]
+        for k, x in enumerate(af8["xs"][t][:4]):
+            # half the sentences start with a task switch (the block copied in first), half with the task resident
+            a = dvfs.run(x, task=t, resident_task=t if k % 2 else previous)
+            b = plain.run(x, task=t)
+            assert a.report["multitask"]["task_block_loaded"] == (k % 2 == 0)
+            assert a.exit_layer == b.exit_layer and a.outputs["logits"].tobytes() == b.outputs["logits"].tobytes()
+            assert a.report["seconds"] <= target * 1.001 and a.report["race_count"] == 0
