@@ -71,6 +71,33 @@ class CompressionOptions:
         self._uses[key] = k + 1
         return self.activation_biases[points[min(k, len(points) - 1)]]
 
+    def attention_biases(self, in_loop: bool) -> tuple[int, int] | None:
+        """AF8 biases (a, b) of the next attention matmul lowered (QK^T, then PV, layer after layer), or None when the
+        model did not calibrate its attention (metadata points `layer{i}.attn_{q,k,probs,v}_in`).
+
+        Inside a loop body (one body for every layer) each point's bias must be the same in every layer."""
+        if not any(p.startswith("layer") and ".attn_" in p for p in self.activation_biases):
+            return None
+        k = self._uses.get(b"attention", 0)
+        self._uses[b"attention"] = k + 1
+        layer, second = divmod(k, 2)
+        roles = ("probs", "v") if second else ("q", "k")
+        out = []
+        for role in roles:
+            points = sorted((p for p in self.activation_biases if p.startswith("layer") and p.endswith(f".attn_{role}_in")),
+                            key=lambda p: int(p.split(".")[0][5:]))
+            if not points:
+                raise CompileError(f"AF8 attention: the metadata has no activation bias for attn_{role}_in")
+            if in_loop:
+                biases = {self.activation_biases[p] for p in points}
+                if len(biases) > 1:
+                    raise CompileError(f"activation AF8 biases differ across the layers of a loop (attn_{role}_in: "
+                                       f"{sorted(biases)}); one loop body needs one bias per point")
+                out.append(biases.pop())
+            else:
+                out.append(self.activation_biases[points[min(layer, len(points) - 1)]])
+        return out[0], out[1]
+
     def weight_format(self, w: np.ndarray) -> WeightFormat | None:
         """The storage of the constant matmul weight `w` [K, N], or None for plain dense fp32."""
         w = np.ascontiguousarray(w, dtype=np.float32)

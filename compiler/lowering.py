@@ -613,6 +613,13 @@ def _h_matmul(scope: _Scope, var, expr, args):
         q = fresh_view(codes, a_b.shape, "af8")
         em.emit_unary(scope.prog, "quant", q, a_b, exp_bias=a_exp)
         a_b = q
+    b_exp = None
+    if not isinstance(b, Const) and low.compression is not None:  # activation x activation: the attention's
+        biases = low.compression.attention_biases(low.loop_depth > 0)
+        if biases is not None:
+            a_exp, b_exp = biases
+            a_b = quantize_view(low, a_b, a_exp, f"{var.name}.a_af8")
+            b_b = quantize_view(low, b_b, b_exp, f"{var.name}.b_af8")
     for idx in np.ndindex(*batch) if batch else [()]:
         av, bv, ov = a_b, b_b, o_view
         for _ax, i in enumerate(idx):
@@ -625,8 +632,20 @@ def _h_matmul(scope: _Scope, var, expr, args):
         if bv.buffer.kind != "const" and bv.strides[0] != 1 and bv.strides[1] != 1:
             bv = scope.low.dense_copy(Tensor(bv, "float32"), f"{var.name}.b").view
         pk = packed if packed is not None and bv.buffer is b_view.buffer and bv.shape == packed.values.shape else None
-        emit_matmul(scope.prog, low.hw, low.ring, ov, av, bv, bias_view, gelu_epilogue, var.name, pk, a_exp)
+        emit_matmul(scope.prog, low.hw, low.ring, ov, av, bv, bias_view, gelu_epilogue, var.name, pk, a_exp, b_exp)
     return out
+
+
+def quantize_view(low: Any, view: View, exp_bias: int, name: str) -> View:
+    """`quant` an fp32 activation view into fresh AF8 codes (same shape; dense, or dense in the transposed order
+    when the view is transposed, e.g. K^T), returned as a view of the codes."""
+    if view.shape and view.strides[-1] != 1 and view.shape[-1] > 1 and len(view.shape) >= 2:
+        order = (*range(len(view.shape) - 2), len(view.shape) - 1, len(view.shape) - 2)
+        return quantize_view(low, view.permute(order), exp_bias, name).permute(order)
+    codes = low.prog.buffer(low._name(name), max(1, int(np.prod(view.shape))), "act")
+    dst = fresh_view(codes, view.shape, "af8")
+    em.emit_unary(low.prog, "quant", dst, view, exp_bias=exp_bias)
+    return dst
 
 
 def _find_binding(scope: _Scope, var: Any) -> Any:

@@ -159,12 +159,13 @@ def emit_matmul(
     name: str = "matmul",
     packed: PackedWeight | None = None,
     a_exp: int | None = None,
+    b_exp: int | None = None,
 ) -> None:
     """dst[M, N] = a[M, K] @ b[K, N] (+ bias[N]); b either a constant (streamed) or an SRAM activation.
 
     a and dst must be dense along their last axis; `epilogue(tile)` runs on each finished output tile.
     `packed`: the constant b stored compressed (AF8 codes and/or bitmask-sparse tiles, compiler/compression.py).
-    `a_exp`: a holds AF8 codes with that exponent bias (a_fmt=af8).
+    `a_exp`: a holds AF8 codes with that exponent bias (a_fmt=af8); `b_exp` likewise for an activation b.
     """
     m_all, k_all = a.shape
     n_all = b.shape[1]
@@ -220,6 +221,8 @@ def emit_matmul(
                 else:
                     raise CompileError(f"internal: {name} b operand is not dense along either axis")
                 b_stride = _check_stride(f"{name} b", b_stride)
+                if b_exp is not None:
+                    fmt_fields = {"b_fmt": FORMATS.index("af8"), "b_exp": b_exp}
             for m0 in range(0, m_all, m_t):
                 mm = min(m_t, m_all - m0)
                 use_bias = bias is not None and k0 == 0

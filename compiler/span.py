@@ -137,6 +137,16 @@ def lower_attention_span(scope: _Scope, var: Any, expr: Any, args: list[Any]) ->
     head_dim = hidden // heads
     masks = _head_masks(span_mask.array, heads, seq)
     qv, kv, vv = (_rows(scope, t, seq, hidden, f"{var.name}.{n}") for t, n in ((q, "q"), (k, "k"), (v, "v")))
+    qk_exp = pv_exp = None
+    if low.compression is not None:  # AF8 attention: q, k, v quantized once, each probability tile before PV
+        from edgebert.compiler.lowering import quantize_view
+
+        qk_exp = low.compression.attention_biases(low.loop_depth > 0)
+        pv_exp = low.compression.attention_biases(low.loop_depth > 0) if qk_exp is not None else None
+        if qk_exp is not None and pv_exp is not None:
+            qv = quantize_view(low, qv, qk_exp[0], f"{var.name}.q_af8")
+            kv = quantize_view(low, kv, qk_exp[1], f"{var.name}.k_af8")
+            vv = quantize_view(low, vv, pv_exp[1], f"{var.name}.v_af8")
     row, full_mask = _mask_row(scope, mask, heads, seq, f"{var.name}.mask")
     out = low.new_tensor(var.name, (1, seq, hidden), "float32")
     ov = out.view.reshape((seq, hidden))
@@ -160,7 +170,8 @@ def lower_attention_span(scope: _Scope, var: Any, expr: Any, args: list[Any]) ->
         tile = View(scores.buffer, scores.offset + b * rows_max * widest, (mm, nc), (nc, 1), "f32")
         q_blk = qv.index(0, r0, mm).index(1, h * head_dim, head_dim)
         k_t = kv.index(0, c0, nc).index(1, h * head_dim, head_dim).permute((1, 0))
-        emit_matmul(scope.prog, low.hw, low.ring, tile, q_blk, k_t, name=f"{var.name}.qk")
+        emit_matmul(scope.prog, low.hw, low.ring, tile, q_blk, k_t, name=f"{var.name}.qk",
+                    a_exp=qk_exp and qk_exp[0], b_exp=qk_exp and qk_exp[1])
         span, ramp = plans[h] if plans[h] is not None else (0, 0)
         extra = []
         if full_mask is not None:
@@ -177,7 +188,11 @@ def lower_attention_span(scope: _Scope, var: Any, expr: Any, args: list[Any]) ->
             _softmax(scope, tile, sc_scale, row.index(0, c0, nc) if row is not None else None, span, ramp, r0, c0)
         v_blk = vv.index(0, c0, nc).index(1, h * head_dim, head_dim)
         o_blk = ov.index(0, r0, mm).index(1, h * head_dim, head_dim)
-        emit_matmul(scope.prog, low.hw, low.ring, o_blk, tile, v_blk, name=f"{var.name}.pv")
+        probs = tile
+        if pv_exp is not None:
+            probs = quantize_view(low, tile, pv_exp[0], f"{var.name}.p_af8")
+        emit_matmul(scope.prog, low.hw, low.ring, o_blk, probs, v_blk, name=f"{var.name}.pv",
+                    a_exp=pv_exp and pv_exp[0], b_exp=pv_exp and pv_exp[1])
     return Tensor(out.view.reshape(_shape(var)), "float32")
 
 

@@ -57,6 +57,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--prune-epochs", type=int, default=4)
     p.add_argument("--af8", action="store_true", help="AdaptivFloat-8 weights (quantization-aware fine-tune)")
     p.add_argument("--af8-activations", action="store_true", help="also AF8 activations at matmul inputs")
+    p.add_argument("--af8-attention", action="store_true",
+                   help="with --af8-activations: the attention's q, k, v and probabilities in AF8 too")
     p.add_argument("--qat-epochs", type=int, default=2)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("-o", "--output", default=None, help="checkpoint path (.pt)")
@@ -79,7 +81,10 @@ def _phase(name: str, model: CompressedAlbert, data, settings: TrainSettings, pr
 
 def main(argv: list[str] | None = None) -> int:
     """Train, compress, report and export."""
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.af8_attention and not args.af8_activations:
+        parser.error("--af8-attention needs --af8 --af8-activations")
     for out in (args.output, args.onnx, args.entropy_trace, args.lookup_table):
         if out:
             Path(out).parent.mkdir(parents=True, exist_ok=True)
@@ -140,6 +145,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.af8:
         model.compression.quantize_weights = True
         if args.af8_activations:
+            model.compression.quantize_attention = args.af8_attention
             calibrate_activations(model, calib_data)
         qat = TrainSettings(epochs=args.qat_epochs, batch_size=args.batch_size, lr=args.lr / 4, seed=args.seed + 2)
         if args.qat_epochs:

@@ -36,6 +36,7 @@ class CompressionConfig:
     quantize_weights: bool = False
     quantize_embeddings: bool = True  # with quantize_weights: also the embedding tables
     quantize_activations: bool = False  # AF8 at the inputs of every weight matmul (calibrated biases)
+    quantize_attention: bool = False  # also AF8 q, k, v and the probabilities at the attention's two matmuls
     pruning_method: str = "none"  # "none", "magnitude" or "movement"
     sparsity_targets: dict[str, float] = field(default_factory=dict)  # weight group -> fraction of zeros
 
@@ -85,6 +86,24 @@ def early_exit_layer(entropies: np.ndarray, threshold: float) -> np.ndarray:
     below = ent < threshold
     below[-1] = True  # the last layer always exits
     return np.argmax(below, axis=0) + 1
+
+
+class _ExactMatmul(torch.autograd.Function):
+    """a @ b computed in float64 and rounded once to float32 (exact for AF8 operands); plain float32 gradients."""
+
+    @staticmethod
+    def forward(ctx, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:  # noqa: D102
+        ctx.save_for_backward(a, b)
+        return torch.matmul(a.double(), b.double()).to(a.dtype)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:  # noqa: D102
+        a, b = ctx.saved_tensors
+        return torch.matmul(grad, b.transpose(-1, -2)), torch.matmul(a.transpose(-1, -2), grad)
+
+
+def _exact_matmul(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    return _ExactMatmul.apply(a, b)
 
 
 class CompressedAlbert(nn.Module):
@@ -229,12 +248,23 @@ class CompressedAlbert(nn.Module):
         q = split(linear(x, f"{att}.query", f"layer{index}.qkv_in"))
         k = split(linear(x, f"{att}.key", f"layer{index}.qkv_in"))
         v = split(linear(x, f"{att}.value", f"layer{index}.qkv_in"))
-        scores = torch.matmul(q, k.transpose(2, 3)) * (head_dim**-0.5)
+        matmul = torch.matmul
+        af8_attention = self.compression.quantize_attention and self.activation_quant.mode != "off"
+        if af8_attention:  # AF8 operands: products exact, summed in float64 and rounded once (as the accelerator)
+            aq = self.activation_quant
+            q, k, v = aq(f"layer{index}.attn_q_in", q), aq(f"layer{index}.attn_k_in", k), aq(f"layer{index}.attn_v_in", v)
+
+            def matmul(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+                return _exact_matmul(a, b)
+
+        scores = matmul(q, k.transpose(2, 3)) * (head_dim**-0.5)
         if additive is not None:
             scores = scores + additive
         probs = masked_softmax(scores, span_mask)
         probs = F.dropout(probs, cfg.attention_probs_dropout_prob, self.training)
-        ctx = torch.matmul(probs, v).transpose(1, 2).reshape(batch, seq_len, hidden)
+        if af8_attention:
+            probs = self.activation_quant(f"layer{index}.attn_probs_in", probs)
+        ctx = matmul(probs, v).transpose(1, 2).reshape(batch, seq_len, hidden)
         out = linear(ctx, f"{att}.dense", f"layer{index}.attention_dense_in")
         out = F.dropout(out, cfg.hidden_dropout_prob, self.training)
         out = self._adapt(out, "attention", index - 1, linear)

@@ -166,8 +166,6 @@ def test_per_task_dvfs_keeps_the_outputs(af8):
     from edgebert.compiler.dvfs_plan import LayerCycles, all_fastest_s
     from edgebert.isa.hardware import default_config
 
-    if not af8["per_depth"]:
-        pytest.skip("one variant is enough")
     rng = np.random.default_rng(0)
     layers = af8["mt"].config.num_hidden_layers
     calib = {t: np.abs(rng.normal(0.2 + 0.3 * k, 0.2, (200, layers))) for k, t in enumerate(TASK_NAMES)}
