@@ -54,17 +54,19 @@ def build(base: bool, ramp: int, seed: int = 0):
     model.compression.quantize_embeddings = False
     model.freeze_weight_biases()
     model.eval()
+    model.compression.quantize_attention = True  # calibrate the attention points too (exported only when asked)
     calibrate_activations(model, make_dataset("sentiment", 32, seq, seed=seed + 1))
     return model, seq
 
 
-def export_variant(model, seq: int, path: Path, span: bool, af8: bool, act: bool) -> None:
+def export_variant(model, seq: int, path: Path, span: bool, af8: bool, act: bool, attn: bool) -> None:
     """Export the same model with the chosen optimizations visible to the compiler."""
     from edgebert.frontend.compressed_export import export_onnx
 
     model.compression.span_enabled = span
     model.compression.quantize_weights = af8
     model.compression.quantize_activations = act
+    model.compression.quantize_attention = attn
     export_onnx(model, path, seq)
 
 
@@ -84,18 +86,19 @@ def main(argv: list[str] | None = None) -> int:
     model, seq = build(args.base, args.ramp)
     data = make_dataset("sentiment", 1, seq, seed=7)
     inputs = {"input_ids": data.input_ids[:1], "attention_mask": data.attention_mask[:1]}
-    variants = [  # name, span, prune (sparse storage), AF8 weights, AF8 activations
-        ("dense fp32", False, False, False, False),
-        ("+ attention span", True, False, False, False),
-        ("+ pruning (sparse)", True, True, False, False),
-        ("+ AF8 weights", True, True, True, False),
-        ("+ AF8 activations", True, True, True, True),
+    variants = [  # name, span, prune (sparse storage), AF8 weights, AF8 activations, AF8 attention
+        ("dense fp32", False, False, False, False, False),
+        ("+ attention span", True, False, False, False, False),
+        ("+ pruning (sparse)", True, True, False, False, False),
+        ("+ AF8 weights", True, True, True, False, False),
+        ("+ AF8 activations", True, True, True, True, False),
+        ("+ AF8 attention", True, True, True, True, True),
     ]
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        for name, span, prune, af8, act in variants:
+        for name, span, prune, af8, act, attn in variants:
             path = Path(tmp) / "m.onnx"
-            export_variant(model, seq, path, span, af8, act)
+            export_variant(model, seq, path, span, af8, act, attn)
             # ALBERT-base: the exit heads inside the layer loop (early-exit lowering, here never taken) keep the
             # 12 layers' activations from being unrolled past the SRAM
             compiled = compile_onnx(path, compress=prune or af8, early_exit=True if args.base else None)

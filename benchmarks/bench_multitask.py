@@ -1,8 +1,8 @@
 """Three single-task binaries vs one multi-task binary (docs/multitask.md): memory, bytes loaded, energy, stream.
 
 python benchmarks/bench_multitask.py [--onnx-dir DIR] [--layers 4 --hidden 64 --seq-len 32] [--sentences 12]
-Without --onnx-dir it trains a small adapter-ALBERT (pruned AF8 backbone, AF8 activations unless --fp32-activations,
-three tasks) for a few epochs first.
+Without --onnx-dir it trains a small adapter-ALBERT (pruned AF8 backbone, AF8 activations and attention unless
+--fp32-activations, three tasks) for a few epochs first.
 """
 
 from __future__ import annotations
@@ -43,6 +43,7 @@ def train_and_export(out: Path, layers: int, hidden: int, seq: int, epochs: int,
     recipe = MultiTaskRecipe(pretrain=TrainSettings(epochs=epochs, lr=3e-3), prune_method="magnitude",
                              prune=TrainSettings(epochs=1, lr=1e-3, seed=1), af8=True,
                              qat=TrainSettings(epochs=1, lr=5e-4, seed=2), af8_activations=af8_activations,
+                             af8_attention=af8_activations,
                              adapters=TrainSettings(epochs=epochs, lr=5e-3, seed=3))
     run_recipe(mt, train, evals, recipe)
     mt.eval()

@@ -61,6 +61,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--af8", action="store_true", help="AF8 weights (backbone QAT fine-tune, adapters trained in AF8)")
     p.add_argument("--af8-activations", action="store_true",
                    help="with --af8: AF8 activations at every matmul input, one bias per point for all tasks")
+    p.add_argument("--af8-attention", action="store_true",
+                   help="with --af8-activations: the attention's q, k, v and probabilities in AF8 too")
     p.add_argument("--qat-epochs", type=int, default=2)
     p.add_argument(
         "--heads-only-baseline",
@@ -79,6 +81,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.af8_activations and not args.af8:
         parser.error("--af8-activations needs --af8")
+    if args.af8_attention and not args.af8_activations:
+        parser.error("--af8-attention needs --af8 --af8-activations")
     torch.set_num_threads(args.threads)
     train_sets = {t: make_dataset(t, args.train_size, args.seq_len, seed=args.seed) for t in args.tasks}
     eval_sets = {t: make_dataset(t, args.eval_size, args.seq_len, seed=args.seed + 2000) for t in args.tasks}
@@ -107,6 +111,7 @@ def main(argv: list[str] | None = None) -> int:
         prune=TrainSettings(epochs=args.prune_epochs, batch_size=bs, lr=args.lr / 2, seed=seed + 1),
         af8=args.af8,
         af8_activations=args.af8_activations,
+        af8_attention=args.af8_attention,
         qat=TrainSettings(epochs=args.qat_epochs, batch_size=bs, lr=args.lr / 4, seed=seed + 2),
         adapters=TrainSettings(epochs=args.adapter_epochs, batch_size=bs, lr=args.adapter_lr, seed=seed + 3),
         heads_only_baseline=args.heads_only_baseline,

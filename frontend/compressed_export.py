@@ -151,7 +151,8 @@ def edgebert_metadata(
             "activations": {
                 "enabled": bool(comp.quantize_activations and model.activation_quant.biases),
                 "in_graph": False,
-                "exp_bias": dict(sorted(model.activation_quant.biases.items())) if comp.quantize_activations else {},
+                "exp_bias": {k: v for k, v in sorted(model.activation_quant.biases.items())
+                             if comp.quantize_attention or ".attn_" not in k} if comp.quantize_activations else {},
             },
         },
     }

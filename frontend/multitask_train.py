@@ -28,6 +28,7 @@ class MultiTaskRecipe:
     prune: TrainSettings = field(default_factory=lambda: TrainSettings(epochs=3, lr=1e-3))
     af8: bool = False  # AF8 weights everywhere (backbone QAT fine-tune, adapters / heads trained with fake quant)
     af8_activations: bool = False  # then AF8 activations at every matmul input (biases calibrated on all tasks)
+    af8_attention: bool = False  # with af8_activations: the attention's q, k, v and probabilities too
     qat: TrainSettings = field(default_factory=lambda: TrainSettings(epochs=2, lr=5e-4))
     adapters: TrainSettings = field(default_factory=lambda: TrainSettings(epochs=6, lr=3e-3))
     heads_only_baseline: bool = False  # first train heads alone on the frozen backbone (no adapters) and evaluate
@@ -145,13 +146,19 @@ class MultiTaskReport:
 
 @torch.no_grad()
 def calibrate_task_activations(
-    mt: MultiTaskAlbert, datasets: dict[str, TaskData], batch_size: int = 256, tie_layers: bool | None = None
+    mt: MultiTaskAlbert,
+    datasets: dict[str, TaskData],
+    batch_size: int = 256,
+    tie_layers: bool | None = None,
+    attention: bool = False,
 ) -> dict[str, int]:
     """AF8 activations for every task: record each point's largest magnitude over every task's `datasets` (each
     through its own task model), fix one bias per point shared by all tasks, and switch quantization on.
 
     tie_layers (default: when the adapters are shared across depth, i.e. the layers can run as one loop): one bias
-    per point for all layers too (torch_quant.ActivationQuantizer.finish_calibration)."""
+    per point for all layers too (torch_quant.ActivationQuantizer.finish_calibration). attention: the attention's
+    q, k, v and probabilities too (CompressionConfig.quantize_attention)."""
+    mt.set_compression(quantize_attention=attention)
     quant = mt.backbone.activation_quant
     quant.mode, quant.amax = "calibrate", {}  # a fresh calibration (not widened by an earlier one)
     for task, data in datasets.items():
@@ -177,6 +184,8 @@ def run_recipe(
     (and, with af8_activations, calibrate one AF8 bias per activation point over every task's training data)."""
     if recipe.af8_activations and not recipe.af8:
         raise ValueError("AF8 activations need AF8 weights (MultiTaskRecipe.af8=True)")
+    if recipe.af8_attention and not recipe.af8_activations:
+        raise ValueError("AF8 attention needs AF8 activations (MultiTaskRecipe.af8_activations=True)")
     pre = recipe.pretrain_tasks or mt.task_names
     pre_sets = {t: train_sets[t] for t in pre}
     losses = pretrain_backbone(mt, pre_sets, recipe.pretrain)
@@ -200,5 +209,5 @@ def run_recipe(
     before = {}
     if recipe.af8_activations:
         before = evaluate_tasks(mt, eval_sets)
-        calibrate_task_activations(mt, train_sets)
+        calibrate_task_activations(mt, train_sets, attention=recipe.af8_attention)
     return MultiTaskReport(evaluate_tasks(mt, eval_sets), losses, adapter_losses, heads_only, before)

@@ -25,7 +25,8 @@ TASK_NAMES = ["sentiment", "topic", "valence"]
 SEQ, LAYERS, HIDDEN, BOTTLENECK = 16, 3, 32, 8
 
 
-def train_tiny(af8: bool = True, seed: int = 0, per_depth: bool = True, af8_activations: bool = False) -> MultiTaskAlbert:
+def train_tiny(af8: bool = True, seed: int = 0, per_depth: bool = True, af8_activations: bool = False,
+               af8_attention: bool = False) -> MultiTaskAlbert:
     """A few epochs of each phase (seconds on one core): pre-train, prune, AF8 QAT, adapters per task (and with
     af8_activations, one AF8 bias per activation point calibrated over every task)."""
     torch.set_num_threads(1)
@@ -46,7 +47,7 @@ def train_tiny(af8: bool = True, seed: int = 0, per_depth: bool = True, af8_acti
     if af8:
         mt.share_task_weight_biases()
     if af8_activations:
-        calibrate_task_activations(mt, train)
+        calibrate_task_activations(mt, train, attention=af8_attention)
     return mt.eval()
 
 

@@ -44,7 +44,7 @@ def _torch_exits(model, x: dict) -> list[np.ndarray]:
 @pytest.fixture(scope="module", params=[True, False], ids=["per-depth", "depth-shared"])
 def af8(request, tmp_path_factory):
     per_depth = request.param
-    mt = train_tiny(per_depth=per_depth, af8_activations=True)
+    mt = train_tiny(per_depth=per_depth, af8_activations=True, af8_attention=per_depth)  # per-depth: AF8 attention
     out = tmp_path_factory.mktemp("mt_af8")
     paths = export_all_tasks(mt, out, SEQ)
     xs = {t: sentences(t, N_SENTENCES) for t in TASK_NAMES}
@@ -72,13 +72,15 @@ def test_activation_biases_are_shared_by_every_task(af8):
     prog = af8["res"].program
     quants = {i["exp_bias"] for i in prog.code if i.mnemonic == "quant"}
     assert quants <= set(points.values()) and quants
-    # every weight matmul is AF8 x AF8 (only the attention's QK^T and PV stay fp32: 2 per head per layer)
+    # every weight matmul is AF8 x AF8; the attention's QK^T and PV (2 per head per layer) too with AF8 attention
     mm = [i for i in prog.code if i.mnemonic == "matmul"]
     fp32 = [i for i in mm if not (i["a_fmt"] == AF8 and i["b_fmt"] == AF8)]
-    heads, layers = af8["mt"].config.num_attention_heads, af8["mt"].config.num_hidden_layers
+    heads = af8["mt"].config.num_attention_heads
     looped = prog.metadata["early_exit"]["layout"] == "looped"
     assert looped == (not af8["per_depth"])  # per-depth adapters: each layer reads other weights, so unrolled
-    assert len(fp32) == 2 * heads * (1 if looped else layers)
+    attention = af8["mt"].backbone.compression.quantize_attention
+    assert attention == af8["per_depth"] and ("layer1.attn_probs_in" in points) == attention
+    assert len(fp32) == (0 if attention else 2 * heads)
     # the task weights' AF8 codes are read in place from the SRAM task region (r14; the looped heads' table by r7)
     reads = task_weight_reads(prog)
     assert reads and {m for m, *_ in reads} == {"matmul"} and {sp for *_, sp in reads} == {"sram"}

@@ -13,7 +13,7 @@ from edgebert.frontend.multitask_model import load_multitask
 
 TINY = (
     "--layers 2 --hidden 16 --heads 2 --seq-len 12 --train-size 64 --eval-size 32 --pretrain-epochs 1 "
-    "--adapter-epochs 1 --prune magnitude --prune-epochs 1 --af8 --af8-activations --qat-epochs 1 --threads 1 "
+    "--adapter-epochs 1 --prune magnitude --prune-epochs 1 --af8 --af8-activations --af8-attention --qat-epochs 1 --threads 1 "
     "--pretrain-tasks sentiment"
 )
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "train_multitask.py"
@@ -36,6 +36,7 @@ def test_train_multitask_example(tmp_path, capsys):
         assert meta["edgebert.quantization"]["format"] == "af8"
         acts = meta["edgebert.quantization"]["activations"]
         assert acts["enabled"] and acts["exp_bias"] == model.backbone.activation_quant.biases
+        assert "layer2.attn_probs_in" in acts["exp_bias"]
         assert meta["edgebert.sparsity"]["groups"]["encoder"]["achieved"] == 0.5
 
 
@@ -47,3 +48,7 @@ def test_af8_activations_need_af8_weights(capsys):
         module.main(["--af8-activations"])
     assert exc.value.code == 2
     assert "--af8-activations needs --af8" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exc:
+        module.main(["--af8", "--af8-attention"])
+    assert exc.value.code == 2
+    assert "--af8-attention needs --af8 --af8-activations" in capsys.readouterr().err
