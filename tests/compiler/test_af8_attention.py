@@ -83,3 +83,21 @@ def test_af8_attention_needs_af8_activations(capsys):
     with pytest.raises(SystemExit) as exc:
         tc.main(["--af8-attention"])
     assert exc.value.code == 2 and "--af8-attention needs --af8 --af8-activations" in capsys.readouterr().err
+
+
+def test_attention_points_exported_only_when_asked(model, tmp_path):
+    """The same calibrated model exported with quantize_attention off: no attention points in the metadata, so the
+    compiler keeps QK^T / PV in fp32 (the other matmuls stay AF8 x AF8)."""
+    from edgebert.frontend.compressed_export import export_onnx
+
+    torch_model = model[0]
+    torch_model.compression.quantize_attention = False
+    try:
+        export_onnx(torch_model, tmp_path / "no_attn.onnx", SEQ)
+    finally:
+        torch_model.compression.quantize_attention = True
+    biases = read_edgebert_metadata(tmp_path / "no_attn.onnx")["edgebert.quantization"]["activations"]["exp_bias"]
+    assert biases and not any(".attn_" in p for p in biases)
+    mm = [i for i in compile_onnx(tmp_path / "no_attn.onnx").program.code if i.mnemonic == "matmul"]
+    fp32 = [i for i in mm if not (i["a_fmt"] == 1 and i["b_fmt"] == 1)]
+    assert len(fp32) == 2 * 2 * torch_model.config.num_attention_heads  # QK^T and PV per head (one row block), 2 layers
