@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from edgebert.compiler.emit import emit_program, symbol_name
-from edgebert.compiler.tile_ir import Buffer, TileProgram
+from edgebert.compiler.tile_ir import Buffer, Ref, TileProgram
 from edgebert.isa.encoding import Inst, encode, make
 from edgebert.isa.errors import CompileError
 from edgebert.isa.hardware import HardwareConfig
@@ -71,12 +71,51 @@ def _consts(prog: TileProgram) -> list[Buffer]:
     return [b for b in prog.buffers if b.kind == "const" and b.data is not None]
 
 
-def split_constants(progs: list[TileProgram]) -> tuple[set[bytes], list[list[Buffer]]]:
-    """Content digests present in every task (shared) and, per task, its other constants in creation order. A
-    constant read in place from SRAM (a task weight, compiler/matmul.InPlaceFormat) is always the task's."""
-    digests = [{_digest(b.data) for b in _consts(p) if b.space != "sram"} for p in progs]  # type: ignore[arg-type]
-    shared = set.intersection(*digests)
-    own = [[b for b in _consts(p) if _digest(b.data) not in shared] for p in progs]  # type: ignore[arg-type]
+def split_constants(progs: list[TileProgram], names: list[str]) -> tuple[set[bytes], list[list[Buffer]]]:
+    """Match the tasks' constant operands by position (instruction k, field f: the code is the same in every task).
+
+    A position where every task reads the same bytes is shared (stored once); any other is a task entry, one per
+    distinct tuple of the tasks' buffers, so each task's block has the same layout even when equal tensors inside
+    one task were stored once (a buffer used both ways, or by several entries, is cloned). A constant read in place
+    from SRAM (a task weight, compiler/matmul.InPlaceFormat) is always the task's. Returns the shared digests and,
+    per task, its entry buffers in entry order."""
+    uses = [[(k, f, buf) for k, inst in enumerate(p.insts) for f, (buf, _off) in inst.addrs.items()
+             if buf.kind == "const" and buf.data is not None] for p in progs]
+    for name, u in zip(names[1:], uses[1:], strict=True):
+        if [(k, f) for k, f, _ in u] != [(k, f) for k, f, _ in uses[0]]:
+            raise CompileError(f"task '{name}' reads constants at other instructions than task '{names[0]}': the "
+                               "shared code needs one layout")
+    shared: set[bytes] = set()
+    entry_of: dict[tuple[int, ...], int] = {}
+    kinds = []  # per position: ("shared", digest) or ("entry", index)
+    for j in range(len(uses[0])):
+        bufs = [u[j][2] for u in uses]
+        digests = {_digest(b.data) for b in bufs}  # type: ignore[arg-type]
+        if len(digests) == 1 and all(b.space != "sram" for b in bufs):
+            shared |= digests
+            kinds.append(("shared", digests.pop()))
+        else:
+            kinds.append(("entry", entry_of.setdefault(tuple(id(b) for b in bufs), len(entry_of))))
+    own: list[list[Buffer]] = []
+    for prog, u in zip(progs, uses, strict=True):
+        first_kind: dict[int, tuple] = {}
+        clones: dict[tuple[int, tuple], Buffer] = {}
+        entries: dict[int, Buffer] = {}
+        for (k, f, buf), kind in zip(u, kinds, strict=True):
+            if first_kind.setdefault(id(buf), kind) != kind:  # this buffer also serves another role: a copy of it
+                if (id(buf), kind) not in clones:
+                    clones[(id(buf), kind)] = prog.buffer(f"{buf.name}.{len(clones) + 1}", buf.nbytes, "const",
+                                                          buf.space, buf.data)
+                clone = clones[(id(buf), kind)]
+                inst = prog.insts[k]
+                inst.addrs[f] = (clone, inst.addrs[f][1])
+                inst.refs = [r if r.buffer is not buf else Ref(clone, r.offset, r.extent, r.write) for r in inst.refs]
+                buf = clone
+            if kind[0] == "entry":
+                entries[kind[1]] = buf
+        used = {id(b) for _, _, b in u} | {id(c) for c in clones.values()}
+        prog.buffers = [b for b in prog.buffers if b.kind != "const" or b.data is None or id(b) in used]
+        own.append([entries[e] for e in range(len(entry_of))])
     return shared, own
 
 
@@ -100,15 +139,15 @@ def link_tasks(tasks: list[Any], results: list[Any], hw: HardwareConfig, *, plac
         for b in _consts(r.tile_program):
             b.data = patched.get((b.name, b.address), b.data)
     names = [t.name for t in tasks]
-    shared, own = split_constants(progs)
+    shared, own = split_constants(progs, names)
     sizes = [[b.nbytes for b in bufs] for bufs in own]
     for name, s in zip(names[1:], sizes[1:], strict=True):
         if s != sizes[0]:
+            k = next(i for i, (a, b) in enumerate(zip(s, sizes[0], strict=True)) if a != b)
             raise CompileError(
-                f"task '{name}' has task-specific weights of other shapes than task '{names[0]}' "
-                f"({len(s)} tensors / {sum(s)} bytes vs {len(sizes[0])} / {sum(sizes[0])}): the shared code "
-                "needs one layout (constants are stored once per content, so equal tensors inside one task, e.g. "
-                "all-zero untrained adapter biases, collapse into one; train every task, or make them differ)"
+                f"task '{name}' has task-specific weights of other shapes than task '{names[0]}' (entry {k}: "
+                f"'{own[names.index(name)][k].name}' {s[k]} bytes vs "
+                f"'{own[0][k].name}' {sizes[0][k]} bytes): the shared code needs one layout"
             )
     # task block layout (identical for every task)
     offsets, off = [], 0

@@ -215,10 +215,13 @@ def test_models_without_a_common_backbone_are_rejected(case, tmp_path):
         compile_multitask([case["paths"]["sentiment"], other])
 
 
-def test_equal_tensors_inside_one_task_are_a_clear_error(case):
-    """Two task tensors of one task with equal contents (all-zero adapter biases) are stored once, so that task's
-    layout differs from the others': an error that says why, not a wrong program."""
+def test_equal_tensors_inside_one_task_keep_the_block_layout(case, tmp_path):
+    """Two task tensors of one task with equal contents (all-zero adapter biases) are one constant in that task's
+    program; the linker matches constants by operand position, so the task still gets the common block layout (the
+    tensor stored twice) and its outputs equal its own single-task program."""
     from onnx import numpy_helper
+
+    from edgebert.compiler.early_exit import EarlyExitOptions
 
     topic = onnx.load(str(case["paths"]["topic"]))
     layout = load_task(topic).multitask["layout"]["adapters"]
@@ -226,8 +229,21 @@ def test_equal_tensors_inside_one_task_are_a_clear_error(case):
     for init in topic.graph.initializer:
         if init.name in zeroed:
             init.CopyFrom(numpy_helper.from_array(np.zeros_like(numpy_helper.to_array(init)), init.name))
-    with pytest.raises(CompileError, match=r"task 'topic' has task-specific weights of other shapes .*collapse into one"):
-        compile_multitask([case["paths"]["sentiment"], topic])
+    onnx.save(topic, tmp_path / "topic.onnx")
+    paths = [case["paths"]["sentiment"], tmp_path / "topic.onnx", case["paths"]["valence"]]
+    res = compile_multitask(paths, thresholds=case["thr"])
+    assert len(set(res.task_bytes.values())) == 1 and res.weight_bytes == sum(res.shared_bytes.values()) + sum(
+        res.task_bytes.values())
+    single = Runner(compile_onnx(tmp_path / "topic.onnx",
+                                 early_exit=EarlyExitOptions(threshold=case["thr"]["topic"])).program)
+    multi = Runner(res.program)
+    for x in case["xs"]["topic"][:4]:
+        a, b = multi.run(x, task="topic"), single.run(x)
+        assert a.exit_layer == b.exit_layer and a.report["race_count"] == 0
+        np.testing.assert_allclose(a.outputs["logits"], b.outputs["logits"], atol=1e-6, rtol=0)
+    x = case["xs"]["valence"][0]  # the other tasks are unaffected
+    np.testing.assert_array_equal(multi.run(x, task="valence").outputs["logits"],
+                                  Runner(case["res"].program).run(x, task="valence").outputs["logits"])
 
 
 def test_clis(case, tmp_path, capsys):
