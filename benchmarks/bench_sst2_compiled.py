@@ -89,7 +89,7 @@ def build_compressed(work: Path, calib_sentences: int = 8, seed: int = 0) -> tup
     model.compression.quantize_attention = True  # q, k, v and the probabilities in AF8 too
     calibrate_activations(model, make_dataset("sentiment", calib_sentences, seq, seed=seed + 1))
     aq = model.activation_quant
-    aq.biases = _shared_per_layer(_shared_per_layer(aq.biases, r"layer\d+\.(.*)$"), r"exit\d+\.(.*)$")
+    aq.finish_calibration(tie_layers=True)  # one bias per point for every layer (and exit head): one loop body
     info["weight_biases"] = sorted(set(model.frozen_weight_biases.values()))
     info["activation_biases"] = {k: v for k, v in sorted(aq.biases.items()) if k.startswith(("layer1.", "exit1.", "emb"))}
     export_onnx(model, onnx_path, seq)

@@ -187,12 +187,7 @@ class ExitLowering:
         d = spec.dvfs
         exit_t, point_t, rec_t = self.tables
         if k == 1:
-            prog.emit(TileInst("lut", {"rd": R_PRED, "fs": F_ENTROPY, "nbins": d.nbins, "scale": _f32_bits(d.scale),
-                                       "mode": BIN_MODES.index(d.mode)}, {"table": (exit_t, 0)}))
-            prog.emit(TileInst("li", {"rd": R_TMP, "imm": 4}))
-            prog.emit(TileInst("mul", {"rd": R_OFF, "rs1": R_PRED, "rs2": R_TMP}))
-            prog.emit(TileInst("lw", {"rd": R_TMP, "src_base": R_OFF}, {"src": (point_t, 0)}))
-            prog.emit(TileInst("dvfsr", {"rs": R_TMP}))
+            _emit_prediction(prog, d, exit_t, point_t)
         else:
             skip = f"ee.recovered{k}"
             prog.emit(TileInst("li", {"rd": R_TMP, "imm": k}))
@@ -228,12 +223,7 @@ class ExitLowering:
         d = spec.dvfs
         exit_t, point_t, rec_t = self.tables
         prog.emit(TileInst("bne", {"rs1": 1, "rs2": 0}, target="ee.predicted"))  # predict after layer 1 only
-        prog.emit(TileInst("lut", {"rd": R_PRED, "fs": F_ENTROPY, "nbins": d.nbins, "scale": _f32_bits(d.scale),
-                                   "mode": BIN_MODES.index(d.mode)}, {"table": (exit_t, 0)}))
-        prog.emit(TileInst("li", {"rd": R_TMP, "imm": 4}))
-        prog.emit(TileInst("mul", {"rd": R_OFF, "rs1": R_PRED, "rs2": R_TMP}))
-        prog.emit(TileInst("lw", {"rd": R_TMP, "src_base": R_OFF}, {"src": (point_t, 0)}))
-        prog.emit(TileInst("dvfsr", {"rs": R_TMP}))
+        _emit_prediction(prog, d, exit_t, point_t)
         prog.label("ee.predicted")
         prog.emit(TileInst("bne", {"rs1": R_PRED, "rs2": R_EXIT}, target="ee.last"))  # r4 == r3: prediction was low
         prog.emit(TileInst("lw", {"rd": R_TMP, "src_base": R_OFF}, {"src": (rec_t, 0)}))
@@ -350,3 +340,14 @@ def compile_early_exit(mod: Any, hw: Any, loaded: Any, options: Any, meta: dict[
         program.metadata["dvfs_plan"] = plan.describe(hw).splitlines()
         program.metadata["dvfs_infeasible_exits"] = plan.infeasible_exits(hw)
     return result
+
+
+def _emit_prediction(prog: TileProgram, d: Any, exit_t: Buffer, point_t: Buffer) -> None:
+    """Layer 1's entropy -> predicted exit layer (`lut` into R_PRED), its byte offset R_OFF, and the DVFS switch to
+    that prediction's operating point (`lw` + `dvfsr`)."""
+    prog.emit(TileInst("lut", {"rd": R_PRED, "fs": F_ENTROPY, "nbins": d.nbins, "scale": _f32_bits(d.scale),
+                               "mode": BIN_MODES.index(d.mode)}, {"table": (exit_t, 0)}))
+    prog.emit(TileInst("li", {"rd": R_TMP, "imm": 4}))
+    prog.emit(TileInst("mul", {"rd": R_OFF, "rs1": R_PRED, "rs2": R_TMP}))
+    prog.emit(TileInst("lw", {"rd": R_TMP, "src_base": R_OFF}, {"src": (point_t, 0)}))
+    prog.emit(TileInst("dvfsr", {"rs": R_TMP}))

@@ -609,10 +609,7 @@ def _h_matmul(scope: _Scope, var, expr, args):
     if a_exp is not None:  # AF8 activation at this weight matmul's input (metadata point bias)
         if batch:
             raise CompileError(f"binding '{var.name}': AF8 activations of a batched matmul are not supported")
-        codes = low.prog.buffer(low._name(f"{var.name}.a_af8"), max(1, a_b.size), "act")
-        q = fresh_view(codes, a_b.shape, "af8")
-        em.emit_unary(scope.prog, "quant", q, a_b, exp_bias=a_exp)
-        a_b = q
+        a_b = quantize_view(low, a_b, a_exp, f"{var.name}.a_af8")
     b_exp = None
     if not isinstance(b, Const) and low.compression is not None:  # activation x activation: the attention's
         biases = low.compression.attention_biases(low.loop_depth > 0)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import functools
 import json
 import math
 from dataclasses import dataclass
@@ -246,17 +247,15 @@ def compile_multitask(
     if missing:
         raise CompileError(f"DVFS options for an unknown task '{missing[0]}'")
 
-    def compiler(plans: dict[str, Any] | None) -> Any:
-        def compile_all(target: HardwareConfig, in_place: bool) -> list[Any]:
-            return [compile_task(p, target, formats, t.threshold, (plans or {}).get(t.name, early_exit), seq_len,
-                                 in_place) for t, p in zip(tasks, protos, strict=True)]
+    def compile_all(target: HardwareConfig, in_place: bool, plans: dict[str, Any] | None = dvfs) -> list[Any]:
+        return [compile_task(p, target, formats, t.threshold, (plans or {}).get(t.name, early_exit), seq_len,
+                             in_place) for t, p in zip(tasks, protos, strict=True)]
 
-        return compile_all
-
-    res = _place(tasks, compiler(dvfs), hw, placement, labels)
+    res = _place(tasks, compile_all, hw, placement, labels)
     switch_s = task_switch_seconds(res.program, hw) if dvfs else 0.0
     if switch_s > 0:  # plan again with the longest task-switch copy kept in reserve
-        res = _place(tasks, compiler(_budget_switch(dvfs or {}, switch_s)), hw, placement, labels)
+        budgeted = _budget_switch(dvfs or {}, switch_s)
+        res = _place(tasks, functools.partial(compile_all, plans=budgeted), hw, placement, labels)
         res.program.metadata["multitask"]["switch_budget_s"] = switch_s
     if format_notes:
         res.notes[:0] = format_notes

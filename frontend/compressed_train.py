@@ -185,11 +185,16 @@ def evaluate_exits(model: CompressedAlbert, data: TaskData, threshold: float | N
 
 
 @torch.no_grad()
-def calibrate_activations(model: CompressedAlbert, data: TaskData, batch_size: int = 256) -> dict[str, int]:
-    """Record activation ranges at every matmul input on `data`, fix their AF8 biases, enable quantization."""
+def record_activation_ranges(model: CompressedAlbert, data: TaskData, batch_size: int = 256) -> None:
+    """Run `data` through `model` (eval) with its activation quantizer recording each point's largest magnitude."""
     model.eval()
     model.activation_quant.mode = "calibrate"
     for idx in _batches(len(data), batch_size, None):
         model(torch.from_numpy(data.input_ids[idx]), torch.from_numpy(data.attention_mask[idx]))
+
+
+def calibrate_activations(model: CompressedAlbert, data: TaskData, batch_size: int = 256) -> dict[str, int]:
+    """Record activation ranges at every matmul input on `data`, fix their AF8 biases, enable quantization."""
+    record_activation_ranges(model, data, batch_size)
     model.compression.quantize_activations = True
     return model.activation_quant.finish_calibration()

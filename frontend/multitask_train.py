@@ -9,7 +9,15 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from .compressed_train import ExitReport, TrainSettings, evaluate_exits, make_optimizer, train, train_step
+from .compressed_train import (
+    ExitReport,
+    TrainSettings,
+    evaluate_exits,
+    make_optimizer,
+    record_activation_ranges,
+    train,
+    train_step,
+)
 from .multitask_model import MultiTaskAlbert
 from .tasks import TaskData
 from .torch_pruning import Pruner
@@ -160,12 +168,9 @@ def calibrate_task_activations(
     q, k, v and probabilities too (CompressionConfig.quantize_attention)."""
     mt.set_compression(quantize_attention=attention)
     quant = mt.backbone.activation_quant
-    quant.mode, quant.amax = "calibrate", {}  # a fresh calibration (not widened by an earlier one)
+    quant.amax = {}  # a fresh calibration (not widened by an earlier one)
     for task, data in datasets.items():
-        model = mt.task(task).eval()
-        for start in range(0, len(data), batch_size):
-            sl = slice(start, start + batch_size)
-            model(torch.from_numpy(data.input_ids[sl]), torch.from_numpy(data.attention_mask[sl]))
+        record_activation_ranges(mt.task(task), data, batch_size)
     mt.set_compression(quantize_activations=True)
     if tie_layers is None:
         tie_layers = not mt.adapter_config.per_depth

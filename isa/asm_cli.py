@@ -8,7 +8,7 @@ from pathlib import Path
 
 from edgebert.isa.assembler import assemble_file
 from edgebert.isa.ebin import save_ebin
-from edgebert.isa.errors import EdgebertError
+from edgebert.isa.errors import run_cli
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -18,12 +18,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("-o", "--output", type=Path, help="output .ebin (default: beside the source)")
     args = parser.parse_args(argv)
     output = args.output or args.source.with_suffix(".ebin")
-    try:
-        save_ebin(assemble_file(args.source), output)
-    except EdgebertError as exc:
-        print(f"{parser.prog}: error: {exc}", file=sys.stderr)
-        return 2
-    return 0
+    return run_cli(parser.prog, lambda: save_ebin(assemble_file(args.source), output) or 0)
 
 
 if __name__ == "__main__":

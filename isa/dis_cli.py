@@ -8,7 +8,7 @@ from pathlib import Path
 
 from edgebert.isa.disassembler import disassemble
 from edgebert.isa.ebin import load_ebin
-from edgebert.isa.errors import EdgebertError
+from edgebert.isa.errors import EdgebertError, run_cli
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -17,19 +17,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("binary", type=Path, help="program (.ebin)")
     parser.add_argument("-o", "--output", type=Path, help="write the assembly here instead of stdout")
     args = parser.parse_args(argv)
-    try:
+
+    def body() -> int:
         text = disassemble(load_ebin(args.binary))
         if args.output is None:
             sys.stdout.write(text)
-        else:
-            try:
-                args.output.write_text(text, encoding="utf-8")
-            except OSError as exc:
-                raise EdgebertError(f"{args.output}: cannot write: {exc.strerror}") from None
-    except EdgebertError as exc:
-        print(f"{parser.prog}: error: {exc}", file=sys.stderr)
-        return 2
-    return 0
+            return 0
+        try:
+            args.output.write_text(text, encoding="utf-8")
+        except OSError as exc:
+            raise EdgebertError(f"{args.output}: cannot write: {exc.strerror}") from None
+        return 0
+
+    return run_cli(parser.prog, body)
 
 
 if __name__ == "__main__":
