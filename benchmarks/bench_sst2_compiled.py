@@ -23,9 +23,11 @@ from pathlib import Path
 
 from edgebert.compiler.early_exit import EarlyExitOptions
 from edgebert.compiler.pipeline import compile_onnx
-from edgebert.emulator.bench import load_entropy_trace, parse_duration, run_bench
+from edgebert.emulator.bench import run_bench
 from edgebert.isa.ebin import save_ebin
 from edgebert.isa.hardware import default_config
+from edgebert.isa.traces import read_entropy_trace
+from edgebert.isa.units import parse_duration
 
 ROOT = Path(__file__).resolve().parents[1]
 ALBERT_BASE = ["--epochs", "0", "--layers", "12", "--hidden", "768", "--heads", "12", "--intermediate", "3072",
@@ -116,7 +118,7 @@ def main() -> None:
     else:
         model = build_model(work)
     print(f"model {model} ({model.stat().st_size / 1e6:.0f} MB) in {time.perf_counter() - t0:.0f} s")
-    rows = load_entropy_trace(data / "sst2_eval_entropy.txt")[: args.limit]
+    rows = read_entropy_trace(data / "sst2_eval_entropy.txt")[: args.limit]
     results = []
     for threshold in args.thresholds:
         t0 = time.perf_counter()

@@ -12,9 +12,11 @@ import time
 from pathlib import Path
 
 from edgebert.emulator.albert_skeleton import SkeletonConfig, build_planned_skeleton
-from edgebert.emulator.bench import load_entropy_trace, parse_duration, run_bench
-from edgebert.frontend.predictor import load_table, predicted_exit_layers
+from edgebert.emulator.bench import run_bench
+from edgebert.frontend.predictor import predicted_exit_layers
 from edgebert.isa.hardware import default_config
+from edgebert.isa.traces import read_entropy_trace, read_lookup_table
+from edgebert.isa.units import parse_duration
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -27,8 +29,8 @@ def main() -> None:
     args = p.parse_args()
     hw = default_config()
     data = Path(args.data)
-    table = load_table(data / "sst2_lookup_table.csv")
-    rows = load_entropy_trace(data / "sst2_eval_entropy.txt")[: args.limit]
+    table = read_lookup_table(data / "sst2_lookup_table.csv")
+    rows = read_entropy_trace(data / "sst2_eval_entropy.txt")[: args.limit]
     target = parse_duration(args.target)
     print("| threshold | mode | p50 ms | p90 ms | p99 ms | within target | energy uJ | mean exit |")
     print("|---|---|---|---|---|---|---|---|")

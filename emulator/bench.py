@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import sys
 import time
 from collections.abc import Callable, Mapping
@@ -26,6 +25,8 @@ import numpy as np
 
 from edgebert.emulator.multitask_bench import STREAM_KINDS
 from edgebert.isa.errors import EdgebertError, run_cli
+from edgebert.isa.traces import read_entropy_trace
+from edgebert.isa.units import parse_duration
 
 #: mode name -> (disable_early_exit, disable_dvfs), in report order.
 MODES: dict[str, tuple[bool, bool]] = {
@@ -41,34 +42,6 @@ MODE_TITLES = {
 PERCENTILES = (50, 90, 99)
 #: The paper's reported energy savings of ee+dvfs (MICRO'21): vs no early exit, vs latency-unbounded early exit.
 PAPER_SAVINGS = {"vs_no_exit": 7.0, "vs_early_exit": 2.5}
-
-
-def parse_duration(text: str) -> float:
-    """'50ms', '0.05s', '50000us', '100ns' -> seconds. A unit is required: a bare '50' is ambiguous."""
-    m = re.fullmatch(r"\s*([0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)\s*(s|ms|us|ns)\s*", text)
-    if not m:
-        raise EdgebertError(f"bad duration '{text}': give a number with a unit (examples: 50ms, 0.05s, 50000us)")
-    value = float(m.group(1)) * {"s": 1.0, "ms": 1e-3, "us": 1e-6, "ns": 1e-9}[m.group(2)]
-    if value <= 0:
-        raise EdgebertError(f"duration '{text}' must be positive")
-    return value
-
-
-def load_entropy_trace(path: str | Path) -> list[list[float]]:
-    """All rows of an entropy trace (one sentence per line, comma-separated entropies per exit)."""
-    try:
-        lines = [line for line in Path(path).read_text().splitlines() if line.strip()]
-    except OSError as exc:
-        raise EdgebertError(f"{path}: cannot read entropy trace: {exc.strerror}") from None
-    rows = []
-    for i, line in enumerate(lines):
-        try:
-            rows.append([float(x) for x in line.split(",") if x.strip()])
-        except ValueError as exc:
-            raise EdgebertError(f"{path}: line {i + 1}: {exc}") from None
-    if not rows:
-        raise EdgebertError(f"{path}: empty entropy trace")
-    return rows
 
 
 def load_sentence_inputs(path: str | Path, program_inputs: list[dict[str, Any]]) -> list[dict[str, np.ndarray]]:
@@ -411,7 +384,7 @@ def _run(args: argparse.Namespace) -> int:
     if args.task is not None and args.task not in tasks:
         raise EdgebertError(f"--task: unknown task '{args.task}' ({args.program} has tasks: {', '.join(tasks)})")
     if args.entropy_trace:
-        sentences: list[dict[str, Any]] = [{"entropies": row} for row in load_entropy_trace(args.entropy_trace)]
+        sentences: list[dict[str, Any]] = [{"entropies": row} for row in read_entropy_trace(args.entropy_trace)]
     else:
         if len(args.inputs) > 1:
             raise EdgebertError("--inputs: give one .npz (NAME=NPZ, once per task, is for --single)")

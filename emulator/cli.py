@@ -130,10 +130,10 @@ def _sentence_inputs(args: argparse.Namespace, program: Any) -> dict[str, np.nda
 
 
 def _run(args: argparse.Namespace) -> int:
-    from edgebert.emulator.entropy_trace import load_entropy_row
     from edgebert.emulator.runner import DEFAULT_MAX_CYCLES, run
     from edgebert.isa.ebin import load_ebin
     from edgebert.isa.hardware import default_config, load_config
+    from edgebert.isa.traces import read_entropy_row
 
     program = load_ebin(args.program)
     hw = load_config(args.hw) if args.hw else default_config()
@@ -149,7 +149,7 @@ def _run(args: argparse.Namespace) -> int:
         raise EdgebertError("--entropy-trace needs --row (the sentence to replay)")
     if args.row is not None and args.entropy_trace is None and args.inputs is None:
         raise EdgebertError("--row picks a sentence of --entropy-trace or of --inputs; give one of them")
-    entropies = load_entropy_row(args.entropy_trace, args.row) if args.entropy_trace else None
+    entropies = read_entropy_row(args.entropy_trace, args.row) if args.entropy_trace else None
     inputs = _sentence_inputs(args, program)
     result = run(
         program,

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import struct
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -12,6 +11,7 @@ import numpy as np
 from edgebert.emulator.costs import sfu_cycles, sfu_passes
 from edgebert.emulator.memory import SRAM, Fault, tile
 from edgebert.isa import adaptivfloat
+from edgebert.isa.bits import bits_f32
 from edgebert.isa.encoding import Inst
 from edgebert.isa.table import BROADCASTS
 
@@ -20,11 +20,6 @@ if TYPE_CHECKING:
 
 Run = Callable[[], int]
 BCAST_NONE, BCAST_ROW, BCAST_COL, BCAST_SCALAR = (BROADCASTS.index(b) for b in ("none", "row", "col", "scalar"))
-
-
-def f32_from_bits(bits: int) -> np.float32:
-    """The float32 whose IEEE bit pattern is `bits`."""
-    return np.float32(struct.unpack("<f", struct.pack("<I", bits))[0])
 
 
 def erf(x: np.ndarray) -> np.ndarray:
@@ -134,13 +129,13 @@ def _with_inst(builder: Callable[[Inst], Callable[[np.ndarray, np.ndarray], None
 
 @_with_inst
 def _addi(inst: Inst) -> Callable[[np.ndarray, np.ndarray], None]:
-    imm = f32_from_bits(inst["imm"])
+    imm = np.float32(bits_f32(inst["imm"]))
     return lambda s, d: np.add(s, imm, out=d)
 
 
 @_with_inst
 def _muli(inst: Inst) -> Callable[[np.ndarray, np.ndarray], None]:
-    imm = f32_from_bits(inst["imm"])
+    imm = np.float32(bits_f32(inst["imm"]))
     return lambda s, d: np.multiply(s, imm, out=d)
 
 
@@ -179,7 +174,7 @@ def compile_layernorm(inst: Inst, m: Machine) -> Run:
     """(x - mean) / sqrt(var + eps) * gamma + beta per row; statistics in float64, result rounded to fp32."""
     v = inst.values
     rows, cols = v["rows"], v["cols"]
-    eps = float(f32_from_bits(v["eps"]))
+    eps = bits_f32(v["eps"])
     passes = sfu_passes(m.hw, "layernorm") * rows * cols
     cycles = sfu_cycles(m.hw, passes)
     read, written = (rows * cols + 2 * cols) * 4, rows * cols * 4
@@ -222,7 +217,7 @@ def compile_softmax(inst: Inst, m: Machine) -> Run:
     """
     v = inst.values
     rows, cols = v["rows"], v["cols"]
-    scale = float(f32_from_bits(v["scale"]))
+    scale = bits_f32(v["scale"])
     has_mask, span = v["has_mask"], v["span"]
     weights = span_mask(rows, cols, v["row0"], v["col0"], span, v["ramp"]) if span else None
     passes = sfu_passes(m.hw, "softmax") * rows * cols

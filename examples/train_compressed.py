@@ -15,7 +15,6 @@ from pathlib import Path
 
 import torch
 
-from edgebert.frontend.compressed_entropy import build_lookup_table, write_entropy_trace, write_lookup_table
 from edgebert.frontend.compressed_export import export_onnx
 from edgebert.frontend.compressed_train import (
     TrainSettings,
@@ -24,9 +23,11 @@ from edgebert.frontend.compressed_train import (
     record_entropies,
     train,
 )
+from edgebert.frontend.predictor import build_lookup_table
 from edgebert.frontend.tasks import TASKS, VOCAB, make_dataset
 from edgebert.frontend.torch_model import CompressedAlbert, CompressionConfig, albert_config, save_compressed
 from edgebert.frontend.torch_pruning import PRUNING_METHODS, Pruner
+from edgebert.isa.traces import write_entropy_trace, write_lookup_table
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -163,7 +163,7 @@ def exit_outputs(model: CompressedAlbert, data: TaskData, batch_size: int = 256)
 
 
 def record_entropies(model: CompressedAlbert, data: TaskData) -> np.ndarray:
-    """Per-sentence, per-layer exit entropies [n, L] (write them with compressed_entropy.write_entropy_trace)."""
+    """Per-sentence, per-layer exit entropies [n, L] (write them with edgebert.isa.traces.write_entropy_trace)."""
     return exit_outputs(model, data)[1].T.copy()
 
 

@@ -16,6 +16,7 @@ import numpy as np
 from lark import Lark, Token, Tree
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
 
+from edgebert.isa.bits import bits_f32, f32_bits
 from edgebert.isa.encoding import check_field, make
 from edgebert.isa.errors import AssemblyError, EdgebertError, EncodingError
 from edgebert.isa.hardware import default_config
@@ -274,11 +275,6 @@ def parse_int(text: str) -> int:
     return int(text, 10)
 
 
-def f32_bits(value: float) -> int:
-    """IEEE-754 binary32 bit pattern of `value` rounded to float32; OverflowError if it does not fit."""
-    return struct.unpack("<I", struct.pack("<f", value))[0]
-
-
 def parse_f32(text: str) -> int:
     """Bit pattern of a float literal: a decimal, inf, nan, or f32(0xBITS) for an exact pattern."""
     text = text.strip()
@@ -304,7 +300,7 @@ def parse_f32(text: str) -> int:
 
 def format_f32(bits: int) -> str:
     """Shortest float literal that assembles back to exactly `bits`."""
-    value = struct.unpack("<f", struct.pack("<I", bits))[0]
+    value = bits_f32(bits)
     if math.isnan(value):
         return f"f32({bits:#010x})"
     if math.isinf(value):

@@ -14,11 +14,12 @@ import sys
 from pathlib import Path
 
 from edgebert.emulator.albert_skeleton import SkeletonConfig, build_planned_skeleton, build_skeleton
-from edgebert.emulator.bench import parse_duration
-from edgebert.frontend.predictor import load_table, predicted_exit_layers
+from edgebert.frontend.predictor import predicted_exit_layers
 from edgebert.isa.ebin import save_ebin
 from edgebert.isa.errors import EdgebertError
 from edgebert.isa.hardware import default_config
+from edgebert.isa.traces import read_lookup_table
+from edgebert.isa.units import parse_duration
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -35,7 +36,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         cfg = SkeletonConfig(layers=args.layers, density=args.density, threshold=args.threshold)
         if args.table:
-            exits = predicted_exit_layers(load_table(args.table), args.threshold, args.layers)
+            exits = predicted_exit_layers(read_lookup_table(args.table), args.threshold, args.layers)
             program, plan = build_planned_skeleton(cfg, exits, parse_duration(args.latency_target), margin=args.margin)
             print(plan.describe(default_config()))
         else:

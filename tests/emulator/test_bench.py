@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 
 from edgebert.emulator.albert_skeleton import SkeletonConfig, build_planned_skeleton
-from edgebert.emulator.bench import main, parse_duration
-from edgebert.frontend.predictor import load_table, predicted_exit_layers
+from edgebert.emulator.bench import main
+from edgebert.frontend.predictor import predicted_exit_layers
 from edgebert.isa.ebin import save_ebin
-from edgebert.isa.errors import EdgebertError
+from edgebert.isa.traces import read_lookup_table
 
 DATA = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "edgebert-sst2"
 needs_data = pytest.mark.skipif(not (DATA / "sst2_eval_entropy.txt").exists(), reason="shared data absent")
@@ -93,20 +93,11 @@ def test_errors(tiny_ebin: Path, tmp_path: Path, capsys: pytest.CaptureFixture[s
         main([str(tiny_ebin)])  # an input source is required
 
 
-def test_parse_duration() -> None:
-    assert parse_duration("50ms") == pytest.approx(0.05)
-    assert parse_duration("0.05s") == pytest.approx(0.05)
-    assert parse_duration("250 us") == pytest.approx(250e-6)
-    for bad in ("", "ms", "-1ms", "0ms", "0.05", "50"):
-        with pytest.raises(EdgebertError):
-            parse_duration(bad)
-
-
 @needs_data
 def test_sst2_replay_on_albert_base(tmp_path: Path) -> None:
     """The real trace through the ALBERT-base skeleton (first 25 sentences): exits follow the rule per sentence."""
     cfg = SkeletonConfig(threshold=0.23)
-    exits = predicted_exit_layers(load_table(DATA / "sst2_lookup_table.csv"), 0.23, 12)
+    exits = predicted_exit_layers(read_lookup_table(DATA / "sst2_lookup_table.csv"), 0.23, 12)
     program, plan = build_planned_skeleton(cfg, exits, 0.05)
     ebin = tmp_path / "albert.ebin"
     save_ebin(program, ebin)
