@@ -67,11 +67,11 @@ def build_compressed(work: Path, calib_sentences: int = 8, seed: int = 0) -> tup
         return onnx_path, info
     import torch
 
-    from edgebert.frontend.compressed_export import export_onnx
-    from edgebert.frontend.compressed_train import calibrate_activations
-    from edgebert.frontend.tasks import TASKS, VOCAB, make_dataset
-    from edgebert.frontend.torch_model import CompressedAlbert, CompressionConfig, albert_config
-    from edgebert.frontend.torch_pruning import Pruner
+    from edgebert.frontend.models.compressed_albert import CompressedAlbert, CompressionConfig, albert_config
+    from edgebert.frontend.models.compressed_export import export_onnx
+    from edgebert.frontend.models.compressed_training import calibrate_activations
+    from edgebert.frontend.models.pruning import Pruner
+    from edgebert.frontend.models.synthetic_tasks import TASKS, VOCAB, make_dataset
 
     work.mkdir(parents=True, exist_ok=True)
     seq = 128

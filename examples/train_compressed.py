@@ -15,18 +15,23 @@ from pathlib import Path
 
 import torch
 
-from edgebert.frontend.compressed_export import export_onnx
-from edgebert.frontend.compressed_train import (
+from edgebert.frontend.models.compressed_albert import (
+    CompressedAlbert,
+    CompressionConfig,
+    albert_config,
+    save_compressed,
+)
+from edgebert.frontend.models.compressed_export import export_onnx
+from edgebert.frontend.models.compressed_training import (
     TrainSettings,
     calibrate_activations,
     evaluate_exits,
     record_entropies,
     train,
 )
+from edgebert.frontend.models.pruning import PRUNING_METHODS, Pruner
+from edgebert.frontend.models.synthetic_tasks import TASKS, VOCAB, make_dataset
 from edgebert.frontend.predictor import build_lookup_table
-from edgebert.frontend.tasks import TASKS, VOCAB, make_dataset
-from edgebert.frontend.torch_model import CompressedAlbert, CompressionConfig, albert_config, save_compressed
-from edgebert.frontend.torch_pruning import PRUNING_METHODS, Pruner
 from edgebert.isa.traces import write_entropy_trace, write_lookup_table
 
 

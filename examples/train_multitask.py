@@ -15,14 +15,14 @@ from pathlib import Path
 
 import torch
 
-from edgebert.frontend.compressed_train import TrainSettings
-from edgebert.frontend.multitask_export import export_all_tasks
-from edgebert.frontend.multitask_model import MultiTaskAlbert, footprint_bytes, save_multitask
-from edgebert.frontend.multitask_train import MultiTaskRecipe, run_recipe
-from edgebert.frontend.tasks import TASKS, VOCAB, make_dataset
-from edgebert.frontend.torch_adapters import PLACEMENTS, AdapterConfig
-from edgebert.frontend.torch_model import CompressionConfig, albert_config
-from edgebert.frontend.torch_pruning import PRUNING_METHODS
+from edgebert.frontend.models.adapters import PLACEMENTS, AdapterConfig
+from edgebert.frontend.models.compressed_albert import CompressionConfig, albert_config
+from edgebert.frontend.models.compressed_training import TrainSettings
+from edgebert.frontend.models.multitask_albert import MultiTaskAlbert, footprint_bytes, save_multitask
+from edgebert.frontend.models.multitask_export import export_all_tasks
+from edgebert.frontend.models.multitask_training import MultiTaskRecipe, run_recipe
+from edgebert.frontend.models.pruning import PRUNING_METHODS
+from edgebert.frontend.models.synthetic_tasks import TASKS, VOCAB, make_dataset
 
 
 def build_parser() -> argparse.ArgumentParser:

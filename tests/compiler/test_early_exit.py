@@ -15,11 +15,11 @@ from edgebert.compiler.early_exit import EarlyExitOptions
 from edgebert.compiler.pipeline import compile_onnx
 from edgebert.emulator.bench import main as bench_main
 from edgebert.emulator.runner import Runner
-from edgebert.frontend.compressed_export import export_onnx
-from edgebert.frontend.compressed_train import TrainSettings, train
+from edgebert.frontend.models.compressed_albert import CompressedAlbert, CompressionConfig, albert_config
+from edgebert.frontend.models.compressed_export import export_onnx
+from edgebert.frontend.models.compressed_training import TrainSettings, train
+from edgebert.frontend.models.synthetic_tasks import TASKS, VOCAB, make_dataset
 from edgebert.frontend.predictor import entropy_bin
-from edgebert.frontend.tasks import TASKS, VOCAB, make_dataset
-from edgebert.frontend.torch_model import CompressedAlbert, CompressionConfig, albert_config
 from edgebert.isa.ebin import load_ebin
 from edgebert.isa.errors import CompileError
 from edgebert.isa.hardware import default_config

@@ -10,9 +10,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .tasks import DIFFICULTIES, TaskData
-from .torch_model import CompressedAlbert, early_exit_layer, exit_entropy
-from .torch_pruning import Pruner
+from edgebert.frontend.models.compressed_albert import CompressedAlbert, early_exit_layer, exit_entropy
+from edgebert.frontend.models.pruning import Pruner
+from edgebert.frontend.models.synthetic_tasks import DIFFICULTIES, TaskData
 
 log = logging.getLogger(__name__)
 

@@ -11,18 +11,23 @@ import onnxruntime as ort
 import pytest
 import torch
 
-from edgebert.frontend.compressed_export import read_edgebert_metadata
-from edgebert.frontend.compressed_train import (
+from edgebert.frontend.models.compressed_albert import (
+    CompressedAlbert,
+    CompressionConfig,
+    albert_config,
+    load_compressed,
+)
+from edgebert.frontend.models.compressed_export import read_edgebert_metadata
+from edgebert.frontend.models.compressed_training import (
     TrainSettings,
     calibrate_activations,
     evaluate_exits,
     record_entropies,
     train,
 )
+from edgebert.frontend.models.pruning import Pruner
+from edgebert.frontend.models.synthetic_tasks import DIFFICULTIES, TASKS, VOCAB, make_dataset
 from edgebert.frontend.predictor import build_lookup_table
-from edgebert.frontend.tasks import DIFFICULTIES, TASKS, VOCAB, make_dataset
-from edgebert.frontend.torch_model import CompressedAlbert, CompressionConfig, albert_config, load_compressed
-from edgebert.frontend.torch_pruning import Pruner
 from edgebert.isa.traces import read_entropy_array, read_lookup_table
 
 SEQ = 16
