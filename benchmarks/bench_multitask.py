@@ -54,8 +54,8 @@ def main() -> None:
     from edgebert.compiler.early_exit import EarlyExitOptions
     from edgebert.compiler.multitask import compile_multitask
     from edgebert.compiler.pipeline import compile_onnx
+    from edgebert.emulator.bench import STREAM_KINDS, compare, format_markdown, make_stream
     from edgebert.emulator.multitask import switch_cost
-    from edgebert.emulator.multitask_bench import STREAM_KINDS, compare, format_markdown, make_stream
     from edgebert.frontend.models.synthetic_tasks import make_dataset
     from edgebert.isa.hardware import default_config
 

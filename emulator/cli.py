@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from edgebert.emulator.run_files import load_inputs, load_program, load_sentence_inputs, write_json
 from edgebert.isa.errors import EdgebertError, run_cli
 
 
@@ -41,23 +40,6 @@ def _parser() -> argparse.ArgumentParser:
 
 def _warn(msg: str) -> None:
     print(f"edgebert-emu: warning: {msg}", file=sys.stderr)
-
-
-def _write_json(path: str, data: Any) -> None:
-    try:
-        Path(path).write_text(json.dumps(data, indent=2) + "\n")
-    except OSError as exc:
-        raise EdgebertError(f"{path}: cannot write: {exc.strerror}") from None
-
-
-def _load_inputs(path: str | None) -> dict[str, np.ndarray]:
-    if path is None:
-        return {}
-    try:
-        with np.load(path, allow_pickle=False) as data:
-            return {k: data[k] for k in data.files}
-    except (OSError, ValueError) as exc:
-        raise EdgebertError(f"{path}: cannot read inputs: {exc}") from None
 
 
 def _summary(report: dict[str, Any], outputs: dict[str, np.ndarray]) -> None:
@@ -113,7 +95,7 @@ def _sentence_inputs(args: argparse.Namespace, program: Any) -> dict[str, np.nda
     """The run's inputs: the whole --inputs file, or with --row (and no entropy trace) one sentence of an .npz that
     stacks several on axis 0 (edgebert-bench's format)."""
     if args.row is None or args.entropy_trace is not None:
-        inputs = _load_inputs(args.inputs)
+        inputs = load_inputs(args.inputs) if args.inputs is not None else {}
         for entry in program.metadata.get("inputs", []):
             value, shape = inputs.get(entry["name"]), tuple(entry.get("shape", ()))
             if value is not None and shape and shape[0] == 1 and value.ndim == len(shape) and value.shape[0] > 1 \
@@ -121,8 +103,6 @@ def _sentence_inputs(args: argparse.Namespace, program: Any) -> dict[str, np.nda
                 raise EdgebertError(f"{args.inputs}: input '{entry['name']}' holds {value.shape[0]} sentences "
                                     f"{value.shape}; the program runs one {shape}: pick it with --row K")
         return inputs
-    from edgebert.emulator.bench import load_sentence_inputs
-
     sentences = load_sentence_inputs(args.inputs, program.metadata.get("inputs", []))
     if not 0 <= args.row < len(sentences):
         raise EdgebertError(f"--row {args.row}: {args.inputs} holds {len(sentences)} sentences (rows 0..{len(sentences) - 1})")
@@ -131,20 +111,13 @@ def _sentence_inputs(args: argparse.Namespace, program: Any) -> dict[str, np.nda
 
 def _run(args: argparse.Namespace) -> int:
     from edgebert.emulator.runner import DEFAULT_MAX_CYCLES, run
-    from edgebert.isa.ebin import load_ebin
     from edgebert.isa.hardware import default_config, load_config
     from edgebert.isa.traces import read_entropy_row
 
-    program = load_ebin(args.program)
     hw = load_config(args.hw) if args.hw else default_config()
-    if any(program.hw_fingerprint) and program.hw_fingerprint != hw.fingerprint:
-        msg = (
-            f"{args.program} was compiled for a different hardware config "
-            f"(fingerprint {program.hw_fingerprint.hex()[:16]}..., {hw.name} is {hw.fingerprint.hex()[:16]}...)"
-        )
-        if not args.hw:
-            raise EdgebertError(msg + "; pass --hw FILE to run it on a config of your choice anyway")
-        _warn(msg + "; running on --hw as requested")
+    program, warning = load_program(args.program, hw, hw_given=bool(args.hw))
+    if warning:
+        _warn(warning)
     if args.entropy_trace is not None and args.row is None:
         raise EdgebertError("--entropy-trace needs --row (the sentence to replay)")
     if args.row is not None and args.entropy_trace is None and args.inputs is None:
@@ -172,11 +145,11 @@ def _run(args: argparse.Namespace) -> int:
 
         report["task_switch"] = switch_cost(program, inputs, args.task, hw, args.resident_task)
     if args.report:
-        _write_json(args.report, report)
+        write_json(args.report, report)
     if args.trace:
         from edgebert.emulator.trace import chrome_trace
 
-        _write_json(args.trace, chrome_trace(result.machine))
+        write_json(args.trace, chrome_trace(result.machine))
     if args.plot:
         from edgebert.emulator.plot import plot_energy
 
