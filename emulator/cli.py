@@ -42,6 +42,18 @@ def _warn(msg: str) -> None:
     print(f"edgebert-emu: warning: {msg}", file=sys.stderr)
 
 
+def _table(title: str, columns: tuple[str, ...], rows: Any) -> Any:
+    """A rich table: the first column left-aligned (names), the others right-aligned (numbers)."""
+    from rich.table import Table
+
+    table = Table(title=title)
+    for i, col in enumerate(columns):
+        table.add_column(col, justify="left" if i == 0 else "right")
+    for row in rows:
+        table.add_row(*row)
+    return table
+
+
 def _summary(report: dict[str, Any], outputs: dict[str, np.ndarray]) -> None:
     from rich.console import Console
     from rich.table import Table
@@ -56,35 +68,18 @@ def _summary(report: dict[str, Any], outputs: dict[str, np.ndarray]) -> None:
     head.add_row("exit layer", str(report["exit_layer"]))
     head.add_row("races", str(report["race_count"]))
     console.print(head)
-    energy = Table(title="energy per component")
-    energy.add_column("component")
-    energy.add_column("nJ", justify="right")
-    energy.add_column("%", justify="right")
     total = report["energy_j"] or 1.0
-    for name, joules in report["energy_breakdown_j"].items():
-        if joules:
-            energy.add_row(name, f"{joules * 1e9:,.3f}", f"{100 * joules / total:.1f}")
-    console.print(energy)
-    units = Table(title="units")
-    for col in ("unit", "busy cycles", "utilization"):
-        units.add_column(col, justify="right" if col != "unit" else "left")
-    for name, u in report["units"].items():
-        units.add_row(name, f"{u['busy_cycles']:,}", f"{100 * u['utilization']:.1f} %")
-    console.print(units)
-    traffic = Table(title="traffic (bytes)")
-    for col in ("level", "read", "write"):
-        traffic.add_column(col, justify="right" if col != "level" else "left")
-    for level, t in report["traffic_bytes"].items():
-        traffic.add_row(level, f"{t['read']:,}", f"{t['write']:,}")
-    console.print(traffic)
+    console.print(_table("energy per component", ("component", "nJ", "%"), (
+        (name, f"{joules * 1e9:,.3f}", f"{100 * joules / total:.1f}")
+        for name, joules in report["energy_breakdown_j"].items() if joules)))
+    console.print(_table("units", ("unit", "busy cycles", "utilization"), (
+        (name, f"{u['busy_cycles']:,}", f"{100 * u['utilization']:.1f} %") for name, u in report["units"].items())))
+    console.print(_table("traffic (bytes)", ("level", "read", "write"), (
+        (level, f"{t['read']:,}", f"{t['write']:,}") for level, t in report["traffic_bytes"].items())))
     if len(report["dvfs"]) > 1:
-        dvfs = Table(title="DVFS timeline")
-        for col in ("point", "V", "MHz", "start (us)", "cycles", "energy (nJ)"):
-            dvfs.add_column(col, justify="right")
-        for seg in report["dvfs"]:
-            dvfs.add_row(str(seg["point"]), f"{seg['volts']:.2f}", f"{seg['mhz']:.0f}", f"{seg['start_s'] * 1e6:.3f}",
-                         f"{seg['cycles']:,}", f"{seg['energy_j'] * 1e9:,.3f}")
-        console.print(dvfs)
+        console.print(_table("DVFS timeline", ("point", "V", "MHz", "start (us)", "cycles", "energy (nJ)"), (
+            (str(seg["point"]), f"{seg['volts']:.2f}", f"{seg['mhz']:.0f}", f"{seg['start_s'] * 1e6:.3f}",
+             f"{seg['cycles']:,}", f"{seg['energy_j'] * 1e9:,.3f}") for seg in report["dvfs"])))
     mix = ", ".join(f"{k} {v}" for k, v in report["instruction_mix"].items())
     console.print(f"instruction mix: {mix}")
     for name, value in outputs.items():

@@ -6,6 +6,7 @@ import json
 import math
 import re
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cache
 from importlib import resources
@@ -166,16 +167,22 @@ def _snippet(text: str, line: int, column: int) -> str:
     return f"    {src}\n    {' ' * (max(column, 1) - 1)}^"
 
 
+def operand_syntax(ins: Instruction, address: Callable[[str, bool], str]) -> list[str]:
+    """Each positional operand of `ins` as written; `address(name, has_space)` spells a memory operand that is
+    addressed through a base register (`[rB + name]`, with a space prefix when the operand has one)."""
+    out = []
+    for name in ins.operands:
+        base, space = ins.companions(name)
+        if ins.by_name[name].kind is Kind.ADDR and base is not None:
+            out.append(address(name, space is not None))
+        else:
+            out.append(name)
+    return out
+
+
 def syntax_help(ins: Instruction) -> str:
     """One line showing how `ins` is written."""
-    ops = []
-    for name in ins.operands:
-        f = ins.by_name[name]
-        base, space = ins.companions(name)
-        if f.kind is Kind.ADDR and base is not None:
-            ops.append(f"{'space' if space is not None else ''}[rB + {name}]")
-        else:
-            ops.append(name)
+    ops = operand_syntax(ins, lambda name, spaced: f"{'space' if spaced else ''}[rB + {name}]")
     kws = ", ".join(f.name for f in ins.keyword_fields())
     return f"{ins.mnemonic} {', '.join(ops)}".rstrip() + (f"  (keywords: {kws})" if kws else "")
 

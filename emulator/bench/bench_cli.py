@@ -222,7 +222,3 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of `edgebert-bench`; returns the exit code (2 on any edgebert error)."""
     args = _parser().parse_args(argv)
     return run_cli("edgebert-bench", lambda: _run(args))
-
-
-if __name__ == "__main__":
-    sys.exit(main())
