@@ -15,6 +15,7 @@ from pathlib import Path
 
 import torch
 
+from edgebert.frontend.models import training_flags
 from edgebert.frontend.models.compressed_albert import (
     CompressedAlbert,
     CompressionConfig,
@@ -30,12 +31,6 @@ from edgebert.frontend.models.compressed_training import (
 )
 from edgebert.frontend.models.pruning import Pruner
 from edgebert.frontend.models.synthetic_tasks import TASKS, make_dataset
-from edgebert.frontend.models.training_flags import (
-    add_compression_flags,
-    add_shape_flags,
-    check_compression_flags,
-    shape_config,
-)
 from edgebert.frontend.predictor import build_lookup_table
 from edgebert.isa.traces import write_entropy_trace, write_lookup_table
 
@@ -44,7 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
     """Command-line options."""
     p = argparse.ArgumentParser(prog="train_compressed", description=__doc__.splitlines()[0])
     p.add_argument("--task", choices=sorted(TASKS), default="sentiment")
-    add_shape_flags(p)
+    training_flags.add_shape_flags(p)
     p.add_argument("--embedding", type=int, default=None, help="embedding size (default hidden)")
     p.add_argument("--dropout", type=float, default=0.0)
     p.add_argument("--train-size", type=int, default=4000)
@@ -58,7 +53,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-span", type=int, default=None, help="default: seq-len")
     p.add_argument("--ramp", type=int, default=4)
     p.add_argument("--span-penalty", type=float, default=0.05)
-    add_compression_flags(p, prune_epochs=4, af8_help="AdaptivFloat-8 weights (quantization-aware fine-tune)")
+    training_flags.add_compression_flags(p, prune_epochs=4,
+                                         af8_help="AdaptivFloat-8 weights (quantization-aware fine-tune)")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("-o", "--output", default=None, help="checkpoint path (.pt)")
     p.add_argument("--onnx", default=None, help="ONNX export path")
@@ -82,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
     """Train, compress, report and export."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    check_compression_flags(parser, args)
+    training_flags.check_compression_flags(parser, args)
     for out in (args.output, args.onnx, args.entropy_trace, args.lookup_table):
         if out:
             Path(out).parent.mkdir(parents=True, exist_ok=True)
@@ -91,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
     train_data = make_dataset(args.task, args.train_size, args.seq_len, seed=args.seed)
     calib_data = make_dataset(args.task, args.eval_size, args.seq_len, seed=args.seed + 1000)
     eval_data = make_dataset(args.task, args.eval_size, args.seq_len, seed=args.seed + 2000)
-    config = shape_config(args, embedding=args.embedding, dropout=args.dropout)
+    config = training_flags.shape_config(args, embedding=args.embedding, dropout=args.dropout)
     max_span = args.max_span or args.seq_len
     compression = CompressionConfig(
         task=task.name,

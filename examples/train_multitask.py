@@ -15,6 +15,7 @@ from pathlib import Path
 
 import torch
 
+from edgebert.frontend.models import training_flags
 from edgebert.frontend.models.adapters import PLACEMENTS, AdapterConfig
 from edgebert.frontend.models.compressed_albert import CompressionConfig
 from edgebert.frontend.models.compressed_training import TrainSettings
@@ -22,12 +23,6 @@ from edgebert.frontend.models.multitask_albert import MultiTaskAlbert, footprint
 from edgebert.frontend.models.multitask_export import export_all_tasks
 from edgebert.frontend.models.multitask_training import MultiTaskRecipe, run_recipe
 from edgebert.frontend.models.synthetic_tasks import TASKS, make_dataset
-from edgebert.frontend.models.training_flags import (
-    add_compression_flags,
-    add_shape_flags,
-    check_compression_flags,
-    shape_config,
-)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -41,7 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="tasks that pre-train the backbone (default: all of --tasks)",
     )
-    add_shape_flags(p)
+    training_flags.add_shape_flags(p)
     p.add_argument("--bottleneck", type=int, default=8)
     p.add_argument("--placement", choices=sorted(PLACEMENTS), default="houlsby")
     p.add_argument("--shared-depth", action="store_true", help="one adapter per site for all depths")
@@ -55,8 +50,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--adapter-lr", type=float, default=3e-3)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threshold", type=float, default=0.2)
-    add_compression_flags(p, prune_epochs=3, af8_help="AF8 weights (backbone QAT fine-tune, adapters trained in AF8; "
-                          "with --af8-activations one activation bias per point for all tasks)")
+    training_flags.add_compression_flags(
+        p, prune_epochs=3, af8_help="AF8 weights (backbone QAT fine-tune, adapters trained in AF8; with "
+        "--af8-activations one activation bias per point for all tasks)")
     p.add_argument(
         "--heads-only-baseline",
         action="store_true",
@@ -72,11 +68,11 @@ def main(argv: list[str] | None = None) -> int:
     """Pre-train and compress the backbone, train adapters per task, report, export."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    check_compression_flags(parser, args)
+    training_flags.check_compression_flags(parser, args)
     torch.set_num_threads(args.threads)
     train_sets = {t: make_dataset(t, args.train_size, args.seq_len, seed=args.seed) for t in args.tasks}
     eval_sets = {t: make_dataset(t, args.eval_size, args.seq_len, seed=args.seed + 2000) for t in args.tasks}
-    config = shape_config(args)
+    config = training_flags.shape_config(args)
     adapters = AdapterConfig(
         bottleneck=args.bottleneck,
         placement=args.placement,
