@@ -61,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
     from edgebert.compiler.pipeline import compile_onnx
     from edgebert.emulator import run
     from edgebert.frontend import load_onnx, to_relax
-    from edgebert.frontend.albert_export import ExportSpec, build_and_export, make_inputs
+    from edgebert.frontend.models.hf_albert_export import ExportSpec, build_and_export, make_inputs
     from edgebert.isa.hardware import default_config
 
     hw = default_config()

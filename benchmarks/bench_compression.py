@@ -29,10 +29,10 @@ def build(base: bool, ramp: int, seed: int = 0):
     """A random compressed ALBERT with spans set, encoder pruned to 50 %, AF8 biases frozen, activations calibrated."""
     import torch
 
-    from edgebert.frontend.compressed_train import calibrate_activations
-    from edgebert.frontend.tasks import TASKS, VOCAB, make_dataset
-    from edgebert.frontend.torch_model import CompressedAlbert, CompressionConfig, albert_config
-    from edgebert.frontend.torch_pruning import Pruner
+    from edgebert.frontend.models.compressed_albert import CompressedAlbert, CompressionConfig, albert_config
+    from edgebert.frontend.models.compressed_training import calibrate_activations
+    from edgebert.frontend.models.pruning import Pruner
+    from edgebert.frontend.models.synthetic_tasks import TASKS, VOCAB, make_dataset
 
     if base:
         seq, cfg = 128, albert_config(len(VOCAB), hidden=768, layers=12, heads=12, intermediate=3072, embedding=128,
@@ -61,7 +61,7 @@ def build(base: bool, ramp: int, seed: int = 0):
 
 def export_variant(model, seq: int, path: Path, span: bool, af8: bool, act: bool, attn: bool) -> None:
     """Export the same model with the chosen optimizations visible to the compiler."""
-    from edgebert.frontend.compressed_export import export_onnx
+    from edgebert.frontend.models.compressed_export import export_onnx
 
     model.compression.span_enabled = span
     model.compression.quantize_weights = af8
@@ -81,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from edgebert.compiler.pipeline import compile_onnx
     from edgebert.emulator.runner import run
-    from edgebert.frontend.tasks import make_dataset
+    from edgebert.frontend.models.synthetic_tasks import make_dataset
 
     model, seq = build(args.base, args.ramp)
     data = make_dataset("sentiment", 1, seq, seed=7)

@@ -26,13 +26,13 @@ def train_and_export(out: Path, layers: int, hidden: int, seq: int, epochs: int,
                      ) -> dict[str, Path]:
     import torch
 
-    from edgebert.frontend.compressed_train import TrainSettings
-    from edgebert.frontend.multitask_export import export_all_tasks
-    from edgebert.frontend.multitask_model import MultiTaskAlbert
-    from edgebert.frontend.multitask_train import MultiTaskRecipe, run_recipe
-    from edgebert.frontend.tasks import VOCAB, make_dataset
-    from edgebert.frontend.torch_adapters import AdapterConfig
-    from edgebert.frontend.torch_model import CompressionConfig, albert_config
+    from edgebert.frontend.models.adapters import AdapterConfig
+    from edgebert.frontend.models.compressed_albert import CompressionConfig, albert_config
+    from edgebert.frontend.models.compressed_training import TrainSettings
+    from edgebert.frontend.models.multitask_albert import MultiTaskAlbert
+    from edgebert.frontend.models.multitask_export import export_all_tasks
+    from edgebert.frontend.models.multitask_training import MultiTaskRecipe, run_recipe
+    from edgebert.frontend.models.synthetic_tasks import VOCAB, make_dataset
 
     torch.set_num_threads(1)
     torch.manual_seed(0)
@@ -54,9 +54,9 @@ def main() -> None:
     from edgebert.compiler.early_exit import EarlyExitOptions
     from edgebert.compiler.multitask import compile_multitask
     from edgebert.compiler.pipeline import compile_onnx
+    from edgebert.emulator.bench import STREAM_KINDS, compare, format_markdown, make_stream
     from edgebert.emulator.multitask import switch_cost
-    from edgebert.emulator.multitask_bench import STREAM_KINDS, compare, format_markdown, make_stream
-    from edgebert.frontend.tasks import make_dataset
+    from edgebert.frontend.models.synthetic_tasks import make_dataset
     from edgebert.isa.hardware import default_config
 
     p = argparse.ArgumentParser(description=__doc__)

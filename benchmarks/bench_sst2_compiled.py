@@ -1,7 +1,7 @@
 """The SST-2 entropy trace through a COMPILED ALBERT-base-shaped model with 12 exit heads (edgebertc early exit + DVFS).
 
     python benchmarks/bench_sst2_compiled.py [--compressed] [--data ../shared/data/edgebert-sst2] [--target 50ms]
-        [--limit N] [--work /tmp/edgebert-albert-base-ee] [--thresholds 0.23 0.28 0.46]
+        [--limit N] [--work /tmp/edgebert-albert-base-ee] [--thresholds 0.23 0.28 0.46] [--run-hw TOML]
 
 Builds (once, cached in --work) an untrained ALBERT-base-shaped model (hidden 768, 12 heads, FFN 3072, embedding
 128, seq 128): by default fp32 and dense (examples/train_compressed.py --epochs 0); with --compressed, compressed
@@ -9,8 +9,10 @@ like EdgeBERT without training (`build_compressed`: magnitude pruning, AF8 weigh
 activations). Compiles it per threshold with the SST-2 predictor table and the latency target (`edgebertc
 --threshold T --latency-target ... --predictor-table ...`), writes the .ebin files to --work, prints the layout
 (looped or unrolled) and instruction count, and replays the trace through each program in the three modes
-(`run_bench`, timing-only, as `edgebert-bench --entropy-trace` does). Prints the same markdown tables as
-benchmarks/bench_sst2_replay.py plus the energy per component. Measured numbers: docs/bench.md.
+(`run_bench`, timing-only, as `edgebert-bench --entropy-trace` does) on the default hardware config, or with
+`--run-hw` on another one (the ablations of docs/bench.md: e.g. the default config with `leakage_mw = 0`; the
+programs stay compiled for the default). Prints markdown tables (latency, energy, exit layer per threshold and
+mode; savings) and the energy per component. Measured numbers: docs/bench.md.
 """
 
 from __future__ import annotations
@@ -23,9 +25,11 @@ from pathlib import Path
 
 from edgebert.compiler.early_exit import EarlyExitOptions
 from edgebert.compiler.pipeline import compile_onnx
-from edgebert.emulator.bench import load_entropy_trace, parse_duration, run_bench
+from edgebert.emulator.bench import run_bench
 from edgebert.isa.ebin import save_ebin
-from edgebert.isa.hardware import default_config
+from edgebert.isa.hardware import default_config, load_config
+from edgebert.isa.traces import read_entropy_trace
+from edgebert.isa.units import parse_duration
 
 ROOT = Path(__file__).resolve().parents[1]
 ALBERT_BASE = ["--epochs", "0", "--layers", "12", "--hidden", "768", "--heads", "12", "--intermediate", "3072",
@@ -65,11 +69,11 @@ def build_compressed(work: Path, calib_sentences: int = 8, seed: int = 0) -> tup
         return onnx_path, info
     import torch
 
-    from edgebert.frontend.compressed_export import export_onnx
-    from edgebert.frontend.compressed_train import calibrate_activations
-    from edgebert.frontend.tasks import TASKS, VOCAB, make_dataset
-    from edgebert.frontend.torch_model import CompressedAlbert, CompressionConfig, albert_config
-    from edgebert.frontend.torch_pruning import Pruner
+    from edgebert.frontend.models.compressed_albert import CompressedAlbert, CompressionConfig, albert_config
+    from edgebert.frontend.models.compressed_export import export_onnx
+    from edgebert.frontend.models.compressed_training import calibrate_activations
+    from edgebert.frontend.models.pruning import Pruner
+    from edgebert.frontend.models.synthetic_tasks import TASKS, VOCAB, make_dataset
 
     work.mkdir(parents=True, exist_ok=True)
     seq = 128
@@ -105,8 +109,10 @@ def main() -> None:
     p.add_argument("--thresholds", type=float, nargs="+", default=[0.23, 0.28, 0.46])
     p.add_argument("--compressed", action="store_true",
                    help="EdgeBERT-style compression (50/60 %% magnitude pruning, AF8 weights + activations)")
+    p.add_argument("--run-hw", help="run the programs (compiled for the default config) on this hardware config")
     args = p.parse_args()
     hw = default_config()
+    run_hw = load_config(args.run_hw) if args.run_hw else hw
     data, work = Path(args.data), Path(args.work)
     target = parse_duration(args.target)
     t0 = time.perf_counter()
@@ -116,7 +122,7 @@ def main() -> None:
     else:
         model = build_model(work)
     print(f"model {model} ({model.stat().st_size / 1e6:.0f} MB) in {time.perf_counter() - t0:.0f} s")
-    rows = load_entropy_trace(data / "sst2_eval_entropy.txt")[: args.limit]
+    rows = read_entropy_trace(data / "sst2_eval_entropy.txt")[: args.limit]
     results = []
     for threshold in args.thresholds:
         t0 = time.perf_counter()
@@ -130,7 +136,7 @@ def main() -> None:
             print(f"{len(program.code)} instructions, {loops} backward branch(es) (blt): "
                   f"{'looped' if loops else 'unrolled'} layout")
         t0 = time.perf_counter()
-        r = run_bench(program, hw, [{"entropies": x} for x in rows], timing_only=True, target_s=target)
+        r = run_bench(program, run_hw, [{"entropies": x} for x in rows], timing_only=True, target_s=target)
         results.append((threshold, r, compile_s, time.perf_counter() - t0))
     print("| threshold | mode | p50 ms | p90 ms | p99 ms | max ms | within target | energy / sentence (uJ) | mean exit layer |")
     print("|---|---|---|---|---|---|---|---|---|")

@@ -266,8 +266,10 @@ class EarlyExitOptions:
 
 def _exit_table(options: EarlyExitOptions, threshold: float, num_layers: int) -> np.ndarray:
     """int32 [100]: layer-1 entropy bin -> predicted exit layer, from the table or calibration entropies."""
-    from edgebert.frontend.compressed_entropy import read_entropy_trace
-    from edgebert.frontend.predictor import build_table, check_table, load_table, predicted_exit_layers
+    from edgebert.frontend.predictor import build_lookup_table as build_table
+    from edgebert.frontend.predictor import check_table, predicted_exit_layers
+    from edgebert.isa.traces import read_entropy_array as read_entropy_trace
+    from edgebert.isa.traces import read_lookup_table as load_table
 
     if options.predictor_table is not None and options.calibration_entropies is not None:
         raise CompileError("give either a predictor table or calibration entropies, not both")

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from edgebert.emulator.run_files import load_inputs, load_program, load_sentence_inputs, write_json
 from edgebert.isa.errors import EdgebertError, run_cli
 
 
@@ -43,21 +42,16 @@ def _warn(msg: str) -> None:
     print(f"edgebert-emu: warning: {msg}", file=sys.stderr)
 
 
-def _write_json(path: str, data: Any) -> None:
-    try:
-        Path(path).write_text(json.dumps(data, indent=2) + "\n")
-    except OSError as exc:
-        raise EdgebertError(f"{path}: cannot write: {exc.strerror}") from None
+def _table(title: str, columns: tuple[str, ...], rows: Any) -> Any:
+    """A rich table: the first column left-aligned (names), the others right-aligned (numbers)."""
+    from rich.table import Table
 
-
-def _load_inputs(path: str | None) -> dict[str, np.ndarray]:
-    if path is None:
-        return {}
-    try:
-        with np.load(path, allow_pickle=False) as data:
-            return {k: data[k] for k in data.files}
-    except (OSError, ValueError) as exc:
-        raise EdgebertError(f"{path}: cannot read inputs: {exc}") from None
+    table = Table(title=title)
+    for i, col in enumerate(columns):
+        table.add_column(col, justify="left" if i == 0 else "right")
+    for row in rows:
+        table.add_row(*row)
+    return table
 
 
 def _summary(report: dict[str, Any], outputs: dict[str, np.ndarray]) -> None:
@@ -74,35 +68,18 @@ def _summary(report: dict[str, Any], outputs: dict[str, np.ndarray]) -> None:
     head.add_row("exit layer", str(report["exit_layer"]))
     head.add_row("races", str(report["race_count"]))
     console.print(head)
-    energy = Table(title="energy per component")
-    energy.add_column("component")
-    energy.add_column("nJ", justify="right")
-    energy.add_column("%", justify="right")
     total = report["energy_j"] or 1.0
-    for name, joules in report["energy_breakdown_j"].items():
-        if joules:
-            energy.add_row(name, f"{joules * 1e9:,.3f}", f"{100 * joules / total:.1f}")
-    console.print(energy)
-    units = Table(title="units")
-    for col in ("unit", "busy cycles", "utilization"):
-        units.add_column(col, justify="right" if col != "unit" else "left")
-    for name, u in report["units"].items():
-        units.add_row(name, f"{u['busy_cycles']:,}", f"{100 * u['utilization']:.1f} %")
-    console.print(units)
-    traffic = Table(title="traffic (bytes)")
-    for col in ("level", "read", "write"):
-        traffic.add_column(col, justify="right" if col != "level" else "left")
-    for level, t in report["traffic_bytes"].items():
-        traffic.add_row(level, f"{t['read']:,}", f"{t['write']:,}")
-    console.print(traffic)
+    console.print(_table("energy per component", ("component", "nJ", "%"), (
+        (name, f"{joules * 1e9:,.3f}", f"{100 * joules / total:.1f}")
+        for name, joules in report["energy_breakdown_j"].items() if joules)))
+    console.print(_table("units", ("unit", "busy cycles", "utilization"), (
+        (name, f"{u['busy_cycles']:,}", f"{100 * u['utilization']:.1f} %") for name, u in report["units"].items())))
+    console.print(_table("traffic (bytes)", ("level", "read", "write"), (
+        (level, f"{t['read']:,}", f"{t['write']:,}") for level, t in report["traffic_bytes"].items())))
     if len(report["dvfs"]) > 1:
-        dvfs = Table(title="DVFS timeline")
-        for col in ("point", "V", "MHz", "start (us)", "cycles", "energy (nJ)"):
-            dvfs.add_column(col, justify="right")
-        for seg in report["dvfs"]:
-            dvfs.add_row(str(seg["point"]), f"{seg['volts']:.2f}", f"{seg['mhz']:.0f}", f"{seg['start_s'] * 1e6:.3f}",
-                         f"{seg['cycles']:,}", f"{seg['energy_j'] * 1e9:,.3f}")
-        console.print(dvfs)
+        console.print(_table("DVFS timeline", ("point", "V", "MHz", "start (us)", "cycles", "energy (nJ)"), (
+            (str(seg["point"]), f"{seg['volts']:.2f}", f"{seg['mhz']:.0f}", f"{seg['start_s'] * 1e6:.3f}",
+             f"{seg['cycles']:,}", f"{seg['energy_j'] * 1e9:,.3f}") for seg in report["dvfs"])))
     mix = ", ".join(f"{k} {v}" for k, v in report["instruction_mix"].items())
     console.print(f"instruction mix: {mix}")
     for name, value in outputs.items():
@@ -113,7 +90,7 @@ def _sentence_inputs(args: argparse.Namespace, program: Any) -> dict[str, np.nda
     """The run's inputs: the whole --inputs file, or with --row (and no entropy trace) one sentence of an .npz that
     stacks several on axis 0 (edgebert-bench's format)."""
     if args.row is None or args.entropy_trace is not None:
-        inputs = _load_inputs(args.inputs)
+        inputs = load_inputs(args.inputs) if args.inputs is not None else {}
         for entry in program.metadata.get("inputs", []):
             value, shape = inputs.get(entry["name"]), tuple(entry.get("shape", ()))
             if value is not None and shape and shape[0] == 1 and value.ndim == len(shape) and value.shape[0] > 1 \
@@ -121,8 +98,6 @@ def _sentence_inputs(args: argparse.Namespace, program: Any) -> dict[str, np.nda
                 raise EdgebertError(f"{args.inputs}: input '{entry['name']}' holds {value.shape[0]} sentences "
                                     f"{value.shape}; the program runs one {shape}: pick it with --row K")
         return inputs
-    from edgebert.emulator.bench import load_sentence_inputs
-
     sentences = load_sentence_inputs(args.inputs, program.metadata.get("inputs", []))
     if not 0 <= args.row < len(sentences):
         raise EdgebertError(f"--row {args.row}: {args.inputs} holds {len(sentences)} sentences (rows 0..{len(sentences) - 1})")
@@ -130,26 +105,19 @@ def _sentence_inputs(args: argparse.Namespace, program: Any) -> dict[str, np.nda
 
 
 def _run(args: argparse.Namespace) -> int:
-    from edgebert.emulator.entropy_trace import load_entropy_row
     from edgebert.emulator.runner import DEFAULT_MAX_CYCLES, run
-    from edgebert.isa.ebin import load_ebin
     from edgebert.isa.hardware import default_config, load_config
+    from edgebert.isa.traces import read_entropy_row
 
-    program = load_ebin(args.program)
     hw = load_config(args.hw) if args.hw else default_config()
-    if any(program.hw_fingerprint) and program.hw_fingerprint != hw.fingerprint:
-        msg = (
-            f"{args.program} was compiled for a different hardware config "
-            f"(fingerprint {program.hw_fingerprint.hex()[:16]}..., {hw.name} is {hw.fingerprint.hex()[:16]}...)"
-        )
-        if not args.hw:
-            raise EdgebertError(msg + "; pass --hw FILE to run it on a config of your choice anyway")
-        _warn(msg + "; running on --hw as requested")
+    program, warning = load_program(args.program, hw, hw_given=bool(args.hw))
+    if warning:
+        _warn(warning)
     if args.entropy_trace is not None and args.row is None:
         raise EdgebertError("--entropy-trace needs --row (the sentence to replay)")
     if args.row is not None and args.entropy_trace is None and args.inputs is None:
         raise EdgebertError("--row picks a sentence of --entropy-trace or of --inputs; give one of them")
-    entropies = load_entropy_row(args.entropy_trace, args.row) if args.entropy_trace else None
+    entropies = read_entropy_row(args.entropy_trace, args.row) if args.entropy_trace else None
     inputs = _sentence_inputs(args, program)
     result = run(
         program,
@@ -172,11 +140,11 @@ def _run(args: argparse.Namespace) -> int:
 
         report["task_switch"] = switch_cost(program, inputs, args.task, hw, args.resident_task)
     if args.report:
-        _write_json(args.report, report)
+        write_json(args.report, report)
     if args.trace:
         from edgebert.emulator.trace import chrome_trace
 
-        _write_json(args.trace, chrome_trace(result.machine))
+        write_json(args.trace, chrome_trace(result.machine))
     if args.plot:
         from edgebert.emulator.plot import plot_energy
 

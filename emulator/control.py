@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from edgebert.emulator.memory import Fault, word_address
-from edgebert.emulator.sfu import f32_from_bits
+from edgebert.isa.bits import bits_f32
 from edgebert.isa.encoding import Inst
 from edgebert.isa.table import BIN_MODES
 
@@ -110,7 +110,7 @@ def compile_flw(inst: Inst, m: Machine) -> Run:
 
 
 def compile_fli(inst: Inst, m: Machine) -> Run:
-    fd, value, fregs = inst["fd"], float(f32_from_bits(inst["imm"])), m.fregs
+    fd, value, fregs = inst["fd"], bits_f32(inst["imm"]), m.fregs
 
     def run() -> None:
         fregs[fd] = value
@@ -141,7 +141,7 @@ def compile_jmp(inst: Inst, m: Machine) -> Run:
 
 
 def compile_bexit(inst: Inst, m: Machine) -> Run:
-    fs, threshold, target, fregs = inst["fs"], float(f32_from_bits(inst["threshold"])), inst["target"], m.fregs
+    fs, threshold, target, fregs = inst["fs"], bits_f32(inst["threshold"]), inst["target"], m.fregs
 
     def run() -> None:
         if fregs[fs] < threshold and not m.disable_early_exit:
@@ -163,7 +163,7 @@ def compile_bexitr(inst: Inst, m: Machine) -> Run:
 def compile_lut(inst: Inst, m: Machine) -> Run:
     """rd = int32 table[clamp(floor or rint(F[fs] * scale), 0, nbins - 1)] (product rounded to fp32)."""
     rd, fs, nbins, regs, fregs = inst["rd"], inst["fs"], inst["nbins"], m.regs, m.fregs
-    scale, nearest = f32_from_bits(inst["scale"]), inst["mode"] == NEAREST
+    scale, nearest = np.float32(bits_f32(inst["scale"])), inst["mode"] == NEAREST
     space, base, off = inst["table_space"], inst["table_base"], inst["table"]
     i32, size, acc = m.mem.i32[space], m.mem.sizes[space], m.acc
 

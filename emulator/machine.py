@@ -68,6 +68,18 @@ class Op:
             self.freg_reads = (inst["fs"], inst["ft"])
 
 
+def _take_tokens(tokens: list[list[deque[int]]], waits: Sequence[int], unit: int, start: int) -> int:
+    """Pop one token per unit `unit` waits on (FIFO per pair); the instruction starts no earlier than the latest."""
+    for w in waits:
+        tq = tokens[w][unit]
+        if not tq:
+            raise Fault(f"token deadlock: waits on {UNITS[w]}->{UNITS[unit]} but no earlier signal")
+        p = tq.popleft()
+        if p > start:
+            start = p
+    return start
+
+
 class Machine:
     """Registers, memories, counters and timing state of one run."""
 
@@ -206,13 +218,8 @@ class Machine:
                     if len(q) == depth and q[0] > t:
                         t = q[0]  # the unit's queue is full until its oldest entry starts
                     start = t if t > unit_free[unit] else unit_free[unit]
-                    for w in op.waits:
-                        tq = tokens[w][unit]
-                        if not tq:
-                            raise Fault(f"token deadlock: waits on {UNITS[w]}->{UNITS[unit]} but no earlier signal")
-                        p = tq.popleft()
-                        if p > start:
-                            start = p
+                    if op.waits:
+                        start = _take_tokens(tokens, op.waits, unit, start)
                     cycles = op.run()
                     end = start + cycles
                     unit_free[unit] = end
@@ -225,13 +232,8 @@ class Machine:
                     if kind == KIND_INVALID:
                         raise Fault(f"unknown instruction '{op.inst.mnemonic}' (no such opcode)")
                     start = fe
-                    for w in op.waits:
-                        tq = tokens[w][unit]
-                        if not tq:
-                            raise Fault(f"token deadlock: waits on {UNITS[w]}->{UNITS[unit]} but no earlier signal")
-                        p = tq.popleft()
-                        if p > start:
-                            start = p
+                    if op.waits:
+                        start = _take_tokens(tokens, op.waits, unit, start)
                     for f in op.freg_reads:
                         if freg_ready[f] > start:
                             start = freg_ready[f]

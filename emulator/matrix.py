@@ -11,6 +11,7 @@ from edgebert.emulator.costs import matmul_cycles
 from edgebert.emulator.memory import SRAM, Fault, check_range, tile
 from edgebert.emulator.shadow import sparse_nnz
 from edgebert.isa.adaptivfloat import DECODE_TABLE
+from edgebert.isa.bits import sparse_mask_bytes
 from edgebert.isa.encoding import Inst
 from edgebert.isa.table import FORMATS
 
@@ -18,11 +19,6 @@ if TYPE_CHECKING:
     from edgebert.emulator.machine import Machine
 
 AF8 = FORMATS.index("af8")
-
-
-def sparse_mask_bytes(k: int, n: int) -> int:
-    """Bytes of the bitmask of a k x n sparse operand: one bit per element, padded to a multiple of 4."""
-    return -(-(k * n) // 32) * 4
 
 
 def compile_matmul(inst: Inst, m: Machine) -> Callable[[], int]:
@@ -51,44 +47,21 @@ def compile_matmul(inst: Inst, m: Machine) -> Callable[[], int]:
     fixed_read = mm * k * a_size + (n * 4 if has_bias else 0) + (mm * n * 4 if acc_flag else 0)
     written = mm * n * 4
 
-    def load_sparse_b(addr: int) -> tuple[np.ndarray, int]:
+    def check_mask(addr: int) -> None:
+        """b's bitmask is aligned and inside SRAM."""
         if addr % b_size:
             raise Fault(f"misaligned b: address {addr:#x} is not a multiple of {b_size}")
         check_range(size, SRAM, addr, mask_bytes, "b bitmask")
-        bits = np.unpackbits(u8[addr : addr + mask_bytes], count=k * n, bitorder="little").view(bool)
-        nnz = int(np.count_nonzero(bits))
-        vals_addr = addr + mask_bytes
-        check_range(size, SRAM, vals_addr, nnz * b_size, "b non-zeros")
-        acc.append((SRAM, addr, 1, mask_bytes + nnz * b_size, mask_bytes + nnz * b_size, False))
-        if b_af8:
-            dense = np.zeros(k * n, dtype=np.uint8)
-            dense[bits] = u8[vals_addr : vals_addr + nnz]
-        else:
-            dense = np.zeros(k * n, dtype=np.float32)
-            dense[bits] = f32[vals_addr // 4 : vals_addr // 4 + nnz]
-        return dense.reshape(b_rows, b_cols), nnz
 
-    def run_timing() -> int:
-        tile(None, size, SRAM, regs[a_base] + a_off, mm, k, a_stride, a_size, acc, False, "a")
-        b_addr = regs[b_base] + b_off
-        if sparse:
-            if b_addr % b_size:
-                raise Fault(f"misaligned b: address {b_addr:#x} is not a multiple of {b_size}")
-            check_range(size, SRAM, b_addr, mask_bytes, "b bitmask")
-            nnz = sparse_nnz(m, b_addr, mask_bytes, k * n)
-            check_range(size, SRAM, b_addr + mask_bytes, nnz * b_size, "b non-zeros")
-            acc.append((SRAM, b_addr, 1, mask_bytes + nnz * b_size, mask_bytes + nnz * b_size, False))
-            b_read = mask_bytes + nnz * b_size
-            macs = mm * nnz
-            cycles = matmul_cycles(m.hw, macs)
-        else:
-            tile(None, size, SRAM, b_addr, b_rows, b_cols, b_stride, b_size, acc, False, "b")
-            b_read = k * n * b_size
-            macs = mm * k * n
-            cycles = dense_cycles
-        tile(None, size, SRAM, regs[d_base] + d_off, mm, n, d_stride, 4, acc, True, "dst")
-        if has_bias:
-            tile(None, size, SRAM, regs[bias_base] + bias_off, 1, n, 0, 4, acc, False, "bias")
+    def claim_nonzeros(addr: int, nnz: int) -> int:
+        """Check b's `nnz` non-zeros fit after its mask, record the read of both; return the bytes read."""
+        check_range(size, SRAM, addr + mask_bytes, nnz * b_size, "b non-zeros")
+        nbytes = mask_bytes + nnz * b_size
+        acc.append((SRAM, addr, 1, nbytes, nbytes, False))
+        return nbytes
+
+    def charge(macs: int, b_read: int) -> int:
+        """Count the MACs and SRAM traffic; return the cycles (a sparse b costs its non-zeros only)."""
         seg = m.seg
         if exact:
             seg.mac_af8 += macs
@@ -96,7 +69,37 @@ def compile_matmul(inst: Inst, m: Machine) -> Callable[[], int]:
             seg.mac_f32 += macs
         seg.read[SRAM] += fixed_read + b_read
         seg.written[SRAM] += written
-        return cycles
+        return matmul_cycles(m.hw, macs) if sparse else dense_cycles
+
+    def load_sparse_b(addr: int) -> tuple[np.ndarray, int, int]:
+        """b expanded to dense, its non-zero count and the bytes read."""
+        check_mask(addr)
+        bits = np.unpackbits(u8[addr : addr + mask_bytes], count=k * n, bitorder="little").view(bool)
+        nnz = int(np.count_nonzero(bits))
+        b_read = claim_nonzeros(addr, nnz)
+        vals_addr = addr + mask_bytes
+        if b_af8:
+            dense = np.zeros(k * n, dtype=np.uint8)
+            dense[bits] = u8[vals_addr : vals_addr + nnz]
+        else:
+            dense = np.zeros(k * n, dtype=np.float32)
+            dense[bits] = f32[vals_addr // 4 : vals_addr // 4 + nnz]
+        return dense.reshape(b_rows, b_cols), nnz, b_read
+
+    def run_timing() -> int:
+        tile(None, size, SRAM, regs[a_base] + a_off, mm, k, a_stride, a_size, acc, False, "a")
+        b_addr = regs[b_base] + b_off
+        if sparse:
+            check_mask(b_addr)
+            nnz = sparse_nnz(m, b_addr, mask_bytes, k * n)
+            b_read, macs = claim_nonzeros(b_addr, nnz), mm * nnz
+        else:
+            tile(None, size, SRAM, b_addr, b_rows, b_cols, b_stride, b_size, acc, False, "b")
+            b_read, macs = k * n * b_size, mm * k * n
+        tile(None, size, SRAM, regs[d_base] + d_off, mm, n, d_stride, 4, acc, True, "dst")
+        if has_bias:
+            tile(None, size, SRAM, regs[bias_base] + bias_off, 1, n, 0, 4, acc, False, "bias")
+        return charge(macs, b_read)
 
     def run() -> int:
         if m.timing_only:
@@ -107,15 +110,11 @@ def compile_matmul(inst: Inst, m: Machine) -> Callable[[], int]:
             a = tile(f32, size, SRAM, regs[a_base] + a_off, mm, k, a_stride, 4, acc, False, "a")
         b_addr = regs[b_base] + b_off
         if sparse:
-            b, nnz = load_sparse_b(b_addr)
-            b_read = mask_bytes + nnz * b_size
+            b, nnz, b_read = load_sparse_b(b_addr)
             macs = mm * nnz
-            cycles = matmul_cycles(m.hw, macs)
         else:
             b = tile(u8 if b_af8 else f32, size, SRAM, b_addr, b_rows, b_cols, b_stride, b_size, acc, False, "b")
-            b_read = k * n * b_size
-            macs = mm * k * n
-            cycles = dense_cycles
+            b_read, macs = k * n * b_size, mm * k * n
         if b_af8:
             b = b_dec[b]
         if trans_b:
@@ -138,14 +137,7 @@ def compile_matmul(inst: Inst, m: Machine) -> Callable[[], int]:
             np.add(d, p, out=d)
         else:
             d[...] = p
-        seg = m.seg
-        if exact:
-            seg.mac_af8 += macs
-        else:
-            seg.mac_f32 += macs
-        seg.read[SRAM] += fixed_read + b_read
-        seg.written[SRAM] += written
-        return cycles
+        return charge(macs, b_read)
 
     return run
 

@@ -1,20 +1,41 @@
-"""Energy-breakdown plot of a run report (matplotlib, Agg backend; imported only when plotting)."""
+"""Plots of run reports (matplotlib, Agg backend; imported only when plotting): the figure helpers and the energy
+breakdown of one run."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
 
+from edgebert.isa.errors import EdgebertError
 
-def plot_energy(report: dict[str, Any], path: str | Path) -> None:
-    """Bar chart of energy per component, stacked per DVFS segment, written to `path`."""
+
+def pyplot() -> Any:
+    """matplotlib.pyplot on the file-only Agg backend (no display needed)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    return plt
+
+
+def save_figure(fig: Any, path: str | Path, **kwargs: Any) -> None:
+    """Lay out, write and close `fig`; an unwritable path is an EdgebertError naming it."""
+    import matplotlib.pyplot as plt
+
+    try:
+        fig.tight_layout()
+        fig.savefig(path, **kwargs)
+    except OSError as exc:
+        raise EdgebertError(f"{path}: cannot write plot: {exc.strerror or exc}") from None
+    finally:
+        plt.close(fig)
+
+
+def plot_energy(report: dict[str, Any], path: str | Path) -> None:
+    """Bar chart of energy per component, stacked per DVFS segment, written to `path`."""
     components = [k for k, v in report["energy_breakdown_j"].items() if v > 0] or list(report["energy_breakdown_j"])
-    fig, ax = plt.subplots(figsize=(8, 4.5))
+    fig, ax = pyplot().subplots(figsize=(8, 4.5))
     bottom = [0.0] * len(components)
     for seg in report["dvfs"]:
         values = [seg["energy_breakdown_j"][c] * 1e9 for c in components]
@@ -24,6 +45,4 @@ def plot_energy(report: dict[str, Any], path: str | Path) -> None:
     ax.set_title(f"{report['hw']}: {report['energy_j'] * 1e9:.3g} nJ in {report['seconds'] * 1e6:.3g} us")
     ax.legend(title="operating point", fontsize="small")
     ax.tick_params(axis="x", rotation=30)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_figure(fig, path, dpi=120)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import struct
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -12,6 +11,7 @@ import numpy as np
 from edgebert.emulator.costs import sfu_cycles, sfu_passes
 from edgebert.emulator.memory import SRAM, Fault, tile
 from edgebert.isa import adaptivfloat
+from edgebert.isa.bits import bits_f32
 from edgebert.isa.encoding import Inst
 from edgebert.isa.table import BROADCASTS
 
@@ -20,11 +20,6 @@ if TYPE_CHECKING:
 
 Run = Callable[[], int]
 BCAST_NONE, BCAST_ROW, BCAST_COL, BCAST_SCALAR = (BROADCASTS.index(b) for b in ("none", "row", "col", "scalar"))
-
-
-def f32_from_bits(bits: int) -> np.float32:
-    """The float32 whose IEEE bit pattern is `bits`."""
-    return np.float32(struct.unpack("<f", struct.pack("<I", bits))[0])
 
 
 def erf(x: np.ndarray) -> np.ndarray:
@@ -57,33 +52,47 @@ def _itof(x: np.ndarray, out: np.ndarray) -> None:
     out[...] = x
 
 
+def _costs(m: Machine, mnemonic: str, elements: int) -> tuple[int, int]:
+    """(element-passes, cycles) of an SFU instruction over `elements` elements."""
+    passes = sfu_passes(m.hw, mnemonic) * elements
+    return passes, sfu_cycles(m.hw, passes)
+
+
+def _charge(m: Machine, passes: int, read: int, written: int, cycles: int) -> int:
+    """Count an SFU instruction's element-passes and SRAM traffic; return its cycles."""
+    seg = m.seg
+    seg.sfu_passes += passes
+    seg.read[SRAM] += read
+    seg.written[SRAM] += written
+    return cycles
+
+
+def _operand(m: Machine, buf: np.ndarray | None, v: dict[str, int], name: str, rows: int, cols: int, stride: int,
+             item: int = 4, write: bool = False) -> np.ndarray:
+    """The SRAM tile of operand `name` (address: register `{name}_base` + field `{name}`), checked and recorded for
+    race detection; None when `buf` is None (timing-only)."""
+    address = m.regs[v[f"{name}_base"]] + v[name]
+    return tile(buf, m.mem.sizes[SRAM], SRAM, address, rows, cols, stride, item, m.acc, write, name)
+
+
 def _binary(ufunc: np.ufunc) -> Callable[[Inst, Machine], Run]:
     def factory(inst: Inst, m: Machine) -> Run:
         v = inst.values
         rows, cols, bcast = v["rows"], v["cols"], v["bcast"]
         b_shape = {BCAST_NONE: (rows, cols), BCAST_ROW: (1, cols), BCAST_COL: (rows, 1), BCAST_SCALAR: (1, 1)}[bcast]
         b_stride = v["b_stride"] if bcast == BCAST_NONE else 0
-        passes = sfu_passes(m.hw, inst.mnemonic) * rows * cols
-        cycles = sfu_cycles(m.hw, passes)
+        passes, cycles = _costs(m, inst.mnemonic, rows * cols)
         read, written = (rows * cols + b_shape[0] * b_shape[1]) * 4, rows * cols * 4
-        a_base, a_off, a_stride = v["a_base"], v["a"], v["a_stride"]
-        b_base, b_off = v["b_base"], v["b"]
-        d_base, d_off, d_stride = v["dst_base"], v["dst"], v["dst_stride"]
-        regs, mem, acc = m.regs, m.mem, m.acc
-        f32, size = mem.f32[SRAM], mem.sizes[SRAM]
+        f32 = m.mem.f32[SRAM]
 
         def run() -> int:
             buf = None if m.timing_only else f32
-            a = tile(buf, size, SRAM, regs[a_base] + a_off, rows, cols, a_stride, 4, acc, False, "a")
-            b = tile(buf, size, SRAM, regs[b_base] + b_off, b_shape[0], b_shape[1], b_stride, 4, acc, False, "b")
-            d = tile(buf, size, SRAM, regs[d_base] + d_off, rows, cols, d_stride, 4, acc, True, "dst")
+            a = _operand(m, buf, v, "a", rows, cols, v["a_stride"])
+            b = _operand(m, buf, v, "b", b_shape[0], b_shape[1], b_stride)
+            d = _operand(m, buf, v, "dst", rows, cols, v["dst_stride"], write=True)
             if buf is not None:
                 ufunc(a, b, out=d)
-            seg = m.seg
-            seg.sfu_passes += passes
-            seg.read[SRAM] += read
-            seg.written[SRAM] += written
-            return cycles
+            return _charge(m, passes, read, written, cycles)
 
         return run
 
@@ -96,31 +105,21 @@ def _unary(
     def factory(inst: Inst, m: Machine) -> Run:
         v = inst.values
         rows, cols = v["rows"], v["cols"]
-        passes = sfu_passes(m.hw, inst.mnemonic) * rows * cols
-        cycles = sfu_cycles(m.hw, passes)
+        passes, cycles = _costs(m, inst.mnemonic, rows * cols)
         read, written = rows * cols * src_item, rows * cols * dst_item
-        s_base, s_off, s_stride = v["src_base"], v["src"], v["src_stride"]
-        d_base, d_off, d_stride = v["dst_base"], v["dst"], v["dst_stride"]
-        regs, mem, acc = m.regs, m.mem, m.acc
+        mem = m.mem
         views = {"f32": mem.f32[SRAM], "i32": mem.i32[SRAM], "u8": mem.u8[SRAM]}
         src_buf = views[src_kind]
         dst_buf = views["f32" if dst_item == 4 else "u8"]
-        size = mem.sizes[SRAM]
         op = fn(inst) if getattr(fn, "needs_inst", False) else fn
 
         def run() -> int:
             t = m.timing_only
-            s = tile(None if t else src_buf, size, SRAM, regs[s_base] + s_off, rows, cols, s_stride, src_item, acc,
-                     False, "src")
-            d = tile(None if t else dst_buf, size, SRAM, regs[d_base] + d_off, rows, cols, d_stride, dst_item, acc,
-                     True, "dst")
+            s = _operand(m, None if t else src_buf, v, "src", rows, cols, v["src_stride"], src_item)
+            d = _operand(m, None if t else dst_buf, v, "dst", rows, cols, v["dst_stride"], dst_item, write=True)
             if not t:
                 op(s, d)
-            seg = m.seg
-            seg.sfu_passes += passes
-            seg.read[SRAM] += read
-            seg.written[SRAM] += written
-            return cycles
+            return _charge(m, passes, read, written, cycles)
 
         return run
 
@@ -134,13 +133,13 @@ def _with_inst(builder: Callable[[Inst], Callable[[np.ndarray, np.ndarray], None
 
 @_with_inst
 def _addi(inst: Inst) -> Callable[[np.ndarray, np.ndarray], None]:
-    imm = f32_from_bits(inst["imm"])
+    imm = np.float32(bits_f32(inst["imm"]))
     return lambda s, d: np.add(s, imm, out=d)
 
 
 @_with_inst
 def _muli(inst: Inst) -> Callable[[np.ndarray, np.ndarray], None]:
-    imm = f32_from_bits(inst["imm"])
+    imm = np.float32(bits_f32(inst["imm"]))
     return lambda s, d: np.multiply(s, imm, out=d)
 
 
@@ -166,43 +165,27 @@ def _dequant(inst: Inst) -> Callable[[np.ndarray, np.ndarray], None]:
     return op
 
 
-def _charge(m: Machine, passes: int, read: int, written: int, cycles: int) -> int:
-    """Count an SFU instruction's element-passes and SRAM traffic; return its cycles."""
-    seg = m.seg
-    seg.sfu_passes += passes
-    seg.read[SRAM] += read
-    seg.written[SRAM] += written
-    return cycles
-
-
 def compile_layernorm(inst: Inst, m: Machine) -> Run:
     """(x - mean) / sqrt(var + eps) * gamma + beta per row; statistics in float64, result rounded to fp32."""
     v = inst.values
     rows, cols = v["rows"], v["cols"]
-    eps = float(f32_from_bits(v["eps"]))
-    passes = sfu_passes(m.hw, "layernorm") * rows * cols
-    cycles = sfu_cycles(m.hw, passes)
+    eps = bits_f32(v["eps"])
+    passes, cycles = _costs(m, "layernorm", rows * cols)
     read, written = (rows * cols + 2 * cols) * 4, rows * cols * 4
-    regs, mem, acc = m.regs, m.mem, m.acc
-    f32, size = mem.f32[SRAM], mem.sizes[SRAM]
+    f32 = m.mem.f32[SRAM]
 
     def run() -> int:
         buf = None if m.timing_only else f32
-        s = tile(buf, size, SRAM, regs[v["src_base"]] + v["src"], rows, cols, v["src_stride"], 4, acc, False, "src")
-        g = tile(buf, size, SRAM, regs[v["gamma_base"]] + v["gamma"], 1, cols, 0, 4, acc, False, "gamma")
-        b = tile(buf, size, SRAM, regs[v["beta_base"]] + v["beta"], 1, cols, 0, 4, acc, False, "beta")
-        d = tile(buf, size, SRAM, regs[v["dst_base"]] + v["dst"], rows, cols, v["dst_stride"], 4, acc, True, "dst")
-        if buf is None:
-            return _charge(m, passes, read, written, cycles)
-        x = s.astype(np.float64)
-        centred = x - x.mean(axis=1, keepdims=True)
-        var = np.mean(centred * centred, axis=1, keepdims=True)
-        d[...] = centred / np.sqrt(var + eps) * g + b
-        seg = m.seg
-        seg.sfu_passes += passes
-        seg.read[SRAM] += read
-        seg.written[SRAM] += written
-        return cycles
+        s = _operand(m, buf, v, "src", rows, cols, v["src_stride"])
+        g = _operand(m, buf, v, "gamma", 1, cols, 0)
+        b = _operand(m, buf, v, "beta", 1, cols, 0)
+        d = _operand(m, buf, v, "dst", rows, cols, v["dst_stride"], write=True)
+        if buf is not None:
+            x = s.astype(np.float64)
+            centred = x - x.mean(axis=1, keepdims=True)
+            var = np.mean(centred * centred, axis=1, keepdims=True)
+            d[...] = centred / np.sqrt(var + eps) * g + b
+        return _charge(m, passes, read, written, cycles)
 
     return run
 
@@ -222,28 +205,22 @@ def compile_softmax(inst: Inst, m: Machine) -> Run:
     """
     v = inst.values
     rows, cols = v["rows"], v["cols"]
-    scale = float(f32_from_bits(v["scale"]))
+    scale = bits_f32(v["scale"])
     has_mask, span = v["has_mask"], v["span"]
     weights = span_mask(rows, cols, v["row0"], v["col0"], span, v["ramp"]) if span else None
-    passes = sfu_passes(m.hw, "softmax") * rows * cols
-    cycles = sfu_cycles(m.hw, passes)
+    passes, cycles = _costs(m, "softmax", rows * cols)
     read, written = (rows * cols + (cols if has_mask else 0)) * 4, rows * cols * 4
-    regs, mem, acc = m.regs, m.mem, m.acc
-    f32, size = mem.f32[SRAM], mem.sizes[SRAM]
+    f32 = m.mem.f32[SRAM]
 
     def run() -> int:
-        if m.timing_only:
-            tile(None, size, SRAM, regs[v["src_base"]] + v["src"], rows, cols, v["src_stride"], 4, acc, False, "src")
-            if has_mask:
-                tile(None, size, SRAM, regs[v["mask_base"]] + v["mask"], 1, cols, 0, 4, acc, False, "mask")
-            tile(None, size, SRAM, regs[v["dst_base"]] + v["dst"], rows, cols, v["dst_stride"], 4, acc, True, "dst")
-            return _charge(m, passes, read, written, cycles)
-        s = tile(f32, size, SRAM, regs[v["src_base"]] + v["src"], rows, cols, v["src_stride"], 4, acc, False, "src")
-        x = s.astype(np.float64) * scale
-        if has_mask:
-            x = x + tile(f32, size, SRAM, regs[v["mask_base"]] + v["mask"], 1, cols, 0, 4, acc, False, "mask")
-        d = tile(f32, size, SRAM, regs[v["dst_base"]] + v["dst"], rows, cols, v["dst_stride"], 4, acc, True, "dst")
-        if cols:
+        buf = None if m.timing_only else f32
+        s = _operand(m, buf, v, "src", rows, cols, v["src_stride"])
+        mask = _operand(m, buf, v, "mask", 1, cols, 0) if has_mask else None
+        d = _operand(m, buf, v, "dst", rows, cols, v["dst_stride"], write=True)
+        if buf is not None and cols:
+            x = s.astype(np.float64) * scale
+            if mask is not None:
+                x = x + mask
             top = x.max(axis=1, keepdims=True)
             top[~np.isfinite(top)] = 0.0
             e = np.exp(x - top)
@@ -251,11 +228,7 @@ def compile_softmax(inst: Inst, m: Machine) -> Run:
                 e *= weights
             total = e.sum(axis=1, keepdims=True)
             d[...] = np.divide(e, total, out=np.zeros_like(e), where=total > 0)
-        seg = m.seg
-        seg.sfu_passes += passes
-        seg.read[SRAM] += read
-        seg.written[SRAM] += written
-        return cycles
+        return _charge(m, passes, read, written, cycles)
 
     return run
 
@@ -272,24 +245,18 @@ def compile_entropy(inst: Inst, m: Machine) -> Run:
     """fd = entropy of softmax(src[0:n]) (or the next injected value when an entropy trace is given)."""
     v = inst.values
     n, fd = v["n"], v["fd"]
-    passes = sfu_passes(m.hw, "entropy") * n
-    cycles = sfu_cycles(m.hw, passes)
-    regs, mem, acc, fregs = m.regs, m.mem, m.acc, m.fregs
-    f32, size = mem.f32[SRAM], mem.sizes[SRAM]
+    passes, cycles = _costs(m, "entropy", n)
+    f32, fregs = m.mem.f32[SRAM], m.fregs
 
     def run() -> int:
-        buf = None if m.timing_only else f32
-        x = tile(buf, size, SRAM, regs[v["src_base"]] + v["src"], 1, n, 0, 4, acc, False, "src")
+        x = _operand(m, None if m.timing_only else f32, v, "src", 1, n, 0)
         if n == 0:
             raise Fault("entropy of an empty vector (n = 0)")
         value = m.next_injected_entropy()
         if value is None and m.timing_only:
             raise Fault("timing-only runs need injected entropies (an entropy trace): the logits are not computed")
         fregs[fd] = float(np.float32(entropy_of(x[0]) if value is None else value))
-        seg = m.seg
-        seg.sfu_passes += passes
-        seg.read[SRAM] += n * 4
-        return cycles
+        return _charge(m, passes, n * 4, 0, cycles)
 
     return run
 

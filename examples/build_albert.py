@@ -15,7 +15,14 @@ from pathlib import Path
 
 import numpy as np
 
-from edgebert.frontend.albert_export import EXPORTERS, OUTPUT_KINDS, PRESETS, ExportSpec, build_and_export, make_inputs
+from edgebert.frontend.models.hf_albert_export import (
+    EXPORTERS,
+    OUTPUT_KINDS,
+    PRESETS,
+    ExportSpec,
+    build_and_export,
+    make_inputs,
+)
 from edgebert.isa.errors import EdgebertError
 
 

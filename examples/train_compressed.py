@@ -15,30 +15,32 @@ from pathlib import Path
 
 import torch
 
-from edgebert.frontend.compressed_entropy import build_lookup_table, write_entropy_trace, write_lookup_table
-from edgebert.frontend.compressed_export import export_onnx
-from edgebert.frontend.compressed_train import (
+from edgebert.frontend.models import training_flags
+from edgebert.frontend.models.compressed_albert import (
+    CompressedAlbert,
+    CompressionConfig,
+    save_compressed,
+)
+from edgebert.frontend.models.compressed_export import export_onnx
+from edgebert.frontend.models.compressed_training import (
     TrainSettings,
     calibrate_activations,
     evaluate_exits,
     record_entropies,
     train,
 )
-from edgebert.frontend.tasks import TASKS, VOCAB, make_dataset
-from edgebert.frontend.torch_model import CompressedAlbert, CompressionConfig, albert_config, save_compressed
-from edgebert.frontend.torch_pruning import PRUNING_METHODS, Pruner
+from edgebert.frontend.models.pruning import Pruner
+from edgebert.frontend.models.synthetic_tasks import TASKS, make_dataset
+from edgebert.frontend.predictor import build_lookup_table
+from edgebert.isa.traces import write_entropy_trace, write_lookup_table
 
 
 def build_parser() -> argparse.ArgumentParser:
     """Command-line options."""
     p = argparse.ArgumentParser(prog="train_compressed", description=__doc__.splitlines()[0])
     p.add_argument("--task", choices=sorted(TASKS), default="sentiment")
-    p.add_argument("--layers", type=int, default=4)
-    p.add_argument("--hidden", type=int, default=64)
-    p.add_argument("--heads", type=int, default=4)
-    p.add_argument("--intermediate", type=int, default=None, help="FFN size (default 2 x hidden)")
+    training_flags.add_shape_flags(p)
     p.add_argument("--embedding", type=int, default=None, help="embedding size (default hidden)")
-    p.add_argument("--seq-len", type=int, default=32)
     p.add_argument("--dropout", type=float, default=0.0)
     p.add_argument("--train-size", type=int, default=4000)
     p.add_argument("--eval-size", type=int, default=1000)
@@ -51,15 +53,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-span", type=int, default=None, help="default: seq-len")
     p.add_argument("--ramp", type=int, default=4)
     p.add_argument("--span-penalty", type=float, default=0.05)
-    p.add_argument("--prune", choices=("none", *PRUNING_METHODS), default="none")
-    p.add_argument("--encoder-sparsity", type=float, default=0.5)
-    p.add_argument("--embedding-sparsity", type=float, default=0.6)
-    p.add_argument("--prune-epochs", type=int, default=4)
-    p.add_argument("--af8", action="store_true", help="AdaptivFloat-8 weights (quantization-aware fine-tune)")
-    p.add_argument("--af8-activations", action="store_true", help="also AF8 activations at matmul inputs")
-    p.add_argument("--af8-attention", action="store_true",
-                   help="with --af8-activations: the attention's q, k, v and probabilities in AF8 too")
-    p.add_argument("--qat-epochs", type=int, default=2)
+    training_flags.add_compression_flags(p, prune_epochs=4,
+                                         af8_help="AdaptivFloat-8 weights (quantization-aware fine-tune)")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("-o", "--output", default=None, help="checkpoint path (.pt)")
     p.add_argument("--onnx", default=None, help="ONNX export path")
@@ -83,8 +78,7 @@ def main(argv: list[str] | None = None) -> int:
     """Train, compress, report and export."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    if args.af8_attention and not args.af8_activations:
-        parser.error("--af8-attention needs --af8 --af8-activations")
+    training_flags.check_compression_flags(parser, args)
     for out in (args.output, args.onnx, args.entropy_trace, args.lookup_table):
         if out:
             Path(out).parent.mkdir(parents=True, exist_ok=True)
@@ -93,16 +87,7 @@ def main(argv: list[str] | None = None) -> int:
     train_data = make_dataset(args.task, args.train_size, args.seq_len, seed=args.seed)
     calib_data = make_dataset(args.task, args.eval_size, args.seq_len, seed=args.seed + 1000)
     eval_data = make_dataset(args.task, args.eval_size, args.seq_len, seed=args.seed + 2000)
-    config = albert_config(
-        len(VOCAB),
-        hidden=args.hidden,
-        layers=args.layers,
-        heads=args.heads,
-        intermediate=args.intermediate or 2 * args.hidden,
-        embedding=args.embedding,
-        max_positions=args.seq_len,
-        dropout=args.dropout,
-    )
+    config = training_flags.shape_config(args, embedding=args.embedding, dropout=args.dropout)
     max_span = args.max_span or args.seq_len
     compression = CompressionConfig(
         task=task.name,

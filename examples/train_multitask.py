@@ -15,14 +15,14 @@ from pathlib import Path
 
 import torch
 
-from edgebert.frontend.compressed_train import TrainSettings
-from edgebert.frontend.multitask_export import export_all_tasks
-from edgebert.frontend.multitask_model import MultiTaskAlbert, footprint_bytes, save_multitask
-from edgebert.frontend.multitask_train import MultiTaskRecipe, run_recipe
-from edgebert.frontend.tasks import TASKS, VOCAB, make_dataset
-from edgebert.frontend.torch_adapters import PLACEMENTS, AdapterConfig
-from edgebert.frontend.torch_model import CompressionConfig, albert_config
-from edgebert.frontend.torch_pruning import PRUNING_METHODS
+from edgebert.frontend.models import training_flags
+from edgebert.frontend.models.adapters import PLACEMENTS, AdapterConfig
+from edgebert.frontend.models.compressed_albert import CompressionConfig
+from edgebert.frontend.models.compressed_training import TrainSettings
+from edgebert.frontend.models.multitask_albert import MultiTaskAlbert, footprint_bytes, save_multitask
+from edgebert.frontend.models.multitask_export import export_all_tasks
+from edgebert.frontend.models.multitask_training import MultiTaskRecipe, run_recipe
+from edgebert.frontend.models.synthetic_tasks import TASKS, make_dataset
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -36,11 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="tasks that pre-train the backbone (default: all of --tasks)",
     )
-    p.add_argument("--layers", type=int, default=4)
-    p.add_argument("--hidden", type=int, default=64)
-    p.add_argument("--heads", type=int, default=4)
-    p.add_argument("--intermediate", type=int, default=None, help="FFN size (default 2 x hidden)")
-    p.add_argument("--seq-len", type=int, default=32)
+    training_flags.add_shape_flags(p)
     p.add_argument("--bottleneck", type=int, default=8)
     p.add_argument("--placement", choices=sorted(PLACEMENTS), default="houlsby")
     p.add_argument("--shared-depth", action="store_true", help="one adapter per site for all depths")
@@ -54,16 +50,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--adapter-lr", type=float, default=3e-3)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threshold", type=float, default=0.2)
-    p.add_argument("--prune", choices=("none", *PRUNING_METHODS), default="none")
-    p.add_argument("--encoder-sparsity", type=float, default=0.5)
-    p.add_argument("--embedding-sparsity", type=float, default=0.6)
-    p.add_argument("--prune-epochs", type=int, default=3)
-    p.add_argument("--af8", action="store_true", help="AF8 weights (backbone QAT fine-tune, adapters trained in AF8)")
-    p.add_argument("--af8-activations", action="store_true",
-                   help="with --af8: AF8 activations at every matmul input, one bias per point for all tasks")
-    p.add_argument("--af8-attention", action="store_true",
-                   help="with --af8-activations: the attention's q, k, v and probabilities in AF8 too")
-    p.add_argument("--qat-epochs", type=int, default=2)
+    training_flags.add_compression_flags(
+        p, prune_epochs=3, af8_help="AF8 weights (backbone QAT fine-tune, adapters trained in AF8; with "
+        "--af8-activations one activation bias per point for all tasks)")
     p.add_argument(
         "--heads-only-baseline",
         action="store_true",
@@ -79,21 +68,11 @@ def main(argv: list[str] | None = None) -> int:
     """Pre-train and compress the backbone, train adapters per task, report, export."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    if args.af8_activations and not args.af8:
-        parser.error("--af8-activations needs --af8")
-    if args.af8_attention and not args.af8_activations:
-        parser.error("--af8-attention needs --af8 --af8-activations")
+    training_flags.check_compression_flags(parser, args)
     torch.set_num_threads(args.threads)
     train_sets = {t: make_dataset(t, args.train_size, args.seq_len, seed=args.seed) for t in args.tasks}
     eval_sets = {t: make_dataset(t, args.eval_size, args.seq_len, seed=args.seed + 2000) for t in args.tasks}
-    config = albert_config(
-        len(VOCAB),
-        hidden=args.hidden,
-        layers=args.layers,
-        heads=args.heads,
-        intermediate=args.intermediate or 2 * args.hidden,
-        max_positions=args.seq_len,
-    )
+    config = training_flags.shape_config(args)
     adapters = AdapterConfig(
         bottleneck=args.bottleneck,
         placement=args.placement,

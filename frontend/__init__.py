@@ -1,10 +1,17 @@
-"""edgebert.frontend: ONNX loading into TVM Relax, and the PyTorch side producing compressed ALBERT."""
+"""edgebert.frontend: everything up to a Relax IRModule, and the models that produce the ONNX.
+
+`loader` (load and validate ONNX, fix input shapes, import with TVM's ONNX frontend), `support` (the ONNX ops the
+compiler handles), `metadata` (EdgeBERT settings in `metadata_props`) and `predictor` (EdgeBERT's entropy
+predictor: lookup table -> predicted exit layer). `edgebert.frontend.models` holds the PyTorch side: compressed and
+multi-task ALBERT, their training, tasks and ONNX exporters. Importing this package or `loader` does not import
+torch.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
-# Lazy re-exports: `import edgebert.frontend.torch_*` must not pay for onnx/TVM imports.
+# Lazy re-exports: `import edgebert.frontend.models.*` must not pay for onnx/TVM imports.
 _EXPORTS = {
     "load_onnx": "loader", "to_relax": "loader", "LoadedModel": "loader", "TensorSpec": "loader",
     "constant_of_shape_fix": "loader",

@@ -1,6 +1,6 @@
 """EdgeBERT metadata carried in an ONNX model's `metadata_props`, parsed into a typed, validated dataclass.
 
-One key per field, prefixed `edgebert.`, value JSON (the schema `compressed_export.edgebert_metadata` writes;
+One key per field, prefixed `edgebert.`, value JSON (the schema `models.compressed_export.edgebert_metadata` writes;
 docs/compressed_model.md), or a single key `edgebert` holding a JSON object with the same field names.
 Every field is optional; simple forms are accepted too:
 

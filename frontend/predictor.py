@@ -1,7 +1,8 @@
 """EdgeBERT's entropy predictor: layer-1 entropy bin -> predicted exit layer, from a lookup-table CSV.
 
-The table (format of the artifact's `sst2_lookup_table.csv`, read and built by `compressed_entropy`) has 100 rows;
-column 0 is the layer-1 entropy 0.00 .. 0.99 and columns 1 .. L-2 the predicted entropy after layers 2 .. L-1.
+The table (format of the artifact's `sst2_lookup_table.csv`, read and written by `edgebert.isa.traces`, built from
+calibration entropies by `build_lookup_table`) has 100 rows; column 0 is the layer-1 entropy 0.00 .. 0.99 and
+columns 1 .. L-2 the predicted entropy after layers 2 .. L-1.
 Rule (the authors' code): take the row nearest the measured layer-1 entropy; the predicted exit layer is the first
 layer whose predicted entropy is below the threshold, else the last layer L. Per bin (= row) this gives a table
 the compiler embeds for `lut rd, f, table, nbins=100, scale=100.0, mode=nearest`. The program only consults it
@@ -15,19 +16,11 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
 import numpy as np
 
-from edgebert.frontend.compressed_entropy import (
-    LOOKUP_ROWS,
-    build_lookup_table,
-    lookup_row,
-    read_entropy_trace,
-    read_lookup_table,
-    write_lookup_table,
-)
 from edgebert.isa.errors import EdgebertError, run_cli
+from edgebert.isa.traces import LOOKUP_ROWS, read_entropy_array, read_lookup_table, write_lookup_table
 
 #: `lut` settings matching the table's rows: bin = clamp(rint(H * 100), 0, 99).
 NBINS = LOOKUP_ROWS
@@ -35,13 +28,33 @@ LUT_SCALE = float(LOOKUP_ROWS)
 LUT_MODE = "nearest"
 
 
-def load_table(path: str | Path) -> np.ndarray:
-    """Read and check a lookup-table CSV: [100, L - 1] with column 0 = 0.00 .. 0.99."""
-    try:
-        table = read_lookup_table(path)
-    except (OSError, ValueError) as exc:
-        raise EdgebertError(f"{path}: cannot read lookup table: {exc}") from None
-    check_table(table, str(path))
+def entropy_bin(layer1_entropy: float | np.ndarray) -> np.ndarray:
+    """The table row (lut bin) of a layer-1 entropy: nearest 0.01 step, clamped to 0 .. 99."""
+    return np.clip(np.rint(np.asarray(layer1_entropy, dtype=np.float64) * NBINS), 0, NBINS - 1).astype(np.int64)
+
+
+def build_lookup_table(entropies: np.ndarray) -> np.ndarray:
+    """EdgeBERT prediction table from calibration entropies [sentences, L] -> [100, L - 1].
+
+    Column 0 is the layer-1 entropy of the row (0.00 .. 0.99); columns 1 .. L-2 the mean entropy of layers
+    2 .. L-1 over the calibration sentences whose layer-1 entropy is nearest that row. Rows no sentence falls in
+    are filled per column by linear interpolation between the nearest filled rows below and above, and by copying
+    the nearest filled row beyond the first/last filled row (constant extrapolation). No calibration data at all
+    is an error.
+    """
+    ent = np.asarray(entropies, dtype=np.float64)
+    if ent.ndim != 2 or ent.shape[0] == 0 or ent.shape[1] < 2:
+        raise EdgebertError(f"calibration entropies must be [sentences >= 1, layers >= 2], got shape {ent.shape}")
+    rows = entropy_bin(ent[:, 0])
+    inner = ent[:, 1:-1]
+    table = np.zeros((NBINS, ent.shape[1] - 1))
+    table[:, 0] = np.arange(NBINS) * 0.01  # bit-identical to the artifact's column 0
+    counts = np.bincount(rows, minlength=NBINS)
+    filled = np.flatnonzero(counts)
+    for col in range(inner.shape[1]):
+        sums = np.bincount(rows, weights=inner[:, col], minlength=NBINS)
+        means = sums[filled] / counts[filled]
+        table[:, col + 1] = np.interp(np.arange(NBINS), filled, means)  # constant beyond the ends
     return table
 
 
@@ -74,22 +87,14 @@ def predicted_exit_layers(table: np.ndarray, threshold: float, num_layers: int) 
     return np.where(below.any(axis=1), first, num_layers).astype(np.int32)
 
 
-def entropy_bin(layer1_entropy: float | np.ndarray) -> np.ndarray:
-    """The table row (lut bin) of a layer-1 entropy: nearest 0.01 step, clamped to 0 .. 99."""
-    return lookup_row(layer1_entropy)
-
-
-def predict(table: np.ndarray, layer1_entropy: float, threshold: float, num_layers: int) -> int:
-    """Predicted exit layer of one sentence that did not exit at layer 1 (the bin's entry)."""
-    return int(predicted_exit_layers(table, threshold, num_layers)[int(entropy_bin(layer1_entropy))])
-
-
-def build_table(entropies: np.ndarray) -> np.ndarray:
-    """A lookup table from calibration entropies [sentences, L] (the PyTorch side's `build_lookup_table`)."""
-    try:
-        return build_lookup_table(entropies)
-    except ValueError as exc:
-        raise EdgebertError(str(exc)) from None
+def predict_exit_layer(table: np.ndarray, layer1_entropy: float, threshold: float, num_layers: int) -> int:
+    """The authors' rule for one sentence: 1 if layer 1 is below the threshold, else on the nearest row the first
+    layer whose predicted entropy < threshold, else L (written per sentence, as the artifact does)."""
+    if layer1_entropy < threshold:
+        return 1
+    predicted = np.asarray(table)[int(entropy_bin(layer1_entropy)), 1:]
+    below = np.flatnonzero(predicted < threshold)
+    return int(below[0]) + 2 if below.size else num_layers
 
 
 def _main(argv: list[str] | None) -> int:
@@ -104,18 +109,15 @@ def _main(argv: list[str] | None) -> int:
     s.add_argument("--layers", type=int, required=True)
     args = p.parse_args(argv)
     if args.command == "build":
-        try:
-            entropies = read_entropy_trace(args.entropies)
-        except (OSError, ValueError) as exc:
-            raise EdgebertError(f"{args.entropies}: cannot read entropies: {exc}") from None
-        table = build_table(entropies)
+        entropies = read_entropy_array(args.entropies)
+        table = build_lookup_table(entropies)
         try:
             write_lookup_table(args.output, table)
         except OSError as exc:
             raise EdgebertError(f"{args.output}: cannot write: {exc.strerror}") from None
         print(f"{args.output}: {table.shape[0]} rows x {table.shape[1]} columns from {len(entropies)} sentences")
         return 0
-    layers = predicted_exit_layers(load_table(args.table), args.threshold, args.layers)
+    layers = predicted_exit_layers(read_lookup_table(args.table), args.threshold, args.layers)
     print("bin  H1    predicted exit layer")
     start = 0
     for i in range(1, NBINS + 1):  # one line per run of equal predictions

@@ -1,1 +1,9 @@
-"""edgebert.isa: the instruction table, encoding, `.ebin` container, assembler and disassembler."""
+"""edgebert.isa: the instruction table, encoding, `.ebin` container, assembler and disassembler.
+
+`table` (one entry per instruction: the single source of truth), `encoding` (encode/decode words), `program`
+(the in-memory program), `ebin` (the container), `assembler` (+ `asm.lark`, `asm_cli`: edgebert-as),
+`disassembler` (+ `dis_cli`: edgebert-dis), `docgen` (docs/isa.md), `hardware` (+ `hardware.toml`: the hardware
+config), `adaptivfloat` (AF8), and helpers every package shares: `errors` (the exception root and `run_cli`),
+`bits` (f32 bit patterns, sparse mask sizes), `units` (durations), `traces` (EdgeBERT's entropy-trace and
+lookup-table files).
+"""

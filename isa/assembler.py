@@ -6,6 +6,7 @@ import json
 import math
 import re
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cache
 from importlib import resources
@@ -16,6 +17,7 @@ import numpy as np
 from lark import Lark, Token, Tree
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
 
+from edgebert.isa.bits import bits_f32, f32_bits
 from edgebert.isa.encoding import check_field, make
 from edgebert.isa.errors import AssemblyError, EdgebertError, EncodingError
 from edgebert.isa.hardware import default_config
@@ -165,16 +167,22 @@ def _snippet(text: str, line: int, column: int) -> str:
     return f"    {src}\n    {' ' * (max(column, 1) - 1)}^"
 
 
+def operand_syntax(ins: Instruction, address: Callable[[str, bool], str]) -> list[str]:
+    """Each positional operand of `ins` as written; `address(name, has_space)` spells a memory operand that is
+    addressed through a base register (`[rB + name]`, with a space prefix when the operand has one)."""
+    out = []
+    for name in ins.operands:
+        base, space = ins.companions(name)
+        if ins.by_name[name].kind is Kind.ADDR and base is not None:
+            out.append(address(name, space is not None))
+        else:
+            out.append(name)
+    return out
+
+
 def syntax_help(ins: Instruction) -> str:
     """One line showing how `ins` is written."""
-    ops = []
-    for name in ins.operands:
-        f = ins.by_name[name]
-        base, space = ins.companions(name)
-        if f.kind is Kind.ADDR and base is not None:
-            ops.append(f"{'space' if space is not None else ''}[rB + {name}]")
-        else:
-            ops.append(name)
+    ops = operand_syntax(ins, lambda name, spaced: f"{'space' if spaced else ''}[rB + {name}]")
     kws = ", ".join(f.name for f in ins.keyword_fields())
     return f"{ins.mnemonic} {', '.join(ops)}".rstrip() + (f"  (keywords: {kws})" if kws else "")
 
@@ -274,11 +282,6 @@ def parse_int(text: str) -> int:
     return int(text, 10)
 
 
-def f32_bits(value: float) -> int:
-    """IEEE-754 binary32 bit pattern of `value` rounded to float32; OverflowError if it does not fit."""
-    return struct.unpack("<I", struct.pack("<f", value))[0]
-
-
 def parse_f32(text: str) -> int:
     """Bit pattern of a float literal: a decimal, inf, nan, or f32(0xBITS) for an exact pattern."""
     text = text.strip()
@@ -304,7 +307,7 @@ def parse_f32(text: str) -> int:
 
 def format_f32(bits: int) -> str:
     """Shortest float literal that assembles back to exactly `bits`."""
-    value = struct.unpack("<f", struct.pack("<I", bits))[0]
+    value = bits_f32(bits)
     if math.isnan(value):
         return f"f32({bits:#010x})"
     if math.isinf(value):

@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from edgebert.isa.assembler import format_f32
+from edgebert.isa.assembler import format_f32, operand_syntax
 from edgebert.isa.table import (
     BIN_MODES,
     BROADCASTS,
@@ -54,14 +54,7 @@ def _kind(f: Field) -> str:
 
 
 def _syntax(ins: Instruction) -> str:
-    ops = []
-    for name in ins.operands:
-        f = ins.by_name[name]
-        base, space = ins.companions(name)
-        if f.kind is Kind.ADDR and base is not None:
-            ops.append(f"{name + '_space' if space is not None else ''}[{name}_base + {name}]")
-        else:
-            ops.append(name)
+    ops = operand_syntax(ins, lambda name, spaced: f"{name + '_space' if spaced else ''}[{name}_base + {name}]")
     kws = ", ".join(f"{f.name}=" for f in ins.keyword_fields())
     return f"{ins.mnemonic} {', '.join(ops)}".rstrip() + f"  [, {kws}]"
 

@@ -93,7 +93,8 @@ def write_entropy_trace(path: str | Path, entropies: np.ndarray) -> None:
 
 
 def read_lookup_table(path: str | Path) -> np.ndarray:
-    """[100, L - 1] float64 table from a lookup-table CSV (validated: shape, finite, column 0 = 0.00 .. 0.99)."""
+    """[100, L - 1] float64 table from a lookup-table CSV (validated: 100 rows of equal width, finite, column 0 =
+    0.00 .. 0.99)."""
     rows = []
     for i, line in enumerate(_read_text(path, "lookup table").splitlines(), 1):
         if line.strip():
@@ -101,8 +102,8 @@ def read_lookup_table(path: str | Path) -> np.ndarray:
     if len(rows) != LOOKUP_ROWS:
         raise EdgebertError(f"{path}: {len(rows)} rows, a lookup table has {LOOKUP_ROWS}")
     widths = {len(r) for r in rows}
-    if len(widths) != 1 or min(widths) < 2:
-        raise EdgebertError(f"{path}: every row needs the same number (>= 2) of columns, got {sorted(widths)}")
+    if len(widths) != 1 or 0 in widths:  # (>= 1: a 2-layer model's table is column 0 alone, it predicts no layer)
+        raise EdgebertError(f"{path}: every row needs the same number (>= 1) of columns, got {sorted(widths)}")
     table = np.array(rows, dtype=np.float64)
     if not np.allclose(table[:, 0], np.arange(LOOKUP_ROWS) * 0.01, atol=1e-6):
         raise EdgebertError(f"{path}: column 0 must hold the layer-1 entropies 0.00, 0.01, ..., 0.99")

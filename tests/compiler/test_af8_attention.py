@@ -12,9 +12,9 @@ import torch
 
 from edgebert.compiler.pipeline import compile_onnx
 from edgebert.emulator.runner import run
-from edgebert.frontend.compressed_export import read_edgebert_metadata
-from edgebert.frontend.tasks import make_dataset
-from edgebert.frontend.torch_model import load_compressed
+from edgebert.frontend.models.compressed_albert import load_compressed
+from edgebert.frontend.models.compressed_export import read_edgebert_metadata
+from edgebert.frontend.models.synthetic_tasks import make_dataset
 
 REPO = Path(__file__).resolve().parents[2]
 SEQ = 16
@@ -88,7 +88,7 @@ def test_af8_attention_needs_af8_activations(capsys):
 def test_attention_points_exported_only_when_asked(model, tmp_path):
     """The same calibrated model exported with quantize_attention off: no attention points in the metadata, so the
     compiler keeps QK^T / PV in fp32 (the other matmuls stay AF8 x AF8)."""
-    from edgebert.frontend.compressed_export import export_onnx
+    from edgebert.frontend.models.compressed_export import export_onnx
 
     torch_model = model[0]
     torch_model.compression.quantize_attention = False

@@ -19,9 +19,7 @@ from edgebert.compiler.compression import decode_tile, sparse_mask_bytes
 from edgebert.compiler.pipeline import compile_onnx
 from edgebert.compiler.span import infer_span, span_formula
 from edgebert.emulator.runner import run
-from edgebert.frontend.compressed_export import export_onnx, read_edgebert_metadata
-from edgebert.frontend.tasks import TASKS, VOCAB, make_dataset
-from edgebert.frontend.torch_model import (
+from edgebert.frontend.models.compressed_albert import (
     CompressedAlbert,
     CompressionConfig,
     albert_config,
@@ -29,7 +27,9 @@ from edgebert.frontend.torch_model import (
     exit_entropy_np,
     load_compressed,
 )
-from edgebert.frontend.torch_pruning import Pruner
+from edgebert.frontend.models.compressed_export import export_onnx, read_edgebert_metadata
+from edgebert.frontend.models.pruning import Pruner
+from edgebert.frontend.models.synthetic_tasks import TASKS, VOCAB, make_dataset
 from edgebert.isa import adaptivfloat
 from edgebert.isa.errors import CompileError
 from edgebert.isa.hardware import default_config

@@ -15,15 +15,15 @@ from edgebert.compiler.early_exit import EarlyExitOptions
 from edgebert.compiler.pipeline import compile_onnx
 from edgebert.emulator.bench import main as bench_main
 from edgebert.emulator.runner import Runner
-from edgebert.frontend.compressed_entropy import write_entropy_trace
-from edgebert.frontend.compressed_export import export_onnx
-from edgebert.frontend.compressed_train import TrainSettings, train
+from edgebert.frontend.models.compressed_albert import CompressedAlbert, CompressionConfig, albert_config
+from edgebert.frontend.models.compressed_export import export_onnx
+from edgebert.frontend.models.compressed_training import TrainSettings, train
+from edgebert.frontend.models.synthetic_tasks import TASKS, VOCAB, make_dataset
 from edgebert.frontend.predictor import entropy_bin
-from edgebert.frontend.tasks import TASKS, VOCAB, make_dataset
-from edgebert.frontend.torch_model import CompressedAlbert, CompressionConfig, albert_config
 from edgebert.isa.ebin import load_ebin
 from edgebert.isa.errors import CompileError
 from edgebert.isa.hardware import default_config
+from edgebert.isa.traces import write_entropy_trace
 
 L, SEQ, N_SENTENCES = 4, 16, 24
 
@@ -228,7 +228,9 @@ def test_cli_errors(trained, tmp_path, capsys):
 
 def test_predictor_table_csv_gives_the_same_plan(trained, dvfs_program, tmp_path):
     """A lookup-table CSV (EdgeBERT format) built from the same calibration entropies gives the same tables."""
-    from edgebert.frontend.compressed_entropy import build_lookup_table, read_entropy_trace, write_lookup_table
+    from edgebert.frontend.predictor import build_lookup_table
+    from edgebert.isa.traces import read_entropy_array as read_entropy_trace
+    from edgebert.isa.traces import write_lookup_table
 
     csv = tmp_path / "table.csv"
     write_lookup_table(csv, build_lookup_table(read_entropy_trace(dvfs_program["cal"])))

@@ -10,9 +10,9 @@ import torch
 from edgebert.compiler.early_exit import EarlyExitOptions
 from edgebert.compiler.pipeline import compile_onnx
 from edgebert.emulator.runner import Runner
-from edgebert.frontend.compressed_export import export_onnx
-from edgebert.frontend.tasks import TASKS, VOCAB, make_dataset
-from edgebert.frontend.torch_model import CompressedAlbert, CompressionConfig, albert_config
+from edgebert.frontend.models.compressed_albert import CompressedAlbert, CompressionConfig, albert_config
+from edgebert.frontend.models.compressed_export import export_onnx
+from edgebert.frontend.models.synthetic_tasks import TASKS, VOCAB, make_dataset
 
 SEQ = 16
 

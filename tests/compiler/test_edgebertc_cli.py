@@ -10,7 +10,7 @@ import pytest
 from onnx import TensorProto, helper
 
 from edgebert.compiler.cli import main as edgebertc
-from edgebert.frontend.albert_export import ExportSpec, build_and_export
+from edgebert.frontend.models.hf_albert_export import ExportSpec, build_and_export
 from edgebert.isa.asm_cli import main as edgebert_as
 
 

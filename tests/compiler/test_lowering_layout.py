@@ -6,7 +6,7 @@ import pytest
 
 from edgebert.compiler.memory_plan import live_intervals
 from edgebert.compiler.pipeline import compile_onnx
-from edgebert.frontend.albert_export import ExportSpec, build_and_export
+from edgebert.frontend.models.hf_albert_export import ExportSpec, build_and_export
 
 
 @pytest.fixture(scope="module")

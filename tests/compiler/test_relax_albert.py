@@ -14,7 +14,7 @@ from tvm import relax
 
 from edgebert.compiler.relax_passes import find_layer_loops, relax_passes, run_passes
 from edgebert.frontend import load_onnx, to_relax
-from edgebert.frontend.albert_export import ExportSpec, build_and_export, make_inputs
+from edgebert.frontend.models.hf_albert_export import ExportSpec, build_and_export, make_inputs
 from edgebert.isa.errors import CompileError
 
 # name: (preset, spec, pad, config overrides, expected loop counts per layer function)

@@ -7,7 +7,7 @@ import pytest
 
 from edgebert.compiler.pipeline import compile_onnx
 from edgebert.emulator import run
-from edgebert.frontend.albert_export import ExportSpec, build_and_export, make_inputs
+from edgebert.frontend.models.hf_albert_export import ExportSpec, build_and_export, make_inputs
 from edgebert.isa.table import UNITS
 
 

@@ -8,7 +8,7 @@ import numpy as np
 
 from edgebert.compiler.pipeline import CompileResult, compile_onnx
 from edgebert.emulator import RunResult, run
-from edgebert.frontend.albert_export import ExportSpec, build_and_export, make_inputs
+from edgebert.frontend.models.hf_albert_export import ExportSpec, build_and_export, make_inputs
 
 OUTPUTS = ("logits", "last_hidden_state", "pooler_output")
 

@@ -7,18 +7,18 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from edgebert.frontend.compressed_train import TrainSettings
-from edgebert.frontend.multitask_export import export_all_tasks
-from edgebert.frontend.multitask_model import MultiTaskAlbert
-from edgebert.frontend.multitask_train import (
+from edgebert.frontend.models.adapters import AdapterConfig
+from edgebert.frontend.models.compressed_albert import CompressionConfig, albert_config
+from edgebert.frontend.models.compressed_training import TrainSettings
+from edgebert.frontend.models.multitask_albert import MultiTaskAlbert
+from edgebert.frontend.models.multitask_export import export_all_tasks
+from edgebert.frontend.models.multitask_training import (
     calibrate_task_activations,
     make_backbone_pruner,
     pretrain_backbone,
     train_task_adapters,
 )
-from edgebert.frontend.tasks import VOCAB, make_dataset
-from edgebert.frontend.torch_adapters import AdapterConfig
-from edgebert.frontend.torch_model import CompressionConfig, albert_config
+from edgebert.frontend.models.synthetic_tasks import VOCAB, make_dataset
 from edgebert.isa.table import SPACES
 
 TASK_NAMES = ["sentiment", "topic", "valence"]

@@ -290,7 +290,7 @@ def test_clis(case, tmp_path, capsys):
 
 
 def test_bench_compare(case):
-    from edgebert.emulator.multitask_bench import compare, format_markdown
+    from edgebert.emulator.bench import compare, format_markdown
 
     sent = {t: case["xs"][t][:2] for t in TASK_NAMES}
     res = case["res"]
@@ -380,7 +380,7 @@ def _bench_files(case, tmp_path, n: int = 2) -> tuple[str, list[str]]:
 
 def test_bench_cli(case, tmp_path, capsys):
     """edgebert-bench multi.ebin --single ... --inputs ...: three single-task binaries vs the multi-task one."""
-    from edgebert.emulator import bench, multitask_bench
+    from edgebert.emulator import bench
 
     multi, pairs = _bench_files(case, tmp_path)
     prog = case["res"].program
@@ -412,8 +412,8 @@ def test_bench_cli(case, tmp_path, capsys):
         # steady state (task resident) reads the task weights from the SRAM region: no more eNVM than one binary
         d = r["per_task"][t]
         assert d["sentences"] == 2 and d["multi"]["envm_read_bytes"] <= d["single"]["envm_read_bytes"]
-    # the python -m entry point is the same command; --limit is per task, round robin by default
-    assert multitask_bench.main([multi, *pairs, "--limit", "1", "--json", str(out), "-q"]) == 0
+    # --limit is per task, round robin by default
+    assert bench.main([multi, *pairs, "--limit", "1", "--json", str(out), "-q"]) == 0
     assert capsys.readouterr().out == ""
     r = json.loads(out.read_text())
     assert list(r["streams"]) == ["round-robin"] and (r["stream"]["sentences"], r["stream"]["switches"]) == (3, 3)

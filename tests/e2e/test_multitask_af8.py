@@ -18,9 +18,9 @@ from edgebert.compiler.early_exit import EarlyExitOptions
 from edgebert.compiler.multitask import common_task_formats, compile_multitask, load_task, pad_heads
 from edgebert.compiler.pipeline import compile_onnx
 from edgebert.emulator.runner import Runner
-from edgebert.frontend.compressed_export import read_edgebert_metadata
-from edgebert.frontend.multitask_export import export_all_tasks
-from edgebert.frontend.multitask_model import load_multitask, save_multitask
+from edgebert.frontend.models.compressed_export import read_edgebert_metadata
+from edgebert.frontend.models.multitask_albert import load_multitask, save_multitask
+from edgebert.frontend.models.multitask_export import export_all_tasks
 from edgebert.isa import adaptivfloat
 from edgebert.isa.ebin import load_ebin
 

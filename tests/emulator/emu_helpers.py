@@ -26,11 +26,6 @@ def read(result: RunResult, addr: int, shape: tuple[int, ...], dtype=np.float32,
     return result.memory(space)[addr : addr + nbytes].view(dtype).reshape(shape).copy()
 
 
-def f32_bits(x: float) -> int:
-    """IEEE bit pattern of float32(x), for F32 fields."""
-    return int(np.array(x, dtype=np.float32).view(np.uint32))
-
-
 def strided(arr: np.ndarray, stride: int) -> np.ndarray:
     """`arr` (rows x cols) laid out with a row pitch of `stride` elements (padding is NaN / 0xFF)."""
     rows, cols = arr.shape

@@ -7,16 +7,16 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from compiled_ee import compile_planned, export_compressed, reference_exit_layers, sentences
 
-from edgebert.emulator.albert_skeleton import SkeletonConfig, build_planned_skeleton
-from edgebert.emulator.bench import main, parse_duration
-from edgebert.frontend.predictor import load_table, predicted_exit_layers
-from edgebert.isa.ebin import save_ebin
-from edgebert.isa.errors import EdgebertError
+from edgebert.emulator.bench import main
+from edgebert.frontend.predictor import predicted_exit_layers
+from edgebert.isa.ebin import load_ebin, save_ebin
+from edgebert.isa.traces import read_lookup_table
 
 DATA = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "edgebert-sst2"
 needs_data = pytest.mark.skipif(not (DATA / "sst2_eval_entropy.txt").exists(), reason="shared data absent")
-TINY = SkeletonConfig(layers=4, seq=16, hidden=32, heads=2, intermediate=64, embedding=16, vocab=50, threshold=0.2)
+LAYERS, THRESHOLD = 4, 0.2
 TRACE = [
     [0.1, 0.5, 0.5, 0.5],
     [0.5, 0.1, 0.5, 0.5],
@@ -32,11 +32,16 @@ def _rule(row: list[float], threshold: float) -> int:
 
 
 @pytest.fixture(scope="module")
-def tiny_ebin(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def tiny_onnx(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return export_compressed(tmp_path_factory.mktemp("bench") / "tiny.onnx", LAYERS, THRESHOLD)
+
+
+@pytest.fixture(scope="module")
+def tiny_ebin(tiny_onnx: Path) -> Path:
+    """edgebertc --threshold 0.2 --latency-target (1.5x all-fastest) on a 4-layer compressed model."""
     exits = np.repeat(np.array([2, 3, 4, 4], dtype=np.int32), 25)
-    program, _ = build_planned_skeleton(TINY, exits, 20e-6)
-    path = tmp_path_factory.mktemp("bench") / "tiny.ebin"
-    save_ebin(program, path)
+    path = tiny_onnx.with_suffix(".ebin")
+    save_ebin(compile_planned(tiny_onnx, THRESHOLD, exits, LAYERS, 1.5), path)
     return path
 
 
@@ -48,14 +53,15 @@ def test_entropy_replay_json_and_plot(tiny_ebin: Path, tmp_path: Path) -> None:
                  "--plot", str(png), "-q"]) == 0
     r = json.loads(out.read_text())
     assert {"modes", "savings", "paper_savings", "sentences", "latency_target_s", "per_sentence", "hw"} <= set(r)
-    assert r["sentences"] == 5 and r["timing_only"] is True and r["latency_target_s"] == pytest.approx(20e-6)
+    target = load_ebin(tiny_ebin).metadata["dvfs_table"]["target_s"]
+    assert r["sentences"] == 5 and r["timing_only"] is True and r["latency_target_s"] == target
     assert list(r["modes"]) == ["no-exit", "early-exit", "ee+dvfs"]
     for mode in r["modes"].values():
         assert {"p50", "p90", "p99", "mean", "max"} <= set(mode["latency_s"])
         assert mode["energy_j"]["mean"] > 0 and 0 <= mode["within_target"] <= 1
     per = r["per_sentence"]
     assert per["no-exit"]["exit_layer"] == [4] * 5
-    want = [_rule(row, TINY.threshold) for row in TRACE[:5]]
+    want = [_rule(row, THRESHOLD) for row in TRACE[:5]]
     assert per["early-exit"]["exit_layer"] == want == per["ee+dvfs"]["exit_layer"]
     assert r["modes"]["early-exit"]["exit_layer"]["histogram"] == {"1": 1, "2": 1, "3": 1, "4": 2}
     # early exit saves energy; DVFS saves more at the cost of latency (same exits)
@@ -65,17 +71,19 @@ def test_entropy_replay_json_and_plot(tiny_ebin: Path, tmp_path: Path) -> None:
     assert png.stat().st_size > 1000
 
 
-def test_real_inputs_full_runs(tiny_ebin: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    # zero weights: every head's logits are equal, entropy = ln 2 > threshold: every sentence runs all layers
-    ids = np.arange(3 * TINY.seq).reshape(3, 1, TINY.seq) % TINY.vocab
+def test_real_inputs_full_runs(tiny_onnx: Path, tiny_ebin: Path, tmp_path: Path,
+                               capsys: pytest.CaptureFixture[str]) -> None:
+    xs = sentences(3)
     npz = tmp_path / "in.npz"
-    np.savez(npz, input_ids=ids)
+    np.savez(npz, **{k: np.concatenate([x[k] for x in xs]) for k in xs[0]})  # [sentences, seq] per input
     out = tmp_path / "r.json"
     assert main([str(tiny_ebin), "--inputs", str(npz), "--limit", "2", "--json", str(out),
                  "--latency-target", "1ms"]) == 0
     r = json.loads(out.read_text())
     assert r["sentences"] == 2 and r["timing_only"] is False and r["latency_target_s"] == 1e-3
-    assert r["per_sentence"]["early-exit"]["exit_layer"] == [4, 4]
+    want = reference_exit_layers(tiny_onnx, xs[:2], THRESHOLD)  # the exit rule on onnxruntime's heads
+    assert r["per_sentence"]["early-exit"]["exit_layer"] == r["per_sentence"]["ee+dvfs"]["exit_layer"] == want
+    assert r["per_sentence"]["no-exit"]["exit_layer"] == [LAYERS] * 2
     assert r["modes"]["ee+dvfs"]["within_target"] == 1.0
     printed = capsys.readouterr().out
     assert "ee+dvfs" in printed and "paper: 7x" in printed
@@ -93,24 +101,16 @@ def test_errors(tiny_ebin: Path, tmp_path: Path, capsys: pytest.CaptureFixture[s
         main([str(tiny_ebin)])  # an input source is required
 
 
-def test_parse_duration() -> None:
-    assert parse_duration("50ms") == pytest.approx(0.05)
-    assert parse_duration("0.05s") == pytest.approx(0.05)
-    assert parse_duration("250 us") == pytest.approx(250e-6)
-    for bad in ("", "ms", "-1ms", "0ms", "0.05", "50"):
-        with pytest.raises(EdgebertError):
-            parse_duration(bad)
-
-
 @needs_data
-def test_sst2_replay_on_albert_base(tmp_path: Path) -> None:
-    """The real trace through the ALBERT-base skeleton (first 25 sentences): exits follow the rule per sentence."""
-    cfg = SkeletonConfig(threshold=0.23)
-    exits = predicted_exit_layers(load_table(DATA / "sst2_lookup_table.csv"), 0.23, 12)
-    program, plan = build_planned_skeleton(cfg, exits, 0.05)
-    ebin = tmp_path / "albert.ebin"
+def test_sst2_replay_on_a_compiled_12_layer_model(tmp_path: Path) -> None:
+    """The real trace (first 25 sentences) and the authors' lookup table through a compiled 12-layer program with
+    early exit at 0.23 and DVFS for a target 1.6x the all-fastest latency (ALBERT-base at 50 ms is 1.56x)."""
+    onnx = export_compressed(tmp_path / "l12.onnx", 12, 0.23)
+    table = read_lookup_table(DATA / "sst2_lookup_table.csv")
+    program = compile_planned(onnx, 0.23, predicted_exit_layers(table, 0.23, 12), 12, 1.6)
+    assert program.metadata["early_exit"]["layout"] == "looped"
+    ebin = tmp_path / "l12.ebin"
     save_ebin(program, ebin)
-    assert ebin.stat().st_size < 200_000  # weights are not stored
     out = tmp_path / "r.json"
     assert main([str(ebin), "--entropy-trace", str(DATA / "sst2_eval_entropy.txt"), "--limit", "25",
                  "--json", str(out), "-q"]) == 0
@@ -120,20 +120,3 @@ def test_sst2_replay_on_albert_base(tmp_path: Path) -> None:
     assert r["modes"]["ee+dvfs"]["within_target"] == 1.0
     assert r["savings"]["vs_no_exit"] > r["savings"]["early_exit_vs_no_exit"] > 1.0
     assert r["races_first_sentence"] == {}
-
-
-@needs_data
-def test_make_albert_skeleton_script(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    import importlib.util
-
-    script = Path(__file__).resolve().parents[2] / "examples" / "asm" / "make_albert_skeleton.py"
-    spec = importlib.util.spec_from_file_location("make_albert_skeleton", script)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    out, asm = tmp_path / "a.ebin", tmp_path / "a.s"
-    assert module.main(["-o", str(out), "-S", str(asm), "--threshold", "0.46",
-                        "--table", str(DATA / "sst2_lookup_table.csv"), "--latency-target", "50ms"]) == 0
-    printed = capsys.readouterr().out
-    assert "recovery at point" in printed and out.stat().st_size < 200_000
-    text = asm.read_text()
-    assert "dvfsr" in text and "lut" in text and "bexit" in text

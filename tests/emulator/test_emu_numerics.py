@@ -6,11 +6,12 @@ import math
 
 import numpy as np
 import pytest
-from emu_helpers import f32_bits, program, read, run_sram, strided
+from emu_helpers import program, read, run_sram, strided
 
 from edgebert.emulator import run
 from edgebert.emulator.dispatch import missing_semantics
 from edgebert.isa import adaptivfloat
+from edgebert.isa.bits import f32_bits
 from edgebert.isa.encoding import make
 from edgebert.isa.table import BROADCASTS, DTYPES, FORMATS, SPACES
 

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from emu_helpers import f32_bits, program, run_sram
+from emu_helpers import program, run_sram
 
 from edgebert.emulator import run
 from edgebert.emulator.memory import accesses_overlap
+from edgebert.isa.bits import f32_bits
 from edgebert.isa.encoding import Inst, make
 from edgebert.isa.errors import EmulatorTrap
 from edgebert.isa.hardware import default_config

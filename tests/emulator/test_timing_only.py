@@ -6,19 +6,19 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from compiled_ee import compile_planned, export_compressed, sentences
 
-from edgebert.compiler.dvfs_plan import plan_dvfs
+from edgebert.compiler.early_exit import EarlyExitOptions
+from edgebert.compiler.pipeline import compile_onnx
 from edgebert.emulator import EmulatorInputError, Runner, run
-from edgebert.emulator.albert_skeleton import SkeletonConfig, build_skeleton, measure_cycles
-from edgebert.emulator.matrix import sparse_mask_bytes
+from edgebert.isa.bits import sparse_mask_bytes
 from edgebert.isa.encoding import make
 from edgebert.isa.errors import EmulatorTrap
 from edgebert.isa.hardware import default_config
 from edgebert.isa.program import Program, Segment
 from edgebert.isa.table import DTYPES, SPACES
 
-TINY = SkeletonConfig(layers=4, seq=16, hidden=32, heads=2, intermediate=64, embedding=16, vocab=50, density=0.5,
-                      threshold=0.05)
+LAYERS, THRESHOLD = 4, 0.05
 ENVM, SRAM, DRAM = (SPACES.index(s) for s in ("envm", "sram", "dram"))
 U8 = DTYPES.index("u8")
 
@@ -30,15 +30,26 @@ def _strip(report: dict) -> dict:
 
 
 @pytest.fixture(scope="module")
-def tiny_planned() -> Program:
-    hw = default_config()
-    cycles = measure_cycles(build_skeleton(TINY, hw), hw)
-    fastest_l = (cycles.prologue + TINY.layers * cycles.layer + cycles.epilogue) / 800e6
+def tiny_onnx(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A compiled model's ONNX: 4 layers, sparse AF8 weights, an exit head per layer."""
+    return export_compressed(tmp_path_factory.mktemp("timing") / "tiny.onnx", LAYERS, THRESHOLD)
+
+
+@pytest.fixture(scope="module")
+def tiny_early_exit(tiny_onnx: Path) -> Program:
+    """Compiled with early exit, no DVFS."""
+    return compile_onnx(tiny_onnx, early_exit=EarlyExitOptions(THRESHOLD)).program
+
+
+@pytest.fixture(scope="module")
+def tiny_planned(tiny_onnx: Path) -> Program:
+    """Compiled with early exit and latency-aware DVFS for a target twice the all-fastest latency."""
     exits = np.repeat(np.array([2, 3, 4, 4], dtype=np.int32), 25)  # bins 0..24 -> 2, 25..49 -> 3, ...
-    plan = plan_dvfs(hw, cycles, TINY.layers, 2.0 * fastest_l, exits)
+    program = compile_planned(tiny_onnx, THRESHOLD, exits, LAYERS, 2.0)
+    plan = program.metadata["dvfs_table"]
     # this target makes the plan switch twice on a low prediction (q != r), which the cases below exercise
-    assert plan.point_table[2] != plan.recovery_table[2] and plan.point_table[3] != plan.recovery_table[3]
-    return build_skeleton(TINY, hw, plan=plan)
+    assert plan["point_table"][2] != plan["recovery_table"][2] and plan["point_table"][3] != plan["recovery_table"][3]
+    return program
 
 
 ENTROPY_CASES = [
@@ -53,9 +64,9 @@ ENTROPY_CASES = [
 
 @pytest.mark.parametrize("entropies", ENTROPY_CASES)
 def test_timing_only_report_equals_full_run(tiny_planned: Program, entropies: list[float]) -> None:
-    ids = np.arange(TINY.seq, dtype=np.int64).reshape(1, -1) % TINY.vocab
-    full = run(tiny_planned, {"input_ids": ids}, entropy_values=entropies)
-    fast = run(tiny_planned, {"input_ids": ids}, entropy_values=entropies, timing_only=True)
+    x = sentences(1)[0]
+    full = run(tiny_planned, x, entropy_values=entropies)
+    fast = run(tiny_planned, x, entropy_values=entropies, timing_only=True)
     assert _strip(full.report) == _strip(fast.report)
     assert full.report["race_count"] == 0
     assert fast.report["what_if"]["timing_only"] is True
@@ -81,19 +92,18 @@ def test_disable_switches(tiny_planned: Program) -> None:
     normal = run(tiny_planned, entropy_values=ent, timing_only=True)
     assert normal.exit_layer == 2 and len(normal.report["dvfs"]) > 1
     no_exit = run(tiny_planned, entropy_values=ent, timing_only=True, disable_early_exit=True)
-    assert no_exit.exit_layer == TINY.layers
+    assert no_exit.exit_layer == LAYERS
     no_dvfs = run(tiny_planned, entropy_values=ent, timing_only=True, disable_dvfs=True)
     assert [s["point"] for s in no_dvfs.report["dvfs"]] == [hw.dvfs.initial]
     assert no_dvfs.exit_layer == 2 and no_dvfs.report["seconds"] < normal.report["seconds"]
     assert no_dvfs.report["energy_j"] > normal.report["energy_j"]  # lower voltage after layer 1
 
 
-def test_runner_reuse_matches_fresh_runs() -> None:
-    program = build_skeleton(TINY)
-    ids = [np.full((1, TINY.seq), i, dtype=np.int64) for i in (3, 7)]
+def test_runner_reuse_matches_fresh_runs(tiny_early_exit: Program) -> None:
+    program = tiny_early_exit
+    xs = sentences(2, seed=3)
     runner = Runner(program)
-    seq = [({"input_ids": ids[0]}, [0.9] * 4, False), ({"input_ids": ids[1]}, [0.9, 0.1, 0.9, 0.9], True),
-           ({"input_ids": ids[0]}, [0.9] * 4, False)]
+    seq = [(xs[0], [0.9] * 4, False), (xs[1], [0.9, 0.01, 0.9, 0.9], True), (xs[0], [0.9] * 4, False)]
     for inputs, ent, timing in seq:
         got = runner.run(inputs, entropy_values=ent, timing_only=timing)
         want = run(program, inputs, entropy_values=ent, timing_only=timing)
@@ -179,12 +189,12 @@ def test_sparse_mask_computed_is_an_error_in_timing_only() -> None:
         run(program, timing_only=True)
 
 
-def test_cli_switches(tmp_path: Path) -> None:
+def test_cli_switches(tiny_early_exit: Program, tmp_path: Path) -> None:
     from edgebert.emulator.cli import main
     from edgebert.isa.ebin import save_ebin
 
     prog = tmp_path / "tiny.ebin"
-    save_ebin(build_skeleton(TINY), prog)
+    save_ebin(tiny_early_exit, prog)
     trace = tmp_path / "trace.txt"
     trace.write_text("0.9, 0.01, 0.9, 0.9\n")
     assert main([str(prog), "--timing-only", "-q"]) == 2  # no entropies
@@ -196,5 +206,5 @@ def test_cli_switches(tmp_path: Path) -> None:
     assert json.loads(report.read_text())["exit_layer"] == 2
     assert main([*args, "--timing-only", "--no-early-exit", "--no-dvfs"]) == 0
     r = json.loads(report.read_text())
-    assert r["exit_layer"] == TINY.layers and r["what_if"] == {
+    assert r["exit_layer"] == LAYERS and r["what_if"] == {
         "timing_only": True, "disable_early_exit": True, "disable_dvfs": True}

@@ -10,9 +10,8 @@ import pytest
 import torch
 from onnx import numpy_helper
 
-from edgebert.frontend.compressed_export import exit_output_names, export_onnx, read_edgebert_metadata
-from edgebert.frontend.tasks import TASKS, VOCAB, make_dataset
-from edgebert.frontend.torch_model import (
+from edgebert.frontend.models.attention_span import span_mask
+from edgebert.frontend.models.compressed_albert import (
     CompressedAlbert,
     CompressionConfig,
     albert_config,
@@ -20,8 +19,9 @@ from edgebert.frontend.torch_model import (
     exit_entropy,
     exit_entropy_np,
 )
-from edgebert.frontend.torch_pruning import Pruner
-from edgebert.frontend.torch_span import span_mask
+from edgebert.frontend.models.compressed_export import exit_output_names, export_onnx, read_edgebert_metadata
+from edgebert.frontend.models.pruning import Pruner
+from edgebert.frontend.models.synthetic_tasks import TASKS, VOCAB, make_dataset
 from edgebert.isa import adaptivfloat
 
 SEQ = 16

@@ -8,7 +8,7 @@ import pytest
 from onnx import TensorProto, helper
 
 from edgebert.frontend import SUPPORTED_ONNX_OPS, load_onnx, to_relax
-from edgebert.frontend.albert_export import ExportSpec, build_and_export
+from edgebert.frontend.models.hf_albert_export import ExportSpec, build_and_export
 from edgebert.isa.errors import CompileError
 
 

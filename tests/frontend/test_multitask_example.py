@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from edgebert.frontend.compressed_export import read_edgebert_metadata
-from edgebert.frontend.multitask_model import load_multitask
+from edgebert.frontend.models.compressed_export import read_edgebert_metadata
+from edgebert.frontend.models.multitask_albert import load_multitask
 
 TINY = (
     "--layers 2 --hidden 16 --heads 2 --seq-len 12 --train-size 64 --eval-size 32 --pretrain-epochs 1 "

@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import numpy as np
 
-from edgebert.frontend.tasks import NEGATIVE_WORDS, NEGATORS, POSITIVE_WORDS, TASKS, make_dataset, valence_label
+from edgebert.frontend.models.synthetic_tasks import (
+    NEGATIVE_WORDS,
+    NEGATORS,
+    POSITIVE_WORDS,
+    TASKS,
+    make_dataset,
+    valence_label,
+)
 
 
 def _net_score(sentence: str) -> int:

@@ -1,4 +1,4 @@
-"""EdgeBERT's entropy predictor: lookup table -> predicted exit layer per entropy bin (hand-made and real tables)."""
+"""EdgeBERT's entropy predictor: building the lookup table, and table -> predicted exit layer per entropy bin."""
 
 from __future__ import annotations
 
@@ -7,16 +7,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edgebert.frontend.compressed_entropy import predict_exit_layer, write_lookup_table
 from edgebert.frontend.predictor import (
-    build_table,
+    build_lookup_table,
     entropy_bin,
-    load_table,
     main,
-    predict,
+    predict_exit_layer,
     predicted_exit_layers,
 )
 from edgebert.isa.errors import EdgebertError
+from edgebert.isa.traces import read_entropy_array, read_lookup_table, write_lookup_table
 
 DATA = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "edgebert-sst2"
 needs_data = pytest.mark.skipif(not (DATA / "sst2_lookup_table.csv").exists(), reason="shared data absent")
@@ -45,7 +44,7 @@ def test_rows_differ_per_bin() -> None:
     got = predicted_exit_layers(t, 0.5, 4)
     assert got[:50].tolist() == [2] * 50 and got[51:].tolist() == [3] * 49
     assert got.dtype == np.int32
-    assert predict(t, 0.704, 0.5, 4) == 3 and int(entropy_bin(0.704)) == 70
+    assert predict_exit_layer(t, 0.704, 0.5, 4) == 3 and int(entropy_bin(0.704)) == 70
     assert int(entropy_bin(5.0)) == 99 and int(entropy_bin(-1.0)) == 0
 
 
@@ -63,7 +62,7 @@ def test_bad_tables() -> None:
 @needs_data
 @pytest.mark.parametrize("threshold", [0.23, 0.28, 0.46])
 def test_real_table_matches_the_authors_rule(threshold: float) -> None:
-    table = load_table(DATA / "sst2_lookup_table.csv")
+    table = read_lookup_table(DATA / "sst2_lookup_table.csv")
     assert table.shape == (100, 11)
     got = predicted_exit_layers(table, threshold, 12)
     for b in range(100):
@@ -76,7 +75,7 @@ def test_real_table_matches_the_authors_rule(threshold: float) -> None:
 
 @needs_data
 def test_real_table_known_bins() -> None:
-    got = predicted_exit_layers(load_table(DATA / "sst2_lookup_table.csv"), 0.23, 12)
+    got = predicted_exit_layers(read_lookup_table(DATA / "sst2_lookup_table.csv"), 0.23, 12)
     assert got[28] == 2 and got[29] == 3 and got[35] == 4 and got[50] == 5 and got[99] == 6
 
 
@@ -84,7 +83,7 @@ def test_real_table_known_bins() -> None:
 def test_build_from_real_trace_and_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "table.csv"
     assert main(["build", "--entropies", str(DATA / "sst2_eval_entropy.txt"), "-o", str(out)]) == 0
-    table = load_table(out)
+    table = read_lookup_table(out)
     assert table.shape == (100, 11)
     ent = np.loadtxt(DATA / "sst2_eval_entropy.txt", delimiter=",")
     rows = np.clip(np.rint(ent[:, 0] * 100), 0, 99).astype(int)
@@ -102,4 +101,43 @@ def test_cli_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     write_lookup_table(t, _table([0.1, 0.2]))
     assert main(["show", "--table", str(t), "--threshold", "0.2", "--layers", "12"]) == 2
     with pytest.raises(EdgebertError):
-        build_table(np.zeros((0, 12)))
+        build_lookup_table(np.zeros((0, 12)))
+
+
+@needs_data
+def test_built_table_keeps_the_artifacts_column_0() -> None:
+    table = read_lookup_table(DATA / "sst2_lookup_table.csv")
+    built = build_lookup_table(read_entropy_array(DATA / "sst2_eval_entropy.txt"))
+    assert built.shape == table.shape
+    np.testing.assert_array_equal(built[:, 0], table[:, 0])
+
+
+def test_build_lookup_table_means_and_fill() -> None:
+    # layers: L = 4 -> table columns: layer-1 entropy, predicted layers 2 and 3
+    ent = np.array(
+        [
+            [0.101, 0.5, 0.4, 0.0],
+            [0.099, 0.3, 0.2, 0.0],  # rows 0.10: mean (0.4, 0.3)
+            [0.304, 0.9, 0.7, 0.0],  # row 0.30
+            [0.296, 0.7, 0.5, 0.0],  # row 0.30: mean (0.8, 0.6)
+        ]
+    )
+    table = build_lookup_table(ent)
+    assert table.shape == (100, 3)
+    np.testing.assert_allclose(table[:, 0], np.arange(100) / 100)
+    np.testing.assert_allclose(table[10, 1:], [0.4, 0.3])
+    np.testing.assert_allclose(table[30, 1:], [0.8, 0.6])
+    np.testing.assert_allclose(table[20, 1:], [0.6, 0.45])  # interpolated between filled rows
+    np.testing.assert_allclose(table[0, 1:], [0.4, 0.3])  # constant below the first filled row
+    np.testing.assert_allclose(table[99, 1:], [0.8, 0.6])  # and above the last
+    assert entropy_bin(1.7) == 99 and entropy_bin(0.004) == 0 and entropy_bin(0.006) == 1
+
+
+def test_predict_exit_layer_rule() -> None:
+    table = np.zeros((100, 3))
+    table[:, 0] = np.arange(100) / 100
+    table[:, 1] = 0.5
+    table[:, 2] = 0.1
+    assert predict_exit_layer(table, 0.05, threshold=0.2, num_layers=4) == 1
+    assert predict_exit_layer(table, 0.6, threshold=0.2, num_layers=4) == 3
+    assert predict_exit_layer(table, 0.6, threshold=0.05, num_layers=4) == 4

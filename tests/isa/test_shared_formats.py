@@ -87,7 +87,28 @@ def test_lookup_table_round_trip_and_checks(tmp_path):
 
 
 @pytest.mark.skipif(not SST2.is_dir(), reason="shared SST-2 data not beside the checkout")
-def test_reads_the_artifacts_files():
+def test_artifacts_files_round_trip_byte_for_byte(tmp_path):
     trace = read_entropy_array(SST2 / "sst2_eval_entropy.txt")
     assert trace.shape == (872, 12)
-    assert read_lookup_table(SST2 / "sst2_lookup_table.csv").shape[0] == 100
+    write_entropy_trace(tmp_path / "t.txt", trace)
+    assert (tmp_path / "t.txt").read_text() == (SST2 / "sst2_eval_entropy.txt").read_text()
+    table = read_lookup_table(SST2 / "sst2_lookup_table.csv")
+    assert table.shape == (100, 11)
+    write_lookup_table(tmp_path / "l.csv", table)
+    assert (tmp_path / "l.csv").read_text() == (SST2 / "sst2_lookup_table.csv").read_text()
+
+
+def test_trace_round_trip_float32(tmp_path):
+    ent = np.random.default_rng(0).random((5, 4)).astype(np.float32)
+    write_entropy_trace(tmp_path / "t.txt", ent)
+    lines = (tmp_path / "t.txt").read_text().splitlines()
+    assert len(lines) == 5 and lines[0].startswith(" ") and lines[0].count(",  ") == 3
+    np.testing.assert_array_equal(read_entropy_array(tmp_path / "t.txt").astype(np.float32), ent)
+
+
+def test_lookup_table_of_a_two_layer_model_has_column_0_only(tmp_path):
+    write_lookup_table(tmp_path / "t.csv", (np.arange(100) * 0.01)[:, None])
+    assert read_lookup_table(tmp_path / "t.csv").shape == (100, 1)
+    (tmp_path / "ragged.csv").write_text("".join(f"{i / 100},0.5\n" for i in range(99)) + "0.99\n")
+    with pytest.raises(EdgebertError, match="same number"):
+        read_lookup_table(tmp_path / "ragged.csv")

@@ -1,4 +1,4 @@
-"""examples/build_albert.py and edgebert.frontend.albert_export: configs, re-randomised weights, ONNX vs torch."""
+"""examples/build_albert.py and edgebert.frontend.models.hf_albert_export: configs, re-randomised weights, ONNX vs torch."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import pytest
 import torch
 from onnx import numpy_helper
 
-from edgebert.frontend.albert_export import (
+from edgebert.frontend.models.hf_albert_export import (
     PRESETS,
     ExportSpec,
     albert_config,

@@ -8,8 +8,9 @@ import pytest
 import torch
 from transformers import AlbertModel
 
-from edgebert.frontend.tasks import VOCAB
-from edgebert.frontend.torch_model import (
+from edgebert.frontend.models.af8_fake_quant import AF8FakeQuant, af8_fake_quant
+from edgebert.frontend.models.attention_span import masked_softmax, span_mask
+from edgebert.frontend.models.compressed_albert import (
     CompressedAlbert,
     CompressionConfig,
     albert_config,
@@ -19,9 +20,8 @@ from edgebert.frontend.torch_model import (
     load_compressed,
     save_compressed,
 )
-from edgebert.frontend.torch_pruning import Pruner, cubic_schedule, topk_mask
-from edgebert.frontend.torch_quant import AF8FakeQuant, af8_fake_quant
-from edgebert.frontend.torch_span import masked_softmax, span_mask
+from edgebert.frontend.models.pruning import Pruner, cubic_schedule, topk_mask
+from edgebert.frontend.models.synthetic_tasks import VOCAB
 from edgebert.isa import adaptivfloat
 
 SEQ = 16
@@ -206,7 +206,7 @@ def test_short_spans_with_padding_stay_finite(config):
 
 
 def test_activation_quantizer_calibrates_then_applies_reference():
-    from edgebert.frontend.torch_quant import ActivationQuantizer
+    from edgebert.frontend.models.af8_fake_quant import ActivationQuantizer
 
     aq = ActivationQuantizer()
     x = torch.from_numpy(np.random.default_rng(5).normal(size=(4, 9)).astype(np.float32) * 3)

@@ -16,28 +16,18 @@ from edgebert.isa.errors import CompileError
 
 log = logging.getLogger(__name__)
 
+_TINY = dict(vocab_size=100, embedding_size=32, hidden_size=64, num_attention_heads=2, intermediate_size=128,
+             num_hidden_layers=3, num_hidden_groups=1, max_position_embeddings=128)
+_BASE = dict(vocab_size=30000, embedding_size=128, hidden_size=768, num_attention_heads=12, intermediate_size=3072,
+             num_hidden_layers=12, num_hidden_groups=1, max_position_embeddings=512)
 #: Named configurations; every field is an `AlbertConfig` keyword. `tiny` is the test workhorse.
 PRESETS: dict[str, dict[str, int]] = {
-    "tiny": dict(
-        vocab_size=100, embedding_size=32, hidden_size=64, num_attention_heads=2, intermediate_size=128,
-        num_hidden_layers=3, num_hidden_groups=1, max_position_embeddings=128,
-    ),
-    "tiny-groups2": dict(
-        vocab_size=100, embedding_size=32, hidden_size=64, num_attention_heads=2, intermediate_size=128,
-        num_hidden_layers=4, num_hidden_groups=2, max_position_embeddings=128,
-    ),
-    "small": dict(
-        vocab_size=1000, embedding_size=64, hidden_size=256, num_attention_heads=4, intermediate_size=1024,
-        num_hidden_layers=4, num_hidden_groups=1, max_position_embeddings=512,
-    ),
-    "albert-base": dict(
-        vocab_size=30000, embedding_size=128, hidden_size=768, num_attention_heads=12, intermediate_size=3072,
-        num_hidden_layers=12, num_hidden_groups=1, max_position_embeddings=512,
-    ),
-    "albert-large": dict(
-        vocab_size=30000, embedding_size=128, hidden_size=1024, num_attention_heads=16, intermediate_size=4096,
-        num_hidden_layers=24, num_hidden_groups=1, max_position_embeddings=512,
-    ),
+    "tiny": _TINY,
+    "tiny-groups2": _TINY | dict(num_hidden_layers=4, num_hidden_groups=2),
+    "small": _BASE | dict(vocab_size=1000, embedding_size=64, hidden_size=256, num_attention_heads=4,
+                          intermediate_size=1024, num_hidden_layers=4),
+    "albert-base": _BASE,
+    "albert-large": _BASE | dict(hidden_size=1024, num_attention_heads=16, intermediate_size=4096, num_hidden_layers=24),
 }
 
 #: What the exported graph can return; `logits` needs the sequence-classification head.

@@ -14,10 +14,9 @@ import torch
 from onnx import numpy_helper
 from torch import nn
 
+from edgebert.frontend.models.attention_span import span_mask
+from edgebert.frontend.models.compressed_albert import ATTENTION_MASK_VALUE, CompressedAlbert
 from edgebert.isa import adaptivfloat
-
-from .torch_model import ATTENTION_MASK_VALUE, CompressedAlbert
-from .torch_span import span_mask
 
 METADATA_VERSION = 1
 INPUT_NAMES = ("input_ids", "attention_mask")

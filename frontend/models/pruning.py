@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from .torch_model import CompressedAlbert
+from edgebert.frontend.models.compressed_albert import CompressedAlbert
 
 PRUNING_METHODS = ("magnitude", "movement")
 

@@ -11,23 +11,23 @@ import pytest
 import torch
 from onnx import numpy_helper
 
-from edgebert.frontend.compressed_export import exit_output_names, read_edgebert_metadata
-from edgebert.frontend.compressed_train import TrainSettings, evaluate_exits
-from edgebert.frontend.multitask_export import (
+from edgebert.frontend.models.adapters import AdapterConfig, is_backbone_parameter
+from edgebert.frontend.models.compressed_albert import CompressedAlbert, CompressionConfig, albert_config
+from edgebert.frontend.models.compressed_export import exit_output_names, read_edgebert_metadata
+from edgebert.frontend.models.compressed_training import TrainSettings, evaluate_exits
+from edgebert.frontend.models.multitask_albert import MultiTaskAlbert, footprint_bytes, load_multitask, save_multitask
+from edgebert.frontend.models.multitask_export import (
     export_all_tasks,
     initializer_digests,
     task_weight_tables,
     tensor_digest,
 )
-from edgebert.frontend.multitask_model import MultiTaskAlbert, footprint_bytes, load_multitask, save_multitask
-from edgebert.frontend.multitask_train import (
+from edgebert.frontend.models.multitask_training import (
     make_backbone_pruner,
     pretrain_backbone,
     train_task_adapters,
 )
-from edgebert.frontend.tasks import TASKS, VOCAB, make_dataset
-from edgebert.frontend.torch_adapters import AdapterConfig, is_backbone_parameter
-from edgebert.frontend.torch_model import CompressedAlbert, CompressionConfig, albert_config
+from edgebert.frontend.models.synthetic_tasks import TASKS, VOCAB, make_dataset
 
 TASK_NAMES = ["sentiment", "topic", "valence"]
 SEQ, LAYERS, HIDDEN, BOTTLENECK = 16, 2, 32, 8
@@ -286,7 +286,7 @@ def test_adapters_off_or_identity_equal_compressed_albert():
 
 def test_tied_activation_biases_take_the_widest_layer():
     """finish_calibration(tie_layers=True): one bias per point for every layer (the widest range wins)."""
-    from edgebert.frontend.torch_quant import ActivationQuantizer
+    from edgebert.frontend.models.af8_fake_quant import ActivationQuantizer
     from edgebert.isa import adaptivfloat
 
     q = ActivationQuantizer()

@@ -1,5 +1,5 @@
 """adapter-ALBERT training on CPU: multi-task pre-training and compression (pruning, AF8) of the shared backbone,
-then per-task adapters + exit heads with the backbone frozen (reusing compressed_train's loop and evaluation)."""
+then per-task adapters + exit heads with the backbone frozen (reusing compressed_training's loop and evaluation)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from .compressed_train import (
+from edgebert.frontend.models.compressed_training import (
     ExitReport,
     TrainSettings,
     evaluate_exits,
@@ -18,9 +18,9 @@ from .compressed_train import (
     train,
     train_step,
 )
-from .multitask_model import MultiTaskAlbert
-from .tasks import TaskData
-from .torch_pruning import Pruner
+from edgebert.frontend.models.multitask_albert import MultiTaskAlbert
+from edgebert.frontend.models.pruning import Pruner
+from edgebert.frontend.models.synthetic_tasks import TaskData
 
 log = logging.getLogger(__name__)
 
@@ -50,8 +50,8 @@ def pretrain_backbone(
 ) -> list[float]:
     """Train backbone + each task's exit heads jointly on mixed batches of `datasets` (adapters bypassed).
 
-    Batches hold one task each, shuffled across tasks; the loss is compressed_train.joint_exit_loss. With a
-    pruner the backbone masks ramp to their targets over 2/3 of the run (as compressed_train.train). Mean loss/epoch.
+    Batches hold one task each, shuffled across tasks; the loss is compressed_training.joint_exit_loss. With a
+    pruner the backbone masks ramp to their targets over 2/3 of the run (as compressed_training.train). Mean loss/epoch.
     """
     torch.manual_seed(settings.seed)
     rng = np.random.default_rng(settings.seed)
@@ -109,7 +109,7 @@ def train_task_adapters(
     seed: int | None = None,
     use_adapters: bool = True,
 ) -> list[float]:
-    """Fresh adapters and exit heads for `task`, trained with the backbone frozen (compressed_train.train).
+    """Fresh adapters and exit heads for `task`, trained with the backbone frozen (compressed_training.train).
 
     use_adapters=False trains the exit heads alone (the frozen-backbone baseline adapters must beat)."""
     model = mt.task(task)
@@ -139,7 +139,7 @@ class MultiTaskReport:
     fp32_activations: dict[str, ExitReport] = field(default_factory=dict)  # before AF8 activations (if enabled)
 
     def format(self) -> str:
-        """Per task, compressed_train's per-exit table (and the heads-only accuracies when measured)."""
+        """Per task, compressed_training's per-exit table (and the heads-only accuracies when measured)."""
         lines = []
         for t, r in self.tasks.items():
             lines += [f"[{t}]", r.format()]
@@ -164,7 +164,7 @@ def calibrate_task_activations(
     through its own task model), fix one bias per point shared by all tasks, and switch quantization on.
 
     tie_layers (default: when the adapters are shared across depth, i.e. the layers can run as one loop): one bias
-    per point for all layers too (torch_quant.ActivationQuantizer.finish_calibration). attention: the attention's
+    per point for all layers too (af8_fake_quant.ActivationQuantizer.finish_calibration). attention: the attention's
     q, k, v and probabilities too (CompressionConfig.quantize_attention)."""
     mt.set_compression(quantize_attention=attention)
     quant = mt.backbone.activation_quant

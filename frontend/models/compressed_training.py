@@ -10,9 +10,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .tasks import DIFFICULTIES, TaskData
-from .torch_model import CompressedAlbert, early_exit_layer, exit_entropy
-from .torch_pruning import Pruner
+from edgebert.frontend.models.compressed_albert import CompressedAlbert, early_exit_layer, exit_entropy
+from edgebert.frontend.models.pruning import Pruner
+from edgebert.frontend.models.synthetic_tasks import DIFFICULTIES, TaskData
 
 log = logging.getLogger(__name__)
 
@@ -163,7 +163,7 @@ def exit_outputs(model: CompressedAlbert, data: TaskData, batch_size: int = 256)
 
 
 def record_entropies(model: CompressedAlbert, data: TaskData) -> np.ndarray:
-    """Per-sentence, per-layer exit entropies [n, L] (write them with compressed_entropy.write_entropy_trace)."""
+    """Per-sentence, per-layer exit entropies [n, L] (write them with edgebert.isa.traces.write_entropy_trace)."""
     return exit_outputs(model, data)[1].T.copy()
 
 

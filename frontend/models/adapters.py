@@ -1,5 +1,5 @@
 """adapter-ALBERT in PyTorch: bottleneck adapters inside the shared ALBERT layer (per task, per depth) on top of
-the compressed ALBERT of torch_model (exits per layer, pruning, AF8), with the backbone shared and frozen."""
+the compressed ALBERT of compressed_albert (exits per layer, pruning, AF8), with the backbone shared and frozen."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from torch import nn
 from transformers import AlbertConfig
 
-from .torch_model import CompressedAlbert, CompressionConfig, ExitHead
+from edgebert.frontend.models.compressed_albert import CompressedAlbert, CompressionConfig, ExitHead
 
 ADAPTER_SITES = ("attention", "ffn")  # after the attention output projection, after the FFN output projection
 PLACEMENTS = {"houlsby": ("attention", "ffn"), "pfeiffer": ("ffn",)}
@@ -74,7 +74,7 @@ class AdapterAlbert(CompressedAlbert):
     Parameter names: the backbone keeps AlbertModel's names (`embeddings.*`, `encoder.*`) and `span.z`;
     task-specific ones are `adapters.{site}.{d}.{down|up}.{weight|bias}` (site in ADAPTER_SITES, d 0-based depth,
     always 0 when adapters are shared across depth) and `exits.{d}.{dense|classifier}.{weight|bias}`.
-    Several task models share the backbone modules by reference (see multitask_model.MultiTaskAlbert).
+    Several task models share the backbone modules by reference (see multitask_albert.MultiTaskAlbert).
     `use_adapters = False` bypasses the adapters (backbone pre-training).
     """
 

@@ -11,18 +11,24 @@ import onnxruntime as ort
 import pytest
 import torch
 
-from edgebert.frontend.compressed_entropy import build_lookup_table, read_entropy_trace, read_lookup_table
-from edgebert.frontend.compressed_export import read_edgebert_metadata
-from edgebert.frontend.compressed_train import (
+from edgebert.frontend.models.compressed_albert import (
+    CompressedAlbert,
+    CompressionConfig,
+    albert_config,
+    load_compressed,
+)
+from edgebert.frontend.models.compressed_export import read_edgebert_metadata
+from edgebert.frontend.models.compressed_training import (
     TrainSettings,
     calibrate_activations,
     evaluate_exits,
     record_entropies,
     train,
 )
-from edgebert.frontend.tasks import DIFFICULTIES, TASKS, VOCAB, make_dataset
-from edgebert.frontend.torch_model import CompressedAlbert, CompressionConfig, albert_config, load_compressed
-from edgebert.frontend.torch_pruning import Pruner
+from edgebert.frontend.models.pruning import Pruner
+from edgebert.frontend.models.synthetic_tasks import DIFFICULTIES, TASKS, VOCAB, make_dataset
+from edgebert.frontend.predictor import build_lookup_table
+from edgebert.isa.traces import read_entropy_array, read_lookup_table
 
 SEQ = 16
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "train_compressed.py"
@@ -150,7 +156,7 @@ def test_train_compressed_example_end_to_end(tmp_path):
     meta = read_edgebert_metadata(out / "m.onnx")
     assert meta["edgebert.task"]["name"] == "topic" and meta["edgebert.task"]["num_labels"] == 3
     assert meta["edgebert.quantization"]["format"] == "af8"
-    assert read_entropy_trace(out / "e.txt").shape == (64, 2)
+    assert read_entropy_array(out / "e.txt").shape == (64, 2)
     assert read_lookup_table(out / "l.csv").shape == (100, 1)
     data = make_dataset("topic", 1, 12, seed=2000)
     session = ort.InferenceSession(str(out / "m.onnx"), providers=["CPUExecutionProvider"])

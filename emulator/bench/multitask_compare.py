@@ -1,4 +1,4 @@
-"""Three single-task binaries vs one multi-task binary: memory, bytes loaded, energy per sentence, a mixed stream."""
+"""Single-task binaries vs one multi-task binary: memory, bytes loaded, energy per sentence, mixed task streams."""
 
 from __future__ import annotations
 
@@ -184,28 +184,3 @@ def format_markdown(result: Mapping[str, Any]) -> str:
                      f"| {st['multi_energy_j'] / st['single_energy_j']:.3f} | {st['single_cycles']:,} "
                      f"| {st['multi_cycles']:,} |")
     return "\n".join(lines)
-
-
-def parse_pairs(specs: Sequence[str], what: str) -> dict[str, str]:
-    """['NAME=PATH', ...] -> {NAME: PATH}; a malformed or repeated NAME is an EdgebertError naming the option."""
-    out: dict[str, str] = {}
-    for spec in specs:
-        name, sep, path = spec.partition("=")
-        if not sep or not name or not path:
-            raise EdgebertError(f"{what} expects NAME=PATH, got '{spec}'")
-        if name in out:
-            raise EdgebertError(f"{what}: task '{name}' given twice")
-        out[name] = path
-    return out
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """`python -m edgebert.emulator.multitask_bench multi.ebin --single NAME=EBIN ... --inputs NAME=NPZ ...`:
-    the same as `edgebert-bench` with these options (docs/bench.md, "Multi-task programs")."""
-    from edgebert.emulator.bench import main as bench_main
-
-    return bench_main(list(argv) if argv is not None else None)
-
-
-if __name__ == "__main__":  # pragma: no cover
-    raise SystemExit(main())

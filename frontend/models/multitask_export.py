@@ -11,9 +11,9 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
-from .compressed_export import export_onnx, materialize, read_edgebert_metadata
-from .multitask_model import MultiTaskAlbert
-from .torch_adapters import AdapterAlbert, is_task_parameter
+from edgebert.frontend.models.adapters import AdapterAlbert, is_task_parameter
+from edgebert.frontend.models.compressed_export import export_onnx, materialize, read_edgebert_metadata
+from edgebert.frontend.models.multitask_albert import MultiTaskAlbert
 
 MULTITASK_VERSION = 1
 BACKBONE_PREFIX = "backbone."

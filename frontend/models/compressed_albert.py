@@ -14,8 +14,8 @@ from torch import nn
 from transformers import AlbertConfig
 from transformers.models.albert.modeling_albert import AlbertEmbeddings, AlbertTransformer
 
-from .torch_quant import ActivationQuantizer, af8_bias, af8_fake_quant
-from .torch_span import AdaptiveSpan, masked_softmax
+from edgebert.frontend.models.af8_fake_quant import ActivationQuantizer, af8_bias, af8_fake_quant
+from edgebert.frontend.models.attention_span import AdaptiveSpan, masked_softmax
 
 ATTENTION_MASK_VALUE = -10000.0  # added to the scores of padded keys (exp underflows to exactly 0 in fp32)
 WEIGHT_GROUPS = ("embedding", "encoder", "exits")

@@ -9,9 +9,9 @@ import torch
 from torch import nn
 from transformers import AlbertConfig
 
-from .tasks import TASKS
-from .torch_adapters import AdapterAlbert, AdapterConfig, is_backbone_parameter, is_task_parameter
-from .torch_model import CompressionConfig
+from edgebert.frontend.models.adapters import AdapterAlbert, AdapterConfig, is_backbone_parameter, is_task_parameter
+from edgebert.frontend.models.compressed_albert import CompressionConfig
+from edgebert.frontend.models.synthetic_tasks import TASKS
 
 SHARED_MODULES = ("embeddings", "encoder", "span")
 

@@ -1,0 +1,224 @@
+"""edgebert-bench: a program over many sentences in EdgeBERT's three modes, or single-task vs multi-task binaries.
+
+Inputs are either real (`--inputs`, an .npz with one array per program input, leading sentence axis; full numerics)
+or recorded entropies (`--entropy-trace`, one sentence per line; timing-only replay through the real program).
+Multi-task programs: `--task NAME` benches one task in the three modes (its block resident: steady state);
+`--single NAME=EBIN ... --inputs NAME=NPZ ...` compares single-task binaries with the multi-task one on the same
+sentences (`multitask_compare.compare`: on-chip memory, bytes loaded, energy, mixed streams with task switches).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from edgebert.emulator.bench.modes import MODE_TITLES, MODES, PERCENTILES, run_bench
+from edgebert.emulator.bench.multitask_compare import STREAM_KINDS, compare, format_markdown, make_stream
+from edgebert.emulator.multitask import task_info, task_names
+from edgebert.emulator.run_files import load_program, load_sentence_inputs, write_json
+from edgebert.isa.errors import EdgebertError, run_cli
+from edgebert.isa.traces import read_entropy_trace
+from edgebert.isa.units import parse_duration
+
+
+def print_table(result: Mapping[str, Any]) -> None:
+    """The three modes side by side (rich)."""
+    from rich.console import Console
+    from rich.table import Table
+
+    target = result["latency_target_s"]
+    t = Table(title=f"edgebert-bench SingleStream: {result['sentences']} sentences on {result['hw']}"
+              + (f", task {result['task']} (resident)" if result.get("task") else "")
+              + (" (timing-only replay)" if result["timing_only"] else ""))
+    t.add_column("metric")
+    for mode in MODES:
+        t.add_column(MODE_TITLES[mode], justify="right")
+    modes = result["modes"]
+
+    def row(name: str, fn: Callable[[dict[str, Any]], str]) -> None:
+        t.add_row(name, *(fn(modes[m]) for m in MODES))
+
+    for p in PERCENTILES:
+        row(f"latency p{p} (ms)", lambda s, p=p: f"{s['latency_s'][f'p{p}'] * 1e3:.3f}")
+    row("latency max (ms)", lambda s: f"{s['latency_s']['max'] * 1e3:.3f}")
+    if target is not None:
+        row(f"within {target * 1e3:g} ms", lambda s: f"{100 * s['within_target']:.1f} %")
+    row("energy / sentence (uJ)", lambda s: f"{s['energy_j']['mean'] * 1e6:.2f}")
+    row("mean exit layer", lambda s: f"{s['exit_layer']['mean']:.2f}" if s["exit_layer"]["mean"] is not None else "-")
+    e_dvfs = modes["ee+dvfs"]["energy_j"]["mean"]
+    row("energy vs ee+dvfs", lambda s: f"{s['energy_j']['mean'] / e_dvfs:.2f}x" if e_dvfs else "-")
+    console = Console()
+    console.print(t)
+    hist = Table(title="exit-layer histogram (sentences)")
+    hist.add_column("layer")
+    for mode in MODES:
+        hist.add_column(mode, justify="right")
+    layers = sorted({k for m in MODES for k in modes[m]["exit_layer"]["histogram"]},
+                    key=lambda k: int(k) if k != "None" else 10**9)
+    for k in layers:
+        hist.add_row(k, *(str(modes[m]["exit_layer"]["histogram"].get(k, 0)) for m in MODES))
+    console.print(hist)
+    s = result["savings"]
+    console.print(
+        f"energy savings of ee+dvfs: {s['vs_no_exit']:.2f}x vs no early exit (paper: 7x), "
+        f"{s['vs_early_exit']:.2f}x vs early exit without DVFS (paper: 2.5x)"
+    )
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="edgebert-bench", description=__doc__.split("\n")[0])
+    p.add_argument("program", help="program to run (.ebin); a multi-task program needs --task or --single")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--inputs", action="append", metavar="NPZ | NAME=NPZ",
+                     help=".npz with one array per program input, leading sentence axis (full runs); with --single: "
+                          "NAME=NPZ, once per task")
+    src.add_argument("--entropy-trace", help="recorded entropies, one sentence per line (timing-only replay)")
+    p.add_argument("--task", help="multi-task program: bench this task in the three modes (its block resident)")
+    p.add_argument("--single", action="append", metavar="NAME=EBIN",
+                   help="multi-task program: compare with this task's single-task binary (repeat per task)")
+    p.add_argument("--stream", choices=(*STREAM_KINDS, "both"),
+                   help="with --single: the mixed stream's order, round-robin (a task switch before every "
+                        "sentence; default), blocked (all sentences of one task, then the next) or both")
+    p.add_argument("--latency-target", help="per-sentence latency target, e.g. 50ms (default: the program's plan)")
+    p.add_argument("--limit", type=int, help="only the first N sentences (per task with --single)")
+    p.add_argument("--json", help="write the results here (JSON)")
+    p.add_argument("--plot", help="draw latency CDFs, energy and exit layers to this image")
+    p.add_argument("--hw", help="hardware config TOML (default: the one the package ships)")
+    p.add_argument("-q", "--quiet", action="store_true", help="no table on the terminal")
+    return p
+
+
+def _load_program(path: str, hw: Any, hw_given: bool) -> Any:
+    program, warning = load_program(path, hw, hw_given=hw_given)
+    if warning:
+        print(f"edgebert-bench: warning: {warning}", file=sys.stderr)
+    return program
+
+
+def _parse_pairs(specs: Sequence[str], what: str) -> dict[str, str]:
+    """['NAME=PATH', ...] -> {NAME: PATH}; a malformed or repeated NAME is an EdgebertError naming the option."""
+    out: dict[str, str] = {}
+    for spec in specs:
+        name, sep, path = spec.partition("=")
+        if not sep or not name or not path:
+            raise EdgebertError(f"{what} expects NAME=PATH, got '{spec}'")
+        if name in out:
+            raise EdgebertError(f"{what}: task '{name}' given twice")
+        out[name] = path
+    return out
+
+
+def _plan_target(program: Any, task: str | None) -> float | None:
+    """The latency target the program's (or the task's) DVFS plan was made for."""
+    table = program.metadata.get("dvfs_table")
+    if task is not None:
+        table = next(d for d in program.metadata["multitask"]["tasks"] if d["name"] == task).get("dvfs_table")
+    return (table or {}).get("target_s") or (program.metadata.get("latency_target_s") if task else None)
+
+
+def _run_compare(args: argparse.Namespace, multi: Any, hw: Any) -> int:
+    """--single: single-task binaries vs the multi-task one (multitask_compare.compare), markdown tables."""
+    tasks = task_names(multi)
+    if not tasks:
+        raise EdgebertError(f"--single: {args.program} is not a multi-task program (no multitask metadata); "
+                            "bench it without --single")
+    for opt, value in (("--task", args.task), ("--entropy-trace", args.entropy_trace), ("--plot", args.plot),
+                       ("--latency-target", args.latency_target)):
+        if value:
+            raise EdgebertError(f"{opt} does not apply to the comparison with single-task binaries (--single)")
+    single_paths = _parse_pairs(args.single, "--single")
+    input_paths = _parse_pairs(args.inputs, "--inputs")
+    for opt, names in (("--single", single_paths), ("--inputs", input_paths)):
+        for name in names:
+            if name not in tasks:
+                raise EdgebertError(f"{opt}: unknown task '{name}' ({args.program} has tasks: {', '.join(tasks)})")
+    for name in single_paths:
+        if name not in input_paths:
+            raise EdgebertError(f"--inputs: no sentences for task '{name}' (give --inputs {name}=NPZ)")
+    for name in input_paths:
+        if name not in single_paths:
+            raise EdgebertError(f"--single: no single-task binary for task '{name}' (give --single {name}=EBIN)")
+    order = [t for t in tasks if t in single_paths]  # the multi-task program's task order
+    singles = {}
+    for t in order:
+        p = _load_program(single_paths[t], hw, bool(args.hw))
+        if task_info(p) is not None:
+            raise EdgebertError(f"--single {t}={single_paths[t]}: is a multi-task program, not a single-task one")
+        singles[t] = p
+    sentences = {}
+    for t in order:
+        specs = list(multi.metadata.get("inputs", []))
+        names = {e["name"] for e in specs}
+        specs += [e for e in singles[t].metadata.get("inputs", []) if e["name"] not in names]
+        xs = load_sentence_inputs(input_paths[t], specs)[: args.limit]
+        if not xs:
+            raise EdgebertError(f"{input_paths[t]}: no sentences for task '{t}'")
+        sentences[t] = xs
+    counts = {t: len(sentences[t]) for t in order}
+    kinds = list(STREAM_KINDS) if args.stream == "both" else [args.stream or "round-robin"]
+    result = compare(singles, multi, sentences, hw, streams={k: make_stream(k, counts) for k in kinds})
+    result |= {"program": str(args.program), "singles": {t: single_paths[t] for t in order},
+               "inputs": {t: input_paths[t] for t in order}}
+    if args.json:
+        write_json(args.json, result, indent=1)
+    if not args.quiet:
+        print(f"edgebert-bench: {len(order)} single-task binaries vs {args.program} on {hw.name}, "
+              + ", ".join(f"{t} {n}" for t, n in counts.items()) + " sentences")
+        print(format_markdown(result))
+        for kind, st in result["streams"].items():
+            print(f"{kind} stream: {st['sentences']} sentences, {st['switches']} task switches (the first load "
+                  f"included), {st['bytes_loaded']:,} B of task blocks loaded")
+    return 0
+
+
+def _run(args: argparse.Namespace) -> int:
+    from edgebert.isa.hardware import default_config, load_config
+
+    hw = load_config(args.hw) if args.hw else default_config()
+    program = _load_program(args.program, hw, bool(args.hw))
+    if args.limit is not None and args.limit < 1:
+        raise EdgebertError("--limit must be at least 1")
+    if args.single:
+        return _run_compare(args, program, hw)
+    if args.stream:
+        raise EdgebertError("--stream applies to the comparison with single-task binaries (--single)")
+    tasks = task_names(program)
+    if tasks and args.task is None:
+        raise EdgebertError(f"{args.program} is a multi-task program (tasks: {', '.join(tasks)}): pass --task NAME "
+                            "to bench one task, or --single NAME=EBIN ... --inputs NAME=NPZ ... to compare it with "
+                            "single-task binaries")
+    if args.task is not None and not tasks:
+        raise EdgebertError(f"--task: {args.program} is not a multi-task program (no multitask metadata)")
+    if args.task is not None and args.task not in tasks:
+        raise EdgebertError(f"--task: unknown task '{args.task}' ({args.program} has tasks: {', '.join(tasks)})")
+    if args.entropy_trace:
+        sentences: list[dict[str, Any]] = [{"entropies": row} for row in read_entropy_trace(args.entropy_trace)]
+    else:
+        if len(args.inputs) > 1:
+            raise EdgebertError("--inputs: give one .npz (NAME=NPZ, once per task, is for --single)")
+        path = args.inputs[0]
+        sentences = [{"inputs": x} for x in load_sentence_inputs(path, program.metadata.get("inputs", []))]
+        if not sentences:
+            raise EdgebertError(f"{path}: no sentences")
+    sentences = sentences[: args.limit]
+    target = parse_duration(args.latency_target) if args.latency_target else _plan_target(program, args.task)
+    result = run_bench(program, hw, sentences, timing_only=bool(args.entropy_trace), target_s=target,
+                       task=args.task)
+    result["program"] = str(args.program)
+    if args.json:
+        write_json(args.json, result, indent=1)
+    if args.plot:
+        from edgebert.emulator.bench.mode_plots import plot_bench
+
+        plot_bench(result, args.plot)
+    if not args.quiet:
+        print_table(result)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of `edgebert-bench`; returns the exit code (2 on any edgebert error)."""
+    args = _parser().parse_args(argv)
+    return run_cli("edgebert-bench", lambda: _run(args))

@@ -1,0 +1,62 @@
+"""The package boundaries DESIGN.md draws: which imports are allowed where, and module names that do not collide."""
+
+from __future__ import annotations
+
+import ast
+import json
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+#: The emulator core: every module of emulator/ but the many-sentence harness (emulator/bench/).
+EMULATOR_CORE = sorted(p for p in (ROOT / "emulator").glob("*.py"))
+
+
+def _loaded_after(statement: str) -> list[str]:
+    """Names in sys.modules after running `statement` in a fresh interpreter."""
+    code = f"import json, sys\n{statement}\nprint(json.dumps(sorted(sys.modules)))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
+    return json.loads(out.stdout.splitlines()[-1])
+
+
+@pytest.mark.parametrize("module", ["edgebert.frontend.loader", "edgebert.isa.assembler", "edgebert.emulator.runner"])
+def test_light_modules_do_not_import_torch(module: str) -> None:
+    loaded = _loaded_after(f"import {module}")
+    assert module in loaded
+    assert "torch" not in loaded, f"importing {module} imports torch"
+
+
+def test_emulator_core_does_not_load_the_compiler() -> None:
+    names = [f"edgebert.emulator.{p.stem}" for p in EMULATOR_CORE if p.stem != "__init__"]
+    loaded = _loaded_after("\n".join(f"import {n}" for n in names))
+    leaks = [m for m in loaded if m.startswith(("edgebert.compiler", "edgebert.emulator.bench", "edgebert.frontend"))]
+    assert not leaks, f"importing the emulator core loads {leaks}"
+
+
+def _imported_modules(path: Path) -> set[str]:
+    """Every module an import statement in `path` names, at any depth (lazy imports inside functions too)."""
+    out = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            out.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            out.add(node.module)
+            out.update(f"{node.module}.{alias.name}" for alias in node.names)
+    return out
+
+
+@pytest.mark.parametrize("path", EMULATOR_CORE, ids=lambda p: p.name)
+def test_emulator_core_module_imports_no_compiler_frontend_or_harness(path: Path) -> None:
+    bad = sorted(m for m in _imported_modules(path)
+                 if m.startswith(("edgebert.compiler", "edgebert.frontend", "edgebert.emulator.bench")))
+    assert not bad, f"emulator/{path.name} imports {bad}"
+
+
+@pytest.mark.parametrize("folder", ["isa", "emulator", "frontend"])
+def test_no_two_modules_share_a_basename(folder: str) -> None:
+    stems = Counter(p.stem for p in (ROOT / folder).rglob("*.py") if p.stem not in ("__init__", "__main__"))
+    assert not [s for s, n in stems.items() if n > 1], f"{folder}/: modules sharing a name: {stems}"
