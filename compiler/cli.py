@@ -48,7 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
 def early_exit_options(args: argparse.Namespace):
     """The `EarlyExitOptions` the flags ask for, or None (no early exit)."""
     from edgebert.compiler.early_exit import EarlyExitOptions
-    from edgebert.emulator.bench import parse_duration
+    from edgebert.isa.units import parse_duration
 
     wanted = (args.early_exit or args.threshold is not None or args.latency_target is not None
               or args.predictor_table is not None or args.calibration_entropies is not None)

@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 
 from edgebert.isa import adaptivfloat
+from edgebert.isa.bits import sparse_mask_bytes
 from edgebert.isa.errors import CompileError
 
 #: A weight is stored bitmask-sparse when its measured density (non-zero fraction) is at most this. Sparse tiles
@@ -189,11 +190,6 @@ def activation_points(name: str, layers: int, groups: int, depth_shared: bool = 
             return [f"layer{i + 1}.{_LAYER_POINTS[suffix]}" for i in range(layers)
                     if int(i / (layers / max(groups, 1))) == group]
     return []
-
-
-def sparse_mask_bytes(k: int, n: int) -> int:
-    """Bytes of the bitmask of a k x n tile: one bit per element, padded to a multiple of 4 (docs/emulator.md)."""
-    return -(-(k * n) // 32) * 4
 
 
 def encode_tile(tile: np.ndarray, fmt: WeightFormat, sparse: bool) -> bytes:

@@ -35,13 +35,13 @@ exit branch and `recovery_snippet` after every layer's exit branch.
 from __future__ import annotations
 
 import math
-import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
+from edgebert.isa.bits import f32_bits
 from edgebert.isa.encoding import Inst, make
 from edgebert.isa.errors import CompileError
 from edgebert.isa.hardware import HardwareConfig
@@ -230,10 +230,6 @@ def measure_layer_cycles(program: Any, hw: HardwareConfig) -> LayerCycles:
     return LayerCycles(prologue=first[0] - layer, layer=layer, epilogue=total1 - first[0])
 
 
-def _f32_bits(x: float) -> int:
-    return struct.unpack("<I", struct.pack("<f", x))[0]
-
-
 def predict_snippet(
     at: int,
     *,
@@ -260,7 +256,7 @@ def predict_snippet(
     return [
         make("li", rd=r_tmp, imm=1),
         make("bne", rs1=r_layer, rs2=r_tmp, target=skip),
-        make("lut", rd=r_pred, fs=f_entropy, table=exit_table, table_space=sp, nbins=nbins, scale=_f32_bits(scale),
+        make("lut", rd=r_pred, fs=f_entropy, table=exit_table, table_space=sp, nbins=nbins, scale=f32_bits(scale),
              mode=BIN_MODES.index(mode)),
         make("li", rd=r_tmp, imm=4),
         make("mul", rd=r_off, rs1=r_pred, rs2=r_tmp),

@@ -21,7 +21,6 @@ and `finish` the exit path shared by every exit (the last layer falls through in
 from __future__ import annotations
 
 import dataclasses
-import struct
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,6 +30,7 @@ import numpy as np
 from edgebert.compiler import emitters as em
 from edgebert.compiler.tile_ir import Buffer, Ref, TileInst, TileProgram
 from edgebert.compiler.views import fresh_view
+from edgebert.isa.bits import f32_bits
 from edgebert.isa.errors import CompileError
 from edgebert.isa.table import BIN_MODES
 
@@ -62,10 +62,6 @@ class EarlyExitSpec:
     threshold: float
     dvfs: DvfsTables | None = None
     loop: bool = True  # try one layer loop with the heads inside (else / when unfit: unrolled)
-
-
-def _f32_bits(x: float) -> int:
-    return struct.unpack("<I", struct.pack("<f", x))[0]
 
 
 def _vars_in(expr: Any) -> list[Any]:
@@ -181,7 +177,7 @@ class ExitLowering:
         if k == self.L:
             return
         prog.emit(TileInst("barrier"))
-        prog.emit(TileInst("bexit", {"fs": F_ENTROPY, "threshold": _f32_bits(spec.threshold)}, target=EXIT_LABEL))
+        prog.emit(TileInst("bexit", {"fs": F_ENTROPY, "threshold": f32_bits(spec.threshold)}, target=EXIT_LABEL))
         if spec.dvfs is None:
             return
         d = spec.dvfs
@@ -215,7 +211,7 @@ class ExitLowering:
         prog.emit(TileInst("entropy", {"fd": F_ENTROPY, "n": n}, {"src": (self.logits, 0)},
                            [Ref(self.logits, 0, n * 4, False)]))
         prog.emit(TileInst("barrier"))
-        prog.emit(TileInst("bexit", {"fs": F_ENTROPY, "threshold": _f32_bits(spec.threshold)}, target=EXIT_LABEL))
+        prog.emit(TileInst("bexit", {"fs": F_ENTROPY, "threshold": f32_bits(spec.threshold)}, target=EXIT_LABEL))
         self.looped = True
         if spec.dvfs is None:
             prog.label("ee.last")
@@ -266,18 +262,18 @@ class EarlyExitOptions:
 
 def _exit_table(options: EarlyExitOptions, threshold: float, num_layers: int) -> np.ndarray:
     """int32 [100]: layer-1 entropy bin -> predicted exit layer, from the table or calibration entropies."""
-    from edgebert.frontend.compressed_entropy import read_entropy_trace
-    from edgebert.frontend.predictor import build_table, check_table, load_table, predicted_exit_layers
+    from edgebert.frontend.predictor import build_table, check_table, predicted_exit_layers
+    from edgebert.isa.traces import read_entropy_array, read_lookup_table
 
     if options.predictor_table is not None and options.calibration_entropies is not None:
         raise CompileError("give either a predictor table or calibration entropies, not both")
     src = options.predictor_table
     if src is not None:
-        table = np.asarray(src, dtype=np.float64) if isinstance(src, np.ndarray) else load_table(src)
+        table = np.asarray(src, dtype=np.float64) if isinstance(src, np.ndarray) else read_lookup_table(src)
         check_table(table)
     elif options.calibration_entropies is not None:
         ent = options.calibration_entropies
-        ent = ent if isinstance(ent, np.ndarray) else read_entropy_trace(ent)
+        ent = ent if isinstance(ent, np.ndarray) else read_entropy_array(ent)
         if ent.ndim != 2 or ent.shape[1] != num_layers:
             raise CompileError(f"calibration entropies must have one column per layer ({num_layers}), got {ent.shape}")
         table = build_table(ent)
@@ -345,7 +341,7 @@ def compile_early_exit(mod: Any, hw: Any, loaded: Any, options: Any, meta: dict[
 def _emit_prediction(prog: TileProgram, d: Any, exit_t: Buffer, point_t: Buffer) -> None:
     """Layer 1's entropy -> predicted exit layer (`lut` into R_PRED), its byte offset R_OFF, and the DVFS switch to
     that prediction's operating point (`lw` + `dvfsr`)."""
-    prog.emit(TileInst("lut", {"rd": R_PRED, "fs": F_ENTROPY, "nbins": d.nbins, "scale": _f32_bits(d.scale),
+    prog.emit(TileInst("lut", {"rd": R_PRED, "fs": F_ENTROPY, "nbins": d.nbins, "scale": f32_bits(d.scale),
                                "mode": BIN_MODES.index(d.mode)}, {"table": (exit_t, 0)}))
     prog.emit(TileInst("li", {"rd": R_TMP, "imm": 4}))
     prog.emit(TileInst("mul", {"rd": R_OFF, "rs1": R_PRED, "rs2": R_TMP}))

@@ -2,18 +2,12 @@
 
 from __future__ import annotations
 
-import struct
-
 from edgebert.compiler.tile_ir import Ref, TileInst, TileProgram
 from edgebert.compiler.tiling import Tile, plan_tiles, row_tiles
 from edgebert.compiler.views import View
+from edgebert.isa.bits import f32_bits
 from edgebert.isa.errors import CompileError
 from edgebert.isa.table import BROADCASTS, DTYPES
-
-
-def f32_bits(x: float) -> int:
-    """IEEE-754 bit pattern of x rounded to float32."""
-    return struct.unpack("<I", struct.pack("<f", float(x)))[0]
 
 
 def _span(tile: Tile, i: int, mode: str = "none") -> int:

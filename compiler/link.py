@@ -18,6 +18,7 @@ from typing import Any
 
 from edgebert.compiler.emit import emit_program, symbol_name
 from edgebert.compiler.tile_ir import Buffer, Ref, TileProgram
+from edgebert.isa.bits import f32_bits
 from edgebert.isa.encoding import Inst, encode, make
 from edgebert.isa.errors import CompileError
 from edgebert.isa.hardware import HardwareConfig
@@ -330,7 +331,7 @@ def _entry_block(tasks: list[Any], store_base: list[int], store_level: str, bloc
     def task_code(k: int, t: Any) -> list[tuple[str, dict[str, Any]]]:
         out: list[tuple[str, dict[str, Any]]] = []
         if t.threshold is not None:
-            out.append(("fli", {"fd": F_THRESHOLD, "imm": _f32_bits(t.threshold)}))
+            out.append(("fli", {"fd": F_THRESHOLD, "imm": f32_bits(t.threshold)}))
         if mode == "sram":
             out.append(("li", {"rd": R_TASK, "imm": region}))
             out.append(("beq", {"rs1": R_LOADED, "rs2": R_SEL1, "target": BODY_LABEL}))
@@ -369,9 +370,3 @@ def _entry_block(tasks: list[Any], store_base: list[int], store_level: str, bloc
             values = {**values, "target": labels[values["target"]]}
         code.append(make(mnemonic, **values))
     return code, labels
-
-
-def _f32_bits(x: float) -> int:
-    import struct
-
-    return struct.unpack("<I", struct.pack("<f", float(x)))[0]

@@ -16,6 +16,7 @@ from edgebert.compiler.patterns import Peepholes, const_array, find_peepholes, i
 from edgebert.compiler.span import HANDLERS as SPAN_HANDLERS
 from edgebert.compiler.tile_ir import Buffer, LoopRange, TileInst, TileProgram
 from edgebert.compiler.views import View, fresh_view, memory_order
+from edgebert.isa.bits import f32_bits
 from edgebert.isa.errors import CompileError
 from edgebert.isa.hardware import HardwareConfig
 
@@ -704,7 +705,7 @@ def _layer_norm_rows(scope: _Scope, var, attrs, x, gamma, beta, out: Tensor | No
         rows[key] = t.view
     xt = low.to_sram(x, var.name)
     out = out or scope.out_tensor(var, xt, inplace)
-    eps = em.f32_bits(float(attrs.epsilon))
+    eps = f32_bits(float(attrs.epsilon))
     if not em.emit_row_op(scope.prog, "layernorm", out.view, xt.view, rows, eps=eps):
         xt = low.dense_copy(xt, var.name)
         tmp = low.new_tensor(var.name, xt.shape, "float32")

@@ -11,6 +11,7 @@ from edgebert.compiler import emitters as em
 from edgebert.compiler.matmul import emit_matmul
 from edgebert.compiler.tile_ir import TileInst
 from edgebert.compiler.views import View
+from edgebert.isa.bits import f32_bits
 from edgebert.isa.errors import CompileError
 
 if TYPE_CHECKING:
@@ -94,7 +95,7 @@ def _softmax(scope: _Scope, tile: View, scale: float, mask_row: View | None, spa
     rows, cols = tile.shape
     stride = tile.strides[0] if rows > 1 else 0
     fields = {
-        "rows": rows, "cols": cols, "dst_stride": stride, "src_stride": stride, "scale": em.f32_bits(scale),
+        "rows": rows, "cols": cols, "dst_stride": stride, "src_stride": stride, "scale": f32_bits(scale),
         "has_mask": int(mask_row is not None), "span": span, "ramp": ramp if span else 0,
         "row0": r0 if span else 0, "col0": c0 if span else 0,
     }

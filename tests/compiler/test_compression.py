@@ -15,7 +15,7 @@ import pytest
 import torch
 from onnx import TensorProto, helper, numpy_helper
 
-from edgebert.compiler.compression import decode_tile, sparse_mask_bytes
+from edgebert.compiler.compression import decode_tile
 from edgebert.compiler.pipeline import compile_onnx
 from edgebert.compiler.span import infer_span, span_formula
 from edgebert.emulator.runner import run
@@ -31,6 +31,7 @@ from edgebert.frontend.torch_model import (
 )
 from edgebert.frontend.torch_pruning import Pruner
 from edgebert.isa import adaptivfloat
+from edgebert.isa.bits import sparse_mask_bytes
 from edgebert.isa.errors import CompileError
 from edgebert.isa.hardware import default_config
 
