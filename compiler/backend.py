@@ -6,6 +6,7 @@ from typing import Any
 
 from edgebert.compiler import emitters as em
 from edgebert.compiler.compression import CompressionOptions
+from edgebert.compiler.errors import ExitLoopUnfit
 from edgebert.compiler.lowering import STORAGE, Const, Lowerer, Tensor, _dtype, _shape
 from edgebert.compiler.matmul import StagingRing
 from edgebert.compiler.tile_ir import TileProgram
@@ -33,8 +34,6 @@ def lower_module(
     compression: CompressionOptions | None = None,
 ) -> TileProgram:
     """`_lower_module`; early exit whose heads do not fit one layer loop is lowered again unrolled."""
-    from edgebert.compiler.early_exit_loop import ExitLoopUnfit
-
     try:
         return _lower_module(mod, hw, output_names, staging_fraction, early_exit, compression)
     except ExitLoopUnfit as exc:

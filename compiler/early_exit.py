@@ -28,16 +28,24 @@ from typing import Any
 import numpy as np
 
 from edgebert.compiler import emitters as em
+from edgebert.compiler.abi import (
+    DVFS_TABLES,
+    EXIT_LABEL,
+    EXIT_LOGITS,
+    EXIT_WORD,
+    F_ENTROPY,
+    R_EXIT,
+    R_LAYER,
+    R_LAYER_LIMIT,
+    R_OFF,
+    R_PRED,
+    R_TMP,
+)
 from edgebert.compiler.tile_ir import Buffer, Ref, TileInst, TileProgram
 from edgebert.compiler.views import fresh_view
 from edgebert.isa.bits import f32_bits
 from edgebert.isa.errors import CompileError
 from edgebert.isa.table import BIN_MODES
-
-R_EXIT, R_PRED, R_OFF, R_TMP = 3, 4, 5, 6  # r1/r2 belong to layer loops
-F_ENTROPY = 1
-EXIT_LABEL = "ee.exit"
-TABLE_NAMES = ("dvfs.exit_table", "dvfs.point_table", "dvfs.recovery_table")
 
 
 @dataclass
@@ -90,13 +98,13 @@ class ExitLowering:
         self.exit_vars: dict[Any, int] = {}  # binding var of head k's logits -> k
         self.logits: Buffer | None = None
         self.num_labels = 0
-        self.exit_word = prog.buffer("exit_layer", 4, "output", "dram")
+        self.exit_word = prog.buffer(EXIT_WORD, 4, "output", "dram")
         self.tables: list[Buffer] = []
         self.looped = False  # set by loop_exit: the heads run inside one layer loop (compiler/early_exit_loop.py)
         self.layout = "unrolled"  # "looped", or "unrolled: <why the layers could not form one loop>"
         if spec.dvfs is not None:
             d = spec.dvfs
-            for name, arr in zip(TABLE_NAMES, (d.exit_table, d.point_table, d.recovery_table), strict=True):
+            for name, arr in zip(DVFS_TABLES, (d.exit_table, d.point_table, d.recovery_table), strict=True):
                 self.tables.append(prog.constant(name, np.ascontiguousarray(arr, dtype="<i4")))
             if d.initial != d.fastest:
                 prog.emit(TileInst("dvfs", {"point": d.fastest}))
@@ -160,7 +168,7 @@ class ExitLowering:
             raise CompileError(f"exit head '{spec.heads[k - 1]}' must give one row of logits, got shape {t.shape}")
         if self.logits is None:
             self.num_labels = n
-            self.logits = prog.buffer("exit.logits", n * 4, "act")
+            self.logits = prog.buffer(EXIT_LOGITS, n * 4, "act")
             low.pinned.add(id(self.logits))
         elif n != self.num_labels:
             raise CompileError(f"exit heads give {self.num_labels} and {n} logits: they must agree")
@@ -202,12 +210,12 @@ class ExitLowering:
         if t.shape[-1] != n or src is None:
             raise CompileError(f"exit heads must give one row of logits, got shape {t.shape}")
         self.num_labels = n
-        self.logits = prog.buffer("exit.logits", n * 4, "act")
+        self.logits = prog.buffer(EXIT_LOGITS, n * 4, "act")
         low.pinned.add(id(self.logits))
         em.emit_unary(prog, "vmov", fresh_view(self.logits, (1, n), "f32"), src)
-        prog.emit(TileInst("addi", {"rd": R_EXIT, "rs1": 1, "imm": 1}))  # r1 = layers done before this one
+        prog.emit(TileInst("addi", {"rd": R_EXIT, "rs1": R_LAYER, "imm": 1}))  # R_LAYER = layers done before this one
         prog.emit(TileInst("barrier"))
-        prog.emit(TileInst("beq", {"rs1": R_EXIT, "rs2": 2}, target="ee.last"))  # the last layer: no entropy
+        prog.emit(TileInst("beq", {"rs1": R_EXIT, "rs2": R_LAYER_LIMIT}, target="ee.last"))  # the last layer: no entropy
         prog.emit(TileInst("entropy", {"fd": F_ENTROPY, "n": n}, {"src": (self.logits, 0)},
                            [Ref(self.logits, 0, n * 4, False)]))
         prog.emit(TileInst("barrier"))
@@ -218,7 +226,7 @@ class ExitLowering:
             return
         d = spec.dvfs
         exit_t, point_t, rec_t = self.tables
-        prog.emit(TileInst("bne", {"rs1": 1, "rs2": 0}, target="ee.predicted"))  # predict after layer 1 only
+        prog.emit(TileInst("bne", {"rs1": R_LAYER, "rs2": 0}, target="ee.predicted"))  # predict after layer 1 only
         _emit_prediction(prog, d, exit_t, point_t)
         prog.label("ee.predicted")
         prog.emit(TileInst("bne", {"rs1": R_PRED, "rs2": R_EXIT}, target="ee.last"))  # r4 == r3: prediction was low
@@ -326,7 +334,7 @@ def compile_early_exit(mod: Any, hw: Any, loaded: Any, options: Any, meta: dict[
         program = result.program
         cycles = measure_layer_cycles(program, hw)
         plan = plan_dvfs(hw, cycles, L, opts.latency_target_s, exit_table, margin=opts.margin)
-        new = dict(zip(TABLE_NAMES, (plan.exit_table, plan.point_table, plan.recovery_table), strict=True))
+        new = dict(zip(DVFS_TABLES, (plan.exit_table, plan.point_table, plan.recovery_table), strict=True))
         program.segments = [
             dataclasses.replace(s, data=np.ascontiguousarray(new[s.name], dtype="<i4").tobytes())
             if s.name in new else s for s in program.segments

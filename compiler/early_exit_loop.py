@@ -24,16 +24,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from edgebert.compiler import emitters as em
+from edgebert.compiler.abi import HEAD_TABLE, R_HEAD, R_LAYER, R_LAYER_LIMIT, R_TMP
+from edgebert.compiler.errors import ExitLoopUnfit, StagingTooSmall
 from edgebert.compiler.tile_ir import Buffer, LoopRange, Ref, TileInst
 from edgebert.isa.errors import CompileError
-
-R_TMP, R_HEAD = 6, 7  # r6 is early_exit.R_TMP (free before the head), r7 the head table's base
-LOOP_COUNTER, LOOP_LIMIT = 1, 2
-HEAD_TABLE = "ee.head_table"
-
-
-class ExitLoopUnfit(CompileError):
-    """The heads' code differs beyond constant values: lower early exit unrolled."""
 
 
 @dataclass
@@ -163,11 +157,9 @@ def lower_exit_loop(scope: Any, bindings: list[Any], plan: ExitLoopPlan, exits: 
     `ExitLoopUnfit`; staging-size errors pass through (the pipeline retries with smaller staging buffers)."""
     try:
         _lower_exit_loop(scope, bindings, plan, exits)
-    except ExitLoopUnfit:
+    except (ExitLoopUnfit, StagingTooSmall):
         raise
     except CompileError as exc:
-        if "staging" in str(exc):
-            raise
         raise ExitLoopUnfit(f"the layer + head body does not lower as one loop: {exc}") from exc
 
 
@@ -186,8 +178,8 @@ def _lower_exit_loop(scope: Any, bindings: list[Any], plan: ExitLoopPlan, exits:
             low.pinned.add(id(a.view.buffer))
     em.emit_unary(prog, "vmov", carry.view, init.view)
     label = f"{name}.loop{len(prog.loops)}"
-    prog.emit(TileInst("li", {"rd": LOOP_COUNTER, "imm": 0}))
-    prog.emit(TileInst("li", {"rd": LOOP_LIMIT, "imm": L}))
+    prog.emit(TileInst("li", {"rd": R_LAYER, "imm": 0}))
+    prog.emit(TileInst("li", {"rd": R_LAYER_LIMIT, "imm": L}))
     prog.emit(TileInst("barrier"))
     prog.label(label)
     start = len(prog.insts)
@@ -210,8 +202,8 @@ def _lower_exit_loop(scope: Any, bindings: list[Any], plan: ExitLoopPlan, exits:
     if layer_out.view != carry.view:
         em.emit_unary(prog, "vmov", carry.view, layer_out.view)
     prog.emit(TileInst("barrier"))
-    prog.emit(TileInst("addi", {"rd": LOOP_COUNTER, "rs1": LOOP_COUNTER, "imm": 1}))
-    prog.emit(TileInst("blt", {"rs1": LOOP_COUNTER, "rs2": LOOP_LIMIT}, target=label))
+    prog.emit(TileInst("addi", {"rd": R_LAYER, "rs1": R_LAYER, "imm": 1}))
+    prog.emit(TileInst("blt", {"rs1": R_LAYER, "rs2": R_LAYER_LIMIT}, target=label))
     prog.loops.append(LoopRange(label, start, len(prog.insts), L))
     for k in range(L):
         scope.env[bindings[plan.calls[k]].var] = ("skipped",)
@@ -226,7 +218,7 @@ def _lower_heads(scope: Any, bindings: list[Any], plan: ExitLoopPlan, result: An
     low, prog = scope.low, scope.prog
     L = len(plan.calls)
     li = prog.emit(TileInst("li", {"rd": R_TMP, "imm": 0}))
-    prog.emit(TileInst("mul", {"rd": R_HEAD, "rs1": LOOP_COUNTER, "rs2": R_TMP}))
+    prog.emit(TileInst("mul", {"rd": R_HEAD, "rs1": R_LAYER, "rs2": R_TMP}))
     s, nb, ring0 = len(prog.insts), len(prog.buffers), low.ring.next
     head_var = next(v for v, k in exits.exit_vars.items() if k == 1)
     scope.env[bindings[plan.calls[0]].var] = result

@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 
 from edgebert.compiler import emitters as em
+from edgebert.compiler.abi import R_LAYER, R_LAYER_LIMIT
 from edgebert.compiler.compression import CompressionOptions
 from edgebert.compiler.matmul import PackedWeight, StagingRing, emit_matmul, in_place_bias
 from edgebert.compiler.patterns import Peepholes, const_array, find_peepholes, is_const, is_var, op_name, scalar_of
@@ -22,8 +23,6 @@ from edgebert.isa.hardware import HardwareConfig
 
 #: Relax dtype -> storage dtype (bool is stored as fp32 0.0/1.0: masks feed float arithmetic).
 STORAGE = {"float32": "f32", "bool": "f32", "int64": "i32", "int32": "i32"}
-LOOP_COUNTER = 1  # r1 counts layers (early exit and DVFS read it)
-LOOP_LIMIT = 2  # r2 holds the trip count
 
 
 @dataclass
@@ -407,8 +406,8 @@ class _Scope:
                 low.pinned.add(id(a.view.buffer))
         em.emit_unary(prog, "vmov", carry.view, init.view)
         label = f"{gv_name}.loop{len(prog.loops)}"
-        prog.emit(TileInst("li", {"rd": LOOP_COUNTER, "imm": 0}))
-        prog.emit(TileInst("li", {"rd": LOOP_LIMIT, "imm": len(calls)}))
+        prog.emit(TileInst("li", {"rd": R_LAYER, "imm": 0}))
+        prog.emit(TileInst("li", {"rd": R_LAYER_LIMIT, "imm": len(calls)}))
         prog.emit(TileInst("barrier"))
         prog.label(label)
         start = len(prog.insts)
@@ -420,8 +419,8 @@ class _Scope:
         if result.view != carry.view:
             em.emit_unary(prog, "vmov", carry.view, result.view)
         prog.emit(TileInst("barrier"))
-        prog.emit(TileInst("addi", {"rd": LOOP_COUNTER, "rs1": LOOP_COUNTER, "imm": 1}))
-        prog.emit(TileInst("blt", {"rs1": LOOP_COUNTER, "rs2": LOOP_LIMIT}, target=label))
+        prog.emit(TileInst("addi", {"rd": R_LAYER, "rs1": R_LAYER, "imm": 1}))
+        prog.emit(TileInst("blt", {"rs1": R_LAYER, "rs2": R_LAYER_LIMIT}, target=label))
         prog.loops.append(LoopRange(label, start, len(prog.insts), len(calls)))
         for b in calls:
             self.env[b.var] = carry

@@ -10,6 +10,7 @@ import numpy as np
 
 from edgebert.compiler.compression import WeightFormat, encode_tile
 from edgebert.compiler.emitters import add_operand
+from edgebert.compiler.errors import StagingTooSmall
 from edgebert.compiler.tile_ir import Buffer, TileInst, TileProgram
 from edgebert.compiler.tiling import MAX_FIELD
 from edgebert.compiler.views import View
@@ -137,7 +138,7 @@ def weight_tile_shape(hw: HardwareConfig, k: int, n: int, budget: int, itemsize:
         if k_t >= vs and k_t < k:
             k_t -= k_t % vs
     if k_t < 1 or n_t < 1:
-        raise CompileError(f"weight staging buffer of {budget} bytes cannot hold one {itemsize}-byte element row")
+        raise StagingTooSmall(budget, itemsize)
     return k_t, n_t
 
 

@@ -300,7 +300,8 @@ def _place(tasks: list[TaskModel], compile_all: Any, hw: HardwareConfig, placeme
     """Link the compiled tasks with the placement asked for ("auto": SRAM, replanned below a reserved task region
     when needed, else eNVM with a note). SRAM: compiled with the task weights read in place (`compile_all(hw,
     True)`); eNVM: compiled again with them staged (the matmul cannot read eNVM)."""
-    from edgebert.compiler.link import TaskRegionError, link_tasks
+    from edgebert.compiler.errors import TaskRegionError
+    from edgebert.compiler.link import link_tasks
 
     if placement == "envm":
         return link_tasks(tasks, compile_all(hw, False), hw, placement="envm", padded_labels=labels)

@@ -22,9 +22,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from edgebert.compiler.abi import EXIT_WORD
 from edgebert.compiler.backend import STAGING_FRACTIONS, lower_module
 from edgebert.compiler.compression import CompressionOptions, options_from_model
 from edgebert.compiler.emit import emit_program
+from edgebert.compiler.errors import SramOverflow, StagingTooSmall
 from edgebert.compiler.memory_plan import place_constants_and_io, plan_sram
 from edgebert.compiler.schedule import hoist_loads, insert_tokens
 from edgebert.compiler.tile_ir import TileProgram
@@ -97,10 +99,8 @@ def compile_relax(
                 place_constants_and_io(prog, hw)
                 peak = plan_sram(prog, hw)
             break
-        except CompileError as exc:
-            if "staging" not in str(exc) and "SRAM overflow" not in str(exc):
-                raise
-            overflow = exc if "SRAM overflow" in str(exc) or overflow is None else overflow
+        except (SramOverflow, StagingTooSmall) as exc:
+            overflow = exc if isinstance(exc, SramOverflow) or overflow is None else overflow
     else:
         raise overflow
     _dump(dump_dir, "50-lowered.txt", lambda: format_tile_program(prog))
@@ -113,7 +113,7 @@ def compile_relax(
     with _timed(timings, "emit"):
         program = emit_program(prog, hw, {"sram_peak_bytes": peak, **(metadata or {})})
     if early_exit is not None:
-        word = next(b for b in prog.buffers if b.name == "exit_layer")
+        word = next(b for b in prog.buffers if b.name == EXIT_WORD)
         program.metadata["exit_layer"] = {"space": word.space, "address": word.address}
     return CompileResult(program, prog, peak, pairs, timings)
 
