@@ -1,21 +1,8 @@
-"""Early exit and latency-aware DVFS in the tile program: exit head i + `entropy` + `bexit` after layer i.
+"""Early exit and latency-aware DVFS options -> what the lowering needs (`EarlyExitSpec`: heads, threshold, DVFS
+tables), from the model's metadata and a predictor (lookup table or calibration entropies).
 
-The compressed model's graph computes every exit head after the encoder; `ExitLowering.reorder` puts the bindings
-in demand order (everything exit head 1 needs, then what head 2 still needs, ...), so each head runs right after
-its layer. When the layers are one layer function and the heads differ only in weight values, the layers and
-heads become ONE loop body (compiler/early_exit_loop.py; `loop_exit` emits the exit code keyed on r1); otherwise
-the layers are unrolled (docs/compiler.md, "Early exit and DVFS") and after head k's logits `after_head` emits
-
-    vmov   exit.logits, head_k          ; the common exit buffer (the program output `logits`)
-    entropy f1, head_k                  ; natural-log entropy of the logits row
-    li     r3, k                        ; exit layer (1-based)
-    barrier                             ; no tokens cross a branch
-    bexit  f1, threshold, ee.exit       ; k < L
-    [k = 1, DVFS: lut r4 <- bin(f1); r5 = 4 r4; lw r6, point_table[r5]; dvfsr r6]
-    [1 < k < L, DVFS: if r4 == k: lw r6, recovery_table[r5]; dvfsr r6]
-
-and `finish` the exit path shared by every exit (the last layer falls through into it):
-`ee.exit: sw r3 -> exit word; st output.logits <- exit.logits`.
+The exit code itself is compiler/lower/exits.py (and lower/exit_loop.py for the looped form); the DVFS plan is
+made once the program's cycles are measured (compiler/dvfs_plan.py). Docs: docs/compiler.md, "Early exit and DVFS".
 """
 
 from __future__ import annotations
@@ -27,25 +14,10 @@ from typing import Any
 
 import numpy as np
 
-from edgebert.compiler import emitters as em
 from edgebert.compiler.abi import (
     DVFS_TABLES,
-    EXIT_LABEL,
-    EXIT_LOGITS,
-    EXIT_WORD,
-    F_ENTROPY,
-    R_EXIT,
-    R_LAYER,
-    R_LAYER_LIMIT,
-    R_OFF,
-    R_PRED,
-    R_TMP,
 )
-from edgebert.compiler.tile_ir import Buffer, Ref, TileInst, TileProgram
-from edgebert.compiler.views import fresh_view
-from edgebert.isa.bits import f32_bits
 from edgebert.isa.errors import CompileError
-from edgebert.isa.table import BIN_MODES
 
 
 @dataclass
@@ -69,189 +41,6 @@ class EarlyExitSpec:
     heads: list[str]
     threshold: float
     dvfs: DvfsTables | None = None
-    loop: bool = True  # try one layer loop with the heads inside (else / when unfit: unrolled)
-
-
-def _vars_in(expr: Any) -> list[Any]:
-    kind = type(expr).__name__
-    if kind in ("Var", "DataflowVar"):
-        return [expr]
-    if kind == "Call":
-        return [v for a in expr.args for v in _vars_in(a)]
-    if kind == "Tuple":
-        return [v for f in expr.fields for v in _vars_in(f)]
-    if kind == "TupleGetItem":
-        return _vars_in(expr.tuple_value)
-    return []
-
-
-class ExitLowering:
-    """Hooks the backend calls while lowering `main` of a model with exit heads."""
-
-    def __init__(self, spec: EarlyExitSpec, prog: TileProgram, output_names: list[str], main: Any) -> None:
-        self.spec, self.prog = spec, prog
-        missing = [h for h in spec.heads if h not in output_names]
-        if missing:
-            raise CompileError(f"exit heads {missing} are not outputs of the model (outputs: {output_names})")
-        self.L = len(spec.heads)
-        self.head_index = {output_names.index(h): k for k, h in enumerate(spec.heads, start=1)}
-        self.exit_vars: dict[Any, int] = {}  # binding var of head k's logits -> k
-        self.logits: Buffer | None = None
-        self.num_labels = 0
-        self.exit_word = prog.buffer(EXIT_WORD, 4, "output", "dram")
-        self.tables: list[Buffer] = []
-        self.looped = False  # set by loop_exit: the heads run inside one layer loop (compiler/early_exit_loop.py)
-        self.layout = "unrolled"  # "looped", or "unrolled: <why the layers could not form one loop>"
-        if spec.dvfs is not None:
-            d = spec.dvfs
-            for name, arr in zip(DVFS_TABLES, (d.exit_table, d.point_table, d.recovery_table), strict=True):
-                self.tables.append(prog.constant(name, np.ascontiguousarray(arr, dtype="<i4")))
-            if d.initial != d.fastest:
-                prog.emit(TileInst("dvfs", {"point": d.fastest}))
-
-    # ---- ordering ----------------------------------------------------------------------------------
-    def reorder(self, bindings: list[Any], result: Any) -> list[Any]:
-        """Demand order: the bindings exit head 1 needs, then those head 2 still needs, ..., then the rest."""
-        defs = {b.var: i for i, b in enumerate(bindings)}
-        outs = self._result_fields(bindings, result, defs)
-        heads: list[Any] = [None] * self.L
-        for pos, k in self.head_index.items():
-            heads[k - 1] = outs[pos]
-        for k, var in enumerate(heads, start=1):
-            if var not in defs:
-                raise CompileError(f"exit head '{self.spec.heads[k - 1]}' is not computed by a binding of main")
-            self.exit_vars[var] = k
-        done: set[int] = set()
-        order: list[int] = []
-        for var in heads:
-            need: set[int] = set()
-            stack = [defs[var]]
-            while stack:
-                i = stack.pop()
-                if i in done or i in need:
-                    continue
-                need.add(i)
-                stack.extend(defs[v] for v in _vars_in(bindings[i].value) if v in defs)
-            order += sorted(need)
-            done |= need
-        order += [i for i in range(len(bindings)) if i not in done]
-        return [bindings[i] for i in order]
-
-    @staticmethod
-    def _result_fields(bindings: list[Any], result: Any, defs: dict) -> list[Any]:
-        expr = result
-        if type(expr).__name__ in ("Var", "DataflowVar") and expr in defs:
-            value = bindings[defs[expr]].value
-            if type(value).__name__ == "Tuple":
-                expr = value
-        if type(expr).__name__ == "Tuple":
-            return list(expr.fields)
-        return [expr]
-
-    def loop_plan(self, bindings: list[Any]) -> Any:
-        """The `early_exit_loop.ExitLoopPlan` of the reordered bindings, or None (unrolled; `layout` says why)."""
-        from edgebert.compiler.early_exit_loop import plan_exit_loop
-
-        if not self.spec.loop:
-            return None
-        plan, why = plan_exit_loop(bindings, self.exit_vars, self.L)
-        self.layout = "looped" if plan is not None else f"unrolled: {why}"
-        return plan
-
-    # ---- per-head code -----------------------------------------------------------------------------
-    def after_head(self, k: int, value: Any, low: Any) -> None:
-        """Exit code after head k's logits (see the module docstring)."""
-        prog, spec = self.prog, self.spec
-        t = low.to_sram(value, f"exit_{k}")
-        n = int(np.prod(t.shape))
-        if t.shape[-1] != n:
-            raise CompileError(f"exit head '{spec.heads[k - 1]}' must give one row of logits, got shape {t.shape}")
-        if self.logits is None:
-            self.num_labels = n
-            self.logits = prog.buffer(EXIT_LOGITS, n * 4, "act")
-            low.pinned.add(id(self.logits))
-        elif n != self.num_labels:
-            raise CompileError(f"exit heads give {self.num_labels} and {n} logits: they must agree")
-        dst = fresh_view(self.logits, (1, n), "f32")
-        src = t.view.reshape((1, n))
-        if src is None:
-            raise CompileError(f"exit head '{spec.heads[k - 1]}': logits of shape {t.shape} are not one row")
-        em.emit_unary(prog, "vmov", dst, src)
-        if k < self.L:
-            ent = TileInst("entropy", {"fd": F_ENTROPY, "n": n}, {"src": (self.logits, 0)},
-                           [Ref(self.logits, 0, n * 4, False)])
-            prog.emit(ent)
-        prog.emit(TileInst("li", {"rd": R_EXIT, "imm": k}))
-        if k == self.L:
-            return
-        prog.emit(TileInst("barrier"))
-        prog.emit(TileInst("bexit", {"fs": F_ENTROPY, "threshold": f32_bits(spec.threshold)}, target=EXIT_LABEL))
-        if spec.dvfs is None:
-            return
-        d = spec.dvfs
-        exit_t, point_t, rec_t = self.tables
-        if k == 1:
-            _emit_prediction(prog, d, exit_t, point_t)
-        else:
-            skip = f"ee.recovered{k}"
-            prog.emit(TileInst("li", {"rd": R_TMP, "imm": k}))
-            prog.emit(TileInst("bne", {"rs1": R_PRED, "rs2": R_TMP}, target=skip))
-            prog.emit(TileInst("lw", {"rd": R_TMP, "src_base": R_OFF}, {"src": (rec_t, 0)}))
-            prog.emit(TileInst("dvfsr", {"rs": R_TMP}))
-            prog.label(skip)
-
-    # ---- the looped form (compiler/early_exit_loop.py) ----------------------------------------------
-    def loop_exit(self, value: Any, low: Any) -> None:
-        """Exit code inside the layer loop after the head's logits: r3 = r1 + 1, DVFS keyed on r1 / r3."""
-        prog, spec = self.prog, self.spec
-        t = low.to_sram(value, "exit")
-        n = int(np.prod(t.shape))
-        src = t.view.reshape((1, n))
-        if t.shape[-1] != n or src is None:
-            raise CompileError(f"exit heads must give one row of logits, got shape {t.shape}")
-        self.num_labels = n
-        self.logits = prog.buffer(EXIT_LOGITS, n * 4, "act")
-        low.pinned.add(id(self.logits))
-        em.emit_unary(prog, "vmov", fresh_view(self.logits, (1, n), "f32"), src)
-        prog.emit(TileInst("addi", {"rd": R_EXIT, "rs1": R_LAYER, "imm": 1}))  # R_LAYER = layers done before this one
-        prog.emit(TileInst("barrier"))
-        prog.emit(TileInst("beq", {"rs1": R_EXIT, "rs2": R_LAYER_LIMIT}, target="ee.last"))  # the last layer: no entropy
-        prog.emit(TileInst("entropy", {"fd": F_ENTROPY, "n": n}, {"src": (self.logits, 0)},
-                           [Ref(self.logits, 0, n * 4, False)]))
-        prog.emit(TileInst("barrier"))
-        prog.emit(TileInst("bexit", {"fs": F_ENTROPY, "threshold": f32_bits(spec.threshold)}, target=EXIT_LABEL))
-        self.looped = True
-        if spec.dvfs is None:
-            prog.label("ee.last")
-            return
-        d = spec.dvfs
-        exit_t, point_t, rec_t = self.tables
-        prog.emit(TileInst("bne", {"rs1": R_LAYER, "rs2": 0}, target="ee.predicted"))  # predict after layer 1 only
-        _emit_prediction(prog, d, exit_t, point_t)
-        prog.label("ee.predicted")
-        prog.emit(TileInst("bne", {"rs1": R_PRED, "rs2": R_EXIT}, target="ee.last"))  # r4 == r3: prediction was low
-        prog.emit(TileInst("lw", {"rd": R_TMP, "src_base": R_OFF}, {"src": (rec_t, 0)}))
-        prog.emit(TileInst("dvfsr", {"rs": R_TMP}))
-        prog.label("ee.last")
-
-    def logits_tensor(self) -> Any:
-        """The exit logits buffer as a lowered tensor (what every exit head's var stands for after the loop)."""
-        from edgebert.compiler.lowering import Tensor
-
-        return Tensor(fresh_view(self.logits, (1, self.num_labels), "f32"), "float32")
-
-    def finish(self) -> tuple[str, Buffer, tuple[int, ...], str]:
-        """The shared exit path; returns the `logits` output entry."""
-        prog = self.prog
-        if self.logits is None or len(self.exit_vars) != self.L:
-            raise CompileError("internal: exit heads were not all lowered")
-        prog.emit(TileInst("barrier"))
-        prog.label(EXIT_LABEL)
-        prog.emit(TileInst("sw", {"rs": R_EXIT}, {"dst": (self.exit_word, 0)}))
-        out = prog.buffer("output.logits", self.num_labels * 4, "output", "dram")
-        em.emit_dma(prog, "st", fresh_view(out, (1, self.num_labels), "f32"),
-                    fresh_view(self.logits, (1, self.num_labels), "f32"))
-        return ("logits", out, (1, self.num_labels), "float32")
 
 
 # ---- the compile driver --------------------------------------------------------------------------------
@@ -329,7 +118,7 @@ def compile_early_exit(mod: Any, hw: Any, loaded: Any, options: Any, meta: dict[
             "early_exit": {"heads": heads, "threshold": threshold, "num_layers": L, "output": "logits"}}
     result = compile_relax(mod=mod, hw=hw, output_names=list(loaded.output_names), output_shapes=None,
                            metadata=meta, early_exit=spec)
-    result.program.metadata["early_exit"]["layout"] = getattr(result.tile_program, "exit_layout", "unrolled")
+    result.program.metadata["early_exit"]["layout"] = result.tile_program.exit_layout
     if dvfs is not None:
         program = result.program
         cycles = measure_layer_cycles(program, hw)
@@ -344,14 +133,3 @@ def compile_early_exit(mod: Any, hw: Any, loaded: Any, options: Any, meta: dict[
         program.metadata["dvfs_plan"] = plan.describe(hw).splitlines()
         program.metadata["dvfs_infeasible_exits"] = plan.infeasible_exits(hw)
     return result
-
-
-def _emit_prediction(prog: TileProgram, d: Any, exit_t: Buffer, point_t: Buffer) -> None:
-    """Layer 1's entropy -> predicted exit layer (`lut` into R_PRED), its byte offset R_OFF, and the DVFS switch to
-    that prediction's operating point (`lw` + `dvfsr`)."""
-    prog.emit(TileInst("lut", {"rd": R_PRED, "fs": F_ENTROPY, "nbins": d.nbins, "scale": f32_bits(d.scale),
-                               "mode": BIN_MODES.index(d.mode)}, {"table": (exit_t, 0)}))
-    prog.emit(TileInst("li", {"rd": R_TMP, "imm": 4}))
-    prog.emit(TileInst("mul", {"rd": R_OFF, "rs1": R_PRED, "rs2": R_TMP}))
-    prog.emit(TileInst("lw", {"rd": R_TMP, "src_base": R_OFF}, {"src": (point_t, 0)}))
-    prog.emit(TileInst("dvfsr", {"rs": R_TMP}))

@@ -156,7 +156,6 @@ def emit_matmul(
     a: View,
     b: View,
     bias: View | None = None,
-    epilogue: Callable[[View], None] | None = None,
     name: str = "matmul",
     packed: PackedWeight | None = None,
     a_exp: int | None = None,
@@ -164,7 +163,7 @@ def emit_matmul(
 ) -> None:
     """dst[M, N] = a[M, K] @ b[K, N] (+ bias[N]); b either a constant (streamed) or an SRAM activation.
 
-    a and dst must be dense along their last axis; `epilogue(tile)` runs on each finished output tile.
+    a and dst must be dense along their last axis.
     `packed`: the constant b stored compressed (AF8 codes and/or bitmask-sparse tiles, compiler/compression.py).
     `a_exp`: a holds AF8 codes with that exponent bias (a_fmt=af8); `b_exp` likewise for an activation b.
     """
@@ -258,5 +257,3 @@ def emit_matmul(
                     add_operand(inst, "dst", dst, d_off, (mm - 1) * (d_stride or nn) + nn, False)
                 add_operand(inst, "dst", dst, d_off, (mm - 1) * (d_stride or nn) + nn, True)
                 prog.emit(inst)
-        if epilogue is not None:
-            epilogue(dst.index(1, n0, nn))

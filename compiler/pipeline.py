@@ -23,10 +23,10 @@ from pathlib import Path
 from typing import Any
 
 from edgebert.compiler.abi import EXIT_WORD
-from edgebert.compiler.backend import STAGING_FRACTIONS, lower_module
 from edgebert.compiler.compression import CompressionOptions, options_from_model
 from edgebert.compiler.emit import emit_program
 from edgebert.compiler.errors import SramOverflow, StagingTooSmall
+from edgebert.compiler.lower.program import lower_program
 from edgebert.compiler.memory_plan import place_constants_and_io, plan_sram
 from edgebert.compiler.schedule import hoist_loads, insert_tokens
 from edgebert.compiler.tile_ir import TileProgram
@@ -35,6 +35,9 @@ from edgebert.isa.hardware import HardwareConfig, default_config
 from edgebert.isa.program import Program
 
 log = logging.getLogger(__name__)
+
+#: Each weight staging buffer takes 1/fraction of the SRAM; the planner tries the largest first.
+STAGING_FRACTIONS = (6, 8, 12, 16, 32, 64)
 
 
 @dataclass
@@ -87,14 +90,18 @@ def compile_relax(
     `output_shapes` (from the ONNX graph) are checked against what the module computes. `early_exit` (an
     `early_exit.EarlyExitSpec`): exit heads become entropy + bexit, the output is `logits` (docs/compiler.md).
     """
+    from edgebert.compiler.relax_passes import find_layer_loops
+
     hw = hw or default_config()
     timings = {} if timings is None else timings
+    layer_loops = find_layer_loops(mod)
     # Bigger weight staging buffers mean fewer, wider matmuls; shrink them until the activations fit.
     overflow: CompileError | None = None
     for fraction in STAGING_FRACTIONS:
         try:
             with _timed(timings, "lower"):
-                prog = lower_module(mod, hw, output_names, fraction, early_exit, compression)
+                prog = lower_program(mod, hw, layer_loops, staging_fraction=fraction, output_names=output_names,
+                                     early_exit=early_exit, compression=compression)
             with _timed(timings, "plan-memory"):
                 place_constants_and_io(prog, hw)
                 peak = plan_sram(prog, hw)

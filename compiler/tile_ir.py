@@ -77,6 +77,8 @@ class TileProgram:
     fences: set[int] = field(default_factory=set)
     #: compressed weights (matmul.PackedWeight: AF8 / bitmask-sparse tiles), in lowering order
     packed_weights: list = field(default_factory=list)
+    #: early exit: "looped" (layers and heads in one loop) or "unrolled[: why]"; None without early exit
+    exit_layout: str | None = None
 
     def buffer(self, name: str, nbytes: int, kind: str, space: str = "sram", data: bytes | None = None) -> Buffer:
         buf = Buffer(name, nbytes, kind, space, data)

@@ -47,15 +47,16 @@ IR contract: what the backend receives (docs/frontend.md has the same, with exam
 
 from edgebert.compiler.relax_passes.cleanup import ConstantOperandLast, cleanup_passes
 from edgebert.compiler.relax_passes.fold import FoldConstantsNumpy, FoldRemainingConstants
-from edgebert.compiler.relax_passes.layer_loop import LayerLoop, OutlineLayerLoops, find_layer_loops
-from edgebert.compiler.relax_passes.mask import SimplifyAttentionMask
-from edgebert.compiler.relax_passes.patterns import (
+from edgebert.compiler.relax_passes.fusion import (
     COMPOSITES,
     CanonicalizeCompositeArgs,
     composite_attrs,
     composite_specs,
     fusion_pass,
 )
+from edgebert.compiler.relax_passes.idioms import SimplifyIdentityIdioms
+from edgebert.compiler.relax_passes.layer_loop import LayerLoop, OutlineLayerLoops, find_layer_loops
+from edgebert.compiler.relax_passes.mask import SimplifyAttentionMask
 from edgebert.compiler.relax_passes.pipeline import default_passes, relax_passes
 from edgebert.compiler.relax_passes.runner import pass_name, run_passes
 
@@ -63,5 +64,5 @@ __all__ = [
     "COMPOSITES", "CanonicalizeCompositeArgs", "ConstantOperandLast", "FoldConstantsNumpy", "FoldRemainingConstants",
     "LayerLoop", "OutlineLayerLoops",
     "cleanup_passes", "composite_attrs", "composite_specs", "find_layer_loops", "fusion_pass", "pass_name",
-    "SimplifyAttentionMask", "default_passes", "relax_passes", "run_passes",
+    "SimplifyAttentionMask", "SimplifyIdentityIdioms", "default_passes", "relax_passes", "run_passes",
 ]

@@ -7,16 +7,17 @@ from typing import Any
 import tvm
 
 from edgebert.compiler.relax_passes.cleanup import cleanup_passes
+from edgebert.compiler.relax_passes.fusion import CanonicalizeCompositeArgs, fusion_pass
+from edgebert.compiler.relax_passes.idioms import SimplifyIdentityIdioms
 from edgebert.compiler.relax_passes.layer_loop import OutlineLayerLoops
 from edgebert.compiler.relax_passes.mask import SimplifyAttentionMask
-from edgebert.compiler.relax_passes.patterns import CanonicalizeCompositeArgs, fusion_pass
 
 
 def relax_passes(params: dict[str, Any] | None = None, layer_loops: bool = True) -> list[tvm.transform.Pass]:
     """cleanup -> attention-mask canonicalisation -> composite fusion -> canonical composite arguments
     -> layer loop outlining."""
     passes = cleanup_passes(params)
-    passes += [SimplifyAttentionMask(), fusion_pass(), CanonicalizeCompositeArgs()]
+    passes += [SimplifyAttentionMask(), fusion_pass(), CanonicalizeCompositeArgs(), SimplifyIdentityIdioms()]
     if layer_loops:
         passes.append(OutlineLayerLoops())
     return passes

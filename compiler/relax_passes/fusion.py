@@ -328,13 +328,14 @@ def _const_value(expr) -> np.ndarray | None:
 def composite_attrs(func: relax.Function) -> dict[str, object]:
     """Static facts of a composite the backend needs beyond its arguments' shapes.
 
-    layer_norm: {"epsilon", "axes"}; attention: {"num_heads", "head_dim"}; others: {}.
+    layer_norm: {"epsilon", "axes", "scale", "center"}; attention: {"num_heads", "head_dim"}; others: {}.
     """
     name = _composite_name(func)
     calls = _calls_in(func)
     if name == LAYER_NORM:
         ln = next(c for c in calls if c.op.name == "relax.nn.layer_norm")
-        return {"epsilon": float(ln.attrs.epsilon), "axes": [int(a) for a in ln.attrs.axes]}
+        return {"epsilon": float(ln.attrs.epsilon), "axes": [int(a) for a in ln.attrs.axes],
+                "scale": bool(ln.attrs.scale), "center": bool(ln.attrs.center)}
     if name in (ATTENTION, ATTENTION_SPAN, ATTENTION_CORE):
         mm = next(c for c in calls if c.op.name == "relax.matmul")
         q_heads = _shape(mm.args[0])
