@@ -30,6 +30,13 @@ class WeightFormat:
         return 1 if self.af8_bias is not None else 4
 
 
+@dataclass(frozen=True)
+class InPlaceFormat(WeightFormat):
+    """A weight stored dense (fp32 or AF8 codes) as ONE row-major SRAM constant that the matmuls read in place
+    (b_stride = its row length): a multi-task program's task weight, which the linker places in the SRAM task region
+    (compiler/link.py). Never bitmask-sparse."""
+
+
 @dataclass
 class CompressionOptions:
     """What the compiler compresses: AF8 weights (per-tensor biases by weight content), sparse weights."""
@@ -43,6 +50,9 @@ class CompressionOptions:
     activation_biases: dict[str, int] = field(default_factory=dict)
     #: weight key -> the activation quantization points at its matmul's input, one per use in layer order
     weight_points: dict[bytes, list[str]] = field(default_factory=dict)
+    #: multi-task task weights (options.TaskWeights): weight key -> their slot's AF8 bias (None: fp32), stored dense
+    task_formats: dict[bytes, int | None] = field(default_factory=dict)
+    task_weights_in_place: bool = False  # task weights: one SRAM constant each, read in place (InPlaceFormat)
     _uses: dict[bytes, int] = field(default_factory=dict)
 
     def reset(self) -> None:
@@ -101,6 +111,13 @@ class CompressionOptions:
 
     def weight_format(self, w: np.ndarray) -> WeightFormat | None:
         """The storage of the constant matmul weight `w` [K, N], or None for plain dense fp32."""
+        if self.task_formats:
+            key = weight_key(w)
+            if key in self.task_formats:
+                bias = self.task_formats[key]
+                if self.task_weights_in_place:
+                    return InPlaceFormat(bias, False)
+                return None if bias is None else WeightFormat(bias, False)
         w = np.ascontiguousarray(w, dtype=np.float32)
         if w.ndim != 2 or w.size == 0 or not np.all(np.isfinite(w)):
             return None

@@ -34,6 +34,7 @@ exit branch and `recovery_snippet` after every layer's exit branch.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -41,10 +42,12 @@ from typing import Any
 
 import numpy as np
 
+from edgebert.compiler.abi import DVFS_TABLES
 from edgebert.isa.bits import f32_bits
 from edgebert.isa.encoding import Inst, make
 from edgebert.isa.errors import CompileError
 from edgebert.isa.hardware import HardwareConfig
+from edgebert.isa.program import Program
 from edgebert.isa.table import BIN_MODES, SPACES
 
 
@@ -228,6 +231,21 @@ def measure_layer_cycles(program: Any, hw: HardwareConfig) -> LayerCycles:
     (first, total1), (second, _) = runs
     layer = second[1] - second[0]
     return LayerCycles(prologue=first[0] - layer, layer=layer, epilogue=total1 - first[0])
+
+
+def plan_program_dvfs(program: Program, hw: HardwareConfig, num_layers: int, target_s: float,
+                      exit_table: np.ndarray, margin: float = 0.0) -> DvfsPlan:
+    """Measure a compiled early-exit program's cycles, plan its DVFS, and write the plan into the program: its three
+    tables (`abi.DVFS_TABLES` segments, compiled as placeholders of the same size) and metadata."""
+    plan = plan_dvfs(hw, measure_layer_cycles(program, hw), num_layers, target_s, exit_table, margin=margin)
+    new = dict(zip(DVFS_TABLES, (plan.exit_table, plan.point_table, plan.recovery_table), strict=True))
+    program.segments = [dataclasses.replace(s, data=table_bytes(new[s.name])) if s.name in new else s
+                        for s in program.segments]
+    program.metadata["dvfs_table"] = plan.to_json()
+    program.metadata["latency_target_s"] = target_s
+    program.metadata["dvfs_plan"] = plan.describe(hw).splitlines()
+    program.metadata["dvfs_infeasible_exits"] = plan.infeasible_exits(hw)
+    return plan
 
 
 def predict_snippet(

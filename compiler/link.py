@@ -6,7 +6,7 @@ Layout (docs/multitask.md):
   DRAM  [shared/task overflow][I/O][task-select word]
 Code: an entry block (per task: threshold -> f7, task base -> r14, copy the block into the task region unless
 it is already there), then the tasks' common code once; every task-weight operand is R[r14] + offset. With the SRAM
-placement the tasks are compiled with their weights read in place (compiler/matmul.InPlaceFormat: matmul b and bias
+placement the tasks are compiled with their weights read in place (compiler/compression.InPlaceFormat: matmul b and bias
 operands in the region, no staging `ld`); with the eNVM placement they are compiled staged (`ld` from the store).
 """
 
@@ -78,7 +78,7 @@ def split_constants(progs: list[TileProgram], names: list[str]) -> tuple[set[byt
     A position where every task reads the same bytes is shared (stored once); any other is a task entry, one per
     distinct tuple of the tasks' buffers, so each task's block has the same layout even when equal tensors inside
     one task were stored once (a buffer used both ways, or by several entries, is cloned). A constant read in place
-    from SRAM (a task weight, compiler/matmul.InPlaceFormat) is always the task's. Returns the shared digests and,
+    from SRAM (a task weight, compiler/compression.InPlaceFormat) is always the task's. Returns the shared digests and,
     per task, its entry buffers in entry order."""
     uses = [[(k, f, buf) for k, inst in enumerate(p.insts) for f, (buf, _off) in inst.addrs.items()
              if buf.kind == "const" and buf.data is not None] for p in progs]

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 
-from edgebert.compiler.compression import WeightFormat, encode_tile
+from edgebert.compiler.compression import CompressionOptions, InPlaceFormat, WeightFormat, encode_tile
 from edgebert.compiler.emitters import add_operand
 from edgebert.compiler.errors import StagingTooSmall
 from edgebert.compiler.tile_ir import Buffer, TileInst, TileProgram
@@ -35,13 +34,6 @@ class StagingRing:
         return buf
 
 
-@dataclass(frozen=True)
-class InPlaceFormat(WeightFormat):
-    """A weight stored dense (fp32 or AF8 codes) as ONE row-major SRAM constant that the matmuls read in place
-    (b_stride = its row length): a multi-task program's task weight, which the linker places in the SRAM task region
-    (compiler/link.py). Never bitmask-sparse."""
-
-
 @dataclass
 class PackedWeight:
     """A constant weight [K, N] (float32 values) with its storage format; `const(raw, what)` makes (and
@@ -63,10 +55,11 @@ def sram_const(prog: TileProgram, raw: bytes) -> Buffer:
     return buf or prog.buffer(f"const.in_place.{len(prog.buffers)}", max(len(raw), 4), "const", "sram", raw)
 
 
-def in_place_bias(prog: TileProgram, compression: Any, weight: np.ndarray, bias: np.ndarray) -> View | None:
+def in_place_bias(prog: TileProgram, compression: CompressionOptions | None, weight: np.ndarray,
+                  bias: np.ndarray) -> View | None:
     """The bias row [N] of a matmul whose constant weight is read in place (InPlaceFormat): an SRAM constant read in
     place as well (no `ld`); None for any other weight."""
-    if not getattr(compression, "in_place", False) or weight.ndim != 2 or \
+    if compression is None or not compression.task_weights_in_place or weight.ndim != 2 or \
             not isinstance(compression.weight_format(weight), InPlaceFormat):
         return None
     data = np.ascontiguousarray(bias, np.float32)

@@ -100,7 +100,7 @@ def plan_sram(prog: TileProgram, hw: HardwareConfig) -> int:
         buf.address = addr
         placed.append((lo, hi, addr, size, buf))
         peak = max(peak, addr + size)
-    # constants read in place from SRAM (a multi-task program's task weights, compiler/matmul.InPlaceFormat): above
+    # constants read in place from SRAM (a multi-task program's task weights, compiler/compression.InPlaceFormat): above
     # the activations' peak, which they do not count in; compiler/link.py moves them into the SRAM task region
     top = peak
     for buf in prog.buffers:

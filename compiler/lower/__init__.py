@@ -7,7 +7,7 @@
                     GELU, embedding, mask bias, attention, ...)
   matmul_values.py  matrix products of lowered values (batches, compressed weights, AF8 activations)
   span.py           adaptive attention span (windowed QK^T / PV, softmax span fields)
-  layer_loop.py     a layer loop as one counted loop body
+  loops.py          a layer loop as one counted loop body
   exit_plan.py      where exit heads run among main's bindings (demand order, looped or unrolled)
   exits.py          the exit code of early exit and latency-aware DVFS
   exit_loop.py      layers + exit heads as one loop body, the heads' weights as a strided table

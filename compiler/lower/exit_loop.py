@@ -29,7 +29,7 @@ from edgebert.compiler.errors import ExitLoopUnfit, StagingTooSmall
 from edgebert.compiler.lower.core import Lowerer, Scope, Step, Tensor
 from edgebert.compiler.lower.exit_plan import ExitLoopPlan
 from edgebert.compiler.lower.exits import ExitCode
-from edgebert.compiler.lower.layer_loop import close_loop, loop_carry, open_loop
+from edgebert.compiler.lower.loops import close_loop, loop_carry, open_loop
 from edgebert.compiler.tile_ir import Buffer, Ref, TileInst, TileProgram
 from edgebert.isa.errors import CompileError
 

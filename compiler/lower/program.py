@@ -25,7 +25,7 @@ from edgebert.compiler.lower.core import (
 from edgebert.compiler.lower.exit_loop import ExitLoopStep
 from edgebert.compiler.lower.exit_plan import ExitPlan, plan_exits
 from edgebert.compiler.lower.exits import ExitCode, ExitHeadStep
-from edgebert.compiler.lower.layer_loop import LayerLoopStep
+from edgebert.compiler.lower.loops import LayerLoopStep
 from edgebert.compiler.lower.plain_ops import FOLDABLE, PLAIN_OPS
 from edgebert.compiler.matmul import StagingRing
 from edgebert.compiler.relax_passes import LayerLoop

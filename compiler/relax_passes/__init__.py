@@ -57,12 +57,11 @@ from edgebert.compiler.relax_passes.fusion import (
 from edgebert.compiler.relax_passes.idioms import SimplifyIdentityIdioms
 from edgebert.compiler.relax_passes.layer_loop import LayerLoop, OutlineLayerLoops, find_layer_loops
 from edgebert.compiler.relax_passes.mask import SimplifyAttentionMask
-from edgebert.compiler.relax_passes.pipeline import default_passes, relax_passes
 from edgebert.compiler.relax_passes.runner import pass_name, run_passes
 
 __all__ = [
     "COMPOSITES", "CanonicalizeCompositeArgs", "ConstantOperandLast", "FoldConstantsNumpy", "FoldRemainingConstants",
     "LayerLoop", "OutlineLayerLoops",
     "cleanup_passes", "composite_attrs", "composite_specs", "find_layer_loops", "fusion_pass", "pass_name",
-    "SimplifyAttentionMask", "SimplifyIdentityIdioms", "default_passes", "relax_passes", "run_passes",
+    "SimplifyAttentionMask", "SimplifyIdentityIdioms", "run_passes",
 ]

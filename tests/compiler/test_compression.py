@@ -16,8 +16,8 @@ import torch
 from onnx import TensorProto, helper, numpy_helper
 
 from edgebert.compiler.compression import decode_tile
-from edgebert.compiler.pipeline import compile_onnx
 from edgebert.compiler.lower.span import infer_span, span_formula
+from edgebert.compiler.pipeline import compile_onnx
 from edgebert.emulator.runner import run
 from edgebert.frontend.compressed_export import export_onnx, read_edgebert_metadata
 from edgebert.frontend.tasks import TASKS, VOCAB, make_dataset

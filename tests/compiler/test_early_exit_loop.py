@@ -7,7 +7,7 @@ import onnxruntime as ort
 import pytest
 import torch
 
-from edgebert.compiler.early_exit import EarlyExitOptions
+from edgebert.compiler.options import EarlyExitOptions
 from edgebert.compiler.pipeline import compile_onnx
 from edgebert.emulator.runner import Runner
 from edgebert.frontend.compressed_export import export_onnx
