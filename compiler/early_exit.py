@@ -12,9 +12,12 @@ from typing import Any
 
 import numpy as np
 
+from edgebert.compiler.dvfs_plan import fastest_point
 from edgebert.compiler.options import EarlyExitOptions
+from edgebert.frontend.predictor import build_table, check_table, predicted_exit_layers
 from edgebert.isa.errors import CompileError
 from edgebert.isa.hardware import HardwareConfig
+from edgebert.isa.traces import read_entropy_array, read_lookup_table
 
 
 @dataclass
@@ -43,8 +46,6 @@ class EarlyExitSpec:
 def exit_spec(options: EarlyExitOptions, md: Any, hw: HardwareConfig) -> tuple[EarlyExitSpec, dict[str, Any]]:
     """The exit heads, threshold and DVFS tables (placeholders: every point the fastest, until the plan is made) a
     model's metadata `md` and `options` ask for, and what they add to the program metadata."""
-    from edgebert.compiler.dvfs_plan import fastest_point
-
     what = "--latency-target" if options.latency_target_s is not None else "early exit (--threshold)"
     if not md.exit_heads:
         raise CompileError(f"{what} needs a model with exit heads (metadata edgebert.exit_heads); this model has none")
@@ -79,9 +80,6 @@ def exit_spec(options: EarlyExitOptions, md: Any, hw: HardwareConfig) -> tuple[E
 
 def _exit_table(options: EarlyExitOptions, threshold: float, num_layers: int) -> np.ndarray:
     """int32 [100]: layer-1 entropy bin -> predicted exit layer, from the table or calibration entropies."""
-    from edgebert.frontend.predictor import build_table, check_table, predicted_exit_layers
-    from edgebert.isa.traces import read_entropy_array, read_lookup_table
-
     if options.predictor_table is not None and options.calibration_entropies is not None:
         raise CompileError("give either a predictor table or calibration entropies, not both")
     src = options.predictor_table

@@ -14,6 +14,8 @@ import numpy as np
 from edgebert.compiler import emitters as em
 from edgebert.compiler.compression import CompressionOptions
 from edgebert.compiler.matmul import PackedWeight, StagingRing
+from edgebert.compiler.relax_passes import composite_attrs
+from edgebert.compiler.relax_passes.exprs import vars_in
 from edgebert.compiler.tile_ir import Buffer, TileProgram
 from edgebert.compiler.views import View, fresh_view, memory_order
 from edgebert.isa.errors import CompileError
@@ -107,19 +109,6 @@ def storage(dtype: str, what: str) -> str:
     if dtype not in STORAGE:
         raise CompileError(f"{what}: dtype {dtype} is not supported (float32, bool, int32/int64 indices only)")
     return STORAGE[dtype]
-
-
-def vars_in(expr: Any) -> list[Any]:
-    """The Relax vars an expression reads (call arguments, tuple fields, nested)."""
-    if is_var(expr):
-        return [expr]
-    if type(expr).__name__ == "Tuple":
-        return [v for f in expr.fields for v in vars_in(f)]
-    if type(expr).__name__ == "TupleGetItem":
-        return vars_in(expr.tuple_value)
-    if hasattr(expr, "args"):
-        return [v for a in expr.args for v in vars_in(a)]
-    return []
 
 
 def broadcasts(view: View) -> bool:
@@ -318,8 +307,6 @@ class Lowerer:
 
     def composite_attrs(self, gv: Any, func: Any) -> dict[str, Any]:
         """`relax_passes.composite_attrs` of a composite function (cached per function)."""
-        from edgebert.compiler.relax_passes import composite_attrs
-
         key = gv.name_hint
         if key not in self._composite_attrs:
             self._composite_attrs[key] = composite_attrs(func)

@@ -6,7 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from edgebert.compiler.lower.core import is_var, vars_in
+from edgebert.compiler.lower.core import is_var
+from edgebert.compiler.relax_passes.exprs import vars_in
 from edgebert.isa.errors import CompileError
 
 

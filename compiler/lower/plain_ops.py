@@ -401,11 +401,17 @@ def _h_concat(scope: Scope, var, expr, args):
     return out
 
 
-def _h_abs(scope: Scope, var, expr, args):
+def _negated(scope: Scope, var, args, suffix: str) -> tuple[Tensor, Tensor]:
+    """(x, -x in a fresh buffer) for a float unary op."""
     _float_only(var, *args)
     x = scope.low.to_sram(args[0], var.name)
-    neg = scope.low.new_tensor(f"{var.name}.neg", x.shape, "float32")
+    neg = scope.low.new_tensor(f"{var.name}.{suffix}", x.shape, "float32")
     em.emit_immediate(scope.prog, "vmuli", neg.view, x.view, -1.0)
+    return x, neg
+
+
+def _h_abs(scope: Scope, var, expr, args):
+    x, neg = _negated(scope, var, args, "neg")
     out = scope.out_tensor(var, x, [expr.args[0]])
     em.emit_binary(scope.prog, "vmax", out.view, x.view, neg.view)
     return out
@@ -413,10 +419,7 @@ def _h_abs(scope: Scope, var, expr, args):
 
 def _h_sigmoid(scope: Scope, var, expr, args):
     """1 / (1 + exp(-x)); the ones numerator is a constant tile (only b of a binary op broadcasts)."""
-    _float_only(var, *args)
-    x = scope.low.to_sram(args[0], var.name)
-    t = scope.low.new_tensor(f"{var.name}.t", x.shape, "float32")
-    em.emit_immediate(scope.prog, "vmuli", t.view, x.view, -1.0)
+    x, t = _negated(scope, var, args, "t")
     em.emit_unary(scope.prog, "exp", t.view, t.view)
     em.emit_immediate(scope.prog, "vaddi", t.view, t.view, 1.0)
     ones = scope.low.to_sram(Const(np.ones(x.shape, np.float32), "float32"), f"{var.name}.ones")
