@@ -1,5 +1,6 @@
 """Latency-aware DVFS planning: the guarantee (a low prediction never misses a target all-fastest meets),
-minimality of the chosen points, the ISA snippets, and the guarantee measured in the emulator."""
+minimality of the chosen points, the ISA snippets, and the guarantee measured in the emulator on a compiled
+program."""
 
 from __future__ import annotations
 
@@ -131,16 +132,57 @@ def test_snippets_encode_and_branch_past_themselves() -> None:
         assert len(encode(inst)) == 32
 
 
-def test_guarantee_in_the_emulator_on_albert_base() -> None:
-    """Every (predicted, actual) exit pair on the ALBERT-base skeleton, measured: within the target."""
-    from edgebert.emulator import Runner
-    from edgebert.emulator.albert_skeleton import SkeletonConfig, build_planned_skeleton
+@pytest.fixture(scope="module")
+def compiled_dvfs(tmp_path_factory):
+    """An untrained 6-layer compressed ALBERT (exit head per layer) compiled with latency-aware DVFS, the exit
+    table predicting every layer 2..L, the target 1.3x the all-fastest L-layer latency."""
+    import torch
 
-    cfg = SkeletonConfig(threshold=0.05)
-    layers = cfg.layers
+    from edgebert.compiler.options import EarlyExitOptions
+    from edgebert.compiler.pipeline import compile_onnx
+    from edgebert.frontend.compressed_export import export_onnx
+    from edgebert.frontend.tasks import TASKS, VOCAB
+    from edgebert.frontend.torch_model import CompressedAlbert, CompressionConfig, albert_config
+
+    layers, seq = 6, 16
+    task = TASKS["sentiment"]
+    cfg = albert_config(len(VOCAB), hidden=32, layers=layers, heads=2, intermediate=64, max_positions=seq, dropout=0.0)
+    comp = CompressionConfig(task=task.name, num_labels=task.num_labels, label_names=list(task.label_names),
+                             span_enabled=False, max_span=seq)
+    torch.manual_seed(0)
+    model = CompressedAlbert(cfg, comp)
+    model.reset_parameters(seed=1)
+    path = tmp_path_factory.mktemp("dvfs") / "m.onnx"
+    export_onnx(model, str(path), seq, threshold=0.05)
     exits = _all_exits(layers)
-    target = 0.040  # all-fastest for 12 layers is ~31 ms on the default config
-    program, plan = build_planned_skeleton(cfg, exits, target)
+    table = np.ones((100, layers - 1))  # predicted entropies of layers 2..L-1: below 0.05 from layer exits[b] on
+    table[:, 0] = np.arange(100) / 100
+    for b, p in enumerate(exits):
+        table[b, 1:][np.arange(2, layers) >= p] = 0.0
+
+    def build(target: float):
+        return compile_onnx(path, early_exit=EarlyExitOptions(0.05, target, predictor_table=table)).program
+
+    c = build(1.0).metadata["dvfs_table"]["cycles"]
+    target = 1.3 * all_fastest_s(HW, LayerCycles(c["prologue"], c["layer"], c["epilogue"]), fastest_point(HW), layers)
+    program = build(target)
+    return program, exits, target, layers
+
+
+def test_guarantee_in_the_emulator_on_a_compiled_program(compiled_dvfs) -> None:
+    """Every (predicted, actual) exit pair of a compiled program, measured: within the target whenever the
+    all-fastest program is, and the plan's additive cycle model within 1 % of the emulator."""
+    from edgebert.compiler.dvfs_plan import DvfsPlan
+    from edgebert.emulator import Runner
+
+    program, exits, target, layers = compiled_dvfs
+    meta = program.metadata["dvfs_table"]
+    assert meta["exit_table"] == exits.tolist()
+    c = meta["cycles"]
+    plan = DvfsPlan(layers, target, meta["fastest"], exits, np.array(meta["point_table"]),
+                    np.array(meta["recovery_table"]), LayerCycles(c["prologue"], c["layer"], c["epilogue"]),
+                    meta["margin"])
+    assert len(set(meta["point_table"][2:])) > 1  # the plan slows down for some predictions
     runner = Runner(program)
     worst = 0.0
     for p in range(2, layers + 1):
