@@ -140,7 +140,7 @@ def composite_of(func: Any) -> str | None:
 @dataclass(frozen=True)
 class CompositeCall:
     """One call of an `edgebert.*` composite as its handler sees it: the arguments already lowered (tensor views or
-    constants, in the composite's canonical parameter order, docs/compiler.md "The IR contract")."""
+    constants, in the composite's canonical parameter order: the IR contract, relax_passes/__init__.py)."""
 
     composite: str  # e.g. "edgebert.dense"
     dest: Dest  # the result: binding name, shape, dtype
@@ -148,10 +148,10 @@ class CompositeCall:
     reusable: tuple[bool, ...]  # arg i is a tensor whose buffer dies at this call: the handler may write over it
     attrs: dict[str, Any]  # `relax_passes.composite_attrs` of the composite function
 
-    def out(self, *reuse: int, dest: Dest | None = None) -> Out:
-        """Where the handler writes `dest` (default: the call's result): over the first argument at `reuse` that
-        dies here and fits, else a fresh row-major buffer."""
-        return Out(dest or self.dest, tuple(self.args[i] for i in reuse if self.reusable[i]))
+    def out(self, *reuse: int) -> Out:
+        """Where the handler writes the call's result: over the first argument at `reuse` that dies here and fits,
+        else a fresh row-major buffer."""
+        return Out(self.dest, tuple(self.args[i] for i in reuse if self.reusable[i]))
 
 
 @dataclass(frozen=True)
