@@ -3,7 +3,8 @@ code, the linker (compiler/link.py) and the emulator's reports rely on. Every re
 
 from __future__ import annotations
 
-# ---- scalar registers (r0 reads 0) -------------------------------------------------------------------------------
+# ---- scalar registers --------------------------------------------------------------------------------------------
+R_ZERO = 0  # reads 0: a base register of 0 means an absolute address
 R_LAYER = 1  # layer loops: layers done so far (the loop counter; early exit and DVFS read it)
 R_LAYER_LIMIT = 2  # layer loops: the trip count
 R_EXIT = 3  # early exit: the exit layer (1-based), stored to the exit word

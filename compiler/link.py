@@ -24,6 +24,7 @@ from edgebert.compiler.abi import (
     R_SELECTED_PLUS_1,
     R_TASK,
     R_TASK_TMP,
+    R_ZERO,
     TASK_BODY_LABEL,
 )
 from edgebert.compiler.emit import emit_program, symbol_name
@@ -227,8 +228,8 @@ def link_tasks(tasks: list[Any], results: list[Any], hw: HardwareConfig, *, plac
             for fname, (buf, off) in list(inst.addrs.items()):
                 if id(buf) not in task_ids:
                     continue
-                base = inst.fields.get(f"{fname}_base", 0)
-                if base in (0, R_TASK):
+                base = inst.fields.get(f"{fname}_base", R_ZERO)
+                if base in (R_ZERO, R_TASK):
                     inst.fields[f"{fname}_base"] = R_TASK
                 elif mode == "sram":  # a register-indexed table (the looped exit heads' r7): the region is fixed
                     inst.addrs[fname] = (buf, off + region)

@@ -105,12 +105,6 @@ class Compilation:
     token_pairs: int = 0
     program: Program | None = None
 
-    def dump(self, name: str, text: Callable[[], str]) -> None:
-        """Write `text()` into the --dump-ir directory (nothing without one)."""
-        if self.options.dump_dir is not None:
-            self.options.dump_dir.mkdir(parents=True, exist_ok=True)
-            (self.options.dump_dir / name).write_text(text())
-
     def result(self) -> CompileResult:
         return CompileResult(self.program, self.tile_program, self.sram_peak_bytes, self.token_pairs, self.timings)
 
@@ -133,10 +127,10 @@ def import_relax(c: Compilation) -> None:
     from edgebert.frontend import to_relax
 
     c.mod = to_relax(c.loaded)
-    c.dump("00-imported.py", lambda: c.mod.script(show_meta=False))
 
 
 def run_relax_passes(c: Compilation) -> None:
+    """Each pass timed as `relax:<pass>`; --dump-ir gets `00_input.py` and `NN_<pass>.py` (relax_passes.run_passes)."""
     c.mod = run_passes(c.mod, relax_passes(), c.options.dump_dir, c.timings)
 
 
@@ -167,7 +161,6 @@ def lower(c: Compilation) -> None:
                                    output_names=c.output_names, early_exit=c.exit_spec, compression=c.compression)
     if c.output_shapes is not None:
         _check_output_shapes(c.tile_program, c.output_shapes)
-    c.dump("50-lowered.txt", lambda: format_tile_program(c.tile_program))
 
 
 def plan_memory(c: Compilation) -> None:
@@ -178,7 +171,6 @@ def plan_memory(c: Compilation) -> None:
 def schedule(c: Compilation) -> None:
     hoist_loads(c.tile_program)
     c.token_pairs = insert_tokens(c.tile_program)
-    c.dump("60-scheduled.txt", lambda: format_tile_program(c.tile_program))
 
 
 def emit(c: Compilation) -> None:
@@ -204,28 +196,37 @@ def _latency_target(o: CompileOptions) -> bool:
     return o.early_exit is not None and o.early_exit.latency_target_s is not None
 
 
+def _relax_text(c: Compilation) -> str:
+    return c.mod.script(show_meta=False)
+
+
+def _tile_text(c: Compilation) -> str:
+    return format_tile_program(c.tile_program)
+
+
 @dataclass(frozen=True)
 class Stage:
-    """One stage: its name (the -v timing key), what it does, and when it runs."""
+    """One stage: its name (the -v timing key), what it does, when it runs, and what --dump-ir writes after it."""
 
     name: str
     run: Callable[[Compilation], None]
     backend: bool = True  # part of `compile_relax` (a Relax module that went through the Relax passes)
     when: Callable[[CompileOptions], bool] | None = None  # None: always
     sized: bool = False  # rerun per weight staging size until the activations fit
+    dump: tuple[str, Callable[[Compilation], str]] | None = None  # (file name, listing of what the stage made)
 
 
 #: The compiler, stage by stage (module docstring).
 STAGES: tuple[Stage, ...] = (
     Stage("load", load_model, backend=False),
-    Stage("import", import_relax, backend=False),
+    Stage("import", import_relax, backend=False, dump=("00-imported.py", _relax_text)),
     Stage("relax", run_relax_passes, backend=False),
     Stage("layer-loops", find_loops),
     Stage("compression", choose_compression),
     Stage("early-exit", resolve_early_exit, when=_early_exit),
-    Stage("lower", lower, sized=True),
+    Stage("lower", lower, sized=True, dump=("50-lowered.txt", _tile_text)),
     Stage("plan-memory", plan_memory, sized=True),
-    Stage("schedule", schedule),
+    Stage("schedule", schedule, dump=("60-scheduled.txt", _tile_text)),
     Stage("emit", emit),
     Stage("dvfs-plan", plan_dvfs_tables, when=_latency_target),
 )
@@ -249,9 +250,13 @@ def run_stages(c: Compilation, stages: tuple[Stage, ...] | list[Stage]) -> Compi
 
 
 def _timed(c: Compilation, stage: Stage) -> None:
+    """Run one stage, time it, and write its --dump-ir listing."""
     t0 = time.perf_counter()
     stage.run(c)
     c.timings[stage.name] = c.timings.get(stage.name, 0.0) + time.perf_counter() - t0
+    if stage.dump is not None and c.options.dump_dir is not None:
+        c.options.dump_dir.mkdir(parents=True, exist_ok=True)
+        (c.options.dump_dir / stage.dump[0]).write_text(stage.dump[1](c))
 
 
 def _run_sized(c: Compilation, stages: list[Stage]) -> None:

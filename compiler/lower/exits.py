@@ -35,6 +35,7 @@ from edgebert.compiler.abi import (
     R_OFF,
     R_PRED,
     R_TMP,
+    R_ZERO,
 )
 from edgebert.compiler.early_exit import DvfsTables, EarlyExitSpec
 from edgebert.compiler.lower.core import Lowerer, Scope, Step, Tensor, Value
@@ -123,7 +124,7 @@ class ExitCode:
             prog.label("ee.last")
             return
         exit_t, point_t, rec_t = self.tables
-        prog.emit(TileInst("bne", {"rs1": R_LAYER, "rs2": 0}, target="ee.predicted"))  # predict after layer 1 only
+        prog.emit(TileInst("bne", {"rs1": R_LAYER, "rs2": R_ZERO}, target="ee.predicted"))  # predict after layer 1 only
         _emit_prediction(prog, self.spec.dvfs, exit_t, point_t)
         prog.label("ee.predicted")
         prog.emit(TileInst("bne", {"rs1": R_PRED, "rs2": R_EXIT}, target="ee.last"))  # r4 == r3: prediction was low
