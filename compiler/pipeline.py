@@ -106,6 +106,7 @@ class Compilation:
     program: Program | None = None
 
     def result(self) -> CompileResult:
+        """What the caller gets back."""
         return CompileResult(self.program, self.tile_program, self.sram_peak_bytes, self.token_pairs, self.timings)
 
 
@@ -113,6 +114,7 @@ class Compilation:
 
 
 def load_model(c: Compilation) -> None:
+    """ONNX path/proto -> LoadedModel (checked, static shapes) and the program metadata it implies."""
     from edgebert.frontend import load_onnx
 
     c.loaded = load_onnx(c.model, c.options.seq_len)
@@ -124,6 +126,7 @@ def load_model(c: Compilation) -> None:
 
 
 def import_relax(c: Compilation) -> None:
+    """LoadedModel -> Relax IRModule."""
     from edgebert.frontend import to_relax
 
     c.mod = to_relax(c.loaded)
@@ -135,10 +138,12 @@ def run_relax_passes(c: Compilation) -> None:
 
 
 def find_loops(c: Compilation) -> None:
+    """The layer loops OutlineLayerLoops made: the lowering uses this list, nothing finds them again."""
     c.layer_loops = find_layer_loops(c.mod)
 
 
 def choose_compression(c: Compilation) -> None:
+    """How constant weights are stored: the model's AF8 / sparse settings, a multi-task model's task weights."""
     if c.loaded is None or not c.options.compress:
         return
     c.compression = options_from_model(c.loaded.model, c.loaded.metadata)
@@ -149,6 +154,7 @@ def choose_compression(c: Compilation) -> None:
 
 
 def resolve_early_exit(c: Compilation) -> None:
+    """EarlyExitOptions + the model's metadata -> EarlyExitSpec (heads, threshold, placeholder DVFS tables)."""
     if c.loaded is None:
         raise CompileError("early exit needs the model's metadata (compile_model / compile_onnx)")
     c.exit_spec, extra = exit_spec(c.options.early_exit, c.loaded.metadata, c.hw)
@@ -157,6 +163,7 @@ def resolve_early_exit(c: Compilation) -> None:
 
 
 def lower(c: Compilation) -> None:
+    """IRModule -> TileProgram at the current staging size; its outputs checked against the ONNX graph."""
     c.tile_program = lower_program(c.mod, c.hw, c.layer_loops, staging_fraction=c.staging_fraction,
                                    output_names=c.output_names, early_exit=c.exit_spec, compression=c.compression)
     if c.output_shapes is not None:
@@ -164,16 +171,19 @@ def lower(c: Compilation) -> None:
 
 
 def plan_memory(c: Compilation) -> None:
+    """Addresses: constants and I/O, then SRAM by liveness (SramOverflow when the activations do not fit)."""
     place_constants_and_io(c.tile_program, c.hw)
     c.sram_peak_bytes = plan_sram(c.tile_program, c.hw)
 
 
 def schedule(c: Compilation) -> None:
+    """Loads hoisted for double buffering, then the dependency tokens."""
     hoist_loads(c.tile_program)
     c.token_pairs = insert_tokens(c.tile_program)
 
 
 def emit(c: Compilation) -> None:
+    """TileProgram -> Program; with early exit, the exit word's address and the exit layout in the metadata."""
     prog = c.tile_program
     c.program = emit_program(prog, c.hw, {"sram_peak_bytes": c.sram_peak_bytes, **c.metadata})
     if c.exit_spec is not None:
@@ -183,6 +193,7 @@ def emit(c: Compilation) -> None:
 
 
 def plan_dvfs_tables(c: Compilation) -> None:
+    """Measure the program's cycles, plan its latency-aware DVFS and write the tables in."""
     opts = c.options.early_exit
     plan_program_dvfs(c.program, c.hw, len(c.exit_spec.heads), opts.latency_target_s, c.exit_spec.dvfs.exit_table,
                       opts.margin)
