@@ -82,12 +82,12 @@ def _lower(mod: Any, hw: HardwareConfig, layer_loops: list[LayerLoop], staging_f
     main = mod["main"]
     args = [_load_input(low, p) for p in main.params]
     bindings = function_bindings(main)
-    names = output_names or _output_names(main, len(main.params))
     exits, plan = None, None
     if early_exit is not None:
         exits = ExitCode(early_exit, prog)
-        calls = _layer_call_vars(main, layer_loops)
-        plan = plan_exits(bindings, main.body.body, early_exit.heads, list(names), calls, loop_exits)
+        outputs = list(output_names or _output_names(main, len(main.params)))
+        plan = plan_exits(bindings, main.body.body, early_exit.heads, outputs, _layer_call_vars(main, layer_loops),
+                          loop_exits)
         bindings = plan.bindings
     result = low.lower_function(main, args, "main", bindings, main_steps(bindings, layer_loops, main, exits, plan))
     if exits is not None:
