@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 from pathlib import Path
 
+from edgebert.compiler.options import CompileOptions, EarlyExitOptions
 from edgebert.isa.errors import EdgebertError
+from edgebert.isa.hardware import HardwareConfig
+from edgebert.isa.units import parse_duration
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -45,11 +49,8 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def early_exit_options(args: argparse.Namespace):
+def early_exit_options(args: argparse.Namespace) -> EarlyExitOptions | None:
     """The `EarlyExitOptions` the flags ask for, or None (no early exit)."""
-    from edgebert.compiler.early_exit import EarlyExitOptions
-    from edgebert.isa.units import parse_duration
-
     wanted = (args.early_exit or args.threshold is not None or args.latency_target is not None
               or args.predictor_table is not None or args.calibration_entropies is not None)
     if not wanted:
@@ -61,20 +62,70 @@ def early_exit_options(args: argparse.Namespace):
     return EarlyExitOptions(args.threshold, target, args.predictor_table, args.calibration_entropies, args.dvfs_margin)
 
 
+def _pairs(specs: list[str], flag: str, what: str) -> list[tuple[str, str]]:
+    """NAME=VALUE flags as (name, value) pairs."""
+    out = []
+    for spec in specs:
+        name, sep, value = spec.partition("=")
+        if not sep or not name or not value:
+            raise EdgebertError(f"{flag} expects NAME={what}, got '{spec}'")
+        out.append((name, value))
+    return out
+
+
+def compile_multitask_cli(args: argparse.Namespace, hw: HardwareConfig):
+    """`edgebertc a.onnx b.onnx [--task NAME=PATH] ...`: the multi-task compile the flags ask for."""
+    from edgebert.compiler.multitask import compile_multitask, load_task
+
+    models: list[str] = list(args.model)
+    names: list[str | None] = [None] * len(models)
+    for name, path in _pairs(args.task, "--task", "PATH"):
+        models.append(path)
+        names.append(name)
+    if not models:
+        raise EdgebertError("no model given")
+    for m in models:
+        if not Path(m).is_file():
+            raise EdgebertError(f"{m}: no such file")
+    if args.dump_ir is not None:
+        raise EdgebertError("multi-task programs do not support --dump-ir")
+    dvfs = None
+    if args.latency_target is not None:
+        base = early_exit_options(args)
+        calib = {}
+        for name, path in _pairs(args.task_calibration, "--task-calibration", "FILE"):
+            if not Path(path).is_file():
+                raise EdgebertError(f"--task-calibration expects NAME=FILE (an existing file), got '{name}={path}'")
+            calib[name] = path
+        all_names = [n or load_task(m).name for m, n in zip(models, names, strict=True)]
+        dvfs = {n: dataclasses.replace(base, calibration_entropies=calib[n], predictor_table=None)
+                if n in calib else base for n in all_names}
+    elif args.task_calibration:
+        raise EdgebertError("--task-calibration needs --latency-target")
+    thresholds = {}
+    for name, value in _pairs(args.task_threshold, "--task-threshold", "T"):
+        try:
+            thresholds[name] = float(value)
+        except ValueError:
+            raise EdgebertError(f"--task-threshold expects NAME=T, got '{name}={value}'") from None
+    if args.threshold is not None:
+        thresholds = {**{t: args.threshold for t in names if t}, **thresholds, "*": args.threshold}
+    return compile_multitask(models, hw, names=names, thresholds=thresholds, placement=args.task_placement,
+                             seq_len=args.seq_len, dvfs=dvfs)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_intermixed_args(argv)
+    timings: dict[str, float] = {}
     try:
-        from edgebert.compiler.pipeline import compile_onnx
+        from edgebert.compiler.pipeline import compile_model, format_timings
         from edgebert.isa.hardware import load_config
 
         hw = load_config(args.hw)
         if args.seq_len is not None and args.seq_len <= 0:
             raise EdgebertError(f"--seq-len must be positive, got {args.seq_len}")
-        timings: dict[str, float] = {}
         if len(args.model) + len(args.task) != 1:
-            from edgebert.compiler.multitask import compile_cli
-
-            result = compile_cli(args, hw)
+            result = compile_multitask_cli(args, hw)
             for note in result.notes:
                 print(f"edgebertc: note: {note}", file=sys.stderr)
             source = str(Path((args.model or [args.task[0].partition("=")[2]])[0]).with_name("multitask.onnx"))
@@ -82,10 +133,9 @@ def main(argv: list[str] | None = None) -> int:
             source = args.model[0] if args.model else args.task[0].partition("=")[2]
             if not Path(source).is_file():
                 raise EdgebertError(f"{source}: no such file")
-            early_exit = early_exit_options(args)
-            result = compile_onnx(
-                source, args.seq_len, hw, dump_dir=args.dump_ir, timings=timings, early_exit=early_exit
-            )
+            options = CompileOptions(args.seq_len, early_exit=early_exit_options(args),
+                                     dump_dir=Path(args.dump_ir) if args.dump_ir is not None else None)
+            result = compile_model(source, options, hw, timings)
         late = result.program.metadata.get("dvfs_infeasible_exits")
         if late:
             print(f"edgebertc: warning: the latency target is below the all-fastest latency of sentences exiting "
@@ -110,10 +160,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"edgebertc: error: {exc}", file=sys.stderr)
         return 2
     if args.verbose:
-        total = sum(timings.values())
-        for name, secs in timings.items():
-            print(f"{name:40s} {secs * 1000:9.1f} ms", file=sys.stderr)
-        print(f"{'total':40s} {total * 1000:9.1f} ms", file=sys.stderr)
+        for line in format_timings(timings):
+            print(line, file=sys.stderr)
         print(
             f"{len(result.program.code)} instructions, SRAM peak {result.sram_peak_bytes} bytes, "
             f"{result.token_pairs} token pairs -> {out}",

@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 
 from edgebert.isa import adaptivfloat
+from edgebert.isa.bits import sparse_mask_bytes
 from edgebert.isa.errors import CompileError
 
 #: A weight is stored bitmask-sparse when its measured density (non-zero fraction) is at most this. Sparse tiles
@@ -29,6 +30,13 @@ class WeightFormat:
         return 1 if self.af8_bias is not None else 4
 
 
+@dataclass(frozen=True)
+class InPlaceFormat(WeightFormat):
+    """A weight stored dense (fp32 or AF8 codes) as ONE row-major SRAM constant that the matmuls read in place
+    (b_stride = its row length): a multi-task program's task weight, which the linker places in the SRAM task region
+    (compiler/link.py). Never bitmask-sparse."""
+
+
 @dataclass
 class CompressionOptions:
     """What the compiler compresses: AF8 weights (per-tensor biases by weight content), sparse weights."""
@@ -42,6 +50,9 @@ class CompressionOptions:
     activation_biases: dict[str, int] = field(default_factory=dict)
     #: weight key -> the activation quantization points at its matmul's input, one per use in layer order
     weight_points: dict[bytes, list[str]] = field(default_factory=dict)
+    #: multi-task task weights (options.TaskWeights): weight key -> their slot's AF8 bias (None: fp32), stored dense
+    task_formats: dict[bytes, int | None] = field(default_factory=dict)
+    task_weights_in_place: bool = False  # task weights: one SRAM constant each, read in place (InPlaceFormat)
     _uses: dict[bytes, int] = field(default_factory=dict)
 
     def reset(self) -> None:
@@ -100,6 +111,13 @@ class CompressionOptions:
 
     def weight_format(self, w: np.ndarray) -> WeightFormat | None:
         """The storage of the constant matmul weight `w` [K, N], or None for plain dense fp32."""
+        if self.task_formats:
+            key = weight_key(w)
+            if key in self.task_formats:
+                bias = self.task_formats[key]
+                if self.task_weights_in_place:
+                    return InPlaceFormat(bias, False)
+                return None if bias is None else WeightFormat(bias, False)
         w = np.ascontiguousarray(w, dtype=np.float32)
         if w.ndim != 2 or w.size == 0 or not np.all(np.isfinite(w)):
             return None
@@ -162,7 +180,7 @@ def options_from_model(model: Any, metadata: Any) -> CompressionOptions:
     return opts
 
 
-#: torch weight name suffix -> the activation point (frontend/torch_model.py) at that linear layer's input
+#: torch weight name suffix -> the activation point (frontend/models/compressed_albert.py) at that linear layer's input
 _LAYER_POINTS = {
     "attention.query.weight": "qkv_in", "attention.key.weight": "qkv_in", "attention.value.weight": "qkv_in",
     "attention.dense.weight": "attention_dense_in", "ffn.weight": "ffn_in", "ffn_output.weight": "ffn_output_in",
@@ -172,7 +190,7 @@ _LAYER_POINTS = {
 def activation_points(name: str, layers: int, groups: int, depth_shared: bool = False) -> list[str]:
     """The activation quantization points (in layer order) at the input of the linear layer `name`.
 
-    Adapter weights `adapters.{site}.{d}.{down|up}.weight` (frontend/torch_adapters.py) feed the point of layer d+1,
+    Adapter weights `adapters.{site}.{d}.{down|up}.weight` (frontend/models/adapters.py) feed the point of layer d+1,
     or of every layer when one adapter serves all depths (`depth_shared`)."""
     if name == "encoder.embedding_hidden_mapping_in.weight":
         return ["embedding_proj_in"]
@@ -189,11 +207,6 @@ def activation_points(name: str, layers: int, groups: int, depth_shared: bool = 
             return [f"layer{i + 1}.{_LAYER_POINTS[suffix]}" for i in range(layers)
                     if int(i / (layers / max(groups, 1))) == group]
     return []
-
-
-def sparse_mask_bytes(k: int, n: int) -> int:
-    """Bytes of the bitmask of a k x n tile: one bit per element, padded to a multiple of 4 (docs/emulator.md)."""
-    return -(-(k * n) // 32) * 4
 
 
 def encode_tile(tile: np.ndarray, fmt: WeightFormat, sparse: bool) -> bytes:

@@ -28,24 +28,24 @@ edgebertc warns). `margin` (a fraction) shrinks the target to absorb the drain
 cycles at each switch and the inter-layer overlap the additive cycle model ignores.
 
 The compiler embeds three int32 tables: bin -> p (`exit_table`, from `edgebert.frontend.predictor`), p -> q
-(`point_table`, indexed 0 .. L) and p -> r (`recovery_table`), and splices `predict_snippet` after layer 1's
-exit branch and `recovery_snippet` after every layer's exit branch.
+(`point_table`, indexed 0 .. L) and p -> r (`recovery_table`); the lowering (compiler/lower/exits.py) emits the
+lookup after layer 1's exit branch and the recovery switch after every layer's exit branch.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
-import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from edgebert.isa.encoding import Inst, make
+from edgebert.compiler.abi import DVFS_TABLES
 from edgebert.isa.errors import CompileError
 from edgebert.isa.hardware import HardwareConfig
-from edgebert.isa.table import BIN_MODES, SPACES
+from edgebert.isa.program import Program
 
 
 @dataclass(frozen=True)
@@ -230,58 +230,19 @@ def measure_layer_cycles(program: Any, hw: HardwareConfig) -> LayerCycles:
     return LayerCycles(prologue=first[0] - layer, layer=layer, epilogue=total1 - first[0])
 
 
-def _f32_bits(x: float) -> int:
-    return struct.unpack("<I", struct.pack("<f", x))[0]
-
-
-def predict_snippet(
-    at: int,
-    *,
-    r_layer: int,
-    r_pred: int,
-    r_off: int,
-    r_tmp: int,
-    f_entropy: int,
-    exit_table: int,
-    point_table: int,
-    space: str = "envm",
-    nbins: int = 100,
-    scale: float = 100.0,
-    mode: str = "nearest",
-) -> list[Inst]:
-    """After layer 1's exit branch: p = exit_table[bin(H1)], switch to point_table[p]. Skipped when r_layer != 1.
-
-    `at` is the instruction index of the snippet's first instruction (branch targets are absolute). Leaves the
-    predicted layer in `r_pred` and 4 p in `r_off` (both must survive the layer loop, for `recovery_snippet`);
-    clobbers `r_tmp`. `exit_table`/`point_table` are byte addresses in `space` (based on r0).
-    """
-    sp = SPACES.index(space)
-    skip = at + 7
-    return [
-        make("li", rd=r_tmp, imm=1),
-        make("bne", rs1=r_layer, rs2=r_tmp, target=skip),
-        make("lut", rd=r_pred, fs=f_entropy, table=exit_table, table_space=sp, nbins=nbins, scale=_f32_bits(scale),
-             mode=BIN_MODES.index(mode)),
-        make("li", rd=r_tmp, imm=4),
-        make("mul", rd=r_off, rs1=r_pred, rs2=r_tmp),
-        make("lw", rd=r_tmp, src=point_table, src_base=r_off, src_space=sp),
-        make("dvfsr", rs=r_tmp),
-    ]
-
-
-def recovery_snippet(
-    at: int, *, r_layer: int, r_pred: int, r_off: int, r_tmp: int, recovery_table: int, space: str = "envm"
-) -> list[Inst]:
-    """After every layer's exit branch: when r_layer == r_pred (the prediction was low), switch to recovery_table[p].
-
-    `r_pred` must be 0 before layer 1 (never equal to a layer count) or set by `predict_snippet` first.
-    """
-    sp = SPACES.index(space)
-    return [
-        make("bne", rs1=r_layer, rs2=r_pred, target=at + 3),
-        make("lw", rd=r_tmp, src=recovery_table, src_base=r_off, src_space=sp),
-        make("dvfsr", rs=r_tmp),
-    ]
+def plan_program_dvfs(program: Program, hw: HardwareConfig, num_layers: int, target_s: float,
+                      exit_table: np.ndarray, margin: float = 0.0) -> DvfsPlan:
+    """Measure a compiled early-exit program's cycles, plan its DVFS, and write the plan into the program: its three
+    tables (`abi.DVFS_TABLES` segments, compiled as placeholders of the same size) and metadata."""
+    plan = plan_dvfs(hw, measure_layer_cycles(program, hw), num_layers, target_s, exit_table, margin=margin)
+    new = dict(zip(DVFS_TABLES, (plan.exit_table, plan.point_table, plan.recovery_table), strict=True))
+    program.segments = [dataclasses.replace(s, data=table_bytes(new[s.name])) if s.name in new else s
+                        for s in program.segments]
+    program.metadata["dvfs_table"] = plan.to_json()
+    program.metadata["latency_target_s"] = target_s
+    program.metadata["dvfs_plan"] = plan.describe(hw).splitlines()
+    program.metadata["dvfs_infeasible_exits"] = plan.infeasible_exits(hw)
+    return plan
 
 
 def table_bytes(table: np.ndarray) -> bytes:

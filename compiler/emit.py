@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from edgebert.compiler.abi import R_ZERO
 from edgebert.compiler.tile_ir import TileProgram
 from edgebert.isa.encoding import Inst, make
 from edgebert.isa.errors import CompileError, EdgebertError
@@ -27,7 +28,7 @@ def encode_inst(inst, labels: dict[str, int]) -> Inst:
     values = dict(inst.fields)
     for name, (buf, off) in inst.addrs.items():
         values[name] = buf.address + off
-        values.setdefault(f"{name}_base", 0)  # a base register set by the lowering (early-exit DVFS tables)
+        values.setdefault(f"{name}_base", R_ZERO)  # absolute unless the lowering set a base register (abi.py)
         space_field = spec.by_name.get(f"{name}_space")
         if space_field is not None:
             values[f"{name}_space"] = SPACES.index(buf.space)

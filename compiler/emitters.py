@@ -2,18 +2,12 @@
 
 from __future__ import annotations
 
-import struct
-
 from edgebert.compiler.tile_ir import Ref, TileInst, TileProgram
 from edgebert.compiler.tiling import Tile, plan_tiles, row_tiles
 from edgebert.compiler.views import View
+from edgebert.isa.bits import f32_bits
 from edgebert.isa.errors import CompileError
 from edgebert.isa.table import BROADCASTS, DTYPES
-
-
-def f32_bits(x: float) -> int:
-    """IEEE-754 bit pattern of x rounded to float32."""
-    return struct.unpack("<I", struct.pack("<f", float(x)))[0]
 
 
 def _span(tile: Tile, i: int, mode: str = "none") -> int:
@@ -53,16 +47,24 @@ def emit_binary(prog: TileProgram, mnemonic: str, dst: View, a: View, b: View) -
         prog.emit(inst)
 
 
-def emit_unary(prog: TileProgram, mnemonic: str, dst: View, src: View, **fields: int) -> None:
-    """dst = op(src) element-wise (also vmov copies, itof, and vaddi/vmuli with an `imm` field)."""
-    for t in plan_tiles([dst, src]):
+def _emit_src_dst(prog: TileProgram, mnemonic: str, tiles: list[Tile], dst: View, src: View,
+                  rows_of: dict[str, View] | None = None, **fields: int) -> None:
+    """One `mnemonic dst, src` instruction per tile (plus per-op row operands of `cols` elements)."""
+    for t in tiles:
         inst = TileInst(
             mnemonic,
             {"rows": t.rows, "cols": t.cols, "dst_stride": t.row_strides[0], "src_stride": t.row_strides[1], **fields},
         )
         add_operand(inst, "src", src, t.offsets[1], _span(t, 1), False)
+        for name, row in (rows_of or {}).items():
+            add_operand(inst, name, row, row.offset, t.cols, False)
         add_operand(inst, "dst", dst, t.offsets[0], _span(t, 0), True)
         prog.emit(inst)
+
+
+def emit_unary(prog: TileProgram, mnemonic: str, dst: View, src: View, **fields: int) -> None:
+    """dst = op(src) element-wise (also vmov copies, itof, and vaddi/vmuli with an `imm` field)."""
+    _emit_src_dst(prog, mnemonic, plan_tiles([dst, src]), dst, src, **fields)
 
 
 def emit_immediate(prog: TileProgram, mnemonic: str, dst: View, src: View, imm: float) -> None:
@@ -74,20 +76,7 @@ def emit_dma(prog: TileProgram, mnemonic: str, dst: View, src: View) -> None:
     """`ld` (any memory -> SRAM) or `st` (SRAM -> any memory) of a strided view; dtype from the views."""
     if dst.dtype != src.dtype:
         raise CompileError(f"internal: DMA between {src.dtype} and {dst.dtype}")
-    for t in plan_tiles([dst, src]):
-        inst = TileInst(
-            mnemonic,
-            {
-                "rows": t.rows,
-                "cols": t.cols,
-                "dst_stride": t.row_strides[0],
-                "src_stride": t.row_strides[1],
-                "dtype": DTYPES.index(dst.dtype),
-            },
-        )
-        add_operand(inst, "src", src, t.offsets[1], _span(t, 1), False)
-        add_operand(inst, "dst", dst, t.offsets[0], _span(t, 0), True)
-        prog.emit(inst)
+    _emit_src_dst(prog, mnemonic, plan_tiles([dst, src]), dst, src, dtype=DTYPES.index(dst.dtype))
 
 
 def emit_row_op(
@@ -98,16 +87,7 @@ def emit_row_op(
     tiles = row_tiles([dst, src])
     if not tiles:
         return False
-    for t in tiles:
-        inst = TileInst(
-            mnemonic,
-            {"rows": t.rows, "cols": t.cols, "dst_stride": t.row_strides[0], "src_stride": t.row_strides[1], **fields},
-        )
-        add_operand(inst, "src", src, t.offsets[1], _span(t, 1), False)
-        for name, row in (rows_of or {}).items():
-            add_operand(inst, name, row, row.offset, t.cols, False)
-        add_operand(inst, "dst", dst, t.offsets[0], _span(t, 0), True)
-        prog.emit(inst)
+    _emit_src_dst(prog, mnemonic, tiles, dst, src, rows_of, **fields)
     return True
 
 

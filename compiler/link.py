@@ -6,7 +6,7 @@ Layout (docs/multitask.md):
   DRAM  [shared/task overflow][I/O][task-select word]
 Code: an entry block (per task: threshold -> f7, task base -> r14, copy the block into the task region unless
 it is already there), then the tasks' common code once; every task-weight operand is R[r14] + offset. With the SRAM
-placement the tasks are compiled with their weights read in place (compiler/matmul.InPlaceFormat: matmul b and bias
+placement the tasks are compiled with their weights read in place (compiler/compression.InPlaceFormat: matmul b and bias
 operands in the region, no staging `ld`); with the eNVM placement they are compiled staged (`ld` from the store).
 """
 
@@ -16,26 +16,28 @@ import hashlib
 from dataclasses import dataclass, field
 from typing import Any
 
+from edgebert.compiler.abi import (
+    EXIT_WORD,
+    F_THRESHOLD,
+    R_LOADED,
+    R_SELECTED,
+    R_SELECTED_PLUS_1,
+    R_TASK,
+    R_TASK_TMP,
+    R_ZERO,
+    TASK_BODY_LABEL,
+)
 from edgebert.compiler.emit import emit_program, symbol_name
+from edgebert.compiler.errors import TaskRegionError
 from edgebert.compiler.tile_ir import Buffer, Ref, TileProgram
+from edgebert.isa.bits import f32_bits
 from edgebert.isa.encoding import Inst, encode, make
 from edgebert.isa.errors import CompileError
 from edgebert.isa.hardware import HardwareConfig
 from edgebert.isa.program import Program, Segment, Symbol
 from edgebert.isa.table import SPACES
 
-R_TASK, R_SEL, R_SEL1, R_LOADED, R_TMP = 14, 13, 11, 12, 10  # the single-task code uses r1..r6
-F_THRESHOLD = 7
-BODY_LABEL = "mt.body"
 LD_COLS = 64  # the block copy: u8 rows of 64 bytes
-
-
-class TaskRegionError(CompileError):
-    """The SRAM task region does not fit above the activations; `reserve` = the SRAM bytes it needs."""
-
-    def __init__(self, reserve: int, message: str) -> None:
-        super().__init__(message)
-        self.reserve = reserve
 
 
 @dataclass
@@ -77,7 +79,7 @@ def split_constants(progs: list[TileProgram], names: list[str]) -> tuple[set[byt
     A position where every task reads the same bytes is shared (stored once); any other is a task entry, one per
     distinct tuple of the tasks' buffers, so each task's block has the same layout even when equal tensors inside
     one task were stored once (a buffer used both ways, or by several entries, is cloned). A constant read in place
-    from SRAM (a task weight, compiler/matmul.InPlaceFormat) is always the task's. Returns the shared digests and,
+    from SRAM (a task weight, compiler/compression.InPlaceFormat) is always the task's. Returns the shared digests and,
     per task, its entry buffers in entry order."""
     uses = [[(k, f, buf) for k, inst in enumerate(p.insts) for f, (buf, _off) in inst.addrs.items()
              if buf.kind == "const" and buf.data is not None] for p in progs]
@@ -226,8 +228,8 @@ def link_tasks(tasks: list[Any], results: list[Any], hw: HardwareConfig, *, plac
             for fname, (buf, off) in list(inst.addrs.items()):
                 if id(buf) not in task_ids:
                     continue
-                base = inst.fields.get(f"{fname}_base", 0)
-                if base in (0, R_TASK):
+                base = inst.fields.get(f"{fname}_base", R_ZERO)
+                if base in (R_ZERO, R_TASK):
                     inst.fields[f"{fname}_base"] = R_TASK
                 elif mode == "sram":  # a register-indexed table (the looped exit heads' r7): the region is fixed
                     inst.addrs[fname] = (buf, off + region)
@@ -269,7 +271,7 @@ def link_tasks(tasks: list[Any], results: list[Any], hw: HardwareConfig, *, plac
     meta["inputs"], meta["outputs"] = io["inputs"], io["outputs"]
     for entry_ in io["inputs"] + io["outputs"]:
         symbols.append(Symbol(symbol_name(f"io.{entry_['name']}"), "dram", entry_["address"]))
-    exit_buf = next((b for b in progs[0].buffers if b.name == "exit_layer" and b.kind == "output"), None)
+    exit_buf = next((b for b in progs[0].buffers if b.name == EXIT_WORD and b.kind == "output"), None)
     if exit_buf is not None:
         meta["exit_layer"] = {"space": exit_buf.space, "address": exit_buf.address}
     for key in ("dvfs_table", "dvfs_plan"):  # per task in multitask.tasks
@@ -330,30 +332,30 @@ def _entry_block(tasks: list[Any], store_base: list[int], store_level: str, bloc
     def task_code(k: int, t: Any) -> list[tuple[str, dict[str, Any]]]:
         out: list[tuple[str, dict[str, Any]]] = []
         if t.threshold is not None:
-            out.append(("fli", {"fd": F_THRESHOLD, "imm": _f32_bits(t.threshold)}))
+            out.append(("fli", {"fd": F_THRESHOLD, "imm": f32_bits(t.threshold)}))
         if mode == "sram":
             out.append(("li", {"rd": R_TASK, "imm": region}))
-            out.append(("beq", {"rs1": R_LOADED, "rs2": R_SEL1, "target": BODY_LABEL}))
+            out.append(("beq", {"rs1": R_LOADED, "rs2": R_SELECTED_PLUS_1, "target": TASK_BODY_LABEL}))
             rows_total, done = block // LD_COLS, 0
             while done < rows_total:
                 rows = min(rows_total - done, 65535)
                 out.append(("ld", {"dst": region + done * LD_COLS, "src_space": store, "src": store_base[k]
                                    + done * LD_COLS, "rows": rows, "cols": LD_COLS, "dtype": 3}))
                 done += rows
-            out.append(("sw", {"rs": R_SEL1, "dst_space": sram, "dst": loaded_word}))
+            out.append(("sw", {"rs": R_SELECTED_PLUS_1, "dst_space": sram, "dst": loaded_word}))
         else:
             out.append(("li", {"rd": R_TASK, "imm": store_base[k]}))
-        out.append(("jmp", {"target": BODY_LABEL}))
+        out.append(("jmp", {"target": TASK_BODY_LABEL}))
         return out
 
     pre: list[tuple[str, dict[str, Any]]] = [
-        ("lw", {"rd": R_SEL, "src_space": dram, "src": select_word}),
-        ("addi", {"rd": R_SEL1, "rs1": R_SEL, "imm": 1}),
+        ("lw", {"rd": R_SELECTED, "src_space": dram, "src": select_word}),
+        ("addi", {"rd": R_SELECTED_PLUS_1, "rs1": R_SELECTED, "imm": 1}),
     ]
     if mode == "sram":
         pre.append(("lw", {"rd": R_LOADED, "src_space": sram, "src": loaded_word}))
     for k, _ in enumerate(tasks):
-        pre += [("li", {"rd": R_TMP, "imm": k}), ("beq", {"rs1": R_SEL, "rs2": R_TMP, "target": f"mt.task.{k}"})]
+        pre += [("li", {"rd": R_TASK_TMP, "imm": k}), ("beq", {"rs1": R_SELECTED, "rs2": R_TASK_TMP, "target": f"mt.task.{k}"})]
     pre.append(("halt", {}))  # an unknown task index stops at once
     blocks = [task_code(k, t) for k, t in enumerate(tasks)]
     labels, pc = {}, len(pre)
@@ -361,7 +363,7 @@ def _entry_block(tasks: list[Any], store_base: list[int], store_level: str, bloc
         labels[f"mt.task.{k}"] = pc
         labels[symbol_name(f"mt.task.{t.name}")] = pc
         pc += len(blk)
-    labels[BODY_LABEL] = pc
+    labels[TASK_BODY_LABEL] = pc
     flat = pre + [x for blk in blocks for x in blk] + [("barrier", {})]
     code = []
     for mnemonic, values in flat:
@@ -369,9 +371,3 @@ def _entry_block(tasks: list[Any], store_base: list[int], store_level: str, bloc
             values = {**values, "target": labels[values["target"]]}
         code.append(make(mnemonic, **values))
     return code, labels
-
-
-def _f32_bits(x: float) -> int:
-    import struct
-
-    return struct.unpack("<I", struct.pack("<f", float(x)))[0]

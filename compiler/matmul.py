@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 
-from edgebert.compiler.compression import WeightFormat, encode_tile
+from edgebert.compiler.compression import CompressionOptions, InPlaceFormat, WeightFormat, encode_tile
 from edgebert.compiler.emitters import add_operand
+from edgebert.compiler.errors import StagingTooSmall
 from edgebert.compiler.tile_ir import Buffer, TileInst, TileProgram
 from edgebert.compiler.tiling import MAX_FIELD
 from edgebert.compiler.views import View
@@ -34,13 +34,6 @@ class StagingRing:
         return buf
 
 
-@dataclass(frozen=True)
-class InPlaceFormat(WeightFormat):
-    """A weight stored dense (fp32 or AF8 codes) as ONE row-major SRAM constant that the matmuls read in place
-    (b_stride = its row length): a multi-task program's task weight, which the linker places in the SRAM task region
-    (compiler/link.py). Never bitmask-sparse."""
-
-
 @dataclass
 class PackedWeight:
     """A constant weight [K, N] (float32 values) with its storage format; `const(raw, what)` makes (and
@@ -62,10 +55,11 @@ def sram_const(prog: TileProgram, raw: bytes) -> Buffer:
     return buf or prog.buffer(f"const.in_place.{len(prog.buffers)}", max(len(raw), 4), "const", "sram", raw)
 
 
-def in_place_bias(prog: TileProgram, compression: Any, weight: np.ndarray, bias: np.ndarray) -> View | None:
+def in_place_bias(prog: TileProgram, compression: CompressionOptions | None, weight: np.ndarray,
+                  bias: np.ndarray) -> View | None:
     """The bias row [N] of a matmul whose constant weight is read in place (InPlaceFormat): an SRAM constant read in
     place as well (no `ld`); None for any other weight."""
-    if not getattr(compression, "in_place", False) or weight.ndim != 2 or \
+    if compression is None or not compression.task_weights_in_place or weight.ndim != 2 or \
             not isinstance(compression.weight_format(weight), InPlaceFormat):
         return None
     data = np.ascontiguousarray(bias, np.float32)
@@ -137,7 +131,7 @@ def weight_tile_shape(hw: HardwareConfig, k: int, n: int, budget: int, itemsize:
         if k_t >= vs and k_t < k:
             k_t -= k_t % vs
     if k_t < 1 or n_t < 1:
-        raise CompileError(f"weight staging buffer of {budget} bytes cannot hold one {itemsize}-byte element row")
+        raise StagingTooSmall(budget, itemsize)
     return k_t, n_t
 
 
@@ -155,7 +149,6 @@ def emit_matmul(
     a: View,
     b: View,
     bias: View | None = None,
-    epilogue: Callable[[View], None] | None = None,
     name: str = "matmul",
     packed: PackedWeight | None = None,
     a_exp: int | None = None,
@@ -163,7 +156,7 @@ def emit_matmul(
 ) -> None:
     """dst[M, N] = a[M, K] @ b[K, N] (+ bias[N]); b either a constant (streamed) or an SRAM activation.
 
-    a and dst must be dense along their last axis; `epilogue(tile)` runs on each finished output tile.
+    a and dst must be dense along their last axis.
     `packed`: the constant b stored compressed (AF8 codes and/or bitmask-sparse tiles, compiler/compression.py).
     `a_exp`: a holds AF8 codes with that exponent bias (a_fmt=af8); `b_exp` likewise for an activation b.
     """
@@ -257,5 +250,3 @@ def emit_matmul(
                     add_operand(inst, "dst", dst, d_off, (mm - 1) * (d_stride or nn) + nn, False)
                 add_operand(inst, "dst", dst, d_off, (mm - 1) * (d_stride or nn) + nn, True)
                 prog.emit(inst)
-        if epilogue is not None:
-            epilogue(dst.index(1, n0, nn))

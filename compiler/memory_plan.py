@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from edgebert.compiler.errors import SramOverflow
 from edgebert.compiler.tile_ir import Buffer, TileProgram
 from edgebert.isa.errors import CompileError
 from edgebert.isa.hardware import HardwareConfig
@@ -72,7 +73,7 @@ def plan_sram(prog: TileProgram, hw: HardwareConfig) -> int:
     """Give every SRAM buffer an address; buffers with disjoint live intervals share memory. Staging buffers are
     first trimmed to what their tiles use (trim_staging).
 
-    Returns the peak SRAM use in bytes; raises CompileError naming the buffer that does not fit.
+    Returns the peak SRAM use in bytes; raises SramOverflow naming the buffer that does not fit.
     """
     trim_staging(prog)
     sram = hw.memory.sram
@@ -95,15 +96,11 @@ def plan_sram(prog: TileProgram, hw: HardwareConfig) -> int:
             addr = max(addr, _align(a1, align))
         if addr + size > sram.size_bytes:
             live = sum(s for (s0, s1, a, s, _) in placed if s0 <= hi and lo <= s1)
-            raise CompileError(
-                f"SRAM overflow: tensor '{buf.name}' ({buf.what + ', ' if buf.what else ''}{buf.nbytes} bytes) does "
-                f"not fit: {live} bytes are live "
-                f"at that point and memory.sram.size_bytes is {sram.size_bytes}"
-            )
+            raise SramOverflow(buf.name, buf.what, buf.nbytes, live, sram.size_bytes)
         buf.address = addr
         placed.append((lo, hi, addr, size, buf))
         peak = max(peak, addr + size)
-    # constants read in place from SRAM (a multi-task program's task weights, compiler/matmul.InPlaceFormat): above
+    # constants read in place from SRAM (a multi-task program's task weights, compiler/compression.InPlaceFormat): above
     # the activations' peak, which they do not count in; compiler/link.py moves them into the SRAM task region
     top = peak
     for buf in prog.buffers:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import functools
 import json
 import math
 from dataclasses import dataclass
@@ -19,8 +18,11 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
-from edgebert.compiler.compression import CompressionOptions, WeightFormat, options_from_model, weight_key
-from edgebert.compiler.matmul import InPlaceFormat
+from edgebert.compiler.compression import weight_key
+from edgebert.compiler.errors import TaskRegionError
+from edgebert.compiler.link import LinkResult, link_tasks
+from edgebert.compiler.options import CompileOptions, EarlyExitOptions, TaskWeights
+from edgebert.compiler.pipeline import CompileResult, compile_model
 from edgebert.isa import adaptivfloat
 from edgebert.isa.errors import CompileError
 from edgebert.isa.hardware import HardwareConfig, default_config
@@ -39,23 +41,6 @@ class TaskModel:
     label_names: list[str]
     threshold: float | None
     multitask: dict[str, Any]
-
-
-class TaskWeightCompression(CompressionOptions):
-    """The model's compression, except task weights: dense, with the AF8 bias chosen for their slot (or fp32); with
-    `in_place`, each one SRAM constant the matmuls read in place (InPlaceFormat), else streamed through staging."""
-
-    task_formats: dict[bytes, int | None]
-    in_place: bool = False
-
-    def weight_format(self, w: np.ndarray) -> WeightFormat | None:
-        key = weight_key(w)
-        if key in self.task_formats:
-            bias = self.task_formats[key]
-            if self.in_place:
-                return InPlaceFormat(bias, False)
-            return None if bias is None else WeightFormat(bias, False)
-        return super().weight_format(w)
 
 
 def _metadata(proto: onnx.ModelProto) -> dict[str, Any]:
@@ -174,35 +159,36 @@ def compile_task(
     hw: HardwareConfig,
     formats: dict[bytes, int | None],
     threshold: float | None,
-    early_exit: Any,
+    early_exit: EarlyExitOptions | bool,
     seq_len: int | None = None,
     in_place: bool = False,
-) -> Any:
-    """One task through the single-task pipeline (compile_onnx's stages) with TaskWeightCompression.
+) -> CompileResult:
+    """One task through the pipeline, its task weights stored per `formats` (options.TaskWeights).
 
-    `in_place` (SRAM placement): the matmuls read the task weights in place from SRAM constants (this program keeps
-    them above its activations as SRAM data segments; the linker moves them into the task region)."""
-    from edgebert.compiler.early_exit import EarlyExitOptions, compile_early_exit
-    from edgebert.compiler.pipeline import _edgebert_settings, check_backend_limits, compile_relax, relax_pipeline
-    from edgebert.frontend import load_onnx, to_relax
-
-    timings: dict[str, float] = {}
-    loaded = load_onnx(proto, seq_len)
-    check_backend_limits(loaded.model)
-    mod = relax_pipeline(to_relax(loaded), None, timings)
-    meta = {"source_model_sha256": loaded.sha256, "seq_len": loaded.seq_len, **_edgebert_settings(loaded.metadata)}
-    base = options_from_model(loaded.model, loaded.metadata)
-    comp = TaskWeightCompression(**{f.name: getattr(base, f.name) for f in dataclasses.fields(base)})
-    comp.task_formats = formats
-    comp.in_place = in_place
+    `early_exit` (options, or True): the exit heads as early-exit branches with the task's `threshold` (None: the
+    model's). `in_place` (SRAM placement): the matmuls read the task weights in place from SRAM constants (this
+    program keeps them above its activations as SRAM data segments; the linker moves them into the task region)."""
+    exits = None
     if early_exit:
-        base_opts = early_exit if isinstance(early_exit, EarlyExitOptions) else EarlyExitOptions()
-        opts = dataclasses.replace(base_opts, threshold=threshold)
-        return compile_early_exit(mod, hw, loaded, opts, meta,
-                                  lambda **kw: compile_relax(timings=timings, compression=comp, **kw))
-    return compile_relax(mod, hw, output_names=list(loaded.output_names),
-                         output_shapes=[t.shape for t in loaded.outputs], metadata=meta, timings=timings,
-                         compression=comp)
+        base = early_exit if isinstance(early_exit, EarlyExitOptions) else EarlyExitOptions()
+        exits = dataclasses.replace(base, threshold=threshold)
+    return compile_model(proto, CompileOptions(seq_len, True, exits, TaskWeights(formats, in_place)), hw)
+
+
+@dataclass(frozen=True)
+class _TaskBuild:
+    """Everything that compiles the tasks except the hardware target and the placement."""
+
+    tasks: list[TaskModel]
+    protos: list[onnx.ModelProto]
+    formats: dict[bytes, int | None]
+    early_exit: bool
+    seq_len: int | None
+    dvfs: dict[str, EarlyExitOptions] | None  # task -> options with a latency target
+
+    def compile_all(self, hw: HardwareConfig, in_place: bool) -> list[CompileResult]:
+        return [compile_task(p, hw, self.formats, t.threshold, (self.dvfs or {}).get(t.name, self.early_exit),
+                             self.seq_len, in_place) for t, p in zip(self.tasks, self.protos, strict=True)]
 
 
 def compile_multitask(
@@ -214,8 +200,8 @@ def compile_multitask(
     early_exit: bool = True,
     placement: str = "auto",
     seq_len: int | None = None,
-    dvfs: dict[str, Any] | None = None,
-) -> Any:
+    dvfs: dict[str, EarlyExitOptions] | None = None,
+) -> LinkResult:
     """Compile task models (paths or ModelProtos) into one multi-task Program; returns a link.LinkResult.
 
     `dvfs`: task -> `early_exit.EarlyExitOptions` with a latency target and that task's predictor (table or
@@ -247,15 +233,11 @@ def compile_multitask(
     if missing:
         raise CompileError(f"DVFS options for an unknown task '{missing[0]}'")
 
-    def compile_all(target: HardwareConfig, in_place: bool, plans: dict[str, Any] | None = dvfs) -> list[Any]:
-        return [compile_task(p, target, formats, t.threshold, (plans or {}).get(t.name, early_exit), seq_len,
-                             in_place) for t, p in zip(tasks, protos, strict=True)]
-
-    res = _place(tasks, compile_all, hw, placement, labels)
+    build = _TaskBuild(tasks, protos, formats, early_exit, seq_len, dvfs)
+    res = _place(build, hw, placement, labels)
     switch_s = task_switch_seconds(res.program, hw) if dvfs else 0.0
     if switch_s > 0:  # plan again with the longest task-switch copy kept in reserve
-        budgeted = _budget_switch(dvfs or {}, switch_s)
-        res = _place(tasks, functools.partial(compile_all, plans=budgeted), hw, placement, labels)
+        res = _place(dataclasses.replace(build, dvfs=_budget_switch(dvfs or {}, switch_s)), hw, placement, labels)
         res.program.metadata["multitask"]["switch_budget_s"] = switch_s
     if format_notes:
         res.notes[:0] = format_notes
@@ -296,76 +278,26 @@ def _budget_switch(dvfs: dict[str, Any], switch_s: float) -> dict[str, Any]:
     return out
 
 
-def _place(tasks: list[TaskModel], compile_all: Any, hw: HardwareConfig, placement: str, labels: int) -> Any:
+def _place(build: _TaskBuild, hw: HardwareConfig, placement: str, labels: int) -> LinkResult:
     """Link the compiled tasks with the placement asked for ("auto": SRAM, replanned below a reserved task region
-    when needed, else eNVM with a note). SRAM: compiled with the task weights read in place (`compile_all(hw,
-    True)`); eNVM: compiled again with them staged (the matmul cannot read eNVM)."""
-    from edgebert.compiler.link import TaskRegionError, link_tasks
-
+    when needed, else eNVM with a note). SRAM: compiled with the task weights read in place; eNVM: compiled again
+    with them staged (the matmul cannot read eNVM)."""
     if placement == "envm":
-        return link_tasks(tasks, compile_all(hw, False), hw, placement="envm", padded_labels=labels)
+        return link_tasks(build.tasks, build.compile_all(hw, False), hw, placement="envm", padded_labels=labels)
     try:
-        return link_tasks(tasks, compile_all(hw, True), hw, placement="sram", padded_labels=labels)
+        return link_tasks(build.tasks, build.compile_all(hw, True), hw, placement="sram", padded_labels=labels)
     except TaskRegionError as exc:
         # plan the activations in the SRAM below a reserved task region, and try again
         sram = hw.memory.sram
         reserved = dataclasses.replace(hw, memory=dataclasses.replace(
             hw.memory, sram=dataclasses.replace(sram, size_bytes=max(sram.size_bytes - exc.reserve, 0))))
         try:
-            return link_tasks(tasks, compile_all(reserved, True), hw, placement="sram", padded_labels=labels)
+            return link_tasks(build.tasks, build.compile_all(reserved, True), hw, placement="sram", padded_labels=labels)
         except CompileError as again:
             if placement == "sram":
                 raise CompileError(f"{exc}; with the activations planned below the task region: {again}") from None
-            res = link_tasks(tasks, compile_all(hw, False), hw, placement="envm", padded_labels=labels)
+            res = link_tasks(build.tasks, build.compile_all(hw, False), hw, placement="envm", padded_labels=labels)
             res.notes.append(f"SRAM placement impossible ({exc}; {again}): task weights streamed (staged) from "
                              f"{res.program.metadata['multitask']['tasks'][0]['block']['space']}")
             res.program.metadata["multitask"]["notes"] = res.notes
             return res
-
-
-def compile_cli(args: Any, hw: HardwareConfig) -> Any:
-    """`edgebertc a.onnx b.onnx [--task NAME=PATH] ...`: the multi-task compile the flags ask for."""
-    models: list[Any] = list(args.model)
-    names: list[str | None] = [None] * len(models)
-    for spec in args.task:
-        name, sep, path = spec.partition("=")
-        if not sep or not name or not path:
-            raise CompileError(f"--task expects NAME=PATH, got '{spec}'")
-        models.append(path)
-        names.append(name)
-    if not models:
-        raise CompileError("no model given")
-    for m in models:
-        if not Path(m).is_file():
-            raise CompileError(f"{m}: no such file")
-    if args.dump_ir is not None:
-        raise CompileError("multi-task programs do not support --dump-ir")
-    dvfs = None
-    if args.latency_target is not None:
-        from edgebert.compiler.cli import early_exit_options
-
-        base = early_exit_options(args)
-        calib = {}
-        for spec in args.task_calibration:
-            name, sep, path = spec.partition("=")
-            if not sep or not Path(path).is_file():
-                raise CompileError(f"--task-calibration expects NAME=FILE (an existing file), got '{spec}'")
-            calib[name] = path
-        all_names = [n or load_task(m).name for m, n in zip(models, names, strict=True)]
-        dvfs = {n: dataclasses.replace(base, calibration_entropies=calib[n], predictor_table=None)
-                if n in calib else base for n in all_names}
-    elif args.task_calibration:
-        raise CompileError("--task-calibration needs --latency-target")
-    thresholds = {}
-    for spec in args.task_threshold:
-        name, sep, value = spec.partition("=")
-        try:
-            thresholds[name] = float(value)
-        except ValueError:
-            raise CompileError(f"--task-threshold expects NAME=T, got '{spec}'") from None
-        if not sep:
-            raise CompileError(f"--task-threshold expects NAME=T, got '{spec}'")
-    if args.threshold is not None:
-        thresholds = {**{t: args.threshold for t in names if t}, **thresholds, "*": args.threshold}
-    return compile_multitask(models, hw, names=names, thresholds=thresholds, placement=args.task_placement,
-                             seq_len=args.seq_len, dvfs=dvfs)

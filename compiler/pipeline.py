@@ -1,38 +1,75 @@
-"""The compiler's table of contents: ONNX -> Relax -> Relax passes -> tile program -> plan -> schedule -> Program.
+"""The compiler's table of contents: `STAGES`, run in order on one `Compilation` (docs/compiler.md has the diagram).
 
-compile_onnx(model)                       stage                         module
-  1. load + check + fix shapes            frontend.load_onnx            edgebert.frontend.loader
-  2. import into Relax                    frontend.to_relax             edgebert.frontend.loader
-  3. Relax passes (cleanup, fusion,       relax_pipeline                edgebert.compiler.relax_passes
-     layer loop)
-  4. lowering to a tile program           lower_module                  backend, lowering, matmul, emitters
-  5. memory planning                      place_constants_and_io,       memory_plan
-                                          plan_sram
-  6. scheduling                           hoist_loads, insert_tokens    schedule
-  7. emission                             emit_program                  emit
+  stage        what it reads -> what it hands on                                  where
+  load         ONNX path/proto -> LoadedModel (checked, static shapes, metadata)  edgebert.frontend.loader
+  import       LoadedModel -> Relax IRModule                                      edgebert.frontend.loader
+  relax        IRModule -> IRModule with edgebert.* composites, layer functions   compiler/relax_passes
+  layer-loops  IRModule -> [LayerLoop] (what OutlineLayerLoops made; found once)  relax_passes.find_layer_loops
+  compression  model metadata (+ task weights) -> CompressionOptions              compiler/compression.py
+  early-exit   metadata + EarlyExitOptions -> EarlyExitSpec (heads, threshold,     compiler/early_exit.py
+               placeholder DVFS tables)
+  lower        IRModule, loops, spec -> TileProgram (symbolic buffers)            compiler/lower
+  plan-memory  TileProgram -> addresses (eNVM/DRAM constants, SRAM by liveness)   compiler/memory_plan.py
+  schedule     TileProgram -> loads hoisted, dependency tokens                    compiler/schedule.py
+  emit         TileProgram -> Program (code, segments, symbols, metadata)         compiler/emit.py
+  dvfs-plan    Program -> measured cycles -> DVFS tables written in               compiler/dvfs_plan.py
+
+`lower` and `plan-memory` run once per weight staging size (largest first) until the activations fit (SramOverflow,
+StagingTooSmall). Options (compiler/options.py) switch stages on: `early-exit` and `dvfs-plan` run only when asked.
+Entry points: `compile_model` (every stage), `compile_onnx` (its keyword form), `compile_relax` (a Relax module that
+went through the Relax passes: the stages from `layer-loops` on); the multi-task compile (compiler/multitask.py)
+runs `compile_model` once per task, then links.
 """
 
 from __future__ import annotations
 
-import logging
 import time
 from collections.abc import Callable
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from edgebert.compiler.backend import STAGING_FRACTIONS, lower_module
+import tvm
+from tvm import relax
+
+from edgebert.compiler.abi import EXIT_WORD
 from edgebert.compiler.compression import CompressionOptions, options_from_model
+from edgebert.compiler.dvfs_plan import plan_program_dvfs
+from edgebert.compiler.early_exit import EarlyExitSpec, exit_spec
 from edgebert.compiler.emit import emit_program
+from edgebert.compiler.errors import SramOverflow, StagingTooSmall
+from edgebert.compiler.lower.program import lower_program
 from edgebert.compiler.memory_plan import place_constants_and_io, plan_sram
+from edgebert.compiler.options import CompileOptions, EarlyExitOptions
+from edgebert.compiler.relax_passes import (
+    CanonicalizeCompositeArgs,
+    LayerLoop,
+    OutlineLayerLoops,
+    SimplifyAttentionMask,
+    SimplifyIdentityIdioms,
+    cleanup_passes,
+    find_layer_loops,
+    fusion_pass,
+    run_passes,
+)
 from edgebert.compiler.schedule import hoist_loads, insert_tokens
-from edgebert.compiler.tile_ir import TileProgram
+from edgebert.compiler.tile_ir import TileProgram, format_tile_program
 from edgebert.isa.errors import CompileError
 from edgebert.isa.hardware import HardwareConfig, default_config
 from edgebert.isa.program import Program
 
-log = logging.getLogger(__name__)
+#: Each weight staging buffer takes 1/fraction of the SRAM; `lower` + `plan-memory` try the largest first.
+STAGING_FRACTIONS = (6, 8, 12, 16, 32, 64)
+
+
+def relax_passes(params: dict[str, Any] | None = None, layer_loops: bool = True) -> list[tvm.transform.Pass]:
+    """The `relax` stage: cleanup -> attention-mask canonicalisation -> composite fusion -> canonical composite
+    arguments -> identity idioms -> layer loop outlining (compiler/relax_passes)."""
+    passes = cleanup_passes(params)
+    passes += [SimplifyAttentionMask(), fusion_pass(), CanonicalizeCompositeArgs(), SimplifyIdentityIdioms()]
+    if layer_loops:
+        passes.append(OutlineLayerLoops())
+    return passes
 
 
 @dataclass
@@ -46,24 +83,253 @@ class CompileResult:
     timings: dict[str, float] = field(default_factory=dict)
 
 
-@contextmanager
-def _timed(timings: dict[str, float], name: str):
+@dataclass
+class Compilation:
+    """What the stages hand on to each other (each stage reads some fields and fills others)."""
+
+    options: CompileOptions
+    hw: HardwareConfig
+    timings: dict[str, float]
+    model: Any = None  # ONNX path or ModelProto
+    loaded: Any = None  # frontend.LoadedModel
+    mod: relax.IRModule | None = None
+    output_names: list[str] | None = None
+    output_shapes: list[tuple[int, ...]] | None = None  # checked against what the module computes
+    metadata: dict[str, Any] = field(default_factory=dict)  # reported in the program metadata
+    layer_loops: list[LayerLoop] = field(default_factory=list)
+    compression: CompressionOptions | None = None
+    exit_spec: EarlyExitSpec | None = None
+    staging_fraction: int = STAGING_FRACTIONS[0]
+    tile_program: TileProgram | None = None
+    sram_peak_bytes: int = 0
+    token_pairs: int = 0
+    program: Program | None = None
+
+    def result(self) -> CompileResult:
+        """What the caller gets back."""
+        return CompileResult(self.program, self.tile_program, self.sram_peak_bytes, self.token_pairs, self.timings)
+
+
+# ---- the stages ----------------------------------------------------------------------------------------------------
+
+
+def load_model(c: Compilation) -> None:
+    """ONNX path/proto -> LoadedModel (checked, static shapes) and the program metadata it implies."""
+    from edgebert.frontend import load_onnx
+
+    c.loaded = load_onnx(c.model, c.options.seq_len)
+    check_backend_limits(c.loaded.model)
+    c.output_names = list(c.loaded.output_names)
+    c.output_shapes = [t.shape for t in c.loaded.outputs]
+    c.metadata = {"source_model_sha256": c.loaded.sha256, "seq_len": c.loaded.seq_len,
+                  **_edgebert_settings(c.loaded.metadata)}
+
+
+def import_relax(c: Compilation) -> None:
+    """LoadedModel -> Relax IRModule."""
+    from edgebert.frontend import to_relax
+
+    c.mod = to_relax(c.loaded)
+
+
+def run_relax_passes(c: Compilation) -> None:
+    """Each pass timed as `relax:<pass>`; --dump-ir gets `00_input.py` and `NN_<pass>.py` (relax_passes.run_passes)."""
+    c.mod = run_passes(c.mod, relax_passes(), c.options.dump_dir, c.timings)
+
+
+def find_loops(c: Compilation) -> None:
+    """The layer loops OutlineLayerLoops made: the lowering uses this list, nothing finds them again."""
+    c.layer_loops = find_layer_loops(c.mod)
+
+
+def choose_compression(c: Compilation) -> None:
+    """How constant weights are stored: the model's AF8 / sparse settings, a multi-task model's task weights."""
+    if c.loaded is None or not c.options.compress:
+        return
+    c.compression = options_from_model(c.loaded.model, c.loaded.metadata)
+    task = c.options.task_weights
+    if task is not None:
+        c.compression.task_formats = dict(task.formats)
+        c.compression.task_weights_in_place = task.in_place
+
+
+def resolve_early_exit(c: Compilation) -> None:
+    """EarlyExitOptions + the model's metadata -> EarlyExitSpec (heads, threshold, placeholder DVFS tables)."""
+    if c.loaded is None:
+        raise CompileError("early exit needs the model's metadata (compile_model / compile_onnx)")
+    c.exit_spec, extra = exit_spec(c.options.early_exit, c.loaded.metadata, c.hw)
+    c.metadata = {**c.metadata, **extra}
+    c.output_shapes = None  # the program's one output is the exit logits
+
+
+def lower(c: Compilation) -> None:
+    """IRModule -> TileProgram at the current staging size; its outputs checked against the ONNX graph."""
+    c.tile_program = lower_program(c.mod, c.hw, c.layer_loops, staging_fraction=c.staging_fraction,
+                                   output_names=c.output_names, early_exit=c.exit_spec, compression=c.compression)
+    if c.output_shapes is not None:
+        _check_output_shapes(c.tile_program, c.output_shapes)
+
+
+def plan_memory(c: Compilation) -> None:
+    """Addresses: constants and I/O, then SRAM by liveness (SramOverflow when the activations do not fit)."""
+    place_constants_and_io(c.tile_program, c.hw)
+    c.sram_peak_bytes = plan_sram(c.tile_program, c.hw)
+
+
+def schedule(c: Compilation) -> None:
+    """Loads hoisted for double buffering, then the dependency tokens."""
+    hoist_loads(c.tile_program)
+    c.token_pairs = insert_tokens(c.tile_program)
+
+
+def emit(c: Compilation) -> None:
+    """TileProgram -> Program; with early exit, the exit word's address and the exit layout in the metadata."""
+    prog = c.tile_program
+    c.program = emit_program(prog, c.hw, {"sram_peak_bytes": c.sram_peak_bytes, **c.metadata})
+    if c.exit_spec is not None:
+        word = next(b for b in prog.buffers if b.name == EXIT_WORD)
+        c.program.metadata["exit_layer"] = {"space": word.space, "address": word.address}
+        c.program.metadata["early_exit"]["layout"] = prog.exit_layout
+
+
+def plan_dvfs_tables(c: Compilation) -> None:
+    """Measure the program's cycles, plan its latency-aware DVFS and write the tables in."""
+    opts = c.options.early_exit
+    plan_program_dvfs(c.program, c.hw, len(c.exit_spec.heads), opts.latency_target_s, c.exit_spec.dvfs.exit_table,
+                      opts.margin)
+
+
+def _early_exit(o: CompileOptions) -> bool:
+    return o.early_exit is not None
+
+
+def _latency_target(o: CompileOptions) -> bool:
+    return o.early_exit is not None and o.early_exit.latency_target_s is not None
+
+
+def _relax_text(c: Compilation) -> str:
+    return c.mod.script(show_meta=False)
+
+
+def _tile_text(c: Compilation) -> str:
+    return format_tile_program(c.tile_program)
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One stage: its name (the -v timing key), what it does, when it runs, and what --dump-ir writes after it."""
+
+    name: str
+    run: Callable[[Compilation], None]
+    backend: bool = True  # part of `compile_relax` (a Relax module that went through the Relax passes)
+    when: Callable[[CompileOptions], bool] | None = None  # None: always
+    sized: bool = False  # rerun per weight staging size until the activations fit
+    dump: tuple[str, Callable[[Compilation], str]] | None = None  # (file name, listing of what the stage made)
+
+
+#: The compiler, stage by stage (module docstring).
+STAGES: tuple[Stage, ...] = (
+    Stage("load", load_model, backend=False),
+    Stage("import", import_relax, backend=False, dump=("00-imported.py", _relax_text)),
+    Stage("relax", run_relax_passes, backend=False),
+    Stage("layer-loops", find_loops),
+    Stage("compression", choose_compression),
+    Stage("early-exit", resolve_early_exit, when=_early_exit),
+    Stage("lower", lower, sized=True, dump=("50-lowered.txt", _tile_text)),
+    Stage("plan-memory", plan_memory, sized=True),
+    Stage("schedule", schedule, dump=("60-scheduled.txt", _tile_text)),
+    Stage("emit", emit),
+    Stage("dvfs-plan", plan_dvfs_tables, when=_latency_target),
+)
+
+
+def run_stages(c: Compilation, stages: tuple[Stage, ...] | list[Stage]) -> CompileResult:
+    """Run `stages` in order on `c` (timing each into `c.timings`)."""
+    stages = [s for s in stages if s.when is None or s.when(c.options)]
+    i = 0
+    while i < len(stages):
+        if not stages[i].sized:
+            _timed(c, stages[i])
+            i += 1
+            continue
+        j = i
+        while j < len(stages) and stages[j].sized:
+            j += 1
+        _run_sized(c, stages[i:j])
+        i = j
+    return c.result()
+
+
+def _timed(c: Compilation, stage: Stage) -> None:
+    """Run one stage, time it, and write its --dump-ir listing."""
     t0 = time.perf_counter()
-    yield
-    timings[name] = timings.get(name, 0.0) + time.perf_counter() - t0
+    stage.run(c)
+    c.timings[stage.name] = c.timings.get(stage.name, 0.0) + time.perf_counter() - t0
+    if stage.dump is not None and c.options.dump_dir is not None:
+        c.options.dump_dir.mkdir(parents=True, exist_ok=True)
+        (c.options.dump_dir / stage.dump[0]).write_text(stage.dump[1](c))
 
 
-def relax_pipeline(mod: Any, dump_dir: Path | None, timings: dict[str, float]) -> Any:
-    """Stage 3: cleanup, `edgebert.*` composite fusion and layer-loop outlining (compiler/relax_passes)."""
-    from edgebert.compiler.relax_passes import default_passes, run_passes
+def _run_sized(c: Compilation, stages: list[Stage]) -> None:
+    """Bigger weight staging buffers mean fewer, wider matmuls: try the sizes largest first until one fits; report
+    the last SRAM overflow (else the first staging error) when none does."""
+    failure: CompileError | None = None
+    for fraction in STAGING_FRACTIONS:
+        c.staging_fraction = fraction
+        try:
+            for stage in stages:
+                _timed(c, stage)
+            return
+        except (SramOverflow, StagingTooSmall) as exc:
+            failure = exc if isinstance(exc, SramOverflow) or failure is None else failure
+    raise failure
 
-    return run_passes(mod, default_passes(), dump_dir, timings)
+
+def format_timings(timings: dict[str, float]) -> list[str]:
+    """`edgebertc -v`: one line per stage that ran (and per Relax pass), in stage order, then the total."""
+    lines, total = [], 0.0
+    for stage in STAGES:
+        if stage.name not in timings:
+            continue
+        total += timings[stage.name]
+        lines.append(f"{stage.name:40s} {timings[stage.name] * 1000:9.1f} ms")
+        if stage.name == "relax":
+            lines += [f"{name:40s} {secs * 1000:9.1f} ms" for name, secs in timings.items()
+                      if name.startswith("relax:")]
+    lines.append(f"{'total':40s} {total * 1000:9.1f} ms")
+    return lines
 
 
-def _dump(dump_dir: Path | None, name: str, text: Callable[[], str]) -> None:
-    if dump_dir is not None:
-        dump_dir.mkdir(parents=True, exist_ok=True)
-        (dump_dir / name).write_text(text())
+# ---- entry points --------------------------------------------------------------------------------------------------
+
+
+def compile_model(model: Any, options: CompileOptions | None = None, hw: HardwareConfig | None = None,
+                  timings: dict[str, float] | None = None) -> CompileResult:
+    """Compile an ONNX model (path or ModelProto) for `hw` (default config): every stage `options` asks for."""
+    c = Compilation(options or CompileOptions(), hw or default_config(), {} if timings is None else timings,
+                    model=model)
+    return run_stages(c, STAGES)
+
+
+def compile_onnx(
+    model: Any,
+    seq_len: int | None = None,
+    hw: HardwareConfig | None = None,
+    *,
+    dump_dir: str | Path | None = None,
+    timings: dict[str, float] | None = None,
+    early_exit: EarlyExitOptions | bool | None = None,
+    compress: bool = True,
+) -> CompileResult:
+    """`compile_model` with the options as keywords.
+
+    `compress`: AF8 weights per the model's `edgebert.quantization`, bitmask-sparse weights of density <=
+    compression.SPARSE_MAX_DENSITY (docs/compiler.md); False: the dense fp32 program (for comparisons).
+    `early_exit` (`EarlyExitOptions`, or True for the model's own threshold): compile the model's exit heads as
+    entropy + early-exit branches, optionally with latency-aware DVFS (docs/compiler.md)."""
+    exits = EarlyExitOptions() if early_exit is True else (early_exit or None)
+    options = CompileOptions(seq_len, compress, exits, dump_dir=Path(dump_dir) if dump_dir is not None else None)
+    return compile_model(model, options, hw, timings)
 
 
 def compile_relax(
@@ -73,49 +339,19 @@ def compile_relax(
     output_names: list[str] | None = None,
     output_shapes: list[tuple[int, ...]] | None = None,
     metadata: dict[str, Any] | None = None,
-    dump_dir: Path | None = None,
     timings: dict[str, float] | None = None,
-    early_exit: Any = None,
-    compression: CompressionOptions | None = None,
+    options: CompileOptions | None = None,
 ) -> CompileResult:
-    """Stages 4-7 on a Relax module whose `main` has static shapes (batch 1).
+    """The stages from `layer-loops` on, for a Relax module (static shapes, batch 1) that went through the Relax
+    passes (`relax_pipeline`); `output_shapes` (from the ONNX graph) are checked against what it computes."""
+    c = Compilation(options or CompileOptions(), hw or default_config(), {} if timings is None else timings, mod=mod,
+                    output_names=output_names, output_shapes=output_shapes, metadata=dict(metadata or {}))
+    return run_stages(c, [s for s in STAGES if s.backend])
 
-    `compression`: AF8 / bitmask-sparse weights (compiler/compression.py; compile_onnx derives it from metadata).
 
-    `output_shapes` (from the ONNX graph) are checked against what the module computes. `early_exit` (an
-    `early_exit.EarlyExitSpec`): exit heads become entropy + bexit, the output is `logits` (docs/compiler.md).
-    """
-    hw = hw or default_config()
-    timings = {} if timings is None else timings
-    # Bigger weight staging buffers mean fewer, wider matmuls; shrink them until the activations fit.
-    overflow: CompileError | None = None
-    for fraction in STAGING_FRACTIONS:
-        try:
-            with _timed(timings, "lower"):
-                prog = lower_module(mod, hw, output_names, fraction, early_exit, compression)
-            with _timed(timings, "plan-memory"):
-                place_constants_and_io(prog, hw)
-                peak = plan_sram(prog, hw)
-            break
-        except CompileError as exc:
-            if "staging" not in str(exc) and "SRAM overflow" not in str(exc):
-                raise
-            overflow = exc if "SRAM overflow" in str(exc) or overflow is None else overflow
-    else:
-        raise overflow
-    _dump(dump_dir, "50-lowered.txt", lambda: format_tile_program(prog))
-    if output_shapes is not None and early_exit is None:
-        _check_output_shapes(prog, output_shapes)
-    with _timed(timings, "schedule"):
-        hoist_loads(prog)
-        pairs = insert_tokens(prog)
-    _dump(dump_dir, "60-scheduled.txt", lambda: format_tile_program(prog))
-    with _timed(timings, "emit"):
-        program = emit_program(prog, hw, {"sram_peak_bytes": peak, **(metadata or {})})
-    if early_exit is not None:
-        word = next(b for b in prog.buffers if b.name == "exit_layer")
-        program.metadata["exit_layer"] = {"space": word.space, "address": word.address}
-    return CompileResult(program, prog, peak, pairs, timings)
+def relax_pipeline(mod: Any, dump_dir: Path | None = None, timings: dict[str, float] | None = None) -> Any:
+    """The `relax` stage alone: `relax_passes()` on an imported module."""
+    return run_passes(mod, relax_passes(), dump_dir, timings)
 
 
 def check_backend_limits(model: Any) -> None:
@@ -146,56 +382,6 @@ def _check_output_shapes(prog: TileProgram, declared: list[tuple[int, ...]]) -> 
         )
 
 
-def compile_onnx(
-    model: Any,
-    seq_len: int | None = None,
-    hw: HardwareConfig | None = None,
-    *,
-    dump_dir: str | Path | None = None,
-    timings: dict[str, float] | None = None,
-    early_exit: Any = None,
-    compress: bool = True,
-) -> CompileResult:
-    """Compile an ONNX model (path or ModelProto) for `hw` (default config); stages 1-7.
-
-    `compress`: AF8 weights per the model's `edgebert.quantization`, bitmask-sparse weights of density <=
-    compression.SPARSE_MAX_DENSITY (docs/compiler.md); False: the dense fp32 program (for comparisons).
-
-    `early_exit` (an `early_exit.EarlyExitOptions`, or True for the model's own threshold): compile the model's
-    exit heads as entropy + early-exit branches, optionally with latency-aware DVFS (docs/compiler.md).
-    """
-    from edgebert.frontend import load_onnx, to_relax
-
-    hw = hw or default_config()
-    timings = {} if timings is None else timings
-    dump = Path(dump_dir) if dump_dir is not None else None
-    with _timed(timings, "load"):
-        loaded = load_onnx(model, seq_len)
-        check_backend_limits(loaded.model)
-    with _timed(timings, "import"):
-        mod = to_relax(loaded)
-    _dump(dump, "00-imported.py", lambda: mod.script(show_meta=False))
-    mod = relax_pipeline(mod, dump, timings)
-    meta = {"source_model_sha256": loaded.sha256, "seq_len": loaded.seq_len, **_edgebert_settings(loaded.metadata)}
-    comp = options_from_model(loaded.model, loaded.metadata) if compress else None
-    if early_exit is not None and early_exit is not False:
-        from edgebert.compiler.early_exit import compile_early_exit
-
-        return compile_early_exit(
-            mod, hw, loaded, early_exit, meta, lambda **kw: compile_relax(dump_dir=dump, timings=timings, compression=comp, **kw)
-        )
-    return compile_relax(
-        mod,
-        hw,
-        output_names=list(loaded.output_names),
-        output_shapes=[t.shape for t in loaded.outputs],
-        metadata=meta,
-        dump_dir=dump,
-        timings=timings,
-        compression=comp,
-    )
-
-
 def _edgebert_settings(md: Any) -> dict[str, Any]:
     """EdgeBERT settings from the model's metadata_props, reported as-is in the program metadata."""
     out: dict[str, Any] = {}
@@ -206,23 +392,3 @@ def _edgebert_settings(md: Any) -> dict[str, Any]:
     if md.exit_heads:
         out["exit_heads"] = list(md.exit_heads)
     return out
-
-
-def format_tile_program(prog: TileProgram) -> str:
-    """A readable listing of the tile program (symbolic buffers, addresses once planned)."""
-    labels = {v: k for k, v in prog.labels.items()}
-    lines = []
-    for i, inst in enumerate(prog.insts):
-        if i in labels:
-            lines.append(f"{labels[i]}:")
-        ops = ", ".join(
-            f"{k}={b.name}+{off}" + (f"@{b.address + off:#x}" if b.address is not None else "")
-            for k, (b, off) in inst.addrs.items()
-        )
-        fields = " ".join(f"{k}={v}" for k, v in inst.fields.items())
-        lines.append(f"  {i:5d} {inst.mnemonic:9s} {ops} {fields}" + (f" -> {inst.target}" if inst.target else ""))
-    for b in prog.buffers:
-        lines.append(
-            f"# {b.name}: {b.nbytes} B {b.kind} {b.space}" + (f" @{b.address:#x}" if b.address is not None else "")
-        )
-    return "\n".join(lines) + "\n"

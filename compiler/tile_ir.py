@@ -77,6 +77,8 @@ class TileProgram:
     fences: set[int] = field(default_factory=set)
     #: compressed weights (matmul.PackedWeight: AF8 / bitmask-sparse tiles), in lowering order
     packed_weights: list = field(default_factory=list)
+    #: early exit: "looped" (layers and heads in one loop) or "unrolled[: why]"; None without early exit
+    exit_layout: str | None = None
 
     def buffer(self, name: str, nbytes: int, kind: str, space: str = "sram", data: bytes | None = None) -> Buffer:
         buf = Buffer(name, nbytes, kind, space, data)
@@ -97,3 +99,23 @@ class TileProgram:
             self.fences.add(len(self.insts) + 1)
         self.insts.append(inst)
         return inst
+
+
+def format_tile_program(prog: TileProgram) -> str:
+    """A readable listing of the tile program (symbolic buffers, addresses once planned)."""
+    labels = {v: k for k, v in prog.labels.items()}
+    lines = []
+    for i, inst in enumerate(prog.insts):
+        if i in labels:
+            lines.append(f"{labels[i]}:")
+        ops = ", ".join(
+            f"{k}={b.name}+{off}" + (f"@{b.address + off:#x}" if b.address is not None else "")
+            for k, (b, off) in inst.addrs.items()
+        )
+        fields = " ".join(f"{k}={v}" for k, v in inst.fields.items())
+        lines.append(f"  {i:5d} {inst.mnemonic:9s} {ops} {fields}" + (f" -> {inst.target}" if inst.target else ""))
+    for b in prog.buffers:
+        lines.append(
+            f"# {b.name}: {b.nbytes} B {b.kind} {b.space}" + (f" @{b.address:#x}" if b.address is not None else "")
+        )
+    return "\n".join(lines) + "\n"

@@ -92,15 +92,17 @@ def plan_tiles(views: list[View], b_last: bool = False) -> list[Tile]:
     raise AssertionError("unreachable: 1x1 tiles always fit")
 
 
+def _bases(sizes: list[int], strides: list[list[int]], views: list[View], loop_dims: list[int]) -> Iterator[list[int]]:
+    """Per index of the dims a tile does not cover (outermost first): each view's element offset there."""
+    for idx in itertools.product(*(range(sizes[d]) for d in loop_dims)):
+        yield [v.offset + sum(i * st[d] for i, d in zip(idx, loop_dims, strict=True))
+               for v, st in zip(views, strides, strict=True)]
+
+
 def _enumerate(sizes, strides, views, r, c, bcast) -> Iterator[Tile]:
-    loop_dims = [d for d in range(len(sizes)) if d not in (r, c)]
     rows_total = sizes[r] if r is not None else 1
     cols_total = sizes[c] if c is not None else 1
-    for idx in itertools.product(*(range(sizes[d]) for d in loop_dims)):
-        base = [
-            v.offset + sum(i * st[d] for i, d in zip(idx, loop_dims, strict=True))
-            for v, st in zip(views, strides, strict=True)
-        ]
+    for base in _bases(sizes, strides, views, [d for d in range(len(sizes)) if d not in (r, c)]):
         for r0 in range(0, rows_total, MAX_FIELD):
             rows = min(MAX_FIELD, rows_total - r0)
             for c0 in range(0, cols_total, MAX_FIELD):
@@ -132,13 +134,8 @@ def row_tiles(views: list[View]) -> list[Tile]:
     if any(st[r] <= 0 or st[r] > MAX_FIELD for st in strides) and sizes[r] > 1:
         r = None
     tiles = []
-    loop_dims = [d for d in range(len(sizes)) if d != r]
     rows_total = sizes[r] if r is not None else 1
-    for idx in itertools.product(*(range(sizes[d]) for d in loop_dims)):
-        base = [
-            v.offset + sum(i * st[d] for i, d in zip(idx, loop_dims, strict=True))
-            for v, st in zip(views, strides, strict=True)
-        ]
+    for base in _bases(sizes, strides, views, [d for d in range(len(sizes)) if d != r]):
         for r0 in range(0, rows_total, MAX_FIELD):
             rows = min(MAX_FIELD, rows_total - r0)
             offs = tuple(b + (r0 * st[r] if r is not None else 0) for b, st in zip(base, strides, strict=True))

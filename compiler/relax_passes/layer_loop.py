@@ -17,6 +17,8 @@ import tvm
 from tvm import relax
 from tvm_ffi import structural_hash
 
+from edgebert.compiler.relax_passes.exprs import vars_in
+
 LAYER_PREFIX = "edgebert_layer_"
 _LAYER_NAME = re.compile(r"edgebert_layer_\d+")  # not edgebert_layer_norm*, the layer-norm composites
 MIN_BODY_BINDINGS = 4  # a loop body shorter than this is not worth a loop (and avoids 3x the same dense)
@@ -135,7 +137,7 @@ def _hoisted_order(bindings: list, params: Sequence) -> list:
     order: list = []  # (anchor var or None, binding)
     position: dict = {p: -1 for p in params}
     for b in bindings:
-        deps = [v for v in _vars_in(b.value) if v in position and position[v] >= 0]
+        deps = [v for v in vars_in(b.value) if v in position and position[v] >= 0]
         anchor = max(deps, key=position.__getitem__) if deps else None
         at = position[anchor] + 1 if anchor is not None else 0
         while at < len(order) and _same(order[at][0], anchor):
@@ -148,19 +150,6 @@ def _hoisted_order(bindings: list, params: Sequence) -> list:
 
 def _same(a, b) -> bool:
     return a is b or (a is not None and b is not None and a.same_as(b))
-
-
-def _vars_in(expr) -> list:
-    """Relax Vars read by a binding value (call args, tuple fields, nested)."""
-    if isinstance(expr, relax.Var):
-        return [expr]
-    if isinstance(expr, tvm.ir.Call):
-        return [v for a in expr.args for v in _vars_in(a)]
-    if isinstance(expr, relax.Tuple):
-        return [v for f in expr.fields for v in _vars_in(f)]
-    if isinstance(expr, relax.TupleGetItem):
-        return _vars_in(expr.tuple_value)
-    return []
 
 
 def _signatures(bindings: list) -> list:
@@ -228,7 +217,7 @@ def _validate(bindings, start: int, period: int, count: int) -> _Run | None:
     for c in range(count):
         base = start + c * period
         for off in range(period):
-            for pos, v in enumerate(_vars_in(bindings[base + off].value)):
+            for pos, v in enumerate(vars_in(bindings[base + off].value)):
                 j = where.get(v)  # None: a function parameter
                 if j is not None and base <= j < base + period:
                     slot = ("local", j - base)
@@ -258,7 +247,7 @@ def _validate(bindings, start: int, period: int, count: int) -> _Run | None:
             invariants.append(key)
     # Values used outside their copy: by the next copy (carried) or by anything after the run.
     outputs = set(carried)
-    users_after = {v for b in bindings[end:] for v in _vars_in(b.value)}
+    users_after = {v for b in bindings[end:] for v in vars_in(b.value)}
     for c in range(count):
         base = start + c * period
         for off in range(period):

@@ -18,6 +18,8 @@ import numpy as np
 import tvm
 from tvm import relax
 
+from edgebert.compiler.relax_passes.exprs import vars_in
+
 _MOVE_OPS = {"relax.astype", "relax.reshape", "relax.take", "relax.gather_nd", "relax.broadcast_to",
              "relax.permute_dims", "relax.expand_dims", "relax.squeeze", "relax.logical_and", "relax.logical_or"}
 _MIN_NEG = -1e30  # the exporters use finfo(float32).min; anything this negative zeroes a softmax entry
@@ -51,19 +53,9 @@ def _users(func) -> dict:
     users: dict = {}
     for block in func.body.blocks:
         for b in block.bindings:
-            for v in _vars_of(b.value):
+            for v in vars_in(b.value):
                 users.setdefault(v, []).append(b.value)
     return users
-
-
-def _vars_of(expr) -> list:
-    if isinstance(expr, relax.Var):
-        return [expr]
-    if isinstance(expr, tvm.ir.Call):
-        return [v for a in expr.args for v in _vars_of(a)]
-    if isinstance(expr, relax.Tuple):
-        return [v for f in expr.fields for v in _vars_of(f)]
-    return []
 
 
 def _is_add(expr) -> bool:

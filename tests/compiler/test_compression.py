@@ -15,9 +15,9 @@ import pytest
 import torch
 from onnx import TensorProto, helper, numpy_helper
 
-from edgebert.compiler.compression import decode_tile, sparse_mask_bytes
+from edgebert.compiler.compression import decode_tile
+from edgebert.compiler.lower.span import infer_span, span_formula
 from edgebert.compiler.pipeline import compile_onnx
-from edgebert.compiler.span import infer_span, span_formula
 from edgebert.emulator.runner import run
 from edgebert.frontend.models.compressed_albert import (
     CompressedAlbert,
@@ -31,6 +31,7 @@ from edgebert.frontend.models.compressed_export import export_onnx, read_edgeber
 from edgebert.frontend.models.pruning import Pruner
 from edgebert.frontend.models.synthetic_tasks import TASKS, VOCAB, make_dataset
 from edgebert.isa import adaptivfloat
+from edgebert.isa.bits import sparse_mask_bytes
 from edgebert.isa.errors import CompileError
 from edgebert.isa.hardware import default_config
 

@@ -1,5 +1,5 @@
 """Latency-aware DVFS planning: the guarantee (a low prediction never misses a target all-fastest meets),
-minimality of the chosen points and the ISA snippets (measured in the emulator: tests/emulator/test_dvfs_guarantee.py)."""
+minimality of the chosen points (measured in the emulator: tests/emulator/test_dvfs_guarantee.py)."""
 
 from __future__ import annotations
 
@@ -13,11 +13,8 @@ from edgebert.compiler.dvfs_plan import (
     all_fastest_s,
     fastest_point,
     plan_dvfs,
-    predict_snippet,
-    recovery_snippet,
     sentence_latency_s,
 )
-from edgebert.isa.encoding import encode
 from edgebert.isa.errors import CompileError
 from edgebert.isa.hardware import default_config
 
@@ -119,13 +116,3 @@ def test_bad_arguments() -> None:
         plan_dvfs(HW, c, 12, 0.05, np.full(100, 13))
     with pytest.raises(CompileError):
         plan_dvfs(HW, c, 12, 0.05, np.full(100, 1))
-
-
-def test_snippets_encode_and_branch_past_themselves() -> None:
-    pred = predict_snippet(40, r_layer=1, r_pred=4, r_off=5, r_tmp=6, f_entropy=1, exit_table=0, point_table=400)
-    rec = recovery_snippet(47, r_layer=1, r_pred=4, r_off=5, r_tmp=6, recovery_table=460)
-    assert [i.mnemonic for i in pred] == ["li", "bne", "lut", "li", "mul", "lw", "dvfsr"]
-    assert [i.mnemonic for i in rec] == ["bne", "lw", "dvfsr"]
-    assert pred[1]["target"] == 40 + len(pred) and rec[0]["target"] == 47 + len(rec)
-    for inst in pred + rec:
-        assert len(encode(inst)) == 32

@@ -11,7 +11,7 @@ import torch
 
 from edgebert.compiler.cli import main as edgebertc
 from edgebert.compiler.dvfs_plan import LayerCycles, all_fastest_s
-from edgebert.compiler.early_exit import EarlyExitOptions
+from edgebert.compiler.options import EarlyExitOptions
 from edgebert.compiler.pipeline import compile_onnx
 from edgebert.emulator.bench import main as bench_main
 from edgebert.emulator.runner import Runner

@@ -1,4 +1,4 @@
-"""Early exit inside ONE layer loop (compiler/early_exit_loop.py): structure, size independent of L, exits vs ORT."""
+"""Early exit inside ONE layer loop (compiler/lower/exit_loop.py): structure, size independent of L, exits vs ORT."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import onnxruntime as ort
 import pytest
 import torch
 
-from edgebert.compiler.early_exit import EarlyExitOptions
+from edgebert.compiler.options import EarlyExitOptions
 from edgebert.compiler.pipeline import compile_onnx
 from edgebert.emulator.runner import Runner
 from edgebert.frontend.models.compressed_albert import CompressedAlbert, CompressionConfig, albert_config
@@ -117,12 +117,13 @@ def test_layers_that_differ_stay_unrolled(tmp_path):
 
 def test_heads_with_different_code_are_lowered_again_unrolled(models, monkeypatch):
     """When the trial lowerings of the heads differ (e.g. other AF8 biases), the backend falls back to unrolled."""
-    from edgebert.compiler import early_exit_loop
+    from edgebert.compiler.errors import ExitLoopUnfit
+    from edgebert.compiler.lower import exit_loop
 
     def differ(*args, **kwargs):
-        raise early_exit_loop.ExitLoopUnfit("exit head 2's code differs from head 1's (matmul vs matmul)")
+        raise ExitLoopUnfit("exit head 2's code differs from head 1's (matmul vs matmul)")
 
-    monkeypatch.setattr(early_exit_loop, "_match", differ)
+    monkeypatch.setattr(exit_loop, "_match", differ)
     prog = compile_onnx(models[3], early_exit=True).program
     assert prog.metadata["early_exit"]["layout"] == "unrolled: exit head 2's code differs from head 1's (matmul vs matmul)"
     assert sum(c.mnemonic == "bexit" for c in prog.code) == 2

@@ -12,7 +12,8 @@ import tvm
 from relax_helpers import calls_in, composite_calls, run_cpu
 from tvm import relax
 
-from edgebert.compiler.relax_passes import find_layer_loops, relax_passes, run_passes
+from edgebert.compiler.pipeline import relax_passes
+from edgebert.compiler.relax_passes import find_layer_loops, run_passes
 from edgebert.frontend import load_onnx, to_relax
 from edgebert.frontend.models.hf_albert_export import ExportSpec, build_and_export, make_inputs
 from edgebert.isa.errors import CompileError

@@ -7,13 +7,8 @@ import tvm
 from relax_helpers import calls_to, const, run_cpu, tensor_var
 from tvm import relax
 
-from edgebert.compiler.relax_passes import (
-    OutlineLayerLoops,
-    SimplifyAttentionMask,
-    find_layer_loops,
-    relax_passes,
-    run_passes,
-)
+from edgebert.compiler.pipeline import relax_passes
+from edgebert.compiler.relax_passes import OutlineLayerLoops, SimplifyAttentionMask, find_layer_loops, run_passes
 
 RNG = np.random.default_rng(1)
 HIDDEN = 8

@@ -56,7 +56,14 @@ def test_emulator_core_module_imports_no_compiler_frontend_or_harness(path: Path
     assert not bad, f"emulator/{path.name} imports {bad}"
 
 
-@pytest.mark.parametrize("folder", ["isa", "emulator", "frontend"])
+@pytest.mark.parametrize("folder", ["isa", "emulator", "frontend", "compiler"])
 def test_no_two_modules_share_a_basename(folder: str) -> None:
     stems = Counter(p.stem for p in (ROOT / folder).rglob("*.py") if p.stem not in ("__init__", "__main__"))
     assert not [s for s, n in stems.items() if n > 1], f"{folder}/: modules sharing a name: {stems}"
+
+
+@pytest.mark.parametrize("folder", ["compiler"])
+def test_no_module_over_800_lines(folder: str) -> None:
+    long = {p.relative_to(ROOT).as_posix(): n for p in (ROOT / folder).rglob("*.py")
+            if (n := len(p.read_text().splitlines())) > 800}
+    assert not long, f"modules over 800 lines: {long}"

@@ -3,18 +3,18 @@ QK^T and PV computed only over the key columns inside each row block's span + ra
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from edgebert.compiler import emitters as em
+from edgebert.compiler.lower.core import CompositeCall, Const, Scope, Tensor
+from edgebert.compiler.lower.matmul_values import quantize_view
 from edgebert.compiler.matmul import emit_matmul
 from edgebert.compiler.tile_ir import TileInst
 from edgebert.compiler.views import View
+from edgebert.isa.bits import f32_bits
 from edgebert.isa.errors import CompileError
-
-if TYPE_CHECKING:
-    from edgebert.compiler.lowering import Tensor, _Scope
 
 MAX_SPAN_FIELD = 0xFFF  # span, ramp, row0, col0 are 12-bit softmax fields
 #: added to log(M) where the span mask M is 0 in the dense fallback: exp(x - 1e30 - max) is exactly 0
@@ -22,7 +22,7 @@ LOG_ZERO = -1e30
 
 
 def span_formula(span: int, ramp: int, seq: int) -> np.ndarray:
-    """The exporter's span mask (torch_span.span_mask, float32 arithmetic): clamp((R + z - |i-j|) / R, 0, 1)."""
+    """The exporter's span mask (frontend.models.attention_span.span_mask, float32 arithmetic): clamp((R + z - |i-j|) / R, 0, 1)."""
     pos = np.arange(seq, dtype=np.float32)
     dist = np.abs(pos[:, None] - pos[None, :])
     if ramp == 0:
@@ -89,12 +89,12 @@ def _log_mask(mask: np.ndarray) -> np.ndarray:
     return out.astype(np.float32)
 
 
-def _softmax(scope: _Scope, tile: View, scale: float, mask_row: View | None, span: int, ramp: int, r0: int, c0: int):
+def _softmax(scope: Scope, tile: View, scale: float, mask_row: View | None, span: int, ramp: int, r0: int, c0: int):
     """One softmax instruction over a dense [rows, cols] tile, in place."""
     rows, cols = tile.shape
     stride = tile.strides[0] if rows > 1 else 0
     fields = {
-        "rows": rows, "cols": cols, "dst_stride": stride, "src_stride": stride, "scale": em.f32_bits(scale),
+        "rows": rows, "cols": cols, "dst_stride": stride, "src_stride": stride, "scale": f32_bits(scale),
         "has_mask": int(mask_row is not None), "span": span, "ramp": ramp if span else 0,
         "row0": r0 if span else 0, "col0": c0 if span else 0,
     }
@@ -107,10 +107,8 @@ def _softmax(scope: _Scope, tile: View, scale: float, mask_row: View | None, spa
     scope.prog.emit(inst)
 
 
-def _mask_row(scope: _Scope, mask: Any, heads: int, seq: int, what: str) -> tuple[View | None, View | None]:
+def _mask_row(scope: Scope, mask: Any, heads: int, seq: int, what: str) -> tuple[View | None, View | None]:
     """The additive attention mask as (row view [S] shared by every head and query, or full [H, S, S] view)."""
-    from edgebert.compiler.lowering import Const
-
     if mask is None:
         return None, None
     if isinstance(mask, Const) and not np.any(mask.array):
@@ -124,36 +122,32 @@ def _mask_row(scope: _Scope, mask: Any, heads: int, seq: int, what: str) -> tupl
     return None, v
 
 
-def lower_attention_span(scope: _Scope, var: Any, expr: Any, args: list[Any]) -> Tensor:
+def lower_attention_span(scope: Scope, call: CompositeCall) -> Tensor:
     """q, k, v [1, S, H*D], additive mask, scale, span mask [H, S, S] (+ eps) -> context [1, S, H*D]."""
-    from edgebert.compiler.lowering import Const, Tensor, _shape
-
-    low = scope.low
-    q, k, v, mask, scale, span_mask = args[:6]
+    low, name = scope.low, call.dest.name
+    q, k, v, mask, scale, span_mask = call.args[:6]
     if not isinstance(scale, Const) or scale.array.size != 1 or not isinstance(span_mask, Const):
-        raise CompileError(f"binding '{var.name}': attention span needs constant scale and span mask")
-    seq, hidden = _shape(expr.args[0])[-2:]
+        raise CompileError(f"binding '{name}': attention span needs constant scale and span mask")
+    seq, hidden = (q.array.shape if isinstance(q, Const) else q.shape)[-2:]
     heads = span_mask.array.shape[-3] if span_mask.array.ndim >= 3 else 1
     head_dim = hidden // heads
     masks = _head_masks(span_mask.array, heads, seq)
-    qv, kv, vv = (_rows(scope, t, seq, hidden, f"{var.name}.{n}") for t, n in ((q, "q"), (k, "k"), (v, "v")))
+    qv, kv, vv = (_rows(scope, t, seq, hidden, f"{name}.{n}") for t, n in ((q, "q"), (k, "k"), (v, "v")))
     qk_exp = pv_exp = None
     if low.compression is not None:  # AF8 attention: q, k, v quantized once, each probability tile before PV
-        from edgebert.compiler.lowering import quantize_view
-
         qk_exp = low.compression.attention_biases(low.loop_depth > 0)
         pv_exp = low.compression.attention_biases(low.loop_depth > 0) if qk_exp is not None else None
         if qk_exp is not None and pv_exp is not None:
-            qv = quantize_view(low, qv, qk_exp[0], f"{var.name}.q_af8")
-            kv = quantize_view(low, kv, qk_exp[1], f"{var.name}.k_af8")
-            vv = quantize_view(low, vv, pv_exp[1], f"{var.name}.v_af8")
-    row, full_mask = _mask_row(scope, mask, heads, seq, f"{var.name}.mask")
-    out = low.new_tensor(var.name, (1, seq, hidden), "float32")
+            qv = quantize_view(low, qv, qk_exp[0], f"{name}.q_af8")
+            kv = quantize_view(low, kv, qk_exp[1], f"{name}.k_af8")
+            vv = quantize_view(low, vv, pv_exp[1], f"{name}.v_af8")
+    row, full_mask = _mask_row(scope, mask, heads, seq, f"{name}.mask")
+    out = low.new_tensor(name, (1, seq, hidden), "float32")
     ov = out.view.reshape((seq, hidden))
     plans = [infer_span(masks[h]) for h in range(heads)]
     log_mask = None
     if any(p is None for p in plans):
-        log_mask = low.to_sram(Const(_log_mask(masks), "float32"), f"{var.name}.logmask").view
+        log_mask = low.to_sram(Const(_log_mask(masks), "float32"), f"{name}.logmask").view
     blocks = []
     for h in range(heads):
         win = window(*plans[h]) if plans[h] is not None else None
@@ -163,14 +157,14 @@ def lower_attention_span(scope: _Scope, var: Any, expr: Any, args: list[Any]) ->
             blocks.append((h, r0, r1, *column_range(r0, r1, win, seq)))
     widest = max(c1 - c0 for *_, c0, c1 in blocks)
     rows_max = max(r1 - r0 for _, r0, r1, _, _ in blocks)
-    scores = low.new_tensor(f"{var.name}.scores", (len(blocks), rows_max, widest), "float32").view
+    scores = low.new_tensor(f"{name}.scores", (len(blocks), rows_max, widest), "float32").view
     sc_scale = float(scale.array.reshape(-1)[0])
     for b, (h, r0, r1, c0, c1) in enumerate(blocks):
         mm, nc = r1 - r0, c1 - c0
         tile = View(scores.buffer, scores.offset + b * rows_max * widest, (mm, nc), (nc, 1), "f32")
         q_blk = qv.index(0, r0, mm).index(1, h * head_dim, head_dim)
         k_t = kv.index(0, c0, nc).index(1, h * head_dim, head_dim).permute((1, 0))
-        emit_matmul(scope.prog, low.hw, low.ring, tile, q_blk, k_t, name=f"{var.name}.qk",
+        emit_matmul(scope.prog, low.hw, low.ring, tile, q_blk, k_t, name=f"{name}.qk",
                     a_exp=qk_exp and qk_exp[0], b_exp=qk_exp and qk_exp[1])
         span, ramp = plans[h] if plans[h] is not None else (0, 0)
         extra = []
@@ -190,37 +184,35 @@ def lower_attention_span(scope: _Scope, var: Any, expr: Any, args: list[Any]) ->
         o_blk = ov.index(0, r0, mm).index(1, h * head_dim, head_dim)
         probs = tile
         if pv_exp is not None:
-            probs = quantize_view(low, tile, pv_exp[0], f"{var.name}.p_af8")
-        emit_matmul(scope.prog, low.hw, low.ring, o_blk, probs, v_blk, name=f"{var.name}.pv",
+            probs = quantize_view(low, tile, pv_exp[0], f"{name}.p_af8")
+        emit_matmul(scope.prog, low.hw, low.ring, o_blk, probs, v_blk, name=f"{name}.pv",
                     a_exp=pv_exp and pv_exp[0], b_exp=pv_exp and pv_exp[1])
-    return Tensor(out.view.reshape(_shape(var)), "float32")
+    return Tensor(out.view.reshape(call.dest.shape), "float32")
 
 
-def lower_masked_softmax(scope: _Scope, var: Any, expr: Any, args: list[Any]) -> Tensor:
+def lower_masked_softmax(scope: Scope, call: CompositeCall) -> Tensor:
     """x [..., H, S, S], span mask const -> the span softmax of each head (no column savings outside attention)."""
-    from edgebert.compiler.lowering import Const, Tensor, _shape
-
-    low = scope.low
-    x, span_mask = args[:2]
-    shape = _shape(var)
+    low, name = scope.low, call.dest.name
+    x, span_mask = call.args[:2]
+    shape = call.dest.shape
     seq = shape[-1]
     if len(shape) < 2 or shape[-2] != seq or not isinstance(span_mask, Const):
-        raise CompileError(f"binding '{var.name}': masked softmax needs [..., S, S] scores and a constant mask")
+        raise CompileError(f"binding '{name}': masked softmax needs [..., S, S] scores and a constant mask")
     lead = int(np.prod(shape[:-2])) if len(shape) > 2 else 1
     marr = np.asarray(span_mask.array, dtype=np.float32)
     masks = np.broadcast_to(marr, (*shape[:-2], seq, seq)).reshape(lead, seq, seq) if marr.ndim >= 2 else None
     if masks is None:
-        raise CompileError(f"binding '{var.name}': span mask of shape {marr.shape}")
-    xt = low.to_sram(x, var.name)
+        raise CompileError(f"binding '{name}': span mask of shape {marr.shape}")
+    xt = low.to_sram(x, name)
     xd = xt.view.reshape((lead, seq, seq))
     if xd is None:
-        xd = low.dense_copy(xt, var.name).view.reshape((lead, seq, seq))
-    out = low.new_tensor(var.name, (lead, seq, seq), "float32")
+        xd = low.dense_copy(xt, name).view.reshape((lead, seq, seq))
+    out = low.new_tensor(name, (lead, seq, seq), "float32")
     em.emit_unary(scope.prog, "vmov", out.view, xd)  # softmax in place on a dense copy
     plans = [infer_span(masks[i]) for i in range(lead)]
     log_mask = None
     if any(p is None for p in plans):
-        log_mask = low.to_sram(Const(_log_mask(masks), "float32"), f"{var.name}.logmask").view
+        log_mask = low.to_sram(Const(_log_mask(masks), "float32"), f"{name}.logmask").view
     for i in range(lead):
         tile = out.view.index(0, i, 1)
         tile = View(tile.buffer, tile.offset, (seq, seq), tile.strides[1:], tile.dtype)
@@ -233,7 +225,7 @@ def lower_masked_softmax(scope: _Scope, var: Any, expr: Any, args: list[Any]) ->
     return Tensor(out.view.reshape(shape), "float32")
 
 
-def _rows(scope: _Scope, t: Any, seq: int, hidden: int, what: str) -> View:
+def _rows(scope: Scope, t: Any, seq: int, hidden: int, what: str) -> View:
     """q/k/v as a [S, H*D] view dense along its last axis."""
     t = scope.low.to_sram(t, what)
     v = t.view.reshape((seq, hidden))
@@ -241,5 +233,3 @@ def _rows(scope: _Scope, t: Any, seq: int, hidden: int, what: str) -> View:
         v = scope.low.dense_copy(t, what).view.reshape((seq, hidden))
     return v
 
-
-HANDLERS = {"edgebert.attention_span": lower_attention_span, "edgebert.masked_softmax": lower_masked_softmax}

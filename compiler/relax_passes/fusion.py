@@ -76,11 +76,11 @@ def _check_gelu(ctx: relax.transform.PatternCheckContext) -> bool:
 def _masked_softmax(x: DFPattern, span_mask: DFPattern, const=is_const) -> tuple[DFPattern, DFPattern]:
     """exp(x - max(x)) * M / sum(exp(x - max(x)) * M) over the last axis (the span-masked softmax).
 
-    The sum may carry the exporter's `+ 1e-30` (torch_span.SPAN_SOFTMAX_EPS, an extra trailing argument)."""
+    The sum may carry the exporter's `+ 1e-30` (models.attention_span.SPAN_SOFTMAX_EPS, an extra trailing argument)."""
     peak = is_op("relax.max")(x)
     weighted = is_op("relax.multiply")(is_op("relax.exp")(is_op("relax.subtract")(x, peak)), span_mask)
     total = is_op("relax.sum")(weighted)
-    # the exporter's `sum + 1e-30` (torch_span.SPAN_SOFTMAX_EPS): a zero-sum row gives zeros, as the ISA softmax
+    # the exporter's `sum + 1e-30` (models.attention_span.SPAN_SOFTMAX_EPS): a zero-sum row gives zeros, as the ISA softmax
     total = total | is_op("relax.add")(total, const())
     return is_op("relax.divide")(weighted, total), peak
 
@@ -328,13 +328,14 @@ def _const_value(expr) -> np.ndarray | None:
 def composite_attrs(func: relax.Function) -> dict[str, object]:
     """Static facts of a composite the backend needs beyond its arguments' shapes.
 
-    layer_norm: {"epsilon", "axes"}; attention: {"num_heads", "head_dim"}; others: {}.
+    layer_norm: {"epsilon", "axes", "scale", "center"}; attention: {"num_heads", "head_dim"}; others: {}.
     """
     name = _composite_name(func)
     calls = _calls_in(func)
     if name == LAYER_NORM:
         ln = next(c for c in calls if c.op.name == "relax.nn.layer_norm")
-        return {"epsilon": float(ln.attrs.epsilon), "axes": [int(a) for a in ln.attrs.axes]}
+        return {"epsilon": float(ln.attrs.epsilon), "axes": [int(a) for a in ln.attrs.axes],
+                "scale": bool(ln.attrs.scale), "center": bool(ln.attrs.center)}
     if name in (ATTENTION, ATTENTION_SPAN, ATTENTION_CORE):
         mm = next(c for c in calls if c.op.name == "relax.matmul")
         q_heads = _shape(mm.args[0])

@@ -1,0 +1,41 @@
+"""Typed options of a compile: what `edgebertc`'s flags (compiler/cli.py) and the Python API ask the pipeline for."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class EarlyExitOptions:
+    """`edgebertc --early-exit/--threshold/--latency-target/--predictor-table/--calibration-entropies/--dvfs-margin`."""
+
+    threshold: float | None = None  # default: the model's edgebert.entropy_threshold
+    latency_target_s: float | None = None  # latency-aware DVFS when set
+    predictor_table: str | Path | np.ndarray | None = None  # lookup-table CSV (EdgeBERT format) or array
+    calibration_entropies: str | Path | np.ndarray | None = None  # entropy trace [sentences, L] -> table
+    margin: float = 0.0  # fraction of the target kept in reserve by the DVFS plan
+
+
+@dataclass(frozen=True)
+class TaskWeights:
+    """A multi-task model's task-specific weights (compiler/multitask.py): weight key (`compression.weight_key`) ->
+    the AF8 bias every task's weight in that slot shares (None: fp32), stored dense. `in_place`: each one SRAM
+    constant the matmuls read in place (the SRAM task region); else streamed through the staging buffers."""
+
+    formats: Mapping[bytes, int | None]
+    in_place: bool = False
+
+
+@dataclass(frozen=True)
+class CompileOptions:
+    """One compile: which stages run and how (compiler/pipeline.py)."""
+
+    seq_len: int | None = None  # fix the sequence length of [batch, seq] inputs
+    compress: bool = True  # AF8 / bitmask-sparse weights per the model's metadata (False: dense fp32)
+    early_exit: EarlyExitOptions | None = None  # exit heads as entropy + early-exit branches (and DVFS)
+    task_weights: TaskWeights | None = None  # a multi-task model's task weights (compiler/multitask.py)
+    dump_dir: Path | None = None  # write the IR after each stage (`--dump-ir`)

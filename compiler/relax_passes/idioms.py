@@ -1,0 +1,70 @@
+"""Exporter idioms that are the identity on the edgebert accelerator, replaced by their operand (outside composites):
+
+* `where(x < 0, x + n, x)`: ONNX Gather's negative-index wrap. The ISA's `gather` traps on a negative id instead
+  (no integer ALU to wrap it), so on every id the program accepts the wrap is `x`.
+* `where(isnan(s), 0, s)` with `s = softmax(...)`: the softmax of finite scores is never NaN.
+"""
+
+from __future__ import annotations
+
+import tvm
+from tvm import relax
+
+
+@tvm.transform.module_pass(opt_level=0, name="edgebert.SimplifyIdentityIdioms")
+class SimplifyIdentityIdioms:
+    """Bind each idiom's var to its operand (module docstring), then drop what became dead."""
+
+    def transform_module(self, mod: tvm.IRModule, _ctx) -> tvm.IRModule:
+        out = mod
+        for gv, func in mod.functions.items():
+            if not isinstance(func, relax.Function) or (func.attrs is not None and "Composite" in func.attrs):
+                continue
+            var2val = relax.analysis.get_var2val(func)
+            aliases = {var: x for var, value in var2val.items() if (x := identity_operand(value, var2val)) is not None}
+            if aliases:
+                out = tvm.IRModule(dict(out.functions.items()), attrs=out.attrs)
+                out[gv] = _Alias(aliases, mod).visit_expr(func)
+        return out if out is mod else relax.transform.DeadCodeElimination(["main"])(out)
+
+
+def identity_operand(value, var2val: dict) -> relax.Var | None:
+    """The var an idiom `value` equals (module docstring), else None."""
+    if not _is_op(value, "relax.where"):
+        return None
+    cond, a, b = value.args
+    lt, add = var2val.get(cond), var2val.get(a)
+    if _is_op(lt, "relax.less") and _is_op(add, "relax.add") and _scalar(lt.args[1]) == 0 \
+            and lt.args[0].same_as(b) and any(x.same_as(b) for x in add.args):
+        return b
+    nan = var2val.get(cond)
+    if _is_op(nan, "relax.isnan") and _scalar(a) == 0.0 and nan.args[0].same_as(b) \
+            and _is_op(var2val.get(b), "relax.nn.softmax"):
+        return b
+    return None
+
+
+def _is_op(expr, name: str) -> bool:
+    return isinstance(expr, tvm.ir.Call) and isinstance(expr.op, tvm.ir.Op) and expr.op.name == name
+
+
+def _scalar(expr) -> float | None:
+    if isinstance(expr, tvm.ir.Constant):
+        value = expr.value.numpy()
+        if value.size == 1:
+            return float(value.reshape(-1)[0])
+    return None
+
+
+@relax.expr_functor.mutator
+class _Alias(relax.PyExprMutator):
+    def __init__(self, aliases: dict, mod: tvm.IRModule):
+        super().__init__(mod)
+        self.aliases = aliases
+
+    def visit_var_binding_(self, binding):
+        if binding.var in self.aliases:
+            value = self.visit_expr(self.aliases[binding.var])
+            self.builder_.emit_normalized(relax.VarBinding(binding.var, value))
+            return
+        super().visit_var_binding_(binding)

@@ -1,0 +1,108 @@
+"""The lowering's structure: composites lowered as units through their table (never inlined), a clear error for a
+composite it does not know, typed errors and the pipeline's stage list."""
+
+from __future__ import annotations
+
+import pytest
+from relax_helpers import tensor_var
+from tvm import relax
+
+from edgebert.compiler import abi
+from edgebert.compiler.errors import SramOverflow
+from edgebert.compiler.lower import core
+from edgebert.compiler.lower.composites import COMPOSITES
+from edgebert.compiler.pipeline import STAGES, compile_onnx, compile_relax, format_timings
+from edgebert.compiler.relax_passes import fusion
+from edgebert.frontend.models.hf_albert_export import ExportSpec, build_and_export
+from edgebert.isa.errors import CompileError
+from edgebert.isa.hardware import default_config
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    path, _ = build_and_export(tmp_path_factory.mktemp("tiny") / "m.onnx", preset="tiny", spec=ExportSpec(seq_len=16),
+                               seed=3)
+    return path
+
+
+def _module_calling(composite: str) -> relax.IRModule:
+    """main(x) = f(x) for a private function f whose Composite attribute is `composite` (body: tanh)."""
+    fb = relax.BlockBuilder()
+    p = tensor_var("p", (1, 4))
+    with fb.function("f", [p], attrs={"Composite": composite, "Primitive": True}, private=True):
+        with fb.dataflow():
+            out = fb.emit_output(relax.op.tanh(p))
+        fb.emit_func_output(out)
+    bb = relax.BlockBuilder()
+    gv = bb.add_func(fb.get()["f"], "frob")
+    x = tensor_var("x", (1, 4))
+    with bb.function("main", [x]):
+        with bb.dataflow():
+            y = bb.emit_output(relax.Call(gv, [x]), "y")
+        bb.emit_func_output(y)
+    return bb.get()
+
+
+def test_every_composite_the_passes_make_has_a_handler():
+    assert set(COMPOSITES) == set(fusion.COMPOSITES)
+
+
+def test_unknown_composite_names_itself_and_its_binding():
+    with pytest.raises(CompileError, match=r"binding 'y' calls composite edgebert\.frobnicate \(frob\)"):
+        compile_relax(_module_calling("edgebert.frobnicate"), output_names=["y"])
+
+
+def _counting(handler, calls: list):
+    def counted(scope, call):
+        calls.append(call.composite)
+        return handler(scope, call)
+
+    return counted
+
+
+def test_composites_are_lowered_as_units_never_inlined(tiny, monkeypatch):
+    """Only `main` and the layer function are lowered as function bodies; every composite goes to its handler."""
+    bodies, calls = [], []
+    lower_function = core.Lowerer.lower_function
+
+    def spy(self, func, args, name, *rest, **kw):
+        bodies.append(core.composite_of(func))
+        return lower_function(self, func, args, name, *rest, **kw)
+
+    monkeypatch.setattr(core.Lowerer, "lower_function", spy)
+    handlers = {name: _counting(handler, calls) for name, handler in COMPOSITES.items()}
+    monkeypatch.setattr("edgebert.compiler.lower.program.COMPOSITES", handlers)
+    compile_onnx(tiny)
+    assert bodies and not any(bodies), bodies  # main + edgebert_layer_0: no composite body lowered
+    assert {"edgebert.dense", "edgebert.attention", "edgebert.layer_norm", "edgebert.gelu_tanh", "edgebert.embedding",
+            "edgebert.mask_bias", "edgebert.pooler"} <= set(calls)
+
+
+def test_sram_overflow_is_typed(tiny):
+    import dataclasses
+
+    hw = default_config()
+    small = dataclasses.replace(hw, memory=dataclasses.replace(
+        hw.memory, sram=dataclasses.replace(hw.memory.sram, size_bytes=8192)))
+    with pytest.raises(SramOverflow) as info:
+        compile_onnx(tiny, hw=small)
+    err = info.value
+    assert err.size == 8192 and err.nbytes > 0 and err.tensor in str(err) and "SRAM overflow" in str(err)
+
+
+def test_stage_list_is_the_table_of_contents(tiny):
+    assert [s.name for s in STAGES] == ["load", "import", "relax", "layer-loops", "compression", "early-exit", "lower",
+                                        "plan-memory", "schedule", "emit", "dvfs-plan"]
+    timings: dict[str, float] = {}
+    compile_onnx(tiny, timings=timings)
+    ran = [line.split()[0] for line in format_timings(timings) if not line.startswith("relax:")]
+    # early-exit and dvfs-plan only run when the options ask for them
+    assert ran == ["load", "import", "relax", "layer-loops", "compression", "lower", "plan-memory", "schedule",
+                   "emit", "total"]
+
+
+def test_abi_registers_are_distinct():
+    regs = {k: v for k, v in vars(abi).items() if k.startswith("R_")}
+    assert len(set(regs.values())) == len(regs) and regs["R_ZERO"] == 0
+    floats = {k: v for k, v in vars(abi).items() if k.startswith("F_")}
+    assert len(set(floats.values())) == len(floats)
