@@ -21,7 +21,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--report", help="write the report here (JSON); written even when the program traps")
     p.add_argument("--trace", help="write a Chrome/Perfetto trace-event JSON of the units' timelines")
     p.add_argument("--plot", help="draw the energy breakdown to this image (png, svg, pdf)")
-    p.add_argument("--hw", help="hardware config TOML (default: the one the package ships)")
+    p.add_argument("--hw", metavar="NAME|FILE", help="hardware config: a bundled name (edgebert-cmod, ideal-256mac) "
+                   "or a TOML file (default: the config the program was compiled for)")
     p.add_argument("--max-cycles", type=int, default=None, help="trap when the run exceeds N cycles (default 1e9)")
     p.add_argument("--entropy-trace", help="recorded entropies, one sentence per line (EdgeBERT's format)")
     p.add_argument("--row", type=int, help="the sentence to run: 0-based line of --entropy-trace, or index on axis 0 "
@@ -133,18 +134,12 @@ def _run(args: argparse.Namespace) -> int:
     from edgebert.emulator.entropy_trace import load_entropy_row
     from edgebert.emulator.runner import DEFAULT_MAX_CYCLES, run
     from edgebert.isa.ebin import load_ebin
-    from edgebert.isa.hardware import default_config, load_config
+    from edgebert.isa.hardware import select_config
 
     program = load_ebin(args.program)
-    hw = load_config(args.hw) if args.hw else default_config()
-    if any(program.hw_fingerprint) and program.hw_fingerprint != hw.fingerprint:
-        msg = (
-            f"{args.program} was compiled for a different hardware config "
-            f"(fingerprint {program.hw_fingerprint.hex()[:16]}..., {hw.name} is {hw.fingerprint.hex()[:16]}...)"
-        )
-        if not args.hw:
-            raise EdgebertError(msg + "; pass --hw FILE to run it on a config of your choice anyway")
-        _warn(msg + "; running on --hw as requested")
+    hw, warning = select_config(program.metadata, program.hw_fingerprint, args.program, args.hw)
+    if warning:
+        _warn(warning)
     if args.entropy_trace is not None and args.row is None:
         raise EdgebertError("--entropy-trace needs --row (the sentence to replay)")
     if args.row is not None and args.entropy_trace is None and args.inputs is None:

@@ -7,7 +7,6 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from edgebert.emulator.costs import matmul_cycles
 from edgebert.emulator.memory import SRAM, Fault, check_range, tile
 from edgebert.emulator.shadow import sparse_nnz
 from edgebert.isa.adaptivfloat import DECODE_TABLE
@@ -40,7 +39,16 @@ def compile_matmul(inst: Inst, m: Machine) -> Callable[[], int]:
     acc_flag, has_bias, trans_b, sparse = v["acc"], v["has_bias"], v["trans_b"], v["sparse"]
     exact = a_af8 and b_af8
     b_rows, b_cols = (n, k) if trans_b else (k, n)
-    dense_cycles = matmul_cycles(m.hw, mm * k * n)
+    costs = m.costs
+    dense_cycles = costs.matmul(mm, k, n, a_size, b_size)
+    by_nnz: dict[int, int] = {}  # sparse b: cycles by its mask's popcount (configs that skip zeros)
+
+    def sparse_cycles(nnz: int) -> int:
+        cycles = by_nnz.get(nnz)
+        if cycles is None:
+            cycles = by_nnz[nnz] = costs.matmul(mm, k, n, a_size, b_size, nnz)
+        return cycles
+
     a_base, a_off, a_stride = v["a_base"], v["a"], v["a_stride"]
     b_base, b_off, b_stride = v["b_base"], v["b"], v["b_stride"]
     d_base, d_off, d_stride = v["dst_base"], v["dst"], v["dst_stride"]
@@ -80,7 +88,7 @@ def compile_matmul(inst: Inst, m: Machine) -> Callable[[], int]:
             acc.append((SRAM, b_addr, 1, mask_bytes + nnz * b_size, mask_bytes + nnz * b_size, False))
             b_read = mask_bytes + nnz * b_size
             macs = mm * nnz
-            cycles = matmul_cycles(m.hw, macs)
+            cycles = sparse_cycles(nnz)
         else:
             tile(None, size, SRAM, b_addr, b_rows, b_cols, b_stride, b_size, acc, False, "b")
             b_read = k * n * b_size
@@ -110,7 +118,7 @@ def compile_matmul(inst: Inst, m: Machine) -> Callable[[], int]:
             b, nnz = load_sparse_b(b_addr)
             b_read = mask_bytes + nnz * b_size
             macs = mm * nnz
-            cycles = matmul_cycles(m.hw, macs)
+            cycles = sparse_cycles(nnz)
         else:
             b = tile(u8 if b_af8 else f32, size, SRAM, b_addr, b_rows, b_cols, b_stride, b_size, acc, False, "b")
             b_read = k * n * b_size

@@ -9,7 +9,6 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from edgebert.emulator.costs import sfu_cycles, sfu_passes
 from edgebert.emulator.memory import SRAM, Fault, tile
 from edgebert.isa import adaptivfloat
 from edgebert.isa.encoding import Inst
@@ -63,8 +62,8 @@ def _binary(ufunc: np.ufunc) -> Callable[[Inst, Machine], Run]:
         rows, cols, bcast = v["rows"], v["cols"], v["bcast"]
         b_shape = {BCAST_NONE: (rows, cols), BCAST_ROW: (1, cols), BCAST_COL: (rows, 1), BCAST_SCALAR: (1, 1)}[bcast]
         b_stride = v["b_stride"] if bcast == BCAST_NONE else 0
-        passes = sfu_passes(m.hw, inst.mnemonic) * rows * cols
-        cycles = sfu_cycles(m.hw, passes)
+        passes = m.costs.sfu_passes(inst.mnemonic) * rows * cols
+        cycles = m.costs.sfu(inst.mnemonic, rows, cols)
         read, written = (rows * cols + b_shape[0] * b_shape[1]) * 4, rows * cols * 4
         a_base, a_off, a_stride = v["a_base"], v["a"], v["a_stride"]
         b_base, b_off = v["b_base"], v["b"]
@@ -96,8 +95,8 @@ def _unary(
     def factory(inst: Inst, m: Machine) -> Run:
         v = inst.values
         rows, cols = v["rows"], v["cols"]
-        passes = sfu_passes(m.hw, inst.mnemonic) * rows * cols
-        cycles = sfu_cycles(m.hw, passes)
+        passes = m.costs.sfu_passes(inst.mnemonic) * rows * cols
+        cycles = m.costs.sfu(inst.mnemonic, rows, cols)
         read, written = rows * cols * src_item, rows * cols * dst_item
         s_base, s_off, s_stride = v["src_base"], v["src"], v["src_stride"]
         d_base, d_off, d_stride = v["dst_base"], v["dst"], v["dst_stride"]
@@ -180,8 +179,8 @@ def compile_layernorm(inst: Inst, m: Machine) -> Run:
     v = inst.values
     rows, cols = v["rows"], v["cols"]
     eps = float(f32_from_bits(v["eps"]))
-    passes = sfu_passes(m.hw, "layernorm") * rows * cols
-    cycles = sfu_cycles(m.hw, passes)
+    passes = m.costs.sfu_passes("layernorm") * rows * cols
+    cycles = m.costs.sfu("layernorm", rows, cols)
     read, written = (rows * cols + 2 * cols) * 4, rows * cols * 4
     regs, mem, acc = m.regs, m.mem, m.acc
     f32, size = mem.f32[SRAM], mem.sizes[SRAM]
@@ -225,8 +224,8 @@ def compile_softmax(inst: Inst, m: Machine) -> Run:
     scale = float(f32_from_bits(v["scale"]))
     has_mask, span = v["has_mask"], v["span"]
     weights = span_mask(rows, cols, v["row0"], v["col0"], span, v["ramp"]) if span else None
-    passes = sfu_passes(m.hw, "softmax") * rows * cols
-    cycles = sfu_cycles(m.hw, passes)
+    passes = m.costs.sfu_passes("softmax") * rows * cols
+    cycles = m.costs.sfu("softmax", rows, cols)
     read, written = (rows * cols + (cols if has_mask else 0)) * 4, rows * cols * 4
     regs, mem, acc = m.regs, m.mem, m.acc
     f32, size = mem.f32[SRAM], mem.sizes[SRAM]
@@ -272,8 +271,8 @@ def compile_entropy(inst: Inst, m: Machine) -> Run:
     """fd = entropy of softmax(src[0:n]) (or the next injected value when an entropy trace is given)."""
     v = inst.values
     n, fd = v["n"], v["fd"]
-    passes = sfu_passes(m.hw, "entropy") * n
-    cycles = sfu_cycles(m.hw, passes)
+    passes = m.costs.sfu_passes("entropy") * n
+    cycles = m.costs.sfu("entropy", 1, n)
     regs, mem, acc, fregs = m.regs, m.mem, m.acc, m.fregs
     f32, size = mem.f32[SRAM], mem.sizes[SRAM]
 

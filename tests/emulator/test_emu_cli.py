@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import tomllib
-from importlib import resources
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +12,7 @@ import pytest
 from edgebert.emulator.cli import main
 from edgebert.isa.ebin import save_ebin
 from edgebert.isa.encoding import make
-from edgebert.isa.hardware import default_config
+from edgebert.isa.hardware import DEFAULT_CONFIG, bundled_config_text, default_config
 from edgebert.isa.program import Program
 from edgebert.isa.table import SPACES, UNITS
 
@@ -87,9 +86,10 @@ def test_cli_trap_writes_partial_report_and_exits_2(tmp_path: Path, capsys) -> N
 def test_cli_fingerprint_mismatch(files: dict[str, Path], tmp_path: Path, capsys) -> None:
     save_ebin(_matmul_program(b"\x01" * 32), files["p.ebin"])
     assert main([str(files["p.ebin"]), "--inputs", str(files["in.npz"]), "-q"]) == 2
-    assert "different hardware config" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "fingerprint 0101010101010101..." in err and "not bundled" in err and "--hw NAME|FILE" in err
     hw_toml = tmp_path / "hw.toml"
-    hw_toml.write_text(resources.files("edgebert.isa").joinpath("hardware.toml").read_text())
+    hw_toml.write_text(bundled_config_text(DEFAULT_CONFIG))
     tomllib.loads(hw_toml.read_text())
     assert main([str(files["p.ebin"]), "--inputs", str(files["in.npz"]), "--hw", str(hw_toml), "-q"]) == 0
     assert "warning" in capsys.readouterr().err

@@ -1,4 +1,4 @@
-"""Exact cycle, time and energy figures of tiny programs, worked out by hand from the default config."""
+"""Exact cycle, time and energy figures of tiny programs, worked out by hand from the config's primitives."""
 
 from __future__ import annotations
 
@@ -21,8 +21,12 @@ def hw():
     hw = default_config()
     assert (hw.memory.dram.latency_cycles, hw.memory.dram.bandwidth) == (100, 16)
     assert (hw.memory.sram.latency_cycles, hw.memory.sram.bandwidth) == (2, 64)
-    assert (hw.pu.pipeline_cycles, hw.pu.macs_per_cycle) == (6, 256)
-    assert (hw.sfu.pipeline_cycles, hw.sfu.lanes, hw.sfu.passes["add"]) == (8, 16, 1)
+    assert hw.name == "ideal-256mac"
+    assert (hw.pu.job_cycles, hw.pu.macs_per_cycle, hw.pu.operand_feed, hw.pu.launch_cycles) == (6, 256, "free", 0)
+    assert (hw.pu.block_m, hw.pu.block_k, hw.pu.block_n, hw.pu.writeback_cycles) == (1, 1, 1, 0)
+    vadd = hw.sfu.ops["vadd"]
+    assert (vadd.fixed_cycles, hw.sfu.lanes, vadd.states, vadd.passes, hw.sfu.pad_rows) == (8, 16, 1, 1, False)
+    assert (hw.dma.setup_cycles, hw.dma.burst_overhead_cycles) == (0, 0)
     assert hw.frontend.queue_depth == 8
     e = hw.energy
     assert (e.mac_f32_pj, e.sfu_op_pj, e.ctl_op_pj, e.leakage_mw) == (0.92, 0.3, 0.1, 5.0)
@@ -119,5 +123,5 @@ def test_bexit_waits_for_the_entropy_it_reads(hw) -> None:
         make("bexit", fs=1, threshold=0, target=2),  # dispatch 1, waits until 14, end 15
     ]
     r = run(program(code, {0: np.zeros(32, np.float32)}), {}, hw, trace=True)
-    assert hw.sfu.passes["entropy"] == 3
+    assert hw.sfu.ops["entropy"].states == 3
     assert [(s, e) for _, s, e, _ in r.machine.trace] == [(0, 14), (14, 15), (15, 16)]
