@@ -50,6 +50,7 @@ def _copy(inst: Inst, m: Machine, src_space: int, dst_space: int, track: bool = 
     bus_stride = dst_stride if src_space == SRAM and dst_space != SRAM else src_stride
     bursts = m.costs.bursts(rows, bcols, rows <= 1 or bus_stride in (0, cols))
     cycles_at = _cycles_by_port(m, src_space, dst_space, nbytes, bursts)
+    static = cycles_at(m.costs.sram_port(0, 0)) if m.costs.uniform_port else None  # no run-time port lookup
 
     def run() -> int:
         s_addr, d_addr = regs[src_base] + src, regs[dst_base] + dst
@@ -59,8 +60,6 @@ def _copy(inst: Inst, m: Machine, src_space: int, dst_space: int, track: bool = 
         t = m.timing_only
         s = tile(None if t else src_buf, src_size, src_space, s_addr, rows, bcols, bsrc_stride, 1, acc, False, "src")
         d = tile(None if t else dst_buf, dst_size, dst_space, d_addr, rows, bcols, bdst_stride, 1, acc, True, "dst")
-        port = min(_port(m, src_space, s_addr, rows, bcols, bsrc_stride), _port(m, dst_space, d_addr, rows, bcols,
-                                                                               bdst_stride))
         if not t:
             d[...] = s
             if track and rows and bcols:
@@ -68,7 +67,10 @@ def _copy(inst: Inst, m: Machine, src_space: int, dst_space: int, track: bool = 
         seg = m.seg
         seg.read[src_space] += nbytes
         seg.written[dst_space] += nbytes
-        return cycles_at(port)
+        if static is not None:
+            return static
+        return cycles_at(min(_port(m, src_space, s_addr, rows, bcols, bsrc_stride),
+                             _port(m, dst_space, d_addr, rows, bcols, bdst_stride)))
 
     return run
 
@@ -93,6 +95,7 @@ def compile_gather(inst: Inst, m: Machine) -> Callable[[], int]:
     row_bytes = cols * esize
     nbytes = rows * row_bytes
     cycles_at = _cycles_by_port(m, space, SRAM, nbytes, m.costs.bursts(rows, row_bytes, False))
+    static = cycles_at(m.costs.sram_port(0, 0)) if m.costs.uniform_port else None
     regs, mem, acc = m.regs, m.mem, m.acc
     size = mem.sizes[space]
 
@@ -123,7 +126,7 @@ def compile_gather(inst: Inst, m: Machine) -> Callable[[], int]:
         seg.read[space] += nbytes
         seg.read[SRAM] += rows * 4
         seg.written[SRAM] += nbytes
-        return cycles_at(_port(m, SRAM, regs[dst_base] + dst, rows, row_bytes, 0))
+        return static if static is not None else cycles_at(_port(m, SRAM, regs[dst_base] + dst, rows, row_bytes, 0))
 
     return run
 
