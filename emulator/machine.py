@@ -4,7 +4,7 @@ Functional semantics run in program (dispatch) order; timing is computed alongsi
 dispatches one instruction per cycle into per-unit queues of `frontend.queue_depth`; the ld/pu/sfu/st
 units run concurrently, each in order. An instruction starts at max(dispatch, unit free, push time of every
 token it pops, readiness of the F registers it reads); ctl instructions occupy the front end (one cycle, `lut`
-the DVFS decision's; see `costs.py`);
+the DVFS decision's; see `isa/costs.py`);
 dvfs/dvfsr/barrier/halt first drain every unit. Accesses of different units that overlap in time and in
 memory, one of them a write, are recorded as races (the program failed to guard them with tokens).
 """
@@ -15,11 +15,11 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from edgebert.emulator.costs import Costs
 from edgebert.emulator.dispatch import DISPATCH, format_inst
 from edgebert.emulator.energy import Segment
 from edgebert.emulator.memory import Access, Fault, Memories, accesses_overlap
 from edgebert.emulator.shadow import ShadowLog, shadow_kind
+from edgebert.isa.costs import Costs
 from edgebert.isa.encoding import Inst
 from edgebert.isa.errors import EmulatorTrap
 from edgebert.isa.hardware import HardwareConfig

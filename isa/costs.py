@@ -1,5 +1,8 @@
 """Cycle costs of one instruction on its unit, computed only from the hardware config's primitives.
 
+Pure functions of the config (no emulator state), so the emulator charges and the compiler can score tilings
+with the same formulas.
+
 One model covers every config (docs/emulator.md, "Timing model"): a matmul is a pipeline of blocks and output
 tiles with a write-back stage, an SFU instruction is a state machine stepping over vectors with memory reads
 whose latency depends on the buffer they come from, a DMA pays setup, latency, the narrowest bandwidth on its
