@@ -98,7 +98,7 @@ class SFU:
     max_rows: int = _range(1, 0xFFFF)  # rows (num_timestep) one job takes; longer tiles are several jobs
     max_vectors: int = _range(1, 0xFFFF)  # vectors per row (num_vector) one job takes
     read_cycles: int = _range(0, _BIG)  # cycles of one memory read with no latency
-    ops: dict[str, SfuOp]  # by SFU mnemonic
+    ops: dict[str, SfuOp] = field(metadata={"keys": SFU_MNEMONICS})  # by SFU mnemonic (every one needs an entry)
 
 
 @dataclass(frozen=True)
@@ -175,8 +175,8 @@ class Energy:
 
 @dataclass(frozen=True)
 class OperatingPoint:
-    volts: float = _range(0.0, 10.0)
-    mhz: float = _range(0.0, 1e5)
+    volts: float = _range(0.05, 10.0)
+    mhz: float = _range(1.0, 1e5)
 
 
 @dataclass(frozen=True)
@@ -274,8 +274,6 @@ def _validate(hw: HardwareConfig) -> None:
     if missing:
         _fail(f"sfu.ops.{missing[0]}", "missing (every SFU instruction needs a cost entry)")
     for op, cost in hw.sfu.ops.items():
-        if op not in SFU_MNEMONICS:
-            _fail(f"sfu.ops.{op}", f"unknown SFU instruction (known: {', '.join(SFU_MNEMONICS)})")
         for buf, count in cost.reads.items():
             if buf not in names:
                 _fail(f"sfu.ops.{op}.reads.{buf}", f"not an SRAM buffer ({', '.join(names)})")
@@ -295,8 +293,6 @@ def _validate(hw: HardwareConfig) -> None:
     if len(points) > 256:
         _fail("dvfs.points", "at most 256 operating points (8-bit index)")
     for i, p in enumerate(points):
-        if p.volts <= 0 or p.mhz <= 0:
-            _fail(f"dvfs.points[{i}]", "volts and mhz must be > 0")
         if i and not (p.volts > points[i - 1].volts and p.mhz > points[i - 1].mhz):
             _fail(f"dvfs.points[{i}]", "volts and mhz must both increase with the index (slowest point first)")
     for name in ("nominal", "initial"):
@@ -304,13 +300,27 @@ def _validate(hw: HardwareConfig) -> None:
             _fail(f"dvfs.{name}", f"must index dvfs.points (0..{len(points) - 1})")
 
 
+def _short_repr() -> reprlib.Repr:
+    r = reprlib.Repr()
+    r.maxlevel, r.maxstring, r.maxother, r.maxlong, r.maxlist, r.maxdict = 3, 40, 40, 40, 4, 4
+    return r
+
+
+_SHORT = _short_repr()
+
+
 def _describe(value: Any) -> str:
-    """A short, always-printable rendering of a TOML value for error messages."""
-    return reprlib.Repr(maxlevel=2, maxstring=40, maxother=40).repr(value)
+    """A short, always-printable rendering of a TOML value for error messages (deep or huge values too)."""
+    return _SHORT.repr(value)
 
 
-def _build(cls: Any, data: Any, path: str, bounds: tuple[float, float] | None = None) -> Any:
-    """Construct `cls` from TOML data, rejecting unknown, missing, mistyped and out-of-range fields."""
+def _build(cls: Any, data: Any, path: str, meta: Any = None) -> Any:
+    """Construct `cls` from TOML data, rejecting unknown, missing, mistyped and out-of-range fields.
+
+    `meta`: the field's metadata: "range" (inclusive bounds of a number), "keys" (the keys a table may have).
+    """
+    meta = meta or {}
+    bounds = meta.get("range")
     origin = typing.get_origin(cls)
     if dataclasses.is_dataclass(cls):
         if not isinstance(data, dict):
@@ -328,7 +338,7 @@ def _build(cls: Any, data: Any, path: str, bounds: tuple[float, float] | None = 
                 if f.default is not dataclasses.MISSING or f.default_factory is not dataclasses.MISSING:
                     continue  # optional: the dataclass default
                 _fail(sub, "missing")
-            kwargs[f.name] = _build(hints[f.name], data[f.name], sub, f.metadata.get("range"))
+            kwargs[f.name] = _build(hints[f.name], data[f.name], sub, f.metadata)
         return cls(**kwargs)
     if origin is tuple:
         if not isinstance(data, list):
@@ -340,6 +350,10 @@ def _build(cls: Any, data: Any, path: str, bounds: tuple[float, float] | None = 
     if origin is dict:
         if not isinstance(data, dict):
             _fail(path, f"expected a table, got {type(data).__name__}")
+        allowed = meta.get("keys")
+        unknown = sorted(k for k in data if allowed is not None and k not in allowed)
+        if unknown:
+            _fail(f"{path}.{unknown[0]}", f"unknown (known: {', '.join(allowed)})")
         return {str(k): _build(typing.get_args(cls)[1], v, f"{path}.{k}") for k, v in data.items()}
     if cls is float:
         if isinstance(data, bool) or not isinstance(data, (int, float)):
