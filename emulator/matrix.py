@@ -10,6 +10,7 @@ import numpy as np
 from edgebert.emulator.memory import SRAM, Fault, check_range, tile
 from edgebert.emulator.shadow import sparse_nnz
 from edgebert.isa.adaptivfloat import DECODE_TABLE
+from edgebert.isa.bits import sparse_mask_bytes
 from edgebert.isa.encoding import Inst
 from edgebert.isa.table import FORMATS
 
@@ -17,11 +18,6 @@ if TYPE_CHECKING:
     from edgebert.emulator.machine import Machine
 
 AF8 = FORMATS.index("af8")
-
-
-def sparse_mask_bytes(k: int, n: int) -> int:
-    """Bytes of the bitmask of a k x n sparse operand: one bit per element, padded to a multiple of 4."""
-    return -(-(k * n) // 32) * 4
 
 
 def compile_matmul(inst: Inst, m: Machine) -> Callable[[], int]:

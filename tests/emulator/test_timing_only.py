@@ -10,7 +10,7 @@ import pytest
 from edgebert.compiler.dvfs_plan import plan_dvfs
 from edgebert.emulator import EmulatorInputError, Runner, run
 from edgebert.emulator.albert_skeleton import SkeletonConfig, build_skeleton, measure_cycles
-from edgebert.emulator.matrix import sparse_mask_bytes
+from edgebert.isa.bits import sparse_mask_bytes
 from edgebert.isa.encoding import make
 from edgebert.isa.errors import EmulatorTrap
 from edgebert.isa.hardware import default_config
