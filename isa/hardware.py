@@ -8,6 +8,7 @@ this one object; ``docs/emulator.md`` explains how each instruction is charged f
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 import math
@@ -215,7 +216,7 @@ class HardwareConfig:
         del data["source"]
         return data
 
-    @property
+    @functools.cached_property
     def fingerprint(self) -> bytes:
         """32-byte SHA-256 of the canonical JSON of every field (the `.ebin` records it)."""
         canonical = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
