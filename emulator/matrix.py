@@ -55,6 +55,17 @@ def compile_matmul(inst: Inst, m: Machine) -> Callable[[], int]:
     fixed_read = mm * k * a_size + (n * 4 if has_bias else 0) + (mm * n * 4 if acc_flag else 0)
     written = mm * n * 4
 
+    def charge(macs: int, b_read: int, cycles: int) -> int:
+        """Count the MACs and SRAM traffic of one execution; return its cycles."""
+        seg = m.seg
+        if exact:
+            seg.mac_af8 += macs
+        else:
+            seg.mac_f32 += macs
+        seg.read[SRAM] += fixed_read + b_read
+        seg.written[SRAM] += written
+        return cycles
+
     def load_sparse_b(addr: int) -> tuple[np.ndarray, int]:
         if addr % b_size:
             raise Fault(f"misaligned b: address {addr:#x} is not a multiple of {b_size}")
@@ -93,14 +104,7 @@ def compile_matmul(inst: Inst, m: Machine) -> Callable[[], int]:
         tile(None, size, SRAM, regs[d_base] + d_off, mm, n, d_stride, 4, acc, True, "dst")
         if has_bias:
             tile(None, size, SRAM, regs[bias_base] + bias_off, 1, n, 0, 4, acc, False, "bias")
-        seg = m.seg
-        if exact:
-            seg.mac_af8 += macs
-        else:
-            seg.mac_f32 += macs
-        seg.read[SRAM] += fixed_read + b_read
-        seg.written[SRAM] += written
-        return cycles
+        return charge(macs, b_read, cycles)
 
     def run() -> int:
         if m.timing_only:
@@ -142,14 +146,7 @@ def compile_matmul(inst: Inst, m: Machine) -> Callable[[], int]:
             np.add(d, p, out=d)
         else:
             d[...] = p
-        seg = m.seg
-        if exact:
-            seg.mac_af8 += macs
-        else:
-            seg.mac_f32 += macs
-        seg.read[SRAM] += fixed_read + b_read
-        seg.written[SRAM] += written
-        return cycles
+        return charge(macs, b_read, cycles)
 
     return run
 
