@@ -162,7 +162,7 @@ def cmod():
     assert (pu.block_sync_cycles, pu.tile_drain_cycles, pu.job_cycles, pu.launch_cycles) == (1, 8, 26, 5)
     assert (pu.writeback_cycles, pu.writeback_slots, pu.writeback_release_cycles) == (43, 2, 40)
     assert {b.name: (b.port_bytes_per_cycle, b.read_latency_cycles) for b in hw.memory.sram.buffers} == {
-        "input": (16, 14), "mask": (2, 0), "aux": (16, 3), "dvfs": (1, 0)}
+        "input": (16, 14), "mask": (2, 0), "aux": (16, 3), "dvfs": (16, 0)}
     assert (hw.sfu.read_cycles, hw.sfu.max_rows, hw.dma.setup_cycles, hw.dma.burst_overhead_cycles) == (1, 255, 8, 5)
     assert (hw.memory.dram.bandwidth, hw.memory.dram.latency_cycles, hw.dma.burst_bytes) == (8, 0, 2048)
     return hw
