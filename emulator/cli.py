@@ -134,7 +134,7 @@ def _run(args: argparse.Namespace) -> int:
     from edgebert.emulator.entropy_trace import load_entropy_row
     from edgebert.emulator.runner import DEFAULT_MAX_CYCLES, run
     from edgebert.isa.ebin import load_ebin
-    from edgebert.isa.hardware import select_config
+    from edgebert.isa.program_config import select_config
 
     program = load_ebin(args.program)
     hw, warning = select_config(program.metadata, program.hw_fingerprint, args.program, args.hw)

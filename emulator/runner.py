@@ -12,8 +12,9 @@ from edgebert.emulator.machine import Machine
 from edgebert.emulator.memory import SPACE_INDEX, SRAM, Fault, check_range
 from edgebert.emulator.report import build_report
 from edgebert.isa.errors import EdgebertError, EmulatorTrap
-from edgebert.isa.hardware import HardwareConfig, default_config, program_config
+from edgebert.isa.hardware import HardwareConfig, default_config
 from edgebert.isa.program import Program
+from edgebert.isa.program_config import program_config
 
 #: Metadata dtype name -> (numpy dtype stored in memory, numpy dtype returned to the user).
 DTYPES = {
@@ -276,7 +277,7 @@ def run(
     resident_task: str | None = None,
 ) -> RunResult:
     """Execute `program` on the emulated accelerator described by `hw` (when None: the config the program was
-    built for, see `isa.hardware.program_config`, else the default config).
+    built for, see `isa.program_config.program_config`, else the default config).
 
     `inputs` are placed per the program metadata; data segments are loaded first. `entropy_values`
     replaces the result of the i-th executed `entropy` instruction by its i-th value. `check_uninitialized`

@@ -25,11 +25,10 @@ from edgebert.isa.hardware import (
     load_config,
     parse_config,
     parse_config_text,
-    program_config,
-    select_config,
     to_toml,
 )
 from edgebert.isa.program import Program
+from edgebert.isa.program_config import program_config, select_config
 from edgebert.isa.table import FORMATS, SPACES
 
 BUNDLED = ("edgebert-cmod", "ideal-256mac")
