@@ -86,6 +86,27 @@ class Costs:
         self.operand_port = operand.port_bytes_per_cycle
 
     # ---- processing unit -----------------------------------------------------------------------------
+    def block_cycles(self, a_bytes: int, b_bytes: int, density: Fraction = Fraction(1)) -> Fraction:
+        """Cycles of one block on the PU: operand loads and compute as `operand_feed` says, then the sync.
+
+        `density`: the share of MACs computed (a sparse b's non-zeros, on configs that skip zeros)."""
+        pu = self.hw.pu
+        compute = pu.compute_cycles_per_block * density
+        # Each operand block streams from its own buffer port: the two loads run side by side.
+        load = Fraction(max(pu.block_m * pu.block_k * a_bytes, pu.block_k * pu.block_n * b_bytes), self.operand_port)
+        if pu.operand_feed == "serial":
+            block = load + compute
+        elif pu.operand_feed == "overlapped":
+            block = max(load, compute)
+        else:
+            block = compute
+        return block + pu.block_sync_cycles
+
+    def peak_macs_per_cycle(self, a_bytes: int = 1, b_bytes: int = 1) -> Fraction:
+        """MACs per cycle of a long dense job (the roofline's compute ceiling): about 124 for edgebert-cmod's AF8
+        blocks (4096 MACs per 33 cycles), 256 for ideal-256mac."""
+        return Fraction(self.hw.pu.block_macs) / self.block_cycles(a_bytes, b_bytes)
+
     def matmul(self, m: int, k: int, n: int, a_bytes: int, b_bytes: int, nnz: int | None = None) -> int:
         """One matmul instruction: launch + job overhead + the block/tile pipeline.
 
@@ -98,18 +119,8 @@ class Costs:
         blocks = ceil_div(k, pu.block_k)
         if tiles == 0 or blocks == 0:
             return fixed
-        compute = pu.compute_cycles_per_block
-        if nnz is not None and pu.skip_zero_macs:
-            compute *= Fraction(nnz, k * n)
-        # Each operand block streams from its own buffer port: the two loads run side by side.
-        load = Fraction(max(pu.block_m * pu.block_k * a_bytes, pu.block_k * pu.block_n * b_bytes), self.operand_port)
-        if pu.operand_feed == "serial":
-            block = load + compute
-        elif pu.operand_feed == "overlapped":
-            block = max(load, compute)
-        else:
-            block = compute
-        block += pu.block_sync_cycles
+        density = Fraction(nnz, k * n) if nnz is not None and pu.skip_zero_macs else Fraction(1)
+        block = self.block_cycles(a_bytes, b_bytes, density)
         return fixed + ceil_fraction(tile_pipeline(pu, tiles, blocks * block, blocks > 1))
 
     # ---- special function unit -----------------------------------------------------------------------

@@ -61,3 +61,8 @@ def test_operand_feed_modes() -> None:
     assert block_cost("overlapped") == 2 * (16 + 1)  # double-buffered: max(load, compute)
     assert block_cost("overlapped", a_bytes=4) == 2 * (64 + 1)  # load-bound
     assert block_cost("free", a_bytes=4) == 2 * (16 + 1)
+
+
+def test_peak_mac_rate_is_the_roofline_ceiling() -> None:
+    assert Costs(CMOD).peak_macs_per_cycle() == Fraction(4096, 33)  # about 124 MACs per cycle, not 256
+    assert Costs(load_config("ideal-256mac")).peak_macs_per_cycle(4, 4) == 256
