@@ -32,6 +32,7 @@ DEFAULT_CONFIG = "ideal-256mac"
 OPERAND_FEEDS = ("serial", "overlapped", "free")
 #: SFU instructions: each needs one entry in `sfu.ops`; their SRAM operand names are what `reads` may not name.
 SFU_MNEMONICS = tuple(ins.mnemonic for ins in INSTRUCTIONS if ins.unit == "sfu")
+MIN_MATMUL_MACS = 16 * 16 * 16  # smallest max_m x max_k x max_n: see _validate
 MAX_CONFIG_BYTES = 1 << 20  # a hardware config is a few KiB of text; anything larger is the wrong file
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,99}")
 _KEY = re.compile(r"[A-Za-z0-9_-]{1,64}")  # a TOML bare key (buffer names are keys of `reads`)
@@ -243,12 +244,16 @@ def _validate(hw: HardwareConfig) -> None:
         _fail("name", "must be 1-100 characters of letters, digits and . _ + - (starting with a letter or digit)")
     pu = hw.pu
     for dim in ("m", "k", "n"):
-        # Below one vector the MAC array idles and the compiler's tile count explodes (max_m = k = n = 1
-        # once meant minutes and gigabytes per compile): a matmul instruction covers at least one vector.
+        # A matmul instruction covers at least one vector in every dimension (less idles the MAC array), and at
+        # least MIN_MATMUL_MACS: the compiler emits about M K N / (max_m max_k max_n) instructions per matmul, so
+        # max_m = k = n = 1 once meant minutes and gigabytes per compile (ALBERT-base at 16 x 16 x 16: 263,200
+        # instructions, 33 s, 1.5 GB; at the bundled configs' limits: 190 instructions).
         if getattr(pu, f"max_{dim}") < pu.vector_size:
             _fail(f"pu.max_{dim}", f"must be at least pu.vector_size ({pu.vector_size})")
         if getattr(pu, f"block_{dim}") > getattr(pu, f"max_{dim}"):
             _fail(f"pu.block_{dim}", f"must not exceed pu.max_{dim}")
+    if pu.max_m * pu.max_k * pu.max_n < MIN_MATMUL_MACS:
+        _fail("pu.max_m", f"max_m x max_k x max_n must be at least {MIN_MATMUL_MACS} MACs (one 16x16x16 block)")
     if pu.operand_feed not in OPERAND_FEEDS:
         _fail("pu.operand_feed", f"must be one of {', '.join(OPERAND_FEEDS)}")
     if pu.writeback_release_cycles > pu.writeback_cycles:

@@ -96,6 +96,7 @@ def test_generated_toml_round_trips(name: str) -> None:
         (("pu", "vector_size"), 2**64, r"pu\.vector_size': must be between 1 and 1024"),
         (("pu", "lanes"), 0, r"pu\.lanes'"),
         (("pu", "max_m"), 1, r"pu\.max_m': must be at least pu\.vector_size \(16\)"),
+        (("pu", "max_k"), 15, r"pu\.max_k': must be at least pu\.vector_size"),
         (("pu", "operand_feed"), "psychic", r"pu\.operand_feed': must be one of serial, overlapped, free"),
         (("memory", "sram", "align_bytes"), 12, r"memory\.sram\.align_bytes': must be a power of two"),
         (("memory", "sram", "size_bytes"), 1 << 30, r"memory\.sram\.size_bytes': exceeds the 24-bit"),
@@ -117,6 +118,15 @@ def test_generated_toml_round_trips(name: str) -> None:
 def test_invalid_field_is_named(path: tuple, value: object, message: str) -> None:
     with pytest.raises(HardwareConfigError, match=message):
         parse_config(_set(_data(), path, value))
+
+
+def test_matmul_limits_bound_the_instructions_a_compile_emits() -> None:
+    data = _data()
+    data["pu"].update(vector_size=4, lanes=4, max_m=4, max_k=4, max_n=4)
+    with pytest.raises(HardwareConfigError, match=r"pu\.max_m': max_m x max_k x max_n must be at least 4096 MACs"):
+        parse_config(data)
+    data["pu"].update(max_m=8, max_k=24, max_n=40)  # a small PU that still tiles every dimension: accepted
+    assert parse_config(data).pu.max_k == 24
 
 
 def test_cmod_buffer_set_is_checked() -> None:
