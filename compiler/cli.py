@@ -30,7 +30,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help="task weights: SRAM region loaded at task switch (auto: when it fits) or read from eNVM")
     p.add_argument("-o", "--output", help="output file (default: the model name with .ebin, or .s with -S)")
     p.add_argument("--seq-len", type=int, default=None, help="fix the sequence length of [batch, seq] inputs")
-    p.add_argument("--hw", default=None, help="hardware config TOML (default: the shipped EdgeBERT config)")
+    p.add_argument("--hw", default=None, metavar="NAME|FILE",
+                   help="hardware config: a bundled name (ideal-256mac, edgebert-cmod) or a TOML file (default: "
+                   "ideal-256mac)")
     p.add_argument("-S", dest="assembly", action="store_true", help="write assembly instead of a binary")
     p.add_argument("--dump-ir", metavar="DIR", default=None, help="write the IR after each pass into DIR")
     p.add_argument("-v", "--verbose", action="store_true", help="print each pass's wall time")

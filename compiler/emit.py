@@ -65,5 +65,6 @@ def emit_program(prog: TileProgram, hw: HardwareConfig, metadata: dict[str, Any]
                 {"name": name, "space": buf.space, "address": buf.address, "shape": list(shape), "dtype": dtype}
             )
             symbols.append(Symbol(symbol_name(f"{key[:-1]}.{name}"), buf.space, buf.address, buf.nbytes))
-    meta = {**io, "compiler": COMPILER_VERSION, "hw_name": hw.name, "hw_fingerprint": hw.fingerprint.hex(), **metadata}
+    meta = {**io, "compiler": COMPILER_VERSION, "hw_name": hw.name, "hw_fingerprint": hw.fingerprint.hex(),
+            "hw_config": hw.toml_text(), **metadata}
     return Program(code=code, segments=segments, symbols=symbols, metadata=meta, hw_fingerprint=hw.fingerprint)

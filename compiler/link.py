@@ -277,7 +277,7 @@ def link_tasks(tasks: list[Any], results: list[Any], hw: HardwareConfig, *, plac
     for key in ("dvfs_table", "dvfs_plan"):  # per task in multitask.tasks
         meta.pop(key, None)
     meta["sram_peak_bytes"] = peak
-    meta["hw_name"], meta["hw_fingerprint"] = hw.name, hw.fingerprint.hex()
+    meta["hw_name"], meta["hw_fingerprint"], meta["hw_config"] = hw.name, hw.fingerprint.hex(), hw.toml_text()
     meta["tasks"] = names
     meta["thresholds"] = [t.threshold for t in tasks]
     meta.pop("early_exit", None) if not any(r.program.metadata.get("early_exit") for r in results) else None

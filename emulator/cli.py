@@ -20,7 +20,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--report", help="write the report here (JSON); written even when the program traps")
     p.add_argument("--trace", help="write a Chrome/Perfetto trace-event JSON of the units' timelines")
     p.add_argument("--plot", help="draw the energy breakdown to this image (png, svg, pdf)")
-    p.add_argument("--hw", help="hardware config TOML (default: the one the package ships)")
+    p.add_argument("--hw", metavar="NAME|FILE", help="hardware config: a bundled name (edgebert-cmod, ideal-256mac) "
+                   "or a TOML file (default: the config the program was compiled for)")
     p.add_argument("--max-cycles", type=int, default=None, help="trap when the run exceeds N cycles (default 1e9)")
     p.add_argument("--entropy-trace", help="recorded entropies, one sentence per line (EdgeBERT's format)")
     p.add_argument("--row", type=int, help="the sentence to run: 0-based line of --entropy-trace, or index on axis 0 "
@@ -106,11 +107,9 @@ def _sentence_inputs(args: argparse.Namespace, program: Any) -> dict[str, np.nda
 
 def _run(args: argparse.Namespace) -> int:
     from edgebert.emulator.runner import DEFAULT_MAX_CYCLES, run
-    from edgebert.isa.hardware import default_config, load_config
     from edgebert.isa.traces import read_entropy_row
 
-    hw = load_config(args.hw) if args.hw else default_config()
-    program, warning = load_program(args.program, hw, hw_given=bool(args.hw))
+    program, hw, warning = load_program(args.program, args.hw)
     if warning:
         _warn(warning)
     if args.entropy_trace is not None and args.row is None:

@@ -7,12 +7,31 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from edgebert.emulator.costs import dma_cycles
 from edgebert.emulator.memory import ELEMENT_BYTES, SRAM, Fault, tile
 from edgebert.isa.encoding import Inst
 
 if TYPE_CHECKING:
     from edgebert.emulator.machine import Machine
+
+
+def _port(m: Machine, space: int, address: int, rows: int, row_bytes: int, pitch: int) -> int:
+    """The narrowest SRAM buffer port a tile of `space` touches (no limit outside SRAM)."""
+    if space != SRAM:
+        return 1 << 62
+    return m.costs.sram_port(address, address + (rows - 1) * (pitch or row_bytes) + row_bytes if rows else address)
+
+
+def _cycles_by_port(m: Machine, src: int, dst: int, nbytes: int, bursts: int) -> Callable[[int], int]:
+    """cycles(port) of one transfer, memoised (a program's tiles touch few distinct buffer ports)."""
+    memo: dict[int, int] = {}
+
+    def cycles(port: int) -> int:
+        c = memo.get(port)
+        if c is None:
+            c = memo[port] = m.costs.dma(src, dst, nbytes, bursts, port)
+        return c
+
+    return cycles
 
 
 def _copy(inst: Inst, m: Machine, src_space: int, dst_space: int, track: bool = False) -> Callable[[], int]:
@@ -22,12 +41,16 @@ def _copy(inst: Inst, m: Machine, src_space: int, dst_space: int, track: bool = 
     src_base, src, src_stride = v["src_base"], v["src"], v["src_stride"]
     dst_base, dst, dst_stride = v["dst_base"], v["dst"], v["dst_stride"]
     nbytes = rows * cols * esize
-    cycles = dma_cycles(m.hw, src_space, dst_space, nbytes)
     regs, mem, acc = m.regs, m.mem, m.acc
     src_buf, dst_buf = mem.u8[src_space], mem.u8[dst_space]
     src_size, dst_size = mem.sizes[src_space], mem.sizes[dst_space]
     # Byte-level tiles: `cols * esize` bytes per row, pitch `stride * esize` bytes; alignment checked first.
     bcols, bsrc_stride, bdst_stride = cols * esize, src_stride * esize, dst_stride * esize
+    # Bursts follow the bus side (the level that is not SRAM; the source for SRAM -> SRAM).
+    bus_stride = dst_stride if src_space == SRAM and dst_space != SRAM else src_stride
+    bursts = m.costs.bursts(rows, bcols, rows <= 1 or bus_stride in (0, cols))
+    cycles_at = _cycles_by_port(m, src_space, dst_space, nbytes, bursts)
+    static = cycles_at(m.costs.sram_port(0, 0)) if m.costs.uniform_port else None  # no run-time port lookup
 
     def run() -> int:
         s_addr, d_addr = regs[src_base] + src, regs[dst_base] + dst
@@ -44,7 +67,10 @@ def _copy(inst: Inst, m: Machine, src_space: int, dst_space: int, track: bool = 
         seg = m.seg
         seg.read[src_space] += nbytes
         seg.written[dst_space] += nbytes
-        return cycles
+        if static is not None:
+            return static
+        return cycles_at(min(_port(m, src_space, s_addr, rows, bcols, bsrc_stride),
+                             _port(m, dst_space, d_addr, rows, bcols, bdst_stride)))
 
     return run
 
@@ -68,7 +94,8 @@ def compile_gather(inst: Inst, m: Machine) -> Callable[[], int]:
     idx_base, idx, dst_base, dst = v["idx_base"], v["idx"], v["dst_base"], v["dst"]
     row_bytes = cols * esize
     nbytes = rows * row_bytes
-    cycles = dma_cycles(m.hw, space, SRAM, nbytes)
+    cycles_at = _cycles_by_port(m, space, SRAM, nbytes, m.costs.bursts(rows, row_bytes, False))
+    static = cycles_at(m.costs.sram_port(0, 0)) if m.costs.uniform_port else None
     regs, mem, acc = m.regs, m.mem, m.acc
     size = mem.sizes[space]
 
@@ -99,7 +126,7 @@ def compile_gather(inst: Inst, m: Machine) -> Callable[[], int]:
         seg.read[space] += nbytes
         seg.read[SRAM] += rows * 4
         seg.written[SRAM] += nbytes
-        return cycles
+        return static if static is not None else cycles_at(_port(m, SRAM, regs[dst_base] + dst, rows, row_bytes, 0))
 
     return run
 

@@ -3,7 +3,8 @@
 Functional semantics run in program (dispatch) order; timing is computed alongside: the ctl front end
 dispatches one instruction per cycle into per-unit queues of `frontend.queue_depth`; the ld/pu/sfu/st
 units run concurrently, each in order. An instruction starts at max(dispatch, unit free, push time of every
-token it pops, readiness of the F registers it reads); ctl instructions take one cycle in the front end;
+token it pops, readiness of the F registers it reads); ctl instructions occupy the front end (one cycle, `lut`
+the DVFS decision's; see `isa/costs.py`);
 dvfs/dvfsr/barrier/halt first drain every unit. Accesses of different units that overlap in time and in
 memory, one of them a write, are recorded as races (the program failed to guard them with tokens).
 """
@@ -18,6 +19,7 @@ from edgebert.emulator.dispatch import DISPATCH, format_inst
 from edgebert.emulator.energy import Segment
 from edgebert.emulator.memory import Access, Fault, Memories, accesses_overlap
 from edgebert.emulator.shadow import ShadowLog, shadow_kind
+from edgebert.isa.costs import Costs
 from edgebert.isa.encoding import Inst
 from edgebert.isa.errors import EmulatorTrap
 from edgebert.isa.hardware import HardwareConfig
@@ -32,7 +34,9 @@ MAX_RACES_KEPT = 100
 class Op:
     """One decoded instruction, ready to run: its handler and the static facts the timing model needs."""
 
-    __slots__ = ("pc", "inst", "unit", "waits", "signals", "run", "kind", "freg_reads", "freg_write", "shadow")
+    __slots__ = (
+        "pc", "inst", "unit", "waits", "signals", "run", "kind", "freg_reads", "freg_write", "shadow", "ctl_cycles",
+    )  # fmt: skip
 
     def __init__(self, pc: int, inst: Inst, m: Machine) -> None:
         self.pc, self.inst = pc, inst
@@ -41,6 +45,7 @@ class Op:
         self.freg_reads: tuple[int, ...] = ()
         self.freg_write = -1
         self.shadow = shadow_kind(inst.mnemonic)
+        self.ctl_cycles = m.costs.ctl(inst.mnemonic)  # cycles in the front end (ctl instructions only)
         if factory is None:
             self.kind, self.unit, self.waits, self.signals = KIND_INVALID, CTL, (), ()
             self.run: Callable[[], Any] = lambda: None
@@ -97,6 +102,7 @@ class Machine:
         disable_dvfs: bool = False,
     ) -> None:
         self.program, self.hw = program, hw
+        self.costs = Costs(hw)
         self.mem = Memories(hw)
         if check_uninitialized:
             self.mem.track_initialized()
@@ -244,11 +250,11 @@ class Machine:
                     result = op.run()
                     if kind == KIND_DVFS:
                         self._switch(result, start)
-                    end = start + 1
+                    end = start + op.ctl_cycles
                     fe = end
                     seg = self.seg
                     seg.ctl_ops += 1
-                    seg.busy[CTL] += 1
+                    seg.busy[CTL] += op.ctl_cycles
                 for s in op.signals:
                     tokens[unit][s].append(end)
                 if tracing:

@@ -7,7 +7,6 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from edgebert.emulator.costs import matmul_cycles
 from edgebert.emulator.memory import SRAM, Fault, check_range, tile
 from edgebert.emulator.shadow import sparse_nnz
 from edgebert.isa.adaptivfloat import DECODE_TABLE
@@ -36,7 +35,16 @@ def compile_matmul(inst: Inst, m: Machine) -> Callable[[], int]:
     acc_flag, has_bias, trans_b, sparse = v["acc"], v["has_bias"], v["trans_b"], v["sparse"]
     exact = a_af8 and b_af8
     b_rows, b_cols = (n, k) if trans_b else (k, n)
-    dense_cycles = matmul_cycles(m.hw, mm * k * n)
+    costs = m.costs
+    dense_cycles = costs.matmul(mm, k, n, a_size, b_size)
+    by_nnz: dict[int, int] = {}  # sparse b: cycles by its mask's popcount (configs that skip zeros)
+
+    def sparse_cycles(nnz: int) -> int:
+        cycles = by_nnz.get(nnz)
+        if cycles is None:
+            cycles = by_nnz[nnz] = costs.matmul(mm, k, n, a_size, b_size, nnz)
+        return cycles
+
     a_base, a_off, a_stride = v["a_base"], v["a"], v["a_stride"]
     b_base, b_off, b_stride = v["b_base"], v["b"], v["b_stride"]
     d_base, d_off, d_stride = v["dst_base"], v["dst"], v["dst_stride"]
@@ -60,8 +68,8 @@ def compile_matmul(inst: Inst, m: Machine) -> Callable[[], int]:
         acc.append((SRAM, addr, 1, nbytes, nbytes, False))
         return nbytes
 
-    def charge(macs: int, b_read: int) -> int:
-        """Count the MACs and SRAM traffic; return the cycles (a sparse b costs its non-zeros only)."""
+    def charge(macs: int, b_read: int, cycles: int) -> int:
+        """Count the MACs and SRAM traffic of one execution; return its cycles."""
         seg = m.seg
         if exact:
             seg.mac_af8 += macs
@@ -69,7 +77,7 @@ def compile_matmul(inst: Inst, m: Machine) -> Callable[[], int]:
             seg.mac_f32 += macs
         seg.read[SRAM] += fixed_read + b_read
         seg.written[SRAM] += written
-        return matmul_cycles(m.hw, macs) if sparse else dense_cycles
+        return cycles
 
     def load_sparse_b(addr: int) -> tuple[np.ndarray, int, int]:
         """b expanded to dense, its non-zero count and the bytes read."""
@@ -92,14 +100,14 @@ def compile_matmul(inst: Inst, m: Machine) -> Callable[[], int]:
         if sparse:
             check_mask(b_addr)
             nnz = sparse_nnz(m, b_addr, mask_bytes, k * n)
-            b_read, macs = claim_nonzeros(b_addr, nnz), mm * nnz
+            b_read, macs, cycles = claim_nonzeros(b_addr, nnz), mm * nnz, sparse_cycles(nnz)
         else:
             tile(None, size, SRAM, b_addr, b_rows, b_cols, b_stride, b_size, acc, False, "b")
-            b_read, macs = k * n * b_size, mm * k * n
+            b_read, macs, cycles = k * n * b_size, mm * k * n, dense_cycles
         tile(None, size, SRAM, regs[d_base] + d_off, mm, n, d_stride, 4, acc, True, "dst")
         if has_bias:
             tile(None, size, SRAM, regs[bias_base] + bias_off, 1, n, 0, 4, acc, False, "bias")
-        return charge(macs, b_read)
+        return charge(macs, b_read, cycles)
 
     def run() -> int:
         if m.timing_only:
@@ -111,10 +119,10 @@ def compile_matmul(inst: Inst, m: Machine) -> Callable[[], int]:
         b_addr = regs[b_base] + b_off
         if sparse:
             b, nnz, b_read = load_sparse_b(b_addr)
-            macs = mm * nnz
+            macs, cycles = mm * nnz, sparse_cycles(nnz)
         else:
             b = tile(u8 if b_af8 else f32, size, SRAM, b_addr, b_rows, b_cols, b_stride, b_size, acc, False, "b")
-            b_read, macs = k * n * b_size, mm * k * n
+            b_read, macs, cycles = k * n * b_size, mm * k * n, dense_cycles
         if b_af8:
             b = b_dec[b]
         if trans_b:
@@ -137,7 +145,7 @@ def compile_matmul(inst: Inst, m: Machine) -> Callable[[], int]:
             np.add(d, p, out=d)
         else:
             d[...] = p
-        return charge(macs, b_read)
+        return charge(macs, b_read, cycles)
 
     return run
 

@@ -69,6 +69,7 @@ def build_report(m: Machine, exit_layer: int | None) -> dict[str, Any]:
     seconds = sum(seg["seconds"] for seg in timeline)
     return {
         "hw": hw.name,
+        "hw_fingerprint": hw.fingerprint.hex(),
         "halted": m.halted,
         "cycles": m.cycles,
         "seconds": seconds,

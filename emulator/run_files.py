@@ -1,4 +1,4 @@
-"""What a run reads and writes: the program (checked against the hardware config), inputs, per-sentence inputs, JSON."""
+"""What a run reads and writes: the program and the hardware config it runs on, inputs, per-sentence inputs, JSON."""
 
 from __future__ import annotations
 
@@ -13,19 +13,15 @@ from edgebert.isa.hardware import HardwareConfig
 from edgebert.isa.program import Program
 
 
-def load_program(path: str | Path, hw: HardwareConfig, *, hw_given: bool) -> tuple[Program, str | None]:
-    """Load an `.ebin` and check it was compiled for `hw`. A mismatch is an error unless the user chose the config
-    (`hw_given`, i.e. `--hw`); then the program loads and the second value is the warning to print."""
+def load_program(path: str | Path, hw_arg: str | None) -> tuple[Program, HardwareConfig, str]:
+    """Load an `.ebin` and the hardware config to run it on (`isa.program_config.select_config`: the config the
+    program embeds or was compiled for, or `--hw NAME|FILE`); the third value is a warning ("" if none)."""
     from edgebert.isa.ebin import load_ebin
+    from edgebert.isa.program_config import select_config
 
     program = load_ebin(path)
-    if not any(program.hw_fingerprint) or program.hw_fingerprint == hw.fingerprint:
-        return program, None
-    msg = (f"{path} was compiled for a different hardware config "
-           f"(fingerprint {program.hw_fingerprint.hex()[:16]}..., {hw.name} is {hw.fingerprint.hex()[:16]}...)")
-    if not hw_given:
-        raise EdgebertError(msg + "; pass --hw FILE to run it on a config of your choice anyway")
-    return program, msg + "; running on --hw as requested"
+    hw, warning = select_config(program.metadata, program.hw_fingerprint, str(path), hw_arg)
+    return program, hw, warning
 
 
 def load_inputs(path: str | Path) -> dict[str, np.ndarray]:

@@ -14,6 +14,7 @@ from edgebert.emulator.report import build_report
 from edgebert.isa.errors import EdgebertError, EmulatorTrap
 from edgebert.isa.hardware import HardwareConfig, default_config
 from edgebert.isa.program import Program
+from edgebert.isa.program_config import program_config
 
 #: Metadata dtype name -> (numpy dtype stored in memory, numpy dtype returned to the user).
 DTYPES = {
@@ -136,7 +137,8 @@ class Runner:
         check_uninitialized: bool = False,
     ) -> None:
         self.program = program
-        self.hw = hw or default_config()
+        # Without `hw`: the config the program was built for (embedded or bundled), else the default.
+        self.hw = hw or program_config(program.metadata, program.hw_fingerprint, "program") or default_config()
         self.check_uninitialized = check_uninitialized
         self.machine = Machine(
             program, self.hw, max_cycles=max_cycles, trace=trace, check_uninitialized=check_uninitialized
@@ -274,7 +276,8 @@ def run(
     task: str | None = None,
     resident_task: str | None = None,
 ) -> RunResult:
-    """Execute `program` on the emulated accelerator described by `hw` (default config when None).
+    """Execute `program` on the emulated accelerator described by `hw` (when None: the config the program was
+    built for, see `isa.program_config.program_config`, else the default config).
 
     `inputs` are placed per the program metadata; data segments are loaded first. `entropy_values`
     replaces the result of the i-th executed `entropy` instruction by its i-th value. `check_uninitialized`

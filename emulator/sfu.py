@@ -8,7 +8,6 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from edgebert.emulator.costs import sfu_cycles, sfu_passes
 from edgebert.emulator.memory import SRAM, Fault, tile
 from edgebert.isa import adaptivfloat
 from edgebert.isa.bits import bits_f32
@@ -52,10 +51,9 @@ def _itof(x: np.ndarray, out: np.ndarray) -> None:
     out[...] = x
 
 
-def _costs(m: Machine, mnemonic: str, elements: int) -> tuple[int, int]:
-    """(element-passes, cycles) of an SFU instruction over `elements` elements."""
-    passes = sfu_passes(m.hw, mnemonic) * elements
-    return passes, sfu_cycles(m.hw, passes)
+def _costs(m: Machine, mnemonic: str, rows: int, cols: int) -> tuple[int, int]:
+    """(element-passes, cycles) of an SFU instruction over a rows x cols tile (the config's cost model)."""
+    return m.costs.sfu_passes(mnemonic) * rows * cols, m.costs.sfu(mnemonic, rows, cols)
 
 
 def _charge(m: Machine, passes: int, read: int, written: int, cycles: int) -> int:
@@ -81,7 +79,7 @@ def _binary(ufunc: np.ufunc) -> Callable[[Inst, Machine], Run]:
         rows, cols, bcast = v["rows"], v["cols"], v["bcast"]
         b_shape = {BCAST_NONE: (rows, cols), BCAST_ROW: (1, cols), BCAST_COL: (rows, 1), BCAST_SCALAR: (1, 1)}[bcast]
         b_stride = v["b_stride"] if bcast == BCAST_NONE else 0
-        passes, cycles = _costs(m, inst.mnemonic, rows * cols)
+        passes, cycles = _costs(m, inst.mnemonic, rows, cols)
         read, written = (rows * cols + b_shape[0] * b_shape[1]) * 4, rows * cols * 4
         f32 = m.mem.f32[SRAM]
 
@@ -105,7 +103,7 @@ def _unary(
     def factory(inst: Inst, m: Machine) -> Run:
         v = inst.values
         rows, cols = v["rows"], v["cols"]
-        passes, cycles = _costs(m, inst.mnemonic, rows * cols)
+        passes, cycles = _costs(m, inst.mnemonic, rows, cols)
         read, written = rows * cols * src_item, rows * cols * dst_item
         mem = m.mem
         views = {"f32": mem.f32[SRAM], "i32": mem.i32[SRAM], "u8": mem.u8[SRAM]}
@@ -170,7 +168,7 @@ def compile_layernorm(inst: Inst, m: Machine) -> Run:
     v = inst.values
     rows, cols = v["rows"], v["cols"]
     eps = bits_f32(v["eps"])
-    passes, cycles = _costs(m, "layernorm", rows * cols)
+    passes, cycles = _costs(m, "layernorm", rows, cols)
     read, written = (rows * cols + 2 * cols) * 4, rows * cols * 4
     f32 = m.mem.f32[SRAM]
 
@@ -208,7 +206,7 @@ def compile_softmax(inst: Inst, m: Machine) -> Run:
     scale = bits_f32(v["scale"])
     has_mask, span = v["has_mask"], v["span"]
     weights = span_mask(rows, cols, v["row0"], v["col0"], span, v["ramp"]) if span else None
-    passes, cycles = _costs(m, "softmax", rows * cols)
+    passes, cycles = _costs(m, "softmax", rows, cols)
     read, written = (rows * cols + (cols if has_mask else 0)) * 4, rows * cols * 4
     f32 = m.mem.f32[SRAM]
 
@@ -245,7 +243,7 @@ def compile_entropy(inst: Inst, m: Machine) -> Run:
     """fd = entropy of softmax(src[0:n]) (or the next injected value when an entropy trace is given)."""
     v = inst.values
     n, fd = v["n"], v["fd"]
-    passes, cycles = _costs(m, "entropy", n)
+    passes, cycles = _costs(m, "entropy", 1, n)
     f32, fregs = m.mem.f32[SRAM], m.fregs
 
     def run() -> int:

@@ -7,6 +7,8 @@ Metadata contract (JSON object, all keys optional unless the emulator needs them
   and reads outputs after ``halt``. int64 inputs (ONNX token ids) are stored as int32.
 - ``exit_layer``: ``{"space", "address"}`` of an int32 word the program writes with the layer it
   exited after (1-based); absent when the program has no early exit.
+- ``hw_config``: the TOML text of the hardware config the program was built for; a program runs on it when no
+  other config is given (validated: it must parse and match the header's fingerprint, `isa/program_config.py`).
 - ``compiler``, ``source_model_sha256``, ``hw_name``, ``tasks``, ``thresholds``, ``dvfs_table``:
   provenance and EdgeBERT settings, reported as-is.
 """

@@ -85,16 +85,17 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=int, help="only the first N sentences (per task with --single)")
     p.add_argument("--json", help="write the results here (JSON)")
     p.add_argument("--plot", help="draw latency CDFs, energy and exit layers to this image")
-    p.add_argument("--hw", help="hardware config TOML (default: the one the package ships)")
+    p.add_argument("--hw", metavar="NAME|FILE", help="hardware config: a bundled name (ideal-256mac, edgebert-cmod) "
+                   "or a TOML file (default: the config the program was compiled for)")
     p.add_argument("-q", "--quiet", action="store_true", help="no table on the terminal")
     return p
 
 
-def _load_program(path: str, hw: Any, hw_given: bool) -> Any:
-    program, warning = load_program(path, hw, hw_given=hw_given)
+def _load_program(path: str, hw_arg: str | None) -> tuple[Any, Any]:
+    program, hw, warning = load_program(path, hw_arg)
     if warning:
         print(f"edgebert-bench: warning: {warning}", file=sys.stderr)
-    return program
+    return program, hw
 
 
 def _parse_pairs(specs: Sequence[str], what: str) -> dict[str, str]:
@@ -143,7 +144,10 @@ def _run_compare(args: argparse.Namespace, multi: Any, hw: Any) -> int:
     order = [t for t in tasks if t in single_paths]  # the multi-task program's task order
     singles = {}
     for t in order:
-        p = _load_program(single_paths[t], hw, bool(args.hw))
+        p, p_hw = _load_program(single_paths[t], args.hw)
+        if p_hw.fingerprint != hw.fingerprint:
+            raise EdgebertError(f"--single {t}={single_paths[t]}: compiled for hardware config {p_hw.name}, "
+                                f"{args.program} for {hw.name}: compare programs of one config, or pass --hw")
         if task_info(p) is not None:
             raise EdgebertError(f"--single {t}={single_paths[t]}: is a multi-task program, not a single-task one")
         singles[t] = p
@@ -174,10 +178,7 @@ def _run_compare(args: argparse.Namespace, multi: Any, hw: Any) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from edgebert.isa.hardware import default_config, load_config
-
-    hw = load_config(args.hw) if args.hw else default_config()
-    program = _load_program(args.program, hw, bool(args.hw))
+    program, hw = _load_program(args.program, args.hw)
     if args.limit is not None and args.limit < 1:
         raise EdgebertError("--limit must be at least 1")
     if args.single:

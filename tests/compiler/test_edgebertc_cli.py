@@ -73,9 +73,9 @@ def test_unsupported_op_is_one_line_error(tmp_path, capsys):
 
 
 def test_sram_overflow_names_the_tensor(tiny_model, tmp_path, capsys):
-    from importlib import resources
+    from edgebert.isa.hardware import bundled_config_text
 
-    text = resources.files("edgebert.isa").joinpath("hardware.toml").read_text()
+    text = bundled_config_text("ideal-256mac")
     small = re.sub(r"(\[memory\.sram\]\s*\nsize_bytes = )\d+", r"\g<1>8192", text)
     hw = tmp_path / "small.toml"
     hw.write_text(small)

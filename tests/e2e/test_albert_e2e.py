@@ -97,13 +97,12 @@ def test_tiling_follows_the_hardware_config(tmp_path):
     """A small PU (8-wide vectors, m/k/n limits 8/24/40) and 96 KiB of SRAM: every matmul is split in m, k
     and n, weight tiles shrink to fit, and the results still match onnxruntime."""
     import tomllib
-    from importlib import resources
 
     from edgebert.compiler.pipeline import compile_onnx
     from edgebert.emulator import run
-    from edgebert.isa.hardware import parse_config
+    from edgebert.isa.hardware import bundled_config_text, parse_config
 
-    data = tomllib.loads(resources.files("edgebert.isa").joinpath("hardware.toml").read_text())
+    data = tomllib.loads(bundled_config_text("ideal-256mac"))
     data["pu"].update(vector_size=8, lanes=4, max_m=8, max_k=24, max_n=40)
     data["memory"]["sram"]["size_bytes"] = 96 * 1024
     data["name"] = "small-pu"

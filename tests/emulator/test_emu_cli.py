@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import tomllib
-from importlib import resources
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +12,7 @@ import pytest
 from edgebert.emulator.cli import main
 from edgebert.isa.ebin import save_ebin
 from edgebert.isa.encoding import make
-from edgebert.isa.hardware import default_config
+from edgebert.isa.hardware import DEFAULT_CONFIG, bundled_config_text, default_config, load_config, parse_config_text
 from edgebert.isa.program import Program
 from edgebert.isa.table import SPACES, UNITS
 
@@ -87,9 +86,10 @@ def test_cli_trap_writes_partial_report_and_exits_2(tmp_path: Path, capsys) -> N
 def test_cli_fingerprint_mismatch(files: dict[str, Path], tmp_path: Path, capsys) -> None:
     save_ebin(_matmul_program(b"\x01" * 32), files["p.ebin"])
     assert main([str(files["p.ebin"]), "--inputs", str(files["in.npz"]), "-q"]) == 2
-    assert "different hardware config" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "fingerprint 0101010101010101..." in err and "not bundled" in err and "--hw NAME|FILE" in err
     hw_toml = tmp_path / "hw.toml"
-    hw_toml.write_text(resources.files("edgebert.isa").joinpath("hardware.toml").read_text())
+    hw_toml.write_text(bundled_config_text(DEFAULT_CONFIG))
     tomllib.loads(hw_toml.read_text())
     assert main([str(files["p.ebin"]), "--inputs", str(files["in.npz"]), "--hw", str(hw_toml), "-q"]) == 0
     assert "warning" in capsys.readouterr().err
@@ -137,3 +137,25 @@ def test_cli_race_is_a_warning_or_with_race_trap_an_error(tmp_path: Path, capsys
     assert "warning: 1 unguarded race(s); first: pc 1 (matmul" in capsys.readouterr().err
     assert main([str(tmp_path / "race.ebin"), "-q", "--race-trap"]) == 2
     assert "error: 1 unguarded race(s)" in capsys.readouterr().err
+
+
+def test_cli_runs_a_program_on_the_config_it_embeds(tmp_path: Path, capsys) -> None:
+    text = bundled_config_text("edgebert-cmod").replace('name = "edgebert-cmod"', 'name = "my-cmod"')
+    hw = parse_config_text(text)
+    code = [make("ld", dst=0, src=0, src_space=DRAM, rows=16, cols=16, dtype=3), make("halt")]
+    save_ebin(Program(code, metadata={"hw_config": text}, hw_fingerprint=hw.fingerprint), tmp_path / "p.ebin")
+    report = tmp_path / "r.json"
+    assert main([str(tmp_path / "p.ebin"), "-q", "--report", str(report)]) == 0
+    r = json.loads(report.read_text())
+    assert r["hw"] == "my-cmod" and r["cycles"] == 2 * 16 + 5 + 8 + 1  # AXI: 2 cycles per 16-byte vector
+    assert capsys.readouterr().err == ""
+    assert main([str(tmp_path / "p.ebin"), "-q", "--hw", "ideal-256mac", "--report", str(report)]) == 0
+    err = capsys.readouterr().err
+    assert err.startswith("edgebert-emu: warning: ") and hw.fingerprint.hex()[:16] in err
+    assert load_config("ideal-256mac").fingerprint.hex()[:16] in err and json.loads(report.read_text())["hw"] == (
+        "ideal-256mac")
+    onnx_file = tmp_path / "model.onnx"
+    onnx_file.write_bytes(b"\x08\x07\x12\x07pytorch\xff")
+    assert main([str(tmp_path / "p.ebin"), "-q", "--hw", str(onnx_file)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("edgebert-emu: error: ") and "model.onnx: not UTF-8 text" in err and "\n" not in err

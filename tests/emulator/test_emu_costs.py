@@ -1,28 +1,37 @@
-"""Exact cycle, time and energy figures of tiny programs, worked out by hand from the default config."""
+"""Exact cycle, time and energy figures of tiny programs, worked out by hand from the config's primitives."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
-from emu_helpers import program
+from emu_helpers import f32_bits, program
 
 from edgebert.emulator import run
+from edgebert.emulator.fidelity import standalone_config
+from edgebert.isa.assembler import assemble_file
 from edgebert.isa.encoding import make
-from edgebert.isa.hardware import default_config
-from edgebert.isa.table import SPACES, UNITS
+from edgebert.isa.hardware import load_config
+from edgebert.isa.table import FORMATS, SPACES, UNITS
 
 LD, PU, SFU, ST, CTL = (1 << UNITS.index(u) for u in UNITS)
 DRAM = SPACES.index("dram")
+AF8 = FORMATS.index("af8")
 
 
 @pytest.fixture(scope="module")
 def hw():
     """The figures below are derived from these config values: fail loudly if they change."""
-    hw = default_config()
+    hw = load_config("ideal-256mac")
     assert (hw.memory.dram.latency_cycles, hw.memory.dram.bandwidth) == (100, 16)
     assert (hw.memory.sram.latency_cycles, hw.memory.sram.bandwidth) == (2, 64)
-    assert (hw.pu.pipeline_cycles, hw.pu.macs_per_cycle) == (6, 256)
-    assert (hw.sfu.pipeline_cycles, hw.sfu.lanes, hw.sfu.passes["add"]) == (8, 16, 1)
+    assert hw.name == "ideal-256mac"
+    assert (hw.pu.job_cycles, hw.pu.macs_per_cycle, hw.pu.operand_feed, hw.pu.launch_cycles) == (6, 256, "free", 0)
+    assert (hw.pu.block_m, hw.pu.block_k, hw.pu.block_n, hw.pu.writeback_cycles) == (1, 1, 1, 0)
+    vadd = hw.sfu.ops["vadd"]
+    assert (vadd.fixed_cycles, hw.sfu.lanes, vadd.states, vadd.passes, hw.sfu.pad_rows) == (8, 16, 1, 1, False)
+    assert (hw.dma.setup_cycles, hw.dma.burst_overhead_cycles) == (0, 0)
     assert hw.frontend.queue_depth == 8
     e = hw.energy
     assert (e.mac_f32_pj, e.sfu_op_pj, e.ctl_op_pj, e.leakage_mw) == (0.92, 0.3, 0.1, 5.0)
@@ -119,5 +128,124 @@ def test_bexit_waits_for_the_entropy_it_reads(hw) -> None:
         make("bexit", fs=1, threshold=0, target=2),  # dispatch 1, waits until 14, end 15
     ]
     r = run(program(code, {0: np.zeros(32, np.float32)}), {}, hw, trace=True)
-    assert hw.sfu.passes["entropy"] == 3
+    assert hw.sfu.ops["entropy"].states == 3
     assert [(s, e) for _, s, e, _ in r.machine.trace] == [(0, 14), (14, 15), (15, 16)]
+
+
+# ---- ideal-256mac keeps the machine of before the configurable cost model: figures measured before the change ------
+ASM = Path(__file__).resolve().parents[2] / "examples" / "asm"
+
+
+@pytest.mark.parametrize(
+    ("name", "cycles", "energy_j", "traffic"),
+    [
+        ("early_exit.s", 284, 1.3882391796875e-08, {"dram": (0, 20), "envm": (1348, 0), "sram": (2992, 1632)}),
+        ("softmax_layernorm.s", 1325, 2.7252455e-07, {"dram": (4096, 8192), "envm": (512, 0), "sram": (16896, 12800)}),
+        ("tiled_matmul.s", 3225, 7.544872300000001e-07, {"dram": (0, 16384), "envm": (32768, 0),
+                                                          "sram": (147456, 98304)}),
+    ],
+)
+def test_ideal_config_keeps_the_old_figures(hw, name, cycles, energy_j, traffic) -> None:
+    r = run(assemble_file(ASM / name), {}, hw).report
+    assert r["cycles"] == cycles
+    assert r["energy_j"] == pytest.approx(energy_j, rel=1e-12)
+    assert {k: (v["read"], v["write"]) for k, v in r["traffic_bytes"].items()} == traffic
+
+
+# ---- edgebert-cmod: the SystemC model's closed forms (../shared/data/edgebert-cmod/README.md), by hand ------------
+@pytest.fixture(scope="module")
+def cmod():
+    """The formulas below follow from these primitives: fail loudly if they change."""
+    hw = load_config("edgebert-cmod")
+    pu = hw.pu
+    assert (pu.block_m, pu.block_k, pu.block_n, pu.operand_feed, pu.skip_zero_macs) == (16, 16, 16, "serial", False)
+    assert (pu.block_sync_cycles, pu.tile_drain_cycles, pu.job_cycles, pu.launch_cycles) == (1, 8, 26, 5)
+    assert (pu.writeback_cycles, pu.writeback_slots, pu.writeback_release_cycles) == (43, 2, 40)
+    assert {b.name: (b.port_bytes_per_cycle, b.read_latency_cycles) for b in hw.memory.sram.buffers} == {
+        "input": (16, 14), "mask": (2, 0), "aux": (16, 3), "dvfs": (16, 0)}
+    assert (hw.sfu.read_cycles, hw.sfu.max_rows, hw.dma.setup_cycles, hw.dma.burst_overhead_cycles) == (1, 255, 8, 5)
+    assert (hw.memory.dram.bandwidth, hw.memory.dram.latency_cycles, hw.dma.burst_bytes) == (8, 0, 2048)
+    return hw
+
+
+def _cycles(hw, insts, data=None) -> int:
+    """Duration of the last instruction of `insts` (the job) on its unit."""
+    r = run(program(insts, data), {}, hw, trace=True)
+    pc = len(insts) - 1
+    return next(end - start for _, start, end, at in r.machine.trace if at == pc)
+
+
+def _matmul(m, k, n, **kw):
+    return make("matmul", dst=0x8000, a=0, b=0x4000, m=m, k=k, n=n, a_fmt=AF8, b_fmt=AF8, **kw)
+
+
+def test_cmod_matmul_is_blocks_then_tiles(cmod) -> None:
+    # 64x64x64: T = 16 output tiles of Mb = 4 blocks; 33 cycles per block (16 load + 16 compute + 1 token),
+    # 8 per tile (drain), 26 per job, 5 for the controller: T (33 Mb + 8) + 26 + 5
+    assert _cycles(cmod, [_matmul(64, 64, 64)]) == 16 * (33 * 4 + 8) + 26 + 5 == 2271
+    # 32x512x16: T = 2, Mb = 32; unaligned 20x40x24 pads to T = 4, Mb = 3
+    assert _cycles(cmod, [_matmul(32, 512, 16)]) == 2 * (33 * 32 + 8) + 26 + 5
+    assert _cycles(cmod, [_matmul(20, 40, 24)]) == 4 * (33 * 3 + 8) + 26 + 5
+    # fp32 operands (the reference path, ASSUMPTION): a 16x16 block of 4-byte operands loads in 64 cycles
+    assert _cycles(cmod, [make("matmul", dst=0x8000, a=0, b=0x4000, m=16, k=32, n=16)]) == 2 * (64 + 16 + 1) + 8 + 31
+
+
+def test_cmod_matmul_at_m16_is_write_back_bound(cmod) -> None:
+    # one block per tile: 43 cycles of write-back per tile, two result tiles in flight; measured 67, 100, 147 for
+    # T = 1, 2, 3 (this model gives 148 at T = 3) and 43 T + 19 from T = 4 on; + 5 through the controller
+    got = [_cycles(cmod, [_matmul(16 * t, 16, 16)]) - 5 for t in (1, 2, 3, 4, 5, 16)]
+    assert got == [67, 100, 148, 43 * 4 + 19, 43 * 5 + 19, 43 * 16 + 19]
+
+
+def test_cmod_matmul_cycles_ignore_density_energy_does_not(cmod) -> None:
+    mask = np.zeros(64 * 64 // 8, np.uint8)
+    mask[::4] = 0xFF  # a quarter of b's elements are non-zero
+    data = {0x4000: np.concatenate([mask, np.full(1024, 0x38, np.uint8)])}
+    dense = run(program([_matmul(64, 64, 64)]), {}, cmod).report
+    sparse = run(program([_matmul(64, 64, 64, sparse=1)], data), {}, cmod).report
+    assert sparse["units"]["pu"]["busy_cycles"] == dense["units"]["pu"]["busy_cycles"] == 2271
+    assert (dense["macs"], sparse["macs"]) == (64 * 64 * 64, 64 * 1024)
+    assert sparse["energy_breakdown_j"]["mac_af8"] == pytest.approx(dense["energy_breakdown_j"]["mac_af8"] / 4)
+
+
+def test_cmod_sfu_state_machines(cmod) -> None:
+    # per vector: states + reads x (1 + buffer latency): layer norm 9 + 2 x 15 + 2 x 4 = 47, softmax 9 + 3 x 15 + 4
+    # = 58, entropy 4 + 2 x 15 = 34, element-wise add 6 + 2 x 15 = 36; then per row and per job overheads
+    nv, nt = 3, 5
+    ln = make("layernorm", dst=0x4000, src=0, gamma=0x3000, beta=0x3100, rows=nt, cols=16 * nv)
+    assert _cycles(cmod, [ln]) == nt * (47 * nv + 2) + 8 == 723
+    sm = make("softmax", dst=0x4000, src=0, mask=0x3000, has_mask=1, rows=nt, cols=16 * nv)
+    assert _cycles(cmod, [sm]) == nt * (58 * nv + 1) + 9 == 884
+    assert _cycles(cmod, [make("entropy", fd=1, src=0, n=16 * nv)]) == 34 * nv + 10 == 112
+    va = make("vadd", dst=0x4000, a=0, b=0x2000, rows=nt, cols=16 * nv)
+    assert _cycles(cmod, [va]) == nt * (36 * nv + 1) + 8 == 553  # measured: one cycle more per row
+    # cols not a multiple of 16 pad to whole vectors; more than 255 rows (num_timestep is 8 bit) is two jobs
+    assert _cycles(cmod, [make("layernorm", dst=0x4000, src=0, gamma=0x3000, beta=0x3100, rows=2, cols=20)]) == 2 * (
+        47 * 2 + 2) + 8
+    big = make("layernorm", dst=0x10000, src=0, gamma=0x3000, beta=0x3100, rows=300, cols=16)
+    assert _cycles(cmod, [big]) == 300 * (47 + 2) + 2 * 8
+
+
+def test_cmod_standalone_units_pay_memory_latency(cmod) -> None:
+    # SFU_param(LAT = L): no controller launch, every read answered L cycles late: NT ((13 + 4L) NV + 2) + 2
+    alone = standalone_config(cmod, latency=4)
+    ln = make("layernorm", dst=0x4000, src=0, gamma=0x3000, beta=0x3100, rows=8, cols=16 * 8)
+    assert _cycles(alone, [ln]) == 8 * ((13 + 4 * 4) * 8 + 2) + 2 == 1874  # a row of cycles.csv
+    assert _cycles(alone, [make("entropy", fd=1, src=0, n=48 * 16)]) == (6 + 2 * 4) * 48 + 4 == 676
+
+
+def test_cmod_dma_and_dvfs_decision(cmod) -> None:
+    # AXI: 8 bytes per beat, bursts of <= 256 beats with 5 cycles each, 8 per transfer: 2V + 5 ceil(2V/256) + 8
+    v = 300
+    ld = make("ld", dst=0, src=0, src_space=DRAM, rows=v, cols=16, dtype=3)
+    assert _cycles(cmod, [ld]) == 2 * v + 5 * 3 + 8 == 623
+    # mask memory (from 0x20000): one 16-bit word per cycle: V + 5 ceil(V/1024) + 8
+    words = 1500
+    ld = make("ld", dst=0x20000, src=0, src_space=DRAM, rows=words, cols=2, dtype=3)
+    assert _cycles(cmod, [ld]) == words + 5 * 2 + 8 == 1518
+    # strided rows are separate bursts: 4 rows of 64 B with a 128-B source pitch
+    ld = make("ld", dst=0, src=0, src_space=DRAM, rows=4, cols=64, src_stride=128, dtype=3)
+    assert _cycles(cmod, [ld]) == 8 + 256 // 8 + 5 * 4
+    # the DVFS decision (`lut`): 5 cycles in the unit, 7 through the controller
+    code = [make("fli", fd=1, imm=f32_bits(0.3)), make("lut", rd=1, fs=1, table=0, nbins=16, scale=f32_bits(8.0))]
+    assert _cycles(cmod, code) == 12
