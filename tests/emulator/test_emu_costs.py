@@ -6,11 +6,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from emu_helpers import f32_bits, program
+from emu_helpers import program
 
 from edgebert.emulator import run
 from edgebert.emulator.fidelity import standalone_config
 from edgebert.isa.assembler import assemble_file
+from edgebert.isa.bits import f32_bits
 from edgebert.isa.encoding import make
 from edgebert.isa.hardware import load_config
 from edgebert.isa.table import FORMATS, SPACES, UNITS
