@@ -16,7 +16,9 @@ import argparse
 import contextlib
 import dataclasses
 import io
+import os
 import sys
+import tempfile
 import warnings
 from pathlib import Path
 from typing import Any
@@ -234,6 +236,30 @@ def output_module(model, inputs: tuple[str, ...], outputs: tuple[str, ...]):
     return Outputs().eval()
 
 
+@contextlib.contextmanager
+def quiet():
+    """Silence warnings and everything written to stdout/stderr, by Python or by C++ (file descriptors 1, 2).
+
+    The legacy exporter prints whole TorchScript graphs from C++ when an op has no symbolic."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = [os.dup(1), os.dup(2)]
+    with tempfile.TemporaryFile() as sink, warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        os.dup2(sink.fileno(), 1)
+        os.dup2(sink.fileno(), 2)
+        try:
+            with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+                yield
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os.dup2(saved[0], 1)
+            os.dup2(saved[1], 2)
+            for fd in saved:
+                os.close(fd)
+
+
 def export_module(
     module, sample: dict[str, np.ndarray], path: str | Path, outputs: tuple[str, ...], *,
     exporter: str = "legacy", opset: int | None = None, dynamic: bool = False, max_seq: int | None = None,
@@ -266,12 +292,10 @@ def export_module(
             batch = torch.export.Dim("batch", min=1, max=1024)
             seq = torch.export.Dim("sequence", min=2, max=max_seq or 4096)
             kwargs["dynamic_shapes"] = tuple({0: batch, 1: seq} for _ in names)
-    sink = io.StringIO()
     try:
-        with warnings.catch_warnings(), contextlib.redirect_stdout(sink), contextlib.redirect_stderr(sink):
-            warnings.simplefilter("ignore")
+        with quiet():
             torch.onnx.export(module, args, str(path), **kwargs)
-    except Exception as e:  # the exporters raise many types; report the first line and where it came from
+    except Exception as e:  # the exporters raise many types; report the first line
         first = next((line for line in str(e).strip().splitlines() if line.strip()), type(e).__name__)
         raise EdgebertError(f"torch.onnx.export ({exporter}) failed: {first}") from None
     return path
@@ -284,9 +308,7 @@ def ort_optimize(path: str | Path, cfg) -> Path:
 
     heads = getattr(cfg, "num_attention_heads", None) or cfg.n_heads
     hidden = getattr(cfg, "hidden_size", None) or cfg.dim
-    sink = io.StringIO()
-    with warnings.catch_warnings(), contextlib.redirect_stdout(sink), contextlib.redirect_stderr(sink):
-        warnings.simplefilter("ignore")
+    with quiet():
         optimize_model(str(path), "bert", num_heads=heads, hidden_size=hidden, opt_level=0).save_model_to_file(
             str(path))
     return Path(path)
@@ -303,7 +325,10 @@ def build_encoder(family: str, head: str, path: str | Path, **options: Any) -> E
         raise EdgebertError(f"seq_len {spec.seq_len} outside 2..{max_seq} ({family} max positions)")
     names = output_names(spec)
     module = output_module(model, input_names(spec), names)
-    sample = make_inputs(spec, cfg, batch=2 if spec.dynamic else 1)
+    # A dynamic export is traced at batch 2 and another length than the inputs', so nothing baked from the trace
+    # (batch 1, the sequence length) can pass for a symbolic dimension.
+    trace = dataclasses.replace(spec, seq_len=min(max_seq, spec.seq_len + 5)) if spec.dynamic else spec
+    sample = make_inputs(trace, cfg, batch=2 if spec.dynamic else 1)
     export_module(module, sample, path, names, exporter=spec.exporter, opset=spec.opset, dynamic=spec.dynamic,
                   max_seq=max_seq)
     if spec.ort_optimize:
