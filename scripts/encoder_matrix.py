@@ -4,7 +4,8 @@
     python scripts/encoder_matrix.py --family bert --group core --json out/bert.json
     python scripts/encoder_matrix.py -k 'roberta.*dynamo' --keep out/models
 
-Groups: `core` = families x heads x exporters (legacy opsets 14/17/18/20, dynamo) x static/dynamic axes;
+Groups: `core` = families x heads x exporters (legacy opsets 14/17/18/20, dynamo at its default opset and 18) x
+static/dynamic axes;
 `act` = ALBERT with every transformers `hidden_act` (legacy 18 and dynamo); `fp16` = float16 exports;
 `contrib` = exports fused by onnxruntime.transformers.optimizer (com.microsoft ops). Dynamic exports are
 compiled with `--seq-len` = the export's sequence length. Every failure is put in one class of `CLASSES`
@@ -32,9 +33,9 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 TOL = 1e-4
 GROUPS = ("core", "act", "fp16", "contrib")
-#: (exporter, opset) pairs of the core matrix; dynamo keeps its own default opset.
+#: (exporter, opset) pairs of the core matrix; None: dynamo's own default opset (20 with torch 2.13).
 EXPORTS: tuple[tuple[str, int | None], ...] = (("legacy", 14), ("legacy", 17), ("legacy", 18), ("legacy", 20),
-                                               ("dynamo", None))
+                                               ("dynamo", None), ("dynamo", 18))
 
 
 def load_example(name: str):
