@@ -20,6 +20,7 @@ def _load(name: str, path: Path):
 
 
 matrix = _load("encoder_matrix", REPO / "scripts" / "encoder_matrix.py")
+repros = _load("generality_repros", REPO / "scripts" / "generality_repros.py")
 zoo = matrix.zoo
 SEQ_LEN = 12
 
@@ -62,10 +63,14 @@ def check_case(spec: Any, workdir: Path, expected_class: str | None) -> Any:
     """Run one case; a pass returns its Row, a failure in `expected_class` raises KnownFailure, anything else
     fails the test with the stage, class and error."""
     row = matrix.run_case(spec, workdir)
-    if row.passed:
-        return row
-    where = f"{row.failure_class} at {row.stage}: {row.error}"
-    if expected_class is not None and row.failure_class == expected_class:
-        raise KnownFailure(where)
+    if not row.passed:
+        expect(spec.name, row.failure_class, f"{row.failure_class} at {row.stage}: {row.error}", expected_class)
+    return row
+
+
+def expect(name: str, failure_class: str, detail: str, expected_class: str | None) -> None:
+    """Raise KnownFailure when a failure is in the class the xfail table expects, else fail the test."""
+    if expected_class is not None and failure_class == expected_class:
+        raise KnownFailure(detail)
     expected = f" (the xfail table expects {expected_class})" if expected_class else ""
-    raise AssertionError(f"{spec.name}: {where}{expected}")
+    raise AssertionError(f"{name}: {detail}{expected}")

@@ -11,12 +11,16 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
-from encoder_cases import SEQ_LEN, KnownFailure, check_case, ci_cases, matrix
+from encoder_cases import SEQ_LEN, KnownFailure, check_case, ci_cases, expect, matrix, repros
 
 _LEGACY = ("legacy14", "legacy17", "legacy18", "legacy20")
 
-#: case name -> the failure class it stops in today (docs/generality.md: cause and fix of each class).
+#: case -> the failure class it stops in today (docs/generality.md: cause and fix of each class). Keys: zoo case
+#: names (ci_cases), `repro:<name>` (scripts/generality_repros.py), `build_albert:<exporter>` (--dynamic).
 XFAIL: dict[str, str] = {
+    **{f"repro:{r.name}": r.failure_class for r in repros.REPROS},
+    "build_albert:legacy": "dynamic-expand",
+    "build_albert:dynamo": "dynamic-shape-ops",
     "bert-base-legacy18-static": "erf-gelu",
     "bert-base-legacy18-dynamic": "dynamic-expand",
     "bert-sequence-classification-legacy18-static": "erf-gelu",
@@ -99,24 +103,29 @@ XFAIL: dict[str, str] = {
 }
 
 
-def _params():
-    out = []
-    for spec in ci_cases():
-        marks = []
-        if spec.name in XFAIL:
-            marks.append(pytest.mark.xfail(strict=True, raises=KnownFailure, reason=XFAIL[spec.name]))
-        out.append(pytest.param(spec, id=spec.name, marks=marks))
-    return out
+def _param(value, key: str):
+    marks = [pytest.mark.xfail(strict=True, raises=KnownFailure, reason=XFAIL[key])] if key in XFAIL else []
+    return pytest.param(value, id=key.partition(":")[2] or key, marks=marks)
 
 
-@pytest.mark.parametrize("spec", _params())
+@pytest.mark.parametrize("spec", [_param(s, s.name) for s in ci_cases()])
 def test_encoder_matches_onnxruntime(spec, tmp_path):
     row = check_case(spec, tmp_path, XFAIL.get(spec.name))
     assert row.max_abs_error is not None and row.max_abs_error <= matrix.TOL
 
 
+@pytest.mark.parametrize("repro", [_param(r, f"repro:{r.name}") for r in repros.REPROS])
+def test_minimal_reproducer(repro):
+    """A few-node graph per failure class (scripts/generality_repros.py): valid in onnxruntime; compiles and
+    matches it once its class is fixed."""
+    got, error = repros.check(repro)
+    if got != "pass":
+        expect(repro.name, got, f"{got}: {error}", XFAIL.get(f"repro:{repro.name}"))
+
+
 def test_xfail_table_names_real_cases_and_classes():
-    names = {s.name for s in ci_cases()}
+    names = {s.name for s in ci_cases()} | {f"repro:{r.name}" for r in repros.REPROS}
+    names |= {"build_albert:legacy", "build_albert:dynamo"}
     assert set(XFAIL) <= names, sorted(set(XFAIL) - names)
     assert set(XFAIL.values()) <= set(matrix.CLASS_IDS), sorted(set(XFAIL.values()) - set(matrix.CLASS_IDS))
 
@@ -137,7 +146,7 @@ def test_failure_classes_match_the_errors_edgebertc_gives():
 @pytest.mark.parametrize("exporter", ["legacy", "dynamo"])
 def test_build_albert_dynamic_exports_symbolic_axes(exporter, tmp_path):
     """examples/build_albert.py --dynamic: symbolic batch and sequence, any [B, S] runs in onnxruntime; edgebertc
-    compiles it with --seq-len (today: a dynamic-axes class, see XFAIL_BUILD_ALBERT)."""
+    compiles it with --seq-len (today: a dynamic-axes class, XFAIL["build_albert:<exporter>"])."""
     main = matrix.load_example("build_albert").main
     path = tmp_path / "albert.onnx"
     assert main(["--dynamic", "--exporter", exporter, "--seq-len", str(SEQ_LEN), "--pad", "2", "-o", str(path),
@@ -153,23 +162,19 @@ def test_build_albert_dynamic_exports_symbolic_axes(exporter, tmp_path):
         logits, hidden = sess.run(None, feed)
         assert logits.shape == (batch, 2) and hidden.shape == (batch, seq, 64)
     want = matrix.onnxruntime_outputs(model, inputs)
-    expected = XFAIL_BUILD_ALBERT.get(exporter)
+    key = f"build_albert:{exporter}"
     try:
         from edgebert.compiler.pipeline import compile_onnx
         from edgebert.emulator import run
 
         got = run(compile_onnx(path, SEQ_LEN).program, inputs).outputs
-    except Exception as e:
+    except Exception as e:  # the failure class decides between a known failure and a real one
         failure = matrix.classify("compile", matrix.one_line(e), dynamic=True)
-        if expected is not None and failure == expected:
+        if XFAIL.get(key) == failure:
             pytest.xfail(f"{failure}: {matrix.one_line(e)}")
         raise
-    assert expected is None, f"passes now: remove {exporter!r} from XFAIL_BUILD_ALBERT"
+    assert key not in XFAIL, f"passes now: remove {key!r} from XFAIL"
     assert max(matrix.compare(got, want).values()) <= matrix.TOL
-
-
-#: exporter -> failure class of `build_albert.py --dynamic` compiled with --seq-len today.
-XFAIL_BUILD_ALBERT: dict[str, str] = {"legacy": "dynamic-expand", "dynamo": "dynamic-shape-ops"}
 
 
 def test_ci_subset_covers_every_family_head_and_export():
