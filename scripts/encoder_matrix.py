@@ -376,6 +376,42 @@ def summary(rows: list[Row]) -> str:
     return "\n".join(out)
 
 
+def format_markdown(rows: list[Row]) -> str:
+    """The rows as markdown (docs/generality.md): core cases as a family-head x export grid (`ok` or the failure
+    class), the other groups as lists, then per class the cases it stops first and the cases that need it."""
+    core = [r for r in rows if not (r.hidden_act or r.fp16 or r.name.endswith("-ortopt"))]
+    cols = sorted({_export_col(r) for r in core}, key=lambda c: (c.startswith("dynamo"), len(c.split()[0]),
+                                                               c.split()[0], c.endswith("dyn")))
+    lines = ["| model | " + " | ".join(cols) + " |", "|---|" + "---|" * len(cols)]
+    grid: dict[str, dict[str, str]] = {}
+    for r in core:
+        grid.setdefault(f"{r.family} {r.head}", {})[_export_col(r)] = "ok" if r.passed else r.failure_class
+    for model, cells in grid.items():
+        lines.append(f"| {model} | " + " | ".join(cells.get(c, "") for c in cols) + " |")
+    rest = [r for r in rows if r not in core]
+    if rest:
+        lines += ["", "| case | result | error |", "|---|---|---|"]
+        lines += [f"| {r.name} | {'ok' if r.passed else r.failure_class} | {r.error[:100].replace('|', '/')} |"
+                  for r in rest]
+    first: dict[str, int] = {}
+    needs: dict[str, int] = {}
+    for r in rows:
+        if not r.passed:
+            first[r.failure_class] = first.get(r.failure_class, 0) + 1
+            for b in set(r.blockers.split()) | {r.failure_class}:
+                needs[b] = needs.get(b, 0) + 1
+    lines += ["", f"{sum(r.passed for r in rows)} of {len(rows)} cases pass.", "",
+              "| class | stops first | cases that need it | what |", "|---|---|---|---|"]
+    lines += [f"| {c.id} | {first.get(c.id, 0)} | {needs.get(c.id, 0)} | {c.what} |" for c in CLASSES
+              if c.id in needs]
+    return "\n".join(lines)
+
+
+def _export_col(r: Row) -> str:
+    name = r.exporter + (str(r.opset) if r.exporter == "legacy" or r.opset == 18 else "")
+    return f"{name} {'dyn' if r.dynamic else 'static'}"
+
+
 def write_json(rows: list[Row], path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps([dataclasses.asdict(r) for r in rows], indent=1) + "\n")
@@ -429,12 +465,20 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--keep", type=Path, help="keep the exported models in this folder")
     p.add_argument("--json", type=Path, help="write the rows as JSON here")
     p.add_argument("--csv", type=Path, help="write the rows as CSV here")
+    p.add_argument("--markdown", type=Path, help="write the grid and class counts as markdown here")
+    p.add_argument("--from-json", type=Path, help="tabulate rows an earlier --json wrote instead of running")
     p.add_argument("--list", action="store_true", help="only list the selected case names")
     return p.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.from_json:
+        rows = [Row(**d) for d in json.loads(args.from_json.read_text())]
+        print(format_table(rows))
+        if args.markdown:
+            args.markdown.write_text(format_markdown(rows) + "\n")
+        return 0
     cases = select(matrix_cases(tuple(args.group or GROUPS), args.seq_len), args)
     if args.list:
         print("\n".join(c.name for c in cases))
@@ -458,6 +502,8 @@ def main(argv: list[str] | None = None) -> int:
         write_json(rows, args.json)
     if args.csv:
         write_csv(rows, args.csv)
+    if args.markdown:
+        args.markdown.write_text(format_markdown(rows) + "\n")
     return 0
 
 
