@@ -42,16 +42,21 @@ FOLDERS = ("onnxruntime", "onnxscript")
 
 
 def fold_fixed_shapes(model: Any, seq_len: int, folder: str = "onnxruntime") -> Any:
-    """Inputs fixed to [1, seq_len] (as edgebert's loader does), then constant folding of everything the fixed
-    shapes make constant: onnxruntime's basic graph optimisations (ORT_ENABLE_BASIC: constant folding and
-    redundant-node elimination, standard ONNX ops only) or `onnxscript.optimizer.optimize`."""
+    """Inputs fixed to [1, seq_len] (as edgebert's loader does), then `fold_shapes`."""
+    from edgebert.frontend.loader import _fix_input_shapes
+
+    _fix_input_shapes(model, seq_len)
+    return fold_shapes(model, folder)
+
+
+def fold_shapes(model: Any, folder: str = "onnxruntime") -> Any:
+    """Constant folding of everything static input shapes make constant: onnxruntime's basic graph optimisations
+    (ORT_ENABLE_BASIC: constant folding and redundant-node elimination, standard ONNX ops only) or
+    `onnxscript.optimizer.optimize`."""
     import tempfile
 
     import onnx
 
-    from edgebert.frontend.loader import _fix_input_shapes
-
-    _fix_input_shapes(model, seq_len)
     if folder == "onnxscript":
         import onnxscript.optimizer
 
