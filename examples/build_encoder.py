@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from edgebert.frontend.albert_export import randomize_parameters
+from edgebert.frontend.models.hf_albert_export import randomize_parameters
 from edgebert.isa.errors import EdgebertError
 
 EXPORTERS = ("legacy", "dynamo")

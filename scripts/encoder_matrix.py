@@ -242,26 +242,20 @@ def _compile(path: Path, seq_len: int, hw: Any, row: Row):
         row.seconds["compile"] = time.perf_counter() - start
         row.seconds["load"] = timings.get("load", 0.0)
         row.seconds["import"] = timings.get("import", 0.0)
-        row.seconds["relax"] = sum(v for k, v in timings.items() if k.startswith("relax:"))
-        row.seconds["backend"] = sum(timings.get(k, 0.0) for k in ("lower", "plan-memory", "schedule", "emit"))
+        row.seconds["relax"] = timings.get("relax", 0.0)
+        row.seconds["backend"] = sum(v for k, v in timings.items() if ":" not in k) - sum(
+            row.seconds[k] for k in ("load", "import", "relax"))
 
 
 def _stage_of(timings: dict[str, float]) -> str:
-    """The compiler stage that failed: the first one compile_onnx did not finish (it times only finished ones)."""
-    if "load" not in timings:
-        return "load"
-    if "import" not in timings:
-        return "import"
-    if "lower" not in timings:
-        return "backend" if any(k.startswith("relax:") for k in timings) and _relax_done(timings) else "relax"
+    """The compiler stage that failed: the first pipeline stage compile_onnx did not finish (it times only finished
+    ones); every stage after `relax` is reported as `backend`."""
+    from edgebert.compiler.pipeline import STAGES
+
+    for stage in STAGES:
+        if stage.name not in timings and stage.when is None:
+            return stage.name if stage.name in ("load", "import", "relax") else "backend"
     return "backend"
-
-
-def _relax_done(timings: dict[str, float]) -> bool:
-    from edgebert.compiler.relax_passes import default_passes
-    from edgebert.compiler.relax_passes.runner import pass_name
-
-    return all(f"relax:{pass_name(p)}" in timings for p in default_passes())
 
 
 @contextlib.contextmanager
