@@ -184,3 +184,26 @@ def test_ci_subset_covers_every_family_head_and_export():
     assert {(e, False) for e in (*_LEGACY, "dynamo", "dynamo18")} <= exports
     assert {("legacy18", True), ("dynamo", True)} <= exports
     assert {s.hidden_act for s in cases if s.hidden_act} == set(matrix.zoo.activations())
+
+
+@pytest.mark.parametrize("family", sorted(matrix.zoo.FAMILIES))
+def test_zoo_models_are_random_everywhere_and_onnx_matches_torch(family, tmp_path):
+    """build_encoder: no parameter keeps transformers' constant init (zero biases, unit LayerNorm weights, which
+    the exporters would merge), and the exported graph computes what the torch model computes."""
+    import torch
+
+    zoo = matrix.zoo
+    spec = zoo.EncoderSpec(family, "token-classification", seq_len=SEQ_LEN)
+    cfg = zoo.encoder_config(spec)
+    model = zoo.build_model(spec, cfg)
+    for name, p in model.named_parameters():
+        values = p.detach().reshape(-1)
+        assert values.numel() < 2 or float(values.std()) > 1e-3, f"{name} is constant"
+    done = zoo.build_encoder(family, "token-classification", tmp_path / "m.onnx", seq_len=SEQ_LEN)
+    feeds = {k: torch.from_numpy(v) for k, v in done.inputs.items()}
+    with torch.no_grad():
+        want = model(**feeds).logits.numpy()
+    got = matrix.onnxruntime_outputs(onnx.load(str(done.path)), done.inputs)["logits"]
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)  # MobileBERT's un-normalised activations are large
+    assert done.inputs["attention_mask"][0, -spec.pad:].tolist() == [0] * spec.pad
+    assert done.inputs["input_ids"].max() < cfg.vocab_size
