@@ -3,6 +3,7 @@
     python examples/build_albert.py --preset tiny --seq-len 16 -o out/albert.onnx --inputs out/in.npz
     python examples/build_albert.py --preset albert-base --seq-len 128 -o out/base.onnx --inputs out/in.npz
     python examples/build_albert.py --preset tiny --num-hidden-groups 2 --num-layers 4 --pad 3 --exporter dynamo ...
+    python examples/build_albert.py --preset tiny --dynamic -o out/dyn.onnx   # then: edgebertc --seq-len N
 
 No hub download: the weights are random (every parameter re-randomised, see `randomize_parameters`).
 """
@@ -10,6 +11,7 @@ No hub download: the weights are random (every parameter re-randomised, see `ran
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import sys
 from pathlib import Path
 
@@ -20,6 +22,9 @@ from edgebert.frontend.models.hf_albert_export import (
     OUTPUT_KINDS,
     PRESETS,
     ExportSpec,
+    _output_module,
+    albert_config,
+    build_albert,
     build_and_export,
     make_inputs,
 )
@@ -29,7 +34,10 @@ from edgebert.isa.errors import EdgebertError
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="build_albert", description=__doc__.splitlines()[0])
     p.add_argument("--preset", default="tiny", choices=sorted(PRESETS), help="base configuration (default tiny)")
-    p.add_argument("--seq-len", type=int, default=16, help="fixed sequence length N (inputs are [1, N])")
+    p.add_argument("--seq-len", type=int, default=16,
+                   help="sequence length N of the export (fixed unless --dynamic) and of the inputs ([1, N])")
+    p.add_argument("--dynamic", action="store_true",
+                   help="symbolic batch and sequence axes (compile with edgebertc --seq-len N)")
     p.add_argument("-o", "--output", type=Path, default=Path("out/albert.onnx"), help="ONNX file to write")
     p.add_argument("--inputs", type=Path, help="also write a matching .npz of random inputs here")
     p.add_argument("--pad", type=int, default=0, help="mask out the last PAD positions in the inputs")
@@ -47,6 +55,25 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
+def export_dynamic(path: Path, preset: str, spec: ExportSpec, seed: int, overrides: dict):
+    """Like `build_and_export`, with symbolic batch and sequence axes (build_encoder.export_module does the export)."""
+    if spec.external_data:
+        raise EdgebertError("--external-data with --dynamic is not supported (the weights stay in the model)")
+    zoo = sys.modules.get("build_encoder")
+    if zoo is None:  # the sibling example, by path: examples/ is not a package
+        loader = importlib.util.spec_from_file_location("build_encoder", Path(__file__).with_name("build_encoder.py"))
+        zoo = sys.modules["build_encoder"] = importlib.util.module_from_spec(loader)
+        loader.loader.exec_module(zoo)
+    cfg = albert_config(preset, **overrides)
+    model = build_albert(cfg, head="sequence-classification" if "logits" in spec.outputs else "base", seed=seed)
+    sample = make_inputs(spec.seq_len, cfg.vocab_size, seed=seed, token_type_ids=spec.token_type_ids)
+    sample = {k: np.repeat(v, 2, axis=0) for k, v in sample.items()}  # batch 2: dynamo must not specialise it to 1
+    zoo.export_module(_output_module(model, spec.outputs), sample, path, spec.outputs, exporter=spec.exporter,
+                      opset=spec.opset if spec.exporter == "legacy" else None, dynamic=True,
+                      max_seq=cfg.max_position_embeddings)
+    return path, cfg
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     overrides = {
@@ -60,7 +87,10 @@ def main(argv: list[str] | None = None) -> int:
         external_data=args.external_data,
     )
     try:
-        path, cfg = build_and_export(args.output, preset=args.preset, spec=spec, seed=args.seed, **overrides)
+        if args.dynamic:
+            path, cfg = export_dynamic(args.output, args.preset, spec, args.seed, overrides)
+        else:
+            path, cfg = build_and_export(args.output, preset=args.preset, spec=spec, seed=args.seed, **overrides)
         if args.inputs:
             inputs = make_inputs(args.seq_len, cfg.vocab_size, pad=args.pad, seed=args.seed,
                                  token_type_ids=args.token_type_ids)
@@ -69,8 +99,9 @@ def main(argv: list[str] | None = None) -> int:
     except EdgebertError as e:
         print(f"build_albert: error: {e}", file=sys.stderr)
         return 2
+    seq = "symbolic batch and seq len" if args.dynamic else f"seq len {args.seq_len}"
     print(f"wrote {path} ({cfg.num_hidden_layers} layers, {cfg.num_hidden_groups} group(s), hidden "
-          f"{cfg.hidden_size}, seq len {args.seq_len}, {args.exporter} exporter)"
+          f"{cfg.hidden_size}, {seq}, {args.exporter} exporter)"
           + (f" and {args.inputs}" if args.inputs else ""))
     return 0
 

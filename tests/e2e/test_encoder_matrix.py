@@ -1,0 +1,222 @@
+"""Hugging Face encoders (examples/build_encoder.py) exported every common way, compiled by edgebertc, emulated,
+and compared output by output with onnxruntime (max abs error <= 1e-4). docs/generality.md has the full matrix.
+
+Cases that fail today are strict xfails from XFAIL, one failure class each (scripts/encoder_matrix.py CLASSES):
+a case that starts passing, or fails in another class, fails the test, so XFAIL shrinks as fixes land.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+from encoder_cases import SEQ_LEN, KnownFailure, check_case, ci_cases, expect, matrix, repros
+
+_LEGACY = ("legacy14", "legacy17", "legacy18", "legacy20")
+
+#: case -> the failure class it stops in today (docs/generality.md: cause and fix of each class). Keys: zoo case
+#: names (ci_cases), `repro:<name>` (scripts/generality_repros.py), `build_albert:<exporter>` (--dynamic).
+XFAIL: dict[str, str] = {
+    "repro:erf_gelu": "erf-gelu",
+    "repro:layer_norm_opset14": "reduce-mean-layernorm",
+    "repro:qa_split": "split",
+    "repro:trigram_pad": "pad",
+    "repro:position_ids": "position-ids",
+    "repro:dynamic_expand": "dynamic-expand",
+    "repro:dynamic_max": "dynamic-shape-ops",
+    "repro:float16": "fp16",
+    "repro:contrib_fast_gelu": "contrib-ops",
+    "repro:leaky_relu": "activation-ops",
+    "repro:clip": "activation-ops",
+    "repro:hard_swish": "activation-ops",
+    "repro:softplus": "activation-ops",
+    "repro:sqrt": "unsupported-op",
+    "build_albert:legacy": "dynamic-expand",
+    "build_albert:dynamo": "dynamic-shape-ops",
+    "bert-base-legacy18-static": "erf-gelu",
+    "bert-base-legacy18-dynamic": "dynamic-expand",
+    "bert-sequence-classification-legacy18-static": "erf-gelu",
+    "bert-sequence-classification-legacy18-dynamic": "dynamic-expand",
+    "bert-token-classification-legacy18-static": "erf-gelu",
+    "bert-token-classification-legacy18-dynamic": "dynamic-expand",
+    "bert-question-answering-legacy18-static": "split",
+    "bert-question-answering-legacy18-dynamic": "split",
+    "bert-sequence-classification-legacy14-static": "reduce-mean-layernorm",
+    "bert-sequence-classification-legacy17-static": "erf-gelu",
+    "distilbert-base-legacy18-static": "erf-gelu",
+    "distilbert-base-legacy18-dynamic": "dynamic-expand",
+    "distilbert-sequence-classification-legacy18-static": "erf-gelu",
+    "distilbert-sequence-classification-legacy18-dynamic": "dynamic-expand",
+    "distilbert-token-classification-legacy18-static": "erf-gelu",
+    "distilbert-token-classification-legacy18-dynamic": "dynamic-expand",
+    "distilbert-question-answering-legacy18-static": "split",
+    "distilbert-question-answering-legacy18-dynamic": "split",
+    "distilbert-sequence-classification-legacy14-static": "reduce-mean-layernorm",
+    "distilbert-sequence-classification-legacy17-static": "erf-gelu",
+    "roberta-base-legacy18-static": "position-ids",
+    "roberta-base-legacy18-dynamic": "dynamic-expand",
+    "roberta-sequence-classification-legacy18-static": "position-ids",
+    "roberta-sequence-classification-legacy18-dynamic": "dynamic-expand",
+    "roberta-token-classification-legacy18-static": "position-ids",
+    "roberta-token-classification-legacy18-dynamic": "dynamic-expand",
+    "roberta-question-answering-legacy18-static": "split",
+    "roberta-question-answering-legacy18-dynamic": "split",
+    "roberta-sequence-classification-legacy14-static": "reduce-mean-layernorm",
+    "roberta-sequence-classification-legacy17-static": "position-ids",
+    "roberta-sequence-classification-legacy20-static": "position-ids",
+    "roberta-sequence-classification-dynamo-static": "position-ids",
+    "electra-base-legacy18-static": "erf-gelu",
+    "electra-base-legacy18-dynamic": "dynamic-expand",
+    "electra-sequence-classification-legacy18-static": "erf-gelu",
+    "electra-sequence-classification-legacy18-dynamic": "dynamic-expand",
+    "electra-token-classification-legacy18-static": "erf-gelu",
+    "electra-token-classification-legacy18-dynamic": "dynamic-expand",
+    "electra-question-answering-legacy18-static": "split",
+    "electra-question-answering-legacy18-dynamic": "split",
+    "electra-sequence-classification-legacy14-static": "reduce-mean-layernorm",
+    "electra-sequence-classification-legacy17-static": "erf-gelu",
+    "mobilebert-base-legacy18-static": "pad",
+    "mobilebert-base-legacy18-dynamic": "pad",
+    "mobilebert-sequence-classification-legacy18-static": "pad",
+    "mobilebert-sequence-classification-legacy18-dynamic": "pad",
+    "mobilebert-token-classification-legacy18-static": "pad",
+    "mobilebert-token-classification-legacy18-dynamic": "pad",
+    "mobilebert-question-answering-legacy18-static": "split",
+    "mobilebert-question-answering-legacy18-dynamic": "split",
+    "mobilebert-sequence-classification-legacy14-static": "pad",
+    "mobilebert-sequence-classification-legacy17-static": "pad",
+    "mobilebert-sequence-classification-legacy20-static": "pad",
+    "mobilebert-sequence-classification-dynamo-static": "pad",
+    "albert-base-legacy18-dynamic": "dynamic-expand",
+    "albert-sequence-classification-legacy18-dynamic": "dynamic-expand",
+    "albert-token-classification-legacy18-dynamic": "dynamic-expand",
+    "albert-question-answering-legacy18-static": "split",
+    "albert-question-answering-legacy18-dynamic": "split",
+    "albert-sequence-classification-legacy14-static": "reduce-mean-layernorm",
+    "bert-sequence-classification-dynamo-dynamic": "dynamic-shape-ops",
+    "albert-sequence-classification-dynamo-dynamic": "dynamic-shape-ops",
+    "bert-sequence-classification-dynamo18-static": "erf-gelu",
+    "albert-sequence-classification-legacy18-static-gelu": "erf-gelu",
+    "albert-sequence-classification-legacy18-static-gelu_10": "activation-ops",
+    "albert-sequence-classification-legacy18-static-gelu_python": "erf-gelu",
+    "albert-sequence-classification-legacy18-static-hardswish": "activation-ops",
+    "albert-sequence-classification-legacy18-static-laplace": "erf-gelu",
+    "albert-sequence-classification-legacy18-static-leaky_relu": "activation-ops",
+    "albert-sequence-classification-legacy18-static-mish": "activation-ops",
+    "albert-sequence-classification-legacy18-static-prelu": "activation-ops",
+    "albert-sequence-classification-legacy18-static-relu6": "activation-ops",
+    "albert-sequence-classification-legacy18-static-sqrtsoftplus": "activation-ops",
+    "albert-sequence-classification-legacy18-static-xielu": "export",
+    "bert-sequence-classification-dynamo-static-fp16": "fp16",
+    "bert-sequence-classification-legacy18-static-fp16-eager": "fp16",
+    "bert-sequence-classification-legacy18-static-ortopt": "contrib-ops",
+    "albert-sequence-classification-legacy18-static-fp16-eager": "fp16",
+    "albert-sequence-classification-legacy18-static-ortopt": "contrib-ops",
+}
+
+
+def _param(value, key: str):
+    marks = [pytest.mark.xfail(strict=True, raises=KnownFailure, reason=XFAIL[key])] if key in XFAIL else []
+    return pytest.param(value, id=key.partition(":")[2] or key, marks=marks)
+
+
+@pytest.mark.parametrize("spec", [_param(s, s.name) for s in ci_cases()])
+def test_encoder_matches_onnxruntime(spec, tmp_path):
+    row = check_case(spec, tmp_path, XFAIL.get(spec.name))
+    assert row.max_abs_error is not None and row.max_abs_error <= matrix.TOL
+
+
+@pytest.mark.parametrize("repro", [_param(r, f"repro:{r.name}") for r in repros.REPROS])
+def test_minimal_reproducer(repro):
+    """A few-node graph per failure class (scripts/generality_repros.py): valid in onnxruntime; compiles and
+    matches it once its class is fixed."""
+    got, error = repros.check(repro)
+    if got != "pass":
+        expect(repro.name, got, f"{got}: {error}", XFAIL.get(f"repro:{repro.name}"))
+
+
+def test_xfail_table_names_real_cases_and_classes():
+    names = {s.name for s in ci_cases()} | {f"repro:{r.name}" for r in repros.REPROS}
+    names |= {"build_albert:legacy", "build_albert:dynamo"}
+    assert set(XFAIL) <= names, sorted(set(XFAIL) - names)
+    assert set(XFAIL.values()) <= set(matrix.CLASS_IDS), sorted(set(XFAIL.values()) - set(matrix.CLASS_IDS))
+
+
+def test_failure_classes_match_the_errors_edgebertc_gives():
+    """The classifier puts today's one-line errors in the classes docs/generality.md describes."""
+    c = matrix.classify
+    assert c("backend", "main: op relax.erf (binding 'lv72') is not supported by the edgebert backend") == "erf-gelu"
+    assert c("import", "TVM ONNX import failed: Cannot use and / or / not operator to Expr, hint: ...",
+             True) == "dynamic-expand"
+    assert c("load", "1 unsupported ONNX node(s) [op types: Max]: node_Max_30 (Max)", True) == "dynamic-shape-ops"
+    assert c("load", "2 unsupported ONNX node(s) [op types: Min]: node_minimum (Min)", False) == "activation-ops"
+    assert c("load", "1 unsupported ONNX node(s) [op types: Split]: /model/Split (Split)") == "split"
+    assert c("load", "3 unsupported ONNX node(s) [op types: com.microsoft::Attention, Split]: ...") == "contrib-ops"
+    assert c("compare", "max abs error 0.3 > 0.0001 (output logits)") == "mismatch"
+
+
+@pytest.mark.parametrize("exporter", ["legacy", "dynamo"])
+def test_build_albert_dynamic_exports_symbolic_axes(exporter, tmp_path):
+    """examples/build_albert.py --dynamic: symbolic batch and sequence, any [B, S] runs in onnxruntime; edgebertc
+    compiles it with --seq-len (today: a dynamic-axes class, XFAIL["build_albert:<exporter>"])."""
+    main = matrix.load_example("build_albert").main
+    path = tmp_path / "albert.onnx"
+    assert main(["--dynamic", "--exporter", exporter, "--seq-len", str(SEQ_LEN), "--pad", "2", "-o", str(path),
+                 "--inputs", str(tmp_path / "in.npz"), "--outputs", "logits,last_hidden_state"]) == 0
+    model = onnx.load(str(path))
+    for value in model.graph.input:
+        dims = value.type.tensor_type.shape.dim
+        assert [d.HasField("dim_value") for d in dims] == [False, False], value
+    inputs = dict(np.load(tmp_path / "in.npz"))
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    for batch, seq in ((1, SEQ_LEN), (3, 5)):
+        feed = {k: np.repeat(v[:, :seq], batch, axis=0) for k, v in inputs.items()}
+        logits, hidden = sess.run(None, feed)
+        assert logits.shape == (batch, 2) and hidden.shape == (batch, seq, 64)
+    want = matrix.onnxruntime_outputs(model, inputs)
+    key = f"build_albert:{exporter}"
+    try:
+        from edgebert.compiler.pipeline import compile_onnx
+        from edgebert.emulator import run
+
+        got = run(compile_onnx(path, SEQ_LEN).program, inputs).outputs
+    except Exception as e:  # the failure class decides between a known failure and a real one
+        failure = matrix.classify("compile", matrix.one_line(e), dynamic=True)
+        if XFAIL.get(key) == failure:
+            pytest.xfail(f"{failure}: {matrix.one_line(e)}")
+        raise
+    assert key not in XFAIL, f"passes now: remove {key!r} from XFAIL"
+    assert max(matrix.compare(got, want).values()) <= matrix.TOL
+
+
+def test_ci_subset_covers_every_family_head_and_export():
+    cases = ci_cases()
+    assert {(s.family, s.head) for s in cases} == {(f, h) for f in matrix.zoo.FAMILIES for h in matrix.zoo.HEADS}
+    exports = {(s.exporter + str(s.opset or ""), s.dynamic) for s in cases}
+    assert {(e, False) for e in (*_LEGACY, "dynamo", "dynamo18")} <= exports
+    assert {("legacy18", True), ("dynamo", True)} <= exports
+    assert {s.hidden_act for s in cases if s.hidden_act} == set(matrix.zoo.activations())
+
+
+@pytest.mark.parametrize("family", sorted(matrix.zoo.FAMILIES))
+def test_zoo_models_are_random_everywhere_and_onnx_matches_torch(family, tmp_path):
+    """build_encoder: no parameter keeps transformers' constant init (zero biases, unit LayerNorm weights, which
+    the exporters would merge), and the exported graph computes what the torch model computes."""
+    import torch
+
+    zoo = matrix.zoo
+    spec = zoo.EncoderSpec(family, "token-classification", seq_len=SEQ_LEN)
+    cfg = zoo.encoder_config(spec)
+    model = zoo.build_model(spec, cfg)
+    for name, p in model.named_parameters():
+        values = p.detach().reshape(-1)
+        assert values.numel() < 2 or float(values.std()) > 1e-3, f"{name} is constant"
+    done = zoo.build_encoder(family, "token-classification", tmp_path / "m.onnx", seq_len=SEQ_LEN)
+    feeds = {k: torch.from_numpy(v) for k, v in done.inputs.items()}
+    with torch.no_grad():
+        want = model(**feeds).logits.numpy()
+    got = matrix.onnxruntime_outputs(onnx.load(str(done.path)), done.inputs)["logits"]
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)  # MobileBERT's un-normalised activations are large
+    assert done.inputs["attention_mask"][0, -spec.pad:].tolist() == [0] * spec.pad
+    assert done.inputs["input_ids"].max() < cfg.vocab_size
