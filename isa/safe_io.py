@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -97,10 +98,8 @@ def write_atomic(path: str | Path, data: bytes | str) -> None:
         raise FileAccessError(f"{path}: cannot write: {_reason(exc)}") from None
     finally:
         if tmp is not None:
-            try:
+            with contextlib.suppress(OSError):
                 os.unlink(tmp)
-            except OSError:
-                pass
 
 
 def strict_json_value(value: Any) -> Any:
