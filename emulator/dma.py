@@ -88,7 +88,7 @@ def compile_st(inst: Inst, m: Machine) -> Callable[[], int]:
 
 def compile_gather(inst: Inst, m: Machine) -> Callable[[], int]:
     """gather: dst[r] = table[idx[r]] (rows of `cols` elements); an index outside the table traps (the table is
-    the data segment holding its address, else the rest of its memory space)."""
+    the sized symbol or data segment holding it, else the rest of its memory space)."""
     v = inst.values
     rows, cols, esize = v["rows"], v["cols"], ELEMENT_BYTES[v["dtype"]]
     space = v["table_space"]
@@ -139,12 +139,13 @@ def compile_gather(inst: Inst, m: Machine) -> Callable[[], int]:
 
 
 def _table_rows(m: Machine, space: int, t_addr: int, row_bytes: int, pitch: int, size: int) -> tuple[int, str]:
-    """Rows of a gather table at `t_addr`: those inside the data segment holding it (the compiler emits one segment
-    per constant, so that is the embedding matrix), else those that fit in the memory space; and where that is."""
-    seg = m.segment_at(space, t_addr)
-    if seg is not None and t_addr + row_bytes <= seg[1]:
-        lo, hi, name = seg
-        return (hi - t_addr - row_bytes) // pitch + 1, f"data segment '{name or '?'}' [{lo:#x}, {hi:#x})"
+    """Rows of a gather table at `t_addr` and where they are: the rows inside the object holding the table (the
+    compiler gives every constant a sized symbol and its own data segment: that is the embedding matrix), else
+    the rows that fit in the memory space."""
+    obj = m.object_at(space, t_addr, row_bytes)
+    if obj is not None:
+        lo, hi, what = obj
+        return (hi - t_addr - row_bytes) // pitch + 1, f"{what} [{lo:#x}, {hi:#x})"
     return (size - t_addr - row_bytes) // pitch + 1, f"the {SPACES[space]} space"
 
 

@@ -133,11 +133,18 @@ class Machine:
         #: constant across runs (data segments no input overlaps; set by the Runner).
         self.nnz_cache: dict[tuple, int] = {}
         self.constant_ranges: list[tuple[int, int, int]] = []
-        #: Per space, (lo, hi, name) of every data segment: a gather table's extent (the ISA has no length field).
+        #: Per space, (lo, hi, what) of every sized symbol and of every data segment: the objects a gather table
+        #: can be (the ISA has no table length field).
+        self.symbol_extents: list[list[tuple[int, int, str]]] = [[] for _ in SPACES]
         self.segment_extents: list[list[tuple[int, int, str]]] = [[] for _ in SPACES]
+        for sym in program.symbols:
+            if sym.space in SPACES and sym.size:
+                self.symbol_extents[SPACES.index(sym.space)].append(
+                    (sym.value, sym.value + sym.size, f"symbol '{sym.name}'"))
         for seg in program.segments:
             if seg.space in SPACES and seg.data:
-                self.segment_extents[SPACES.index(seg.space)].append((seg.address, seg.address + len(seg.data), seg.name))
+                self.segment_extents[SPACES.index(seg.space)].append(
+                    (seg.address, seg.address + len(seg.data), f"data segment '{seg.name or '?'}'"))
         self.reset(entropy_values, timing_only=timing_only, disable_early_exit=disable_early_exit,
                    disable_dvfs=disable_dvfs)
         self.ops = [Op(pc, inst, self) for pc, inst in enumerate(program.code)]
@@ -182,13 +189,14 @@ class Machine:
         """Whether bytes [address, address + nbytes) of `space` hold the same data in every run."""
         return any(s == space and lo <= address and address + nbytes <= hi for s, lo, hi in self.constant_ranges)
 
-    def segment_at(self, space: int, address: int) -> tuple[int, int, str] | None:
-        """(lo, hi, name) of the data segment of `space` holding byte `address` (the one reaching furthest)."""
-        best = None
-        for lo, hi, name in self.segment_extents[space]:
-            if lo <= address < hi and (best is None or hi > best[1]):
-                best = (lo, hi, name)
-        return best
+    def object_at(self, space: int, address: int, nbytes: int) -> tuple[int, int, str] | None:
+        """(lo, hi, what) of the object holding bytes [address, address + nbytes) of `space`: the smallest sized
+        symbol around them, else the data segment reaching furthest; None when neither holds them."""
+        inside = [e for e in self.symbol_extents[space] if e[0] <= address and address + nbytes <= e[1]]
+        if inside:
+            return min(inside, key=lambda e: e[1] - e[0])
+        inside = [e for e in self.segment_extents[space] if e[0] <= address and address + nbytes <= e[1]]
+        return max(inside, key=lambda e: e[1]) if inside else None
 
     def next_injected_entropy(self) -> float | None:
         """The next value of the entropy trace, or None when entropies are computed."""
