@@ -178,7 +178,7 @@ def compile_layernorm(inst: Inst, m: Machine) -> Run:
         g = _operand(m, buf, v, "gamma", 1, cols, 0)
         b = _operand(m, buf, v, "beta", 1, cols, 0)
         d = _operand(m, buf, v, "dst", rows, cols, v["dst_stride"], write=True)
-        if buf is not None:
+        if buf is not None and cols:  # empty rows: nothing to normalise
             x = s.astype(np.float64)
             centred = x - x.mean(axis=1, keepdims=True)
             var = np.mean(centred * centred, axis=1, keepdims=True)

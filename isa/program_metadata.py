@@ -88,7 +88,7 @@ def check_io_entry(where: str, value: Any) -> None:
     _str(f"{where}.name", entry["name"], nonempty=True)
     _location(where, entry)
     dtype = entry.get("dtype", "float32")
-    if dtype not in IO_DTYPES:
+    if not isinstance(dtype, str) or dtype not in IO_DTYPES:
         raise _fail(f"{where}.dtype", f"unsupported dtype {dtype!r:.40} (one of {', '.join(IO_DTYPES)})")
     shape = _list(f"{where}.shape", entry["shape"], MAX_RANK)
     nbytes = IO_DTYPES[dtype]
