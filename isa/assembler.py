@@ -565,7 +565,11 @@ class _Assembler:
         token = node.children[0]
         path = self.base_dir / self.string(token)
         try:
-            if path.is_file() and path.stat().st_size > MAX_NPY_BYTES:
+            if not path.exists():
+                raise FileNotFoundError(path)
+            if not path.is_file():  # a device or FIFO could block or never end
+                raise _Located(_pos(token), f".npy: {path} is not a regular file")
+            if path.stat().st_size > MAX_NPY_BYTES:
                 raise _Located(_pos(token), f".npy: {path} is larger than {MAX_NPY_BYTES:,} bytes")
             array = np.load(path, allow_pickle=False)
         except FileNotFoundError:

@@ -61,10 +61,11 @@ class Tally:
     errors: int = 0
     escapes: list[Finding] = field(default_factory=list)
     seconds: float = 0.0
+    slowest: tuple[float, bytes] = (0.0, b"")  # seconds and artifact of the slowest mutant
 
     def line(self) -> str:
         return (f"{self.name:7s} {self.runs:8,d} mutants  {self.clean:7,d} clean  {self.errors:7,d} errors  "
-                f"{len(self.escapes):4d} escapes  {self.seconds:8.1f} s")
+                f"{len(self.escapes):4d} escapes  {self.seconds:8.1f} s (slowest mutant {self.slowest[0]:.2f} s)")
 
 
 @contextmanager
@@ -86,6 +87,7 @@ def time_limit(seconds: float):
 def guarded(tally: Tally, artifact: bytes, suffix: str, target: Callable[[], Any]) -> None:
     """Run one mutant's target and count its outcome in `tally`."""
     tally.runs += 1
+    start = time.monotonic()
     try:
         with time_limit(HANG_SECONDS):
             target()
@@ -102,6 +104,10 @@ def guarded(tally: Tally, artifact: bytes, suffix: str, target: Callable[[], Any
         tally.escapes.append(Finding(tally.name, "crash", f"{type(exc).__name__}: {exc}"[:500],
                                      traceback.format_exc(), artifact, suffix))
         return
+    finally:
+        took = time.monotonic() - start
+        if took > tally.slowest[0]:
+            tally.slowest = (took, artifact)
     tally.clean += 1
 
 
