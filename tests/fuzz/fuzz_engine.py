@@ -8,9 +8,11 @@ report, a disassembly that does not re-assemble to the same bytes, or a file rea
 from __future__ import annotations
 
 import math
+import re
 import signal
 import time
 import traceback
+from collections import Counter
 from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -62,6 +64,7 @@ class Tally:
     escapes: list[Finding] = field(default_factory=list)
     seconds: float = 0.0
     slowest: tuple[float, bytes] = (0.0, b"")  # seconds and artifact of the slowest mutant
+    error_samples: Counter[str] = field(default_factory=Counter)  # error classes seen (type and message start)
 
     def line(self) -> str:
         return (f"{self.name:7s} {self.runs:8,d} mutants  {self.clean:7,d} clean  {self.errors:7,d} errors  "
@@ -91,8 +94,9 @@ def guarded(tally: Tally, artifact: bytes, suffix: str, target: Callable[[], Any
     try:
         with time_limit(HANG_SECONDS):
             target()
-    except EdgebertError:
+    except EdgebertError as exc:
         tally.errors += 1
+        tally.error_samples[f"{type(exc).__name__}: {re.sub(r'[0-9]+', 'N', str(exc).split(': ', 1)[-1])[:70]}"] += 1
         return
     except Escape as exc:
         tally.escapes.append(Finding(tally.name, exc.kind, str(exc), traceback.format_exc(), artifact, suffix))
