@@ -174,7 +174,11 @@ def _snippet(text: str, line: int, column: int) -> str:
     lines = text.split("\n")
     src = lines[line - 1] if 0 < line <= len(lines) else ""
     src = src.replace("\t", " ")
-    return f"    {src}\n    {' ' * (max(column, 1) - 1)}^"
+    column = max(column, 1)
+    if len(src) > 160:  # show a window around the column, not a megabyte of line
+        start = max(0, column - 80)
+        src, column = ("..." if start else "") + src[start : start + 160] + "...", column - start + (3 if start else 0)
+    return f"    {src}\n    {' ' * (column - 1)}^"
 
 
 def operand_syntax(ins: Instruction, address: Callable[[str, bool], str]) -> list[str]:
