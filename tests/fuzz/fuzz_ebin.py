@@ -171,7 +171,7 @@ def mutate(data: Any, original: bytes) -> bytes:
             else:
                 try:
                     value = mutate_json(data, json.loads(payload.decode("utf-8", "surrogatepass")))
-                except ValueError:
+                except (ValueError, RecursionError):
                     continue
                 sections[idx][4] = bytearray(json.dumps(value, separators=(",", ":")).encode("utf-8", "surrogatepass"))
         elif op == "segment":

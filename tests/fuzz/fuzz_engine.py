@@ -65,10 +65,12 @@ class Tally:
     seconds: float = 0.0
     slowest: tuple[float, bytes] = (0.0, b"")  # seconds and artifact of the slowest mutant
     error_samples: Counter[str] = field(default_factory=Counter)  # error classes seen (type and message start)
+    skipped: int = 0  # mutants the mutator itself could not build (not run, not counted)
 
     def line(self) -> str:
         return (f"{self.name:7s} {self.runs:8,d} mutants  {self.clean:7,d} clean  {self.errors:7,d} errors  "
-                f"{len(self.escapes):4d} escapes  {self.seconds:8.1f} s (slowest mutant {self.slowest[0]:.2f} s)")
+                f"{len(self.escapes):4d} escapes  {self.seconds:8.1f} s (slowest mutant {self.slowest[0]:.2f} s)"
+                + (f"  [{self.skipped} unbuildable mutants skipped]" if self.skipped else ""))
 
 
 @contextmanager
@@ -143,7 +145,10 @@ def drive(tally: Tally, body: Callable[[Any], None], count: int, seed: int, dead
         @given(st.data())
         def run(data: Any) -> None:
             if tally.runs < count and (deadline is None or time.monotonic() < deadline):
-                body(data)
+                try:
+                    body(data)
+                except Exception:  # noqa: BLE001 - a mutator that cannot build its mutant; targets run in guarded()
+                    tally.skipped += 1
 
         run()
         round_ += 1

@@ -41,11 +41,12 @@ def base_model() -> onnx.ModelProto:
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
 
 
-def mutate_model(data: Any, model: onnx.ModelProto) -> tuple[onnx.ModelProto, str | None]:
-    """Edit the model in place; returns it and, when external data was pointed somewhere, the location used."""
+def mutate_model(data: Any, model: onnx.ModelProto, written_data: list[bytes]) -> tuple[onnx.ModelProto, str | None]:
+    """Edit the model in place; returns it and, when external data was pointed somewhere, the location used
+    (`written_data` receives the bytes the folder's w.data must hold)."""
     g = model.graph
     location = None
-    for _ in range(data.draw(st.sampled_from([1, 1, 1, 2, 3]))):
+    for _ in range(data.draw(st.sampled_from([0, 1, 1, 1, 2, 3]))):
         op = data.draw(st.sampled_from(["opset", "outputs", "graph", "op_type", "input_name", "attr", "init_dims",
                                         "init_type", "init_raw", "io_type", "io_dims", "drop_node", "external",
                                         "domain", "dup_output"]))
@@ -103,9 +104,11 @@ def mutate_model(data: Any, model: onnx.ModelProto) -> tuple[onnx.ModelProto, st
             t.ClearField("float_data")
             t.data_location = TensorProto.EXTERNAL
             del t.external_data[:]
+            (folder_data := bytearray(4096))[: len(raw)] = raw  # w.data holds the tensor at offset 0
+            written_data.append(bytes(folder_data))
             for key, value in (("location", location),
-                               ("offset", data.draw(st.sampled_from(["0", "4", "-1", "x", "99999999"]))),
-                               ("length", str(len(raw)) if data.draw(st.booleans()) else "1000000")):
+                               ("offset", data.draw(st.sampled_from(["0", "0", "0", "4", "-1", "x", "99999999"]))),
+                               ("length", str(len(raw)) if data.draw(st.integers(0, 3)) else "1000000")):
                 entry = t.external_data.add()
                 entry.key, entry.value = key, value
     return model, location
@@ -128,9 +131,10 @@ def campaign_onnx(count: int, seed: int = 0, deadline: float | None = None) -> T
     def body(data: Any) -> None:
         model = onnx.ModelProto()
         model.ParseFromString(base)
-        model, location = mutate_model(data, model)
+        written: list[bytes] = []
+        model, location = mutate_model(data, model, written)
         folder = Path(tempfile.mkdtemp(dir=root))
-        (folder / "w.data").write_bytes(bytes(4096))
+        (folder / "w.data").write_bytes(written[-1] if written else bytes(4096))
         (folder / "sub").mkdir()
         os.symlink(root / "secret.data", folder / "link.data")
         path = folder / "m.onnx"
