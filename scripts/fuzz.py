@@ -27,6 +27,7 @@ from pathlib import Path
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "fuzz"))
 
+import fuzz_engine  # noqa: E402
 from campaigns import CAMPAIGNS  # noqa: E402
 
 
@@ -38,6 +39,7 @@ def main(argv: list[str] | None = None) -> int:
     for name, (_, default) in CAMPAIGNS.items():
         parser.add_argument(f"--{name}", type=int, metavar="N", help=f"{name} mutants (default {default:,})")
     args = parser.parse_args(argv)
+    fuzz_engine.PROGRESS = lambda t: print(f"  ... {t.line()}", file=sys.stderr, flush=True)
     counts = {}
     for name, (_, default) in CAMPAIGNS.items():
         given = getattr(args, name)

@@ -26,6 +26,8 @@ from hypothesis import strategies as st
 from edgebert.isa.errors import EdgebertError
 
 HANG_SECONDS = 30.0
+#: Called with the tally after every chunk of a campaign (scripts/fuzz.py prints progress); None: silent.
+PROGRESS: Callable[[Tally], None] | None = None
 SEEDS = Path(__file__).resolve().parent / "seeds"
 
 
@@ -131,8 +133,9 @@ def check_finite(value: Any, where: str = "report") -> None:
 
 
 def drive(tally: Tally, body: Callable[[Any], None], count: int, seed: int, deadline: float | None,
-          chunk: int = 500) -> Tally:
-    """Call `body(data)` (hypothesis `st.data()`) `count` times, in chunks of fresh seeds, until `deadline`."""
+          chunk: int = 500, progress: Callable[[Tally], None] | None = None) -> Tally:
+    """Call `body(data)` (hypothesis `st.data()`) `count` times, in chunks of fresh seeds, until `deadline`;
+    `progress(tally)` after each chunk (default: the module's PROGRESS hook, None in tests)."""
     start = time.monotonic()
     round_ = 0
     while tally.runs < count and (deadline is None or time.monotonic() < deadline):
@@ -152,6 +155,8 @@ def drive(tally: Tally, body: Callable[[Any], None], count: int, seed: int, dead
 
         run()
         round_ += 1
+        if (progress or PROGRESS) is not None:
+            (progress or PROGRESS)(tally)
         if tally.runs == before:
             break
     tally.seconds += time.monotonic() - start
