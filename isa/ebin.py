@@ -284,12 +284,17 @@ class _Reader:
         text = self.utf8(label, offset, payload)
 
         try:
-            return json.loads(text, parse_constant=no_constant, parse_float=finite_float)
+            value = json.loads(text, parse_constant=no_constant, parse_float=finite_float)
         except json.JSONDecodeError as exc:
             where = offset + len(text[: exc.pos].encode())
             raise self.fail(where, f"{label}: bad JSON: {exc.msg}") from None
         except (ValueError, RecursionError) as exc:
             raise self.fail(offset, f"{label}: bad JSON: {exc}") from None
+        try:
+            canonical_json(value)  # what is read must be writable: a "\ud800" escape decodes to no UTF-8 text
+        except (ValueError, RecursionError) as exc:
+            raise self.fail(offset, f"{label}: JSON that cannot be stored as UTF-8 ({exc})") from None
+        return value
 
     def metadata(self, label: str, offset: int, payload: bytes) -> dict[str, Any]:
         value = self.json(label, offset, payload)

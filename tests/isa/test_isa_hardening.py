@@ -21,6 +21,9 @@ from edgebert.isa.names import name_problem
 from edgebert.isa.program import Program, Segment, Symbol
 from edgebert.isa.safe_io import dumps_strict, read_limited, refuse_overwrite, write_atomic, write_json
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "fuzz"))
+from fuzz_ebin import join, split  # noqa: E402 - rebuilds the checksums of an edited file
+
 HUGE_DEC = "9" * 5000
 HUGE_HEX = "0x" + "f" * 3000
 
@@ -97,12 +100,18 @@ def test_overlapping_segments_load_but_disassembly_refuses() -> None:
 def test_overflowing_json_numbers_are_refused() -> None:
     with pytest.raises(AssemblyError, match="out of the float64 range"):
         assemble(".meta x, 1e400", "t.s")
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "fuzz"))
-    from fuzz_ebin import join, split  # rebuilds the checksums of an edited file
-
     head, sections = split(write_ebin(Program([make("halt")], metadata={"x": 1.0})))
     sections[1][4] = bytearray(b'{"x":1e999}')
     with pytest.raises(EbinError, match="out of the float64 range"):
+        read_ebin(join(head, sections))
+
+
+@pytest.mark.parametrize(("section", "payload"), [(1, b'{"x":"\\ud800"}'), (2, b'[["a\\udfff","dram",0,0]]')])
+def test_json_escapes_of_lone_surrogates_are_refused_when_read(section: int, payload: bytes) -> None:
+    # Found by the .ebin campaign: such a file loaded, but could neither be written again nor round-trip.
+    head, sections = split(write_ebin(Program([make("halt")], symbols=[Symbol("a", "dram", 0)], metadata={"x": 1})))
+    sections[section][4] = bytearray(payload)
+    with pytest.raises(EbinError, match="cannot be stored as UTF-8"):
         read_ebin(join(head, sections))
 
 
