@@ -285,6 +285,11 @@ class Runner:
                 raise EmulatorInputError("timing_only and check_uninitialized exclude each other (no data moves)")
             if self._has_entropy and entropy_values is None:
                 raise EmulatorInputError("timing_only needs entropy_values: the program's entropies are not computed")
+        if entropy_values is not None:
+            try:
+                entropy_values = [float(x) for x in entropy_values]
+            except (TypeError, ValueError) as exc:
+                raise EmulatorInputError(f"entropy_values: not a sequence of numbers ({exc})") from None
         self._reset_memory()
         m.reset(entropy_values, timing_only=timing_only, disable_early_exit=disable_early_exit,
                 disable_dvfs=disable_dvfs)
