@@ -120,7 +120,7 @@ def compile_gather(inst: Inst, m: Machine) -> Callable[[], int]:
             if lo < 0 or hi >= available:
                 bad = int(np.flatnonzero((ids < 0) | (ids >= available))[0])
                 raise Fault(
-                    f"gather row {bad}: index {int(ids[bad])} out of range for a table of {available} rows "
+                    f"gather index {int(ids[bad])} (row {bad}) out of range for a table of {available} rows "
                     f"({where}; like onnxruntime's Gather, ids must lie in 0..{available - 1})"
                 )
             # Race detection sees the span of rows touched (a superset of the gathered rows).

@@ -143,7 +143,7 @@ def test_unwritable_paths_are_clean_errors(prog: Path, tmp_path: Path, capsys) -
 def test_report_is_strict_json_and_written_on_trap(prog: Path, tmp_path: Path, capsys) -> None:
     inputs = _npz(tmp_path / "in.npz", input_ids=IDS * 5, mask=np.full((1, 8), np.nan, np.float32))
     report = tmp_path / "r.json"
-    assert "gather row 1: index 5 out of range" in _error(capsys, [str(prog), "--inputs", str(inputs), "--report",
+    assert "gather index 5 (row 1) out of range" in _error(capsys, [str(prog), "--inputs", str(inputs), "--report",
                                                                    str(report), "-q"])
     data = json.loads(report.read_text(), parse_constant=lambda c: pytest.fail(f"non-strict JSON {c}"))
     assert data["trap"].startswith("pc 7 (gather")
