@@ -39,7 +39,15 @@ def main(argv: list[str] | None = None) -> int:
     for name, (_, default) in CAMPAIGNS.items():
         parser.add_argument(f"--{name}", type=int, metavar="N", help=f"{name} mutants (default {default:,})")
     args = parser.parse_args(argv)
-    fuzz_engine.PROGRESS = lambda t: print(f"  ... {t.line()}", file=sys.stderr, flush=True)
+    previous, fuzz_engine.PROGRESS = fuzz_engine.PROGRESS, lambda t: print(f"  ... {t.line()}", file=sys.stderr,
+                                                                         flush=True)
+    try:
+        return _run(args)
+    finally:
+        fuzz_engine.PROGRESS = previous
+
+
+def _run(args: argparse.Namespace) -> int:
     counts = {}
     for name, (_, default) in CAMPAIGNS.items():
         given = getattr(args, name)
