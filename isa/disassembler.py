@@ -6,6 +6,8 @@ import json
 import struct
 from collections.abc import Mapping
 
+import numpy as np
+
 from edgebert.isa.assembler import format_f32
 from edgebert.isa.encoding import Inst
 from edgebert.isa.errors import EncodingError
@@ -15,6 +17,8 @@ from edgebert.isa.table import BY_MNEMONIC, SPACES, UNITS, Field, Kind
 
 BYTES_PER_LINE = 16
 WORDS_PER_LINE = 8
+#: All-zero stretches at least this long (bytes) are written as one `.zero` line.
+ZERO_RUN = 64
 
 
 def _format_value(f: Field, value: int, labels: Mapping[int, str] | None) -> str:
@@ -101,10 +105,31 @@ def _looks_like_floats(words: tuple[int, ...]) -> bool:
 
 
 def format_data(data: bytes) -> list[str]:
-    """Data directives reproducing `data` exactly: .zero, .f32, .i32 or .u8 lines."""
+    """Data directives reproducing `data` exactly: .zero for all-zero stretches of ZERO_RUN bytes or more (4-aligned),
+    .f32, .i32 or .u8 lines for the rest (so a mostly-zero segment stays a few lines long)."""
     if not data:
         return []
-    if not any(data):
+    whole = len(data) - len(data) % 4
+    zero = np.frombuffer(memoryview(data)[:whole], "<u4") == 0
+    lines: list[str] = []
+    start = 0
+    for lo, hi in _zero_runs(zero, ZERO_RUN // 4):
+        lines += _format_piece(data[start : 4 * lo])
+        lines.append(f".zero {4 * (hi - lo)}")
+        start = 4 * hi
+    return lines + _format_piece(data[start:])
+
+
+def _zero_runs(zero: np.ndarray, min_words: int) -> list[tuple[int, int]]:
+    """[lo, hi) word ranges of the runs of at least `min_words` True values."""
+    edges = np.flatnonzero(np.diff(np.concatenate(([0], zero.view(np.int8), [0]))))
+    return [(int(lo), int(hi)) for lo, hi in zip(edges[::2], edges[1::2], strict=True) if hi - lo >= min_words]
+
+
+def _format_piece(data: bytes) -> list[str]:
+    if not data:
+        return []
+    if not data.strip(b"\0"):
         return [f".zero {len(data)}"]
     lines = []
     whole = len(data) - len(data) % 4

@@ -6,6 +6,7 @@ import json
 import math
 import os
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -190,3 +191,15 @@ def test_json_is_strict(tmp_path: Path) -> None:
     write_json(tmp_path / "r.json", value)
     assert json.loads((tmp_path / "r.json").read_text())["a"] is None
     assert issubclass(FileAccessError, EdgebertError)
+
+
+def test_mostly_zero_segments_disassemble_compactly_and_round_trip_fast() -> None:
+    # Found by the asm campaign: `.zero 67108864` then `.u8 1` disassembled to 2 million `.i32` lines, and
+    # re-assembling them ran past the 30 s hang limit.
+    source = '.data dram, 0, "big"\nA: .f32 1.5, 2.5\n.zero 67108864\n.u8 1\n.align 4\n.i32 -7\n'
+    program = assemble(source, "t.s")
+    start = time.monotonic()
+    text = disassemble(program)
+    assert len(text.splitlines()) < 20 and ".zero 67108864" in text
+    assert write_ebin(assemble(text)) == write_ebin(program)
+    assert time.monotonic() - start < 20
