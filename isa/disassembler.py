@@ -8,7 +8,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from edgebert.isa.assembler import format_f32
+from edgebert.isa.assembler import MAX_ZERO, format_f32
 from edgebert.isa.encoding import Inst
 from edgebert.isa.errors import EncodingError
 from edgebert.isa.names import NAME, name_problem
@@ -115,7 +115,7 @@ def format_data(data: bytes) -> list[str]:
     start = 0
     for lo, hi in _zero_runs(zero, ZERO_RUN // 4):
         lines += _format_piece(data[start : 4 * lo])
-        lines.append(f".zero {4 * (hi - lo)}")
+        lines += _zero_lines(4 * (hi - lo))
         start = 4 * hi
     return lines + _format_piece(data[start:])
 
@@ -126,11 +126,16 @@ def _zero_runs(zero: np.ndarray, min_words: int) -> list[tuple[int, int]]:
     return [(int(lo), int(hi)) for lo, hi in zip(edges[::2], edges[1::2], strict=True) if hi - lo >= min_words]
 
 
+def _zero_lines(n: int) -> list[str]:
+    """`.zero` lines for n zero bytes, each within the assembler's MAX_ZERO."""
+    return [f".zero {min(MAX_ZERO, n - k)}" for k in range(0, n, MAX_ZERO)]
+
+
 def _format_piece(data: bytes) -> list[str]:
     if not data:
         return []
     if not data.strip(b"\0"):
-        return [f".zero {len(data)}"]
+        return _zero_lines(len(data))
     lines = []
     whole = len(data) - len(data) % 4
     words = struct.unpack(f"<{whole // 4}I", data[:whole])
