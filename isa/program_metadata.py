@@ -135,6 +135,8 @@ def _multitask(key: str, value: Any) -> None:
     for name, sized in (("task_region", True), ("loaded_word", False)):
         if mt.get(name) is not None:
             _location(f"{key}.{name}", mt[name], sized)
+    if (mt.get("task_region") is None) != (mt.get("loaded_word") is None):
+        raise _fail(key, "task_region and loaded_word come together (the SRAM placement needs both)")
     if "padded_labels" in mt:
         _int(f"{key}.padded_labels", mt["padded_labels"])
     if "placement" in mt:

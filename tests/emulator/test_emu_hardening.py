@@ -129,6 +129,12 @@ def test_gather_with_empty_rows_is_a_clean_trap() -> None:
     ("exit_layer", [0], "exit_layer: expected an object, got list"),
     ("thresholds", [0.5, "x"], r"thresholds\[1\]: expected a number"),
     ("multitask", {"tasks": [], "task_select": {"space": "dram", "address": 0}}, "multitask.tasks: no tasks"),
+    # found by the meta campaign: a task region without its loaded word crashed task preloading (KeyError)
+    ("multitask", {"tasks": [{"name": "a", "index": 0, "num_labels": 2,
+                              "block": {"space": "envm", "address": 0, "bytes": 64}}],
+                   "task_select": {"space": "dram", "address": 0},
+                   "task_region": {"space": "sram", "address": 0, "bytes": 64}},
+     "task_region and loaded_word come together"),
 ])
 def test_bad_metadata_fails_at_load_naming_the_field(encoder: Program, key: str, value, message: str) -> None:
     data = bytearray(write_ebin(encoder))
