@@ -153,3 +153,11 @@ def test_nan_inputs_propagate_to_the_outputs(prog: Path, tmp_path: Path) -> None
     inputs = _npz(tmp_path / "in.npz", input_ids=IDS, mask=np.full((1, 8), np.nan, np.float32))
     assert main([str(prog), "--inputs", str(inputs), "--outputs", str(tmp_path / "o.npz"), "-q"]) == 0
     assert np.isnan(np.load(tmp_path / "o.npz")["logits"]).all()  # never silently zeros
+
+
+def test_a_device_as_entropy_trace_is_refused_after_a_bounded_read(prog: Path, tmp_path: Path, capsys) -> None:
+    # Found by the cli campaign: /dev/zero has size 0 to stat(), so a stat-based limit read it without bound
+    # (one C call the hang alarm cannot interrupt) until the machine ran out of memory.
+    inputs = _npz(tmp_path / "in.npz", input_ids=IDS, mask=MASK)
+    err = _error(capsys, [str(prog), "--inputs", str(inputs), "--entropy-trace", "/dev/zero", "--row", "0"])
+    assert "entropy trace is larger than the 268,435,456-byte limit" in err

@@ -3,6 +3,8 @@
 An outcome is *clean* (a result), an *error* (the package's one error root, `EdgebertError`), or an *escape*:
 anything else — an exception of another type (a traceback), a hang past `HANG_SECONDS`, a non-finite number in a
 report, a disassembly that does not re-assemble to the same bytes, or a file read the tool must refuse.
+The hang alarm fires between Python bytecodes: one unbounded C call (reading a device to the end) is not
+interrupted but shows as the campaign running out of memory, which is why every read has a size bound.
 """
 
 from __future__ import annotations
