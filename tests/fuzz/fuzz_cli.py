@@ -23,10 +23,9 @@ from edgebert.isa import asm_cli, dis_cli
 from edgebert.isa.ebin import save_ebin
 from edgebert.isa.errors import EdgebertError
 
-#: `--hw` values: the shipped config (plus missing and directory paths). Hardware configs themselves (non-UTF-8
-#: files such as an .onnx given by mistake, NaN values, ...) are class 4 of issue 14 and get their own campaign
-#: (`hw` in campaigns.py); after that lands, add binary files here too.
-HW_PATHS = [str(Path(__file__).resolve().parents[2] / "isa" / "hardware.toml")]
+#: `--hw` values: bundled names, the shipped TOML files, and things that are not configs (binaries, devices).
+HW_PATHS = ["edgebert-cmod", "ideal-256mac", "nope", "/dev/zero",
+            *(str(p) for p in sorted((Path(__file__).resolve().parents[2] / "isa" / "configs").glob("*.toml")))]
 
 TOOLS = {"edgebert-emu": emu_cli.main, "edgebert-as": asm_cli.main, "edgebert-dis": dis_cli.main}
 
@@ -232,7 +231,7 @@ def random_argv(data: Any, d: Path) -> tuple[str, list[str]]:
         if flag in ("--outputs", "--report", "--trace", "--plot", "-o"):
             argv.append(data.draw(st.sampled_from(paths["out"])))
         elif flag == "--hw":
-            argv.append(data.draw(st.sampled_from(HW_PATHS + [str(d / "nope"), str(d / "sub")])))
+            argv.append(data.draw(st.sampled_from(HW_PATHS + [str(d / "prog.ebin"), str(d / "nope"), str(d / "sub")])))
         elif flag in ("--inputs", "--entropy-trace"):
             argv.append(data.draw(st.sampled_from(paths["in"])))
         elif flag in ("--max-cycles", "--max-instructions", "--row"):
