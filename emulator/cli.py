@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import io
 import sys
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -23,6 +25,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--hw", metavar="NAME|FILE", help="hardware config: a bundled name (edgebert-cmod, ideal-256mac) "
                    "or a TOML file (default: the config the program was compiled for)")
     p.add_argument("--max-cycles", type=int, default=None, help="trap when the run exceeds N cycles (default 1e9)")
+    p.add_argument("--max-instructions", type=int, default=None, metavar="N",
+                   help="trap after N executed instructions (default: 1e6 + 100 per instruction of the program; "
+                   "0: no limit)")
     p.add_argument("--entropy-trace", help="recorded entropies, one sentence per line (EdgeBERT's format)")
     p.add_argument("--row", type=int, help="the sentence to run: 0-based line of --entropy-trace, or index on axis 0 "
                    "of an --inputs .npz that stacks several sentences")
@@ -41,6 +46,39 @@ def _parser() -> argparse.ArgumentParser:
 
 def _warn(msg: str) -> None:
     print(f"edgebert-emu: warning: {msg}", file=sys.stderr)
+
+
+PLOT_FORMATS = (".png", ".svg", ".pdf")
+
+
+def _check_paths(args: argparse.Namespace) -> None:
+    """Before running: no output overwrites an input or another output, and each can be written."""
+    from edgebert.isa.safe_io import refuse_overwrite
+
+    inputs = [args.program, args.inputs, args.hw, args.entropy_trace]
+    seen: list[str] = []
+    for flag in ("outputs", "report", "trace", "plot"):
+        path = getattr(args, flag)
+        if path is None:
+            continue
+        refuse_overwrite(inputs + seen, path)
+        seen.append(path)
+        target = Path(path)
+        if target.is_dir():
+            raise EdgebertError(f"--{flag} {path}: is a directory (give a file path)")
+        if not target.parent.is_dir():
+            raise EdgebertError(f"--{flag} {path}: folder {target.parent} does not exist")
+    if args.plot is not None and Path(args.plot).suffix.lower() not in PLOT_FORMATS:
+        raise EdgebertError(f"--plot {args.plot}: unknown image format (use {', '.join(PLOT_FORMATS)})")
+
+
+def _write_outputs(path: str, outputs: dict[str, np.ndarray]) -> None:
+    """The outputs as an .npz at exactly `path` (numpy.savez would append .npz to another suffix)."""
+    from edgebert.isa.safe_io import write_atomic
+
+    buf = io.BytesIO()
+    np.savez(buf, **outputs)
+    write_atomic(path, buf.getvalue())
 
 
 def _table(title: str, columns: tuple[str, ...], rows: Any) -> Any:
@@ -93,9 +131,9 @@ def _sentence_inputs(args: argparse.Namespace, program: Any) -> dict[str, np.nda
     if args.row is None or args.entropy_trace is not None:
         inputs = load_inputs(args.inputs) if args.inputs is not None else {}
         for entry in program.metadata.get("inputs", []):
-            value, shape = inputs.get(entry["name"]), tuple(entry.get("shape", ()))
-            if value is not None and shape and shape[0] == 1 and value.ndim == len(shape) and value.shape[0] > 1 \
-                    and value.shape[1:] == shape[1:]:
+            value, shape = inputs.get(entry["name"]), tuple(entry["shape"])
+            if isinstance(value, np.ndarray) and shape and shape[0] == 1 and value.ndim == len(shape) \
+                    and value.shape[0] > 1 and value.shape[1:] == shape[1:]:
                 raise EdgebertError(f"{args.inputs}: input '{entry['name']}' holds {value.shape[0]} sentences "
                                     f"{value.shape}; the program runs one {shape}: pick it with --row K")
         return inputs
@@ -106,9 +144,14 @@ def _sentence_inputs(args: argparse.Namespace, program: Any) -> dict[str, np.nda
 
 
 def _run(args: argparse.Namespace) -> int:
-    from edgebert.emulator.runner import DEFAULT_MAX_CYCLES, run
+    from edgebert.emulator.runner import AUTO, DEFAULT_MAX_CYCLES, run
     from edgebert.isa.traces import read_entropy_row
 
+    _check_paths(args)
+    if args.row is not None and args.row < 0:
+        raise EdgebertError(f"--row {args.row}: rows are numbered from 0")
+    if args.max_instructions is not None and args.max_instructions < 0:
+        raise EdgebertError(f"--max-instructions {args.max_instructions}: give a count >= 0 (0: no limit)")
     program, hw, warning = load_program(args.program, args.hw)
     if warning:
         _warn(warning)
@@ -123,6 +166,7 @@ def _run(args: argparse.Namespace) -> int:
         inputs,
         hw,
         max_cycles=args.max_cycles if args.max_cycles is not None else DEFAULT_MAX_CYCLES,
+        max_instructions=AUTO if args.max_instructions is None else args.max_instructions or None,
         entropy_values=entropies,
         trace=bool(args.trace),
         check_uninitialized=args.check_uninit,
@@ -151,7 +195,7 @@ def _run(args: argparse.Namespace) -> int:
     if result.trap is not None:
         raise result.trap
     if args.outputs:
-        np.savez(args.outputs, **result.outputs)
+        _write_outputs(args.outputs, result.outputs)
     if not args.quiet:
         _summary(report, result.outputs)
         if "multitask" in report:

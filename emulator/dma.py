@@ -9,6 +9,7 @@ import numpy as np
 
 from edgebert.emulator.memory import ELEMENT_BYTES, SRAM, Fault, tile
 from edgebert.isa.encoding import Inst
+from edgebert.isa.table import SPACES
 
 if TYPE_CHECKING:
     from edgebert.emulator.machine import Machine
@@ -86,7 +87,8 @@ def compile_st(inst: Inst, m: Machine) -> Callable[[], int]:
 
 
 def compile_gather(inst: Inst, m: Machine) -> Callable[[], int]:
-    """gather: dst[r] = table[idx[r]] (rows of `cols` elements); an index outside the table's memory traps."""
+    """gather: dst[r] = table[idx[r]] (rows of `cols` elements); an index outside the table traps (the table is
+    the sized symbol or data segment holding it, else the rest of its memory space)."""
     v = inst.values
     rows, cols, esize = v["rows"], v["cols"], ELEMENT_BYTES[v["dtype"]]
     space = v["table_space"]
@@ -107,15 +109,20 @@ def compile_gather(inst: Inst, m: Machine) -> Callable[[], int]:
         d = tile(mem.u8[SRAM], mem.sizes[SRAM], SRAM, regs[dst_base] + dst, rows, row_bytes, 0, 1, acc, True, "dst")
         if t_addr < 0 or t_addr + row_bytes > size:
             raise Fault(f"table address {t_addr:#x} lies outside the {size:#x}-byte space")
-        available = (size - t_addr - row_bytes) // pitch + 1  # table rows that fit in the space
+        if rows and not pitch:
+            raise Fault("gather with cols = 0 and table_stride = 0: the table rows have no pitch")
+        available, where = _table_rows(m, space, t_addr, row_bytes, pitch, size)
         if rows and m.timing_only:
             # The indices are data: race detection sees every row the table space could hold.
             acc.append((space, t_addr, available, pitch, row_bytes, False))
         elif rows:
             lo, hi = int(ids.min()), int(ids.max())
             if lo < 0 or hi >= available:
-                bad = lo if lo < 0 else hi
-                raise Fault(f"gather index {bad} out of range (the table space holds rows 0..{available - 1})")
+                bad = int(np.flatnonzero((ids < 0) | (ids >= available))[0])
+                raise Fault(
+                    f"gather index {int(ids[bad])} (row {bad}) out of range for a table of {available} rows "
+                    f"({where}; like onnxruntime's Gather, ids must lie in 0..{available - 1})"
+                )
             # Race detection sees the span of rows touched (a superset of the gathered rows).
             acc.append((space, t_addr + lo * pitch, hi - lo + 1, pitch, row_bytes, False))
             rows_view = np.lib.stride_tricks.as_strided(
@@ -129,6 +136,17 @@ def compile_gather(inst: Inst, m: Machine) -> Callable[[], int]:
         return static if static is not None else cycles_at(_port(m, SRAM, regs[dst_base] + dst, rows, row_bytes, 0))
 
     return run
+
+
+def _table_rows(m: Machine, space: int, t_addr: int, row_bytes: int, pitch: int, size: int) -> tuple[int, str]:
+    """Rows of a gather table at `t_addr` and where they are: the rows inside the object holding the table (the
+    compiler gives every constant a sized symbol and its own data segment: that is the embedding matrix), else
+    the rows that fit in the memory space."""
+    obj = m.object_at(space, t_addr, row_bytes)
+    if obj is not None:
+        lo, hi, what = obj
+        return (hi - t_addr - row_bytes) // pitch + 1, f"{what} [{lo:#x}, {hi:#x})"
+    return (size - t_addr - row_bytes) // pitch + 1, f"the {SPACES[space]} space"
 
 
 FACTORIES = {"ld": compile_ld, "st": compile_st, "gather": compile_gather}

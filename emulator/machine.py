@@ -17,7 +17,7 @@ from typing import Any
 
 from edgebert.emulator.dispatch import DISPATCH, format_inst
 from edgebert.emulator.energy import Segment
-from edgebert.emulator.memory import Access, Fault, Memories, accesses_overlap
+from edgebert.emulator.memory import Access, DirtyRanges, Fault, Memories, accesses_overlap
 from edgebert.emulator.shadow import ShadowLog, shadow_kind
 from edgebert.isa.costs import Costs
 from edgebert.isa.encoding import Inst
@@ -29,6 +29,20 @@ from edgebert.isa.table import BY_MNEMONIC, NUM_FREGS, NUM_REGS, SPACES, UNITS
 CTL = UNITS.index("ctl")
 KIND_UNIT, KIND_CTL, KIND_DRAIN, KIND_DVFS, KIND_HALT, KIND_INVALID = range(6)
 MAX_RACES_KEPT = 100
+#: Unconsumed signals one token queue may hold (a signal with no matching wait inside a loop would grow it
+#: without bound; the hardware's queues are far smaller).
+MAX_PENDING_TOKENS = 1 << 16
+#: Trace events kept with `trace=True`; later instructions are not traced (`trace_truncated` says so).
+MAX_TRACE_EVENTS = 1_000_000
+#: Default instruction budget: this many executed instructions, plus INSTRUCTION_BUDGET_PER_STATIC per
+#: instruction of the program (a compiled program executes each instruction about once per layer).
+INSTRUCTION_BUDGET_BASE = 1_000_000
+INSTRUCTION_BUDGET_PER_STATIC = 100
+
+
+def default_instruction_budget(program: Program) -> int:
+    """Executed instructions a run of `program` may take before it traps as a runaway (see docs/emulator.md)."""
+    return INSTRUCTION_BUDGET_BASE + INSTRUCTION_BUDGET_PER_STATIC * len(program.code)
 
 
 class Op:
@@ -94,6 +108,7 @@ class Machine:
         hw: HardwareConfig,
         *,
         max_cycles: int | None = None,
+        max_instructions: int | None = None,
         entropy_values: Sequence[float] | None = None,
         trace: bool = False,
         check_uninitialized: bool = False,
@@ -110,12 +125,26 @@ class Machine:
         self.fregs = [0.0] * NUM_FREGS
         self.acc: list[Access] = []
         self.max_cycles = max_cycles
+        #: Executed instructions before a runaway trap (None: no limit).
+        self.max_instructions = max_instructions
         self.tracing = trace
         self.check_races = True  # False skips race detection (report: race_count None)
         #: timing_only: nnz of sparse masks read from constant memory, and the (space, lo, hi) ranges that are
         #: constant across runs (data segments no input overlaps; set by the Runner).
         self.nnz_cache: dict[tuple, int] = {}
         self.constant_ranges: list[tuple[int, int, int]] = []
+        #: Per space, (lo, hi, what) of every sized symbol and of every data segment: the objects a gather table
+        #: can be (the ISA has no table length field).
+        self.symbol_extents: list[list[tuple[int, int, str]]] = [[] for _ in SPACES]
+        self.segment_extents: list[list[tuple[int, int, str]]] = [[] for _ in SPACES]
+        for sym in program.symbols:
+            if sym.space in SPACES and sym.size:
+                self.symbol_extents[SPACES.index(sym.space)].append(
+                    (sym.value, sym.value + sym.size, f"symbol '{sym.name}'"))
+        for seg in program.segments:
+            if seg.space in SPACES and seg.data:
+                self.segment_extents[SPACES.index(seg.space)].append(
+                    (seg.address, seg.address + len(seg.data), f"data segment '{seg.name or '?'}'"))
         self.reset(entropy_values, timing_only=timing_only, disable_early_exit=disable_early_exit,
                    disable_dvfs=disable_dvfs)
         self.ops = [Op(pc, inst, self) for pc, inst in enumerate(program.code)]
@@ -142,6 +171,7 @@ class Machine:
         self.disable_early_exit = disable_early_exit
         self.disable_dvfs = disable_dvfs
         self.trace: list[tuple[int, int, int, int]] = []  # (unit, start cycle, end cycle, pc)
+        self.trace_truncated = False  # more than MAX_TRACE_EVENTS instructions ran with tracing on
         self.switches: list[tuple[int, int]] = []  # (cycle, segment index) of each DVFS switch
         self.races: list[dict[str, Any]] = []
         self.race_count = 0
@@ -150,7 +180,7 @@ class Machine:
         self.halted = False
         self.trap: EmulatorTrap | None = None
         #: (space, lo, hi) byte ranges of spaces other than SRAM written by st/sw (the Runner resets them).
-        self.dirty: list[tuple[int, int, int]] = []
+        self.dirty = DirtyRanges()
         #: timing_only: who last wrote which bytes, per space (see `shadow.py`).
         self.shadow = ShadowLog(len(SPACES))
 
@@ -158,6 +188,15 @@ class Machine:
     def is_constant(self, space: int, address: int, nbytes: int) -> bool:
         """Whether bytes [address, address + nbytes) of `space` hold the same data in every run."""
         return any(s == space and lo <= address and address + nbytes <= hi for s, lo, hi in self.constant_ranges)
+
+    def object_at(self, space: int, address: int, nbytes: int) -> tuple[int, int, str] | None:
+        """(lo, hi, what) of the object holding bytes [address, address + nbytes) of `space`: the smallest sized
+        symbol around them, else the data segment reaching furthest; None when neither holds them."""
+        inside = [e for e in self.symbol_extents[space] if e[0] <= address and address + nbytes <= e[1]]
+        if inside:
+            return min(inside, key=lambda e: e[1] - e[0])
+        inside = [e for e in self.segment_extents[space] if e[0] <= address and address + nbytes <= e[1]]
+        return max(inside, key=lambda e: e[1]) if inside else None
 
     def next_injected_entropy(self) -> float | None:
         """The next value of the entropy trace, or None when entropies are computed."""
@@ -202,6 +241,8 @@ class Machine:
         freg_ready = [0] * NUM_FREGS
         live: list[deque[tuple[int, int, int, Access]]] = [deque() for _ in range(nunits)]  # for race checks
         max_cycles = self.max_cycles if self.max_cycles is not None else float("inf")
+        budget = self.max_instructions if self.max_instructions is not None else float("inf")
+        steps = 0
         pc_counts, trace, tracing = self.pc_counts, self.trace, self.tracing
         check_init = self.mem.initialized is not None
         timing = self.timing_only
@@ -214,6 +255,12 @@ class Machine:
                 raise Fault("empty program")
             while True:
                 op = ops[pc]
+                steps += 1
+                if steps > budget:
+                    raise Fault(
+                        f"instruction budget of {self.max_instructions:,} executed instructions exhausted (a runaway "
+                        "loop?); raise it with max_instructions= or --max-instructions"
+                    )
                 pc_counts[pc] += 1
                 self.next_pc = pc + 1
                 unit = op.unit
@@ -256,9 +303,18 @@ class Machine:
                     seg.ctl_ops += 1
                     seg.busy[CTL] += op.ctl_cycles
                 for s in op.signals:
-                    tokens[unit][s].append(end)
+                    tq = tokens[unit][s]
+                    tq.append(end)
+                    if len(tq) > MAX_PENDING_TOKENS:
+                        raise Fault(
+                            f"token queue {UNITS[unit]}->{UNITS[s]} holds {len(tq):,} unconsumed signals "
+                            "(a signal without a matching wait?)"
+                        )
                 if tracing:
-                    trace.append((unit, start, end, pc))
+                    if len(trace) < MAX_TRACE_EVENTS:
+                        trace.append((unit, start, end, pc))
+                    else:
+                        self.trace_truncated = True
                 if acc:
                     if timing:
                         self.shadow.log(op.shadow, acc)

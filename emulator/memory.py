@@ -22,6 +22,31 @@ class Fault(Exception):
     """A trap raised inside an instruction's semantics; the run loop adds the PC and instruction."""
 
 
+class DirtyRanges:
+    """(space, lo, hi) byte ranges a run wrote, kept bounded however long the run: repeats are dropped, and past
+    `limit` ranges each space collapses to one range covering all of its writes (reset then clears a bit more)."""
+
+    def __init__(self, limit: int = 4096) -> None:
+        self.limit = limit
+        self.ranges: dict[tuple[int, int, int], None] = {}
+
+    def append(self, item: tuple[int, int, int]) -> None:
+        ranges = self.ranges
+        ranges[item] = None
+        if len(ranges) > self.limit:
+            cover: dict[int, tuple[int, int]] = {}
+            for space, lo, hi in ranges:
+                a, b = cover.get(space, (lo, hi))
+                cover[space] = (min(a, lo), max(b, hi))
+            self.ranges = {(space, lo, hi): None for space, (lo, hi) in cover.items()}
+
+    def __iter__(self):
+        return iter(list(self.ranges))
+
+    def __len__(self) -> int:
+        return len(self.ranges)
+
+
 class Memories:
     """The three memory spaces as zero-filled uint8 arrays with float32/int32 views of the same bytes."""
 

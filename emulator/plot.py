@@ -3,10 +3,12 @@ breakdown of one run."""
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 from typing import Any
 
 from edgebert.isa.errors import EdgebertError
+from edgebert.isa.safe_io import write_atomic
 
 
 def pyplot() -> Any:
@@ -20,16 +22,19 @@ def pyplot() -> Any:
 
 
 def save_figure(fig: Any, path: str | Path, **kwargs: Any) -> None:
-    """Lay out, write and close `fig`; an unwritable path is an EdgebertError naming it."""
+    """Lay out, write (atomically; the format from the suffix) and close `fig`; an unwritable path or an unknown
+    format is an EdgebertError naming it."""
     import matplotlib.pyplot as plt
 
+    buf = io.BytesIO()
     try:
         fig.tight_layout()
-        fig.savefig(path, **kwargs)
-    except OSError as exc:
-        raise EdgebertError(f"{path}: cannot write plot: {exc.strerror or exc}") from None
+        fig.savefig(buf, format=Path(path).suffix.lstrip(".").lower() or "png", **kwargs)
+    except ValueError as exc:  # an image format matplotlib does not know
+        raise EdgebertError(f"{path}: cannot draw the plot: {exc}") from None
     finally:
         plt.close(fig)
+    write_atomic(path, buf.getvalue())
 
 
 def plot_energy(report: dict[str, Any], path: str | Path) -> None:

@@ -8,13 +8,14 @@ from typing import Any
 
 import numpy as np
 
-from edgebert.emulator.machine import Machine
+from edgebert.emulator.machine import Machine, default_instruction_budget
 from edgebert.emulator.memory import SPACE_INDEX, SRAM, Fault, check_range
 from edgebert.emulator.report import build_report
-from edgebert.isa.errors import EdgebertError, EmulatorTrap
+from edgebert.isa.errors import EdgebertError, EmulatorTrap, MetadataError
 from edgebert.isa.hardware import HardwareConfig, default_config
 from edgebert.isa.program import Program
 from edgebert.isa.program_config import program_config
+from edgebert.isa.program_metadata import check_metadata
 
 #: Metadata dtype name -> (numpy dtype stored in memory, numpy dtype returned to the user).
 DTYPES = {
@@ -24,6 +25,8 @@ DTYPES = {
     "uint8": (np.uint8, np.uint8),
 }
 DEFAULT_MAX_CYCLES = 10**9
+#: `max_instructions` default: a budget derived from the program (`default_instruction_budget`).
+AUTO = "auto"
 
 
 class EmulatorInputError(EdgebertError):
@@ -53,32 +56,52 @@ def _space(entry: Mapping[str, Any], what: str) -> int:
     return SPACE_INDEX[space]
 
 
+def check_input_value(what: str, value: Any, dtype: str, shape: tuple[int, ...]) -> np.ndarray:
+    """`value` as the array the program's input expects, or EmulatorInputError naming what does not match.
+
+    Integer inputs (token ids) take integer arrays only (no bool, no float truncation) whose values fit the
+    stored int32/uint8; float32 inputs take real float arrays (float64 rounds to float32). Shapes must be equal.
+    """
+    if not isinstance(value, np.ndarray):
+        try:
+            value = np.asarray(value)
+        except (TypeError, ValueError) as exc:
+            raise EmulatorInputError(f"{what}: not an array ({exc})") from None
+    kind = value.dtype.kind
+    if dtype == "float32":
+        if kind != "f":
+            raise EmulatorInputError(f"{what}: {value.dtype} array given, the program takes float32")
+    elif kind not in "iu":
+        raise EmulatorInputError(f"{what}: {value.dtype} array given, the program takes integer {dtype} "
+                                 "(ids are never converted from bool, float or complex)")
+    if value.shape != shape:
+        raise EmulatorInputError(f"{what}: shape {value.shape} does not match the program's {shape}")
+    stored = np.dtype(DTYPES[dtype][0])
+    if kind in "iu" and value.size:
+        info = np.iinfo(stored)
+        lo, hi = int(value.min()), int(value.max())
+        if lo < info.min or hi > info.max:
+            bad = lo if lo < info.min else hi
+            raise EmulatorInputError(f"{what}: value {bad} does not fit the {stored} the accelerator stores")
+    return np.ascontiguousarray(value.astype(stored, copy=False))
+
+
 def _place_inputs(
     m: Machine, program: Program, inputs: Mapping[str, np.ndarray], allow_missing: bool = False
 ) -> None:
     declared = program.metadata.get("inputs", [])
-    names = {e.get("name") for e in declared}
-    extra = sorted(set(inputs) - names)
+    names = {e["name"] for e in declared}
+    extra = sorted(str(k) for k in set(inputs) - names)
     if extra:
         raise EmulatorInputError(f"input '{extra[0]}' is not an input of the program (inputs: {sorted(names)})")
     for entry in declared:
-        name = entry.get("name")
+        name = entry["name"]
         what = f"input '{name}'"
         if name not in inputs:
             if allow_missing:
                 continue  # timing-only: the memory keeps zeros
             raise EmulatorInputError(f"{what} is missing")
-        dtype = entry.get("dtype", "float32")
-        if dtype not in DTYPES:
-            raise EmulatorInputError(f"{what}: unsupported dtype {dtype!r}")
-        value = np.asarray(inputs[name])
-        shape = tuple(entry.get("shape", value.shape))
-        if value.shape != shape:
-            raise EmulatorInputError(f"{what}: shape {value.shape} does not match the program's {shape}")
-        stored_dtype = DTYPES[dtype][0]
-        if dtype == "int64" and value.size and (value.min() < -(2**31) or value.max() >= 2**31):
-            raise EmulatorInputError(f"{what}: int64 values do not fit the int32 the accelerator stores")
-        data = np.ascontiguousarray(value.astype(stored_dtype, copy=False))
+        data = check_input_value(what, inputs[name], entry.get("dtype", "float32"), tuple(entry["shape"]))
         try:
             m.mem.write_bytes(_space(entry, what), int(entry["address"]), data.reshape(-1))
         except Fault as exc:
@@ -88,12 +111,9 @@ def _place_inputs(
 def _read_outputs(m: Machine, program: Program) -> dict[str, np.ndarray]:
     outputs = {}
     for entry in program.metadata.get("outputs", []):
-        name = entry.get("name")
+        name = entry["name"]
         what = f"output '{name}'"
-        dtype = entry.get("dtype", "float32")
-        if dtype not in DTYPES:
-            raise EmulatorInputError(f"{what}: unsupported dtype {dtype!r}")
-        stored, returned = DTYPES[dtype]
+        stored, returned = DTYPES[entry.get("dtype", "float32")]
         shape = tuple(entry["shape"])
         nbytes = int(np.prod(shape, dtype=np.int64)) * np.dtype(stored).itemsize
         space, address = _space(entry, what), int(entry["address"])
@@ -119,6 +139,14 @@ def _read_exit_layer(m: Machine, program: Program) -> int | None:
     return int(raw.view(np.int32)[0])
 
 
+def _check_program(program: Program) -> None:
+    """The metadata contract (a Program built in Python skips the `.ebin` reader's check)."""
+    try:
+        check_metadata(program.metadata)
+    except MetadataError as exc:
+        raise EmulatorInputError(str(exc)) from None
+
+
 class Runner:
     """Decode a program once, then run it on many inputs (memories and state are reset between runs).
 
@@ -133,16 +161,23 @@ class Runner:
         hw: HardwareConfig | None = None,
         *,
         max_cycles: int | None = DEFAULT_MAX_CYCLES,
+        max_instructions: int | str | None = AUTO,
         trace: bool = False,
         check_uninitialized: bool = False,
     ) -> None:
+        _check_program(program)
         self.program = program
         # Without `hw`: the config the program was built for (embedded or bundled), else the default.
         self.hw = hw or program_config(program.metadata, program.hw_fingerprint, "program") or default_config()
         self.check_uninitialized = check_uninitialized
+        budget = default_instruction_budget(program) if max_instructions == AUTO else max_instructions
+        if budget is not None and (not isinstance(budget, int) or isinstance(budget, bool) or budget < 1):
+            raise EmulatorInputError(f"max_instructions: expected a positive integer, 'auto' or None, got {budget!r}")
         self.machine = Machine(
-            program, self.hw, max_cycles=max_cycles, trace=trace, check_uninitialized=check_uninitialized
+            program, self.hw, max_cycles=max_cycles, max_instructions=budget, trace=trace,
+            check_uninitialized=check_uninitialized,
         )
+        self._check_io_ranges()
         self._has_entropy = any(inst.mnemonic == "entropy" for inst in program.code)
         self._load_segments()
         self._inputs = [(_space(e, f"input '{e.get('name')}'"), int(e.get("address", 0)), e)
@@ -150,6 +185,36 @@ class Runner:
         self.machine.constant_ranges = self._constant_ranges()
         self._dirty: list[tuple[int, int, int]] = []
         self._sram_dirty = False
+
+    def _check_io_ranges(self) -> None:
+        """Every declared input, output and the exit-layer word lies inside its memory (before anything runs)."""
+        mem, meta = self.machine.mem, self.program.metadata
+        for key in ("inputs", "outputs"):
+            for entry in meta.get(key, []):
+                what = f"{key[:-1]} '{entry['name']}'"
+                itemsize = np.dtype(DTYPES[entry.get("dtype", "float32")][0]).itemsize
+                space, address = SPACE_INDEX[entry["space"]], entry["address"]
+                if address % itemsize:
+                    raise EmulatorInputError(f"{what}: address {address:#x} is not aligned to its element size")
+                try:
+                    check_range(mem.sizes[space], space, address, _input_bytes(entry), what)
+                except Fault as exc:
+                    raise EmulatorInputError(str(exc)) from None
+        regions = [("exit_layer word", meta.get("exit_layer"), 4)]
+        mt = meta.get("multitask")
+        if mt:
+            regions.append(("multitask task_select word", mt["task_select"], 4))
+            regions.append(("multitask loaded_word", mt.get("loaded_word"), 4))
+            region = mt.get("task_region")
+            regions.append(("multitask task_region", region, region["bytes"] if region else 0))
+            regions += [(f"task '{t['name']}' block", t["block"], t["block"]["bytes"]) for t in mt["tasks"]]
+        for what, entry, nbytes in regions:
+            if entry:
+                space = SPACE_INDEX[entry["space"]]
+                try:
+                    check_range(mem.sizes[space], space, entry["address"], nbytes, what)
+                except Fault as exc:
+                    raise EmulatorInputError(str(exc)) from None
 
     def _load_segments(self) -> None:
         m = self.machine
@@ -220,6 +285,11 @@ class Runner:
                 raise EmulatorInputError("timing_only and check_uninitialized exclude each other (no data moves)")
             if self._has_entropy and entropy_values is None:
                 raise EmulatorInputError("timing_only needs entropy_values: the program's entropies are not computed")
+        if entropy_values is not None:
+            try:
+                entropy_values = [float(x) for x in entropy_values]
+            except (TypeError, ValueError) as exc:
+                raise EmulatorInputError(f"entropy_values: not a sequence of numbers ({exc})") from None
         self._reset_memory()
         m.reset(entropy_values, timing_only=timing_only, disable_early_exit=disable_early_exit,
                 disable_dvfs=disable_dvfs)
@@ -254,7 +324,7 @@ class Runner:
 
 
 def _input_bytes(entry: Mapping[str, Any]) -> int:
-    """Bytes an input entry occupies in memory (0 when its shape is not declared)."""
+    """Bytes an input or output entry occupies in memory (0 when its shape is not declared)."""
     dtype = DTYPES.get(entry.get("dtype", "float32"), (np.float32,))[0]
     shape = entry.get("shape")
     return int(np.prod(shape, dtype=np.int64)) * np.dtype(dtype).itemsize if shape is not None else 0
@@ -266,6 +336,7 @@ def run(
     hw: HardwareConfig | None = None,
     *,
     max_cycles: int | None = DEFAULT_MAX_CYCLES,
+    max_instructions: int | str | None = AUTO,
     entropy_values: Sequence[float] | None = None,
     trace: bool = False,
     check_uninitialized: bool = False,
@@ -279,7 +350,10 @@ def run(
     """Execute `program` on the emulated accelerator described by `hw` (when None: the config the program was
     built for, see `isa.program_config.program_config`, else the default config).
 
-    `inputs` are placed per the program metadata; data segments are loaded first. `entropy_values`
+    `inputs` are placed per the program metadata (names, shapes and dtypes checked, see `check_input_value`);
+    data segments are loaded first. `max_cycles` traps a run whose emulated time passes that many cycles;
+    `max_instructions` ("auto": `default_instruction_budget(program)`, None: no limit) traps one that executes
+    more instructions, so a runaway loop ends in seconds. `entropy_values`
     replaces the result of the i-th executed `entropy` instruction by its i-th value. `check_uninitialized`
     traps on a read of bytes never written since reset (by segments, inputs or the program). On a trap, raises
     EmulatorTrap (with `.result` holding the partial RunResult) unless `raise_on_trap` is False, in which
@@ -292,7 +366,8 @@ def run(
     `disable_dvfs` ignores dvfs/dvfsr requests (the machine stays at `hw.dvfs.initial`).
     `task` / `resident_task`: a multi-task program's task (docs/multitask.md; logits keep the task's labels).
     """
-    runner = Runner(program, hw, max_cycles=max_cycles, trace=trace, check_uninitialized=check_uninitialized)
+    runner = Runner(program, hw, max_cycles=max_cycles, max_instructions=max_instructions, trace=trace,
+                    check_uninitialized=check_uninitialized)
     return runner.run(
         inputs, entropy_values=entropy_values, timing_only=timing_only, disable_early_exit=disable_early_exit,
         disable_dvfs=disable_dvfs, raise_on_trap=raise_on_trap, task=task, resident_task=resident_task,

@@ -178,7 +178,7 @@ def compile_layernorm(inst: Inst, m: Machine) -> Run:
         g = _operand(m, buf, v, "gamma", 1, cols, 0)
         b = _operand(m, buf, v, "beta", 1, cols, 0)
         d = _operand(m, buf, v, "dst", rows, cols, v["dst_stride"], write=True)
-        if buf is not None:
+        if buf is not None and cols:  # empty rows: nothing to normalise
             x = s.astype(np.float64)
             centred = x - x.mean(axis=1, keepdims=True)
             var = np.mean(centred * centred, axis=1, keepdims=True)
@@ -199,7 +199,8 @@ def span_mask(rows: int, cols: int, row0: int, col0: int, span: int, ramp: int) 
 def compile_softmax(inst: Inst, m: Machine) -> Run:
     """Row softmax of src*scale (+ mask row), weighted by the span mask; float64 inside, fp32 out.
 
-    A row whose weights are all zero (fully masked) becomes all zeros.
+    A row whose weights are all zero (fully masked) becomes all zeros. A row holding NaN or +inf (after scale
+    and mask) becomes all NaN, as onnxruntime's and numpy's exp(x - max) / sum give: never silently zeros.
     """
     v = inst.values
     rows, cols = v["rows"], v["cols"]
@@ -219,13 +220,13 @@ def compile_softmax(inst: Inst, m: Machine) -> Run:
             x = s.astype(np.float64) * scale
             if mask is not None:
                 x = x + mask
-            top = x.max(axis=1, keepdims=True)
-            top[~np.isfinite(top)] = 0.0
-            e = np.exp(x - top)
+            top = x.max(axis=1, keepdims=True)  # NaN when the row holds a NaN
+            top[np.isneginf(top)] = 0.0  # an all -inf row: every weight is 0, the row becomes zeros
+            e = np.exp(x - top)  # +inf - +inf and anything - NaN are NaN
             if weights is not None:
                 e *= weights
             total = e.sum(axis=1, keepdims=True)
-            d[...] = np.divide(e, total, out=np.zeros_like(e), where=total > 0)
+            d[...] = np.divide(e, total, out=np.zeros_like(e), where=total != 0)
         return _charge(m, passes, read, written, cycles)
 
     return run

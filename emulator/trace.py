@@ -57,4 +57,5 @@ def chrome_trace(m: Machine) -> dict[str, Any]:
                 "args": {"point": seg.point},
             }
         )
-    return {"traceEvents": events, "displayTimeUnit": "ns", "otherData": {"hw": hw.name, "cycles": m.cycles}}
+    other = {"hw": hw.name, "cycles": m.cycles, "truncated": m.trace_truncated}  # truncated: only the first events
+    return {"traceEvents": events, "displayTimeUnit": "ns", "otherData": other}

@@ -6,7 +6,7 @@ import contextlib
 import dataclasses
 import functools
 import hashlib
-from pathlib import Path
+from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Any
 
 from edgebert.frontend.metadata import EdgebertMetadata, metadata_props_of, parse_metadata
@@ -14,6 +14,8 @@ from edgebert.frontend.support import SUPPORTED_ONNX_OPS, check_supported
 from edgebert.isa.errors import CompileError
 
 _ONNX_DTYPES = {1: "float32", 6: "int32", 7: "int64", 9: "bool", 10: "float16", 11: "float64", 2: "uint8"}
+#: Oldest default-domain opset accepted (the newest is the installed onnx's `onnx_opset_version()`).
+MIN_OPSET = 7
 
 
 @dataclasses.dataclass(frozen=True)
@@ -63,8 +65,9 @@ def load_onnx(
     check_supported(model.graph, supported_ops)
     try:
         onnx.checker.check_model(model)
-    except onnx.checker.ValidationError as e:
-        raise CompileError(f"invalid ONNX model: {str(e).strip().splitlines()[0]}") from None
+    except (onnx.checker.ValidationError, ValueError, RuntimeError, TypeError) as e:
+        first = str(e).strip().splitlines()
+        raise CompileError(f"invalid ONNX model: {first[0] if first else type(e).__name__}") from None
     seq_len = _fix_input_shapes(model, seq_len)
     try:
         model = onnx.shape_inference.infer_shapes(model, check_type=True, strict_mode=True, data_prop=True)
@@ -85,21 +88,20 @@ def _read_model(path_or_model) -> tuple[Any, Path | None, str]:
     if isinstance(path_or_model, onnx.ModelProto):
         model = onnx.ModelProto()
         model.CopyFrom(path_or_model)  # shape fixing edits the graph: leave the caller's model alone
+        check_structure(model, "<model>")
+        if _external_tensors(model):
+            raise CompileError("<model>: initializers in external data need the model's file path (load by path)")
         return model, None, hashlib.sha256(path_or_model.SerializeToString()).hexdigest()
     path = Path(path_or_model)
     if not path.is_file():
         raise CompileError(f"{path}: no such ONNX file")
     try:
         model = onnx.load(str(path), load_external_data=False)
-    except (DecodeError, ValueError, RuntimeError) as e:
-        raise CompileError(f"{path}: not a readable ONNX model ({e})") from None
+    except (DecodeError, ValueError, RuntimeError, OSError) as e:
+        raise CompileError(f"{path}: not a readable ONNX model ({type(e).__name__}: {e})") from None
+    check_structure(model, str(path))
     digest = hashlib.sha256(path.read_bytes())
-    locations = sorted({
-        entry.value
-        for t in _external_tensors(model)
-        for entry in t.external_data
-        if entry.key == "location"
-    })
+    locations = sorted({_external_location(path, t) for t in _external_tensors(model)})
     for loc in locations:
         data = path.parent / loc
         if not data.is_file():
@@ -108,9 +110,70 @@ def _read_model(path_or_model) -> tuple[Any, Path | None, str]:
     if locations:
         try:
             onnx.external_data_helper.load_external_data_for_model(model, str(path.parent))
-        except (OSError, ValueError) as e:
-            raise CompileError(f"{path}: cannot read external data ({e})") from None
+        except (OSError, ValueError, TypeError, onnx.checker.ValidationError) as e:
+            raise CompileError(f"{path}: cannot read external data ({type(e).__name__}: {e})") from None
     return model, path, digest.hexdigest()
+
+
+def _external_location(path: Path, tensor) -> str:
+    """The tensor's external data file, checked to be a plain file inside the model's folder (never `..`, an
+    absolute path or a symlink leading out: onnx would read any file), with a sane offset and length."""
+    entries = {e.key: e.value for e in tensor.external_data}
+    what = f"{path}: initializer {tensor.name!r:.80}"
+    loc = entries.get("location")
+    if not loc:
+        raise CompileError(f"{what}: external data without a location")
+    rel = PurePosixPath(loc.replace("\\", "/"))
+    if rel.is_absolute() or PureWindowsPath(loc).is_absolute() or ".." in rel.parts or "\0" in loc:
+        raise CompileError(f"{what}: external data location {loc!r:.120} lies outside the model's folder")
+    folder = path.parent.resolve()
+    target = (folder / rel).resolve()
+    if not target.is_relative_to(folder):
+        raise CompileError(f"{what}: external data location {loc!r:.120} leads outside the model's folder "
+                           "(symlink)")
+    for key in ("offset", "length"):
+        if key in entries and not (entries[key].isdigit() and len(entries[key]) < 20):
+            raise CompileError(f"{what}: external data {key} {entries[key]!r:.40} is not a byte count")
+    if target.is_file():
+        size = target.stat().st_size
+        end = int(entries.get("offset", "0")) + int(entries.get("length", "0"))
+        if end > size:
+            raise CompileError(f"{what}: external data [{entries.get('offset', '0')}, {end}) runs past the end of "
+                               f"{loc!r:.120} ({size} bytes)")
+    return loc
+
+
+def check_structure(model, source: str) -> None:
+    """What must hold before anything reads the graph: a graph with outputs, an ai.onnx opset we can import,
+    tensor-typed inputs and outputs with known element types and non-negative dims."""
+    import onnx
+
+    if not model.HasField("graph"):
+        raise CompileError(f"{source}: the model has no graph")
+    versions = [o.version for o in model.opset_import if o.domain in ("", "ai.onnx")]
+    if not versions:
+        raise CompileError(f"{source}: no ai.onnx opset import")
+    newest = onnx.defs.onnx_opset_version()
+    if not MIN_OPSET <= versions[0] <= newest:
+        raise CompileError(f"{source}: opset {versions[0]} is not supported (opsets {MIN_OPSET}..{newest}, the "
+                           f"newest the installed onnx {onnx.__version__} knows)")
+    graph = model.graph
+    if not graph.output:
+        raise CompileError(f"{source}: the graph has no outputs")
+    inits = {t.name for t in graph.initializer}
+    for kind, values in (("input", [v for v in graph.input if v.name not in inits]), ("output", graph.output)):
+        for v in values:
+            what = f"{source}: graph {kind} {v.name!r:.80}"
+            if not v.name:
+                raise CompileError(f"{source}: a graph {kind} has no name")
+            if v.type.WhichOneof("value") != "tensor_type":
+                raise CompileError(f"{what} is not a tensor")
+            t = v.type.tensor_type
+            if t.elem_type not in _ONNX_DTYPES:
+                raise CompileError(f"{what}: unsupported element type {t.elem_type}")
+            for axis, dim in enumerate(t.shape.dim):
+                if dim.HasField("dim_value") and dim.dim_value < 0:
+                    raise CompileError(f"{what}: dimension {axis} is negative ({dim.dim_value})")
 
 
 def _external_tensors(model) -> list:

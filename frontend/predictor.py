@@ -20,6 +20,7 @@ import sys
 import numpy as np
 
 from edgebert.isa.errors import EdgebertError, run_cli
+from edgebert.isa.safe_io import refuse_overwrite
 from edgebert.isa.traces import LOOKUP_ROWS, read_entropy_array, read_lookup_table, write_lookup_table
 
 #: `lut` settings matching the table's rows: bin = clamp(rint(H * 100), 0, 99).
@@ -109,6 +110,7 @@ def _main(argv: list[str] | None) -> int:
     s.add_argument("--layers", type=int, required=True)
     args = p.parse_args(argv)
     if args.command == "build":
+        refuse_overwrite([args.entropies], args.output)
         entropies = read_entropy_array(args.entropies)
         table = build_lookup_table(entropies)
         try:

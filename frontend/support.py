@@ -30,6 +30,9 @@ FOLDED_ONNX_OPS = frozenset({
     "Constant", "ConstantOfShape", "Shape", "Range", "GatherElements", "GatherND", "ReduceMin", "CumSum",
 })
 
+#: Unsupported nodes named one by one in the error (the rest are counted).
+MAX_LISTED = 50
+
 #: Every ONNX op type `load_onnx` accepts; anything else fails before import with one error listing all nodes.
 SUPPORTED_ONNX_OPS = LOWERED_ONNX_OPS | FOLDED_ONNX_OPS
 
@@ -49,7 +52,9 @@ def check_supported(graph, supported: frozenset[str] = SUPPORTED_ONNX_OPS) -> No
     """Raise one CompileError naming every unsupported node of an ONNX graph (recursing into subgraphs)."""
     bad = unsupported_nodes(_all_nodes(graph), supported)
     if bad:
-        listing = "; ".join(f"{name} ({op})" for name, op in bad)
+        listing = "; ".join(f"{name[:80]} ({op[:80]})" for name, op in bad[:MAX_LISTED])
+        if len(bad) > MAX_LISTED:
+            listing += f"; and {len(bad) - MAX_LISTED} more"
         kinds = ", ".join(sorted({op for _, op in bad}))
         raise CompileError(f"{len(bad)} unsupported ONNX node(s) [op types: {kinds}]: {listing}")
 

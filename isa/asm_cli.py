@@ -8,7 +8,8 @@ from pathlib import Path
 
 from edgebert.isa.assembler import assemble_file
 from edgebert.isa.ebin import save_ebin
-from edgebert.isa.errors import run_cli
+from edgebert.isa.errors import FileAccessError, run_cli
+from edgebert.isa.safe_io import refuse_overwrite
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -17,8 +18,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("source", type=Path, help="assembly source (.s)")
     parser.add_argument("-o", "--output", type=Path, help="output .ebin (default: beside the source)")
     args = parser.parse_args(argv)
-    output = args.output or args.source.with_suffix(".ebin")
-    return run_cli(parser.prog, lambda: save_ebin(assemble_file(args.source), output) or 0)
+    def body() -> int:
+        if args.output is None and not args.source.name:
+            raise FileAccessError(f"'{args.source}': no file name to derive the output from (give -o)")
+        output = args.output or args.source.with_suffix(".ebin")
+        refuse_overwrite([args.source], output)
+        save_ebin(assemble_file(args.source), output)
+        return 0
+
+    return run_cli(parser.prog, body)
 
 
 if __name__ == "__main__":

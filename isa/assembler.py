@@ -18,16 +18,26 @@ from lark import Lark, Token, Tree
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
 
 from edgebert.isa.bits import bits_f32, f32_bits
+from edgebert.isa.ebin import canonical_json, finite_float, no_constant
 from edgebert.isa.encoding import check_field, make
-from edgebert.isa.errors import AssemblyError, EdgebertError, EncodingError
+from edgebert.isa.errors import AssemblyError, EdgebertError, EncodingError, FileAccessError, MetadataError
 from edgebert.isa.hardware import default_config
+from edgebert.isa.names import name_problem, show_int
 from edgebert.isa.program import SYMBOL_SPACES, Program, Segment, Symbol
+from edgebert.isa.program_metadata import check_metadata
+from edgebert.isa.safe_io import read_text_limited
 from edgebert.isa.table import BY_MNEMONIC, INSTRUCTIONS, SPACES, UNITS, Field, Instruction, Kind
 
 #: Segments without an explicit address start at the next multiple of this after the space's last segment.
 DATA_ALIGN = 64
 #: Largest `.zero` block (the eNVM's size in the default config): guards against runaway allocations.
 MAX_ZERO = 1 << 26
+#: Integer literals and every intermediate value of an expression stay within +-2^64 (no field is wider than 32
+#: bits; larger values can only be errors, and Python cannot even print ints beyond 4300 digits).
+INT_LIMIT = 1 << 64
+#: Largest assembly source read (bytes) and largest `.npy` file included.
+MAX_SOURCE_BYTES = 64 << 20
+MAX_NPY_BYTES = 1 << 32
 
 # --------------------------------------------------------------------------------------------
 # Grammar generation
@@ -164,7 +174,11 @@ def _snippet(text: str, line: int, column: int) -> str:
     lines = text.split("\n")
     src = lines[line - 1] if 0 < line <= len(lines) else ""
     src = src.replace("\t", " ")
-    return f"    {src}\n    {' ' * (max(column, 1) - 1)}^"
+    column = max(column, 1)
+    if len(src) > 160:  # show a window around the column, not a megabyte of line
+        start = max(0, column - 80)
+        src, column = ("..." if start else "") + src[start : start + 160] + "...", column - start + (3 if start else 0)
+    return f"    {src}\n    {' ' * (column - 1)}^"
 
 
 def operand_syntax(ins: Instruction, address: Callable[[str, bool], str]) -> list[str]:
@@ -273,23 +287,26 @@ def _syntax_message(lark: Lark, text: str, exc: UnexpectedInput, lineno: int, co
 
 
 def parse_int(text: str) -> int:
-    """An integer literal: decimal, 0x hex or 0b binary."""
+    """An integer literal: decimal, 0x hex or 0b binary; ValueError beyond +-2^64 (checked before converting)."""
     low = text.lower()
-    if low.startswith("0x"):
-        return int(text[2:], 16)
-    if low.startswith("0b"):
-        return int(text[2:], 2)
-    return int(text, 10)
+    base, digits = (16, text[2:]) if low.startswith("0x") else (2, text[2:]) if low.startswith("0b") else (10, text)
+    digits = digits.lstrip("0") or "0"
+    if len(digits) > {16: 17, 2: 65, 10: 21}[base]:
+        raise ValueError(f"integer literal {text[:24]}... is too large (beyond 2^64)")
+    value = int(digits, base)
+    if value > INT_LIMIT:
+        raise ValueError(f"integer literal {text} is too large (beyond 2^64)")
+    return value
 
 
 def parse_f32(text: str) -> int:
     """Bit pattern of a float literal: a decimal, inf, nan, or f32(0xBITS) for an exact pattern."""
     text = text.strip()
     if text.startswith("f32"):
-        bits = int(text[3:].strip("() \t").lower().removeprefix("0x"), 16)
-        if bits >> 32:
-            raise ValueError(f"bit pattern {text} does not fit in 32 bits")
-        return bits
+        digits = text[3:].strip("() \t").lower().removeprefix("0x").lstrip("0") or "0"
+        if len(digits) > 8:
+            raise ValueError(f"bit pattern {text[:40]} does not fit in 32 bits")
+        return int(digits, 16)
     sign = 1 << 31 if text.startswith("-") else 0
     body = text.lstrip("+-")
     if body == "nan":
@@ -302,7 +319,7 @@ def parse_f32(text: str) -> int:
             raise OverflowError
         return f32_bits(value)
     except OverflowError:
-        raise ValueError(f"{text} is out of float32 range (use inf or f32(0x...))") from None
+        raise ValueError(f"{text[:40]} is out of float32 range (use inf or f32(0x...))") from None
 
 
 def format_f32(bits: int) -> str:
@@ -406,6 +423,9 @@ class _Assembler:
     # ---- names
     def define(self, token: Token, entry: _Name) -> None:
         name = str(token)
+        problem = name_problem(name) if entry.kind != "local" else None
+        if problem is not None:
+            raise _Located(_pos(token), f"'{name[:60]}' cannot be a name: {problem}")
         if name in self.names:
             prev = self.names[name].pos
             raise _Located(_pos(token), f"'{name}' is already defined (line {prev[0]})")
@@ -431,8 +451,8 @@ class _Assembler:
         if kind == "int":
             try:
                 return parse_int(str(node.children[0]))
-            except ValueError:
-                raise _Located(_pos(node), "integer literal too long") from None
+            except ValueError as exc:
+                raise _Located(_pos(node), str(exc)) from None
         if kind == "name":
             token = node.children[0]
             entry = self.names.get(str(token))
@@ -444,16 +464,15 @@ class _Assembler:
         if kind == "neg":
             return -self.evaluate(node.children[-1], names)
         left, right = self.evaluate(node.children[0], names), self.evaluate(node.children[-1], names)
-        if kind == "mul":
-            if abs(left) > 1 << 64 or abs(right) > 1 << 64:
-                raise _Located(_pos(node), "integer expression too large")
-            return left * right
-        return left + right if kind == "add" else left - right
+        value = left * right if kind == "mul" else left + right if kind == "add" else left - right
+        if abs(value) > INT_LIMIT:
+            raise _Located(_pos(node), "integer expression too large (beyond 2^64)")
+        return value
 
     def evaluate_range(self, node: Tree, lo: int, hi: int, what: str) -> int:
         value = self.evaluate(node)
         if not lo <= value <= hi:
-            raise _Located(_pos(node), f"{what}: value {value} out of range {lo}..{hi}")
+            raise _Located(_pos(node), f"{what}: value {show_int(value)} out of range {lo}..{hi}")
         return value
 
     # ---- directives
@@ -550,11 +569,17 @@ class _Assembler:
         token = node.children[0]
         path = self.base_dir / self.string(token)
         try:
+            if not path.exists():
+                raise FileNotFoundError(path)
+            if not path.is_file():  # a device or FIFO could block or never end
+                raise _Located(_pos(token), f".npy: {path} is not a regular file")
+            if path.stat().st_size > MAX_NPY_BYTES:
+                raise _Located(_pos(token), f".npy: {path} is larger than {MAX_NPY_BYTES:,} bytes")
             array = np.load(path, allow_pickle=False)
         except FileNotFoundError:
             raise _Located(_pos(token), f".npy: file not found: {path}") from None
-        except (OSError, ValueError, EOFError) as exc:
-            raise _Located(_pos(token), f".npy: cannot read {path}: {exc}") from None
+        except (OSError, ValueError, EOFError, MemoryError) as exc:
+            raise _Located(_pos(token), f".npy: cannot read {path}: {type(exc).__name__}: {exc}") from None
         if not isinstance(array, np.ndarray) or array.dtype.kind not in "biuf":
             raise _Located(_pos(token), f".npy: {path} does not hold a numeric array")
         data = np.ascontiguousarray(array, dtype=array.dtype.newbyteorder("<")).tobytes()
@@ -568,16 +593,20 @@ class _Assembler:
         if key in self.metadata:
             raise _Located(_pos(key_token), f".meta: key '{key}' is set twice")
 
-        def no_constant(name: str) -> Any:
-            raise ValueError(f"{name} is not valid JSON")
-
         try:
-            self.metadata[key] = json.loads(str(json_token), parse_constant=no_constant)
+            self.metadata[key] = json.loads(str(json_token), parse_constant=no_constant, parse_float=finite_float)
         except json.JSONDecodeError as exc:
             line, col = _pos(json_token)
             raise _Located((line, col + exc.pos), f".meta: bad JSON: {exc.msg}") from None
         except (ValueError, RecursionError) as exc:
             raise _Located(_pos(json_token), f".meta: bad JSON: {exc}") from None
+        try:
+            canonical_json(self.metadata[key])  # lone surrogates in strings cannot be stored as UTF-8
+            check_metadata({key: self.metadata[key]})
+        except MetadataError as exc:
+            raise _Located(_pos(json_token), f".meta: {exc}") from None
+        except (ValueError, RecursionError) as exc:
+            raise _Located(_pos(json_token), f".meta: cannot be stored: {exc}") from None
 
     def d_hw(self, node: Tree) -> None:
         self.set_fingerprint(node, bytes.fromhex(str(node.children[0])))
@@ -592,9 +621,13 @@ class _Assembler:
 
     def string(self, token: Token) -> str:
         try:
-            return json.loads(str(token))
+            text = json.loads(str(token))
+            text.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise _Located(_pos(token), f"bad string literal: lone surrogate at character {exc.start}") from None
         except ValueError as exc:
             raise _Located(_pos(token), f"bad string literal: {exc}") from None
+        return text
 
     # ---- pass 2
     def check_overlaps(self) -> None:
@@ -670,7 +703,8 @@ class _Assembler:
         put(name, self.address(offset) if offset is not None else 0, _pos(offset if offset is not None else node))
 
     def register(self, token: Token, top: int) -> int:
-        number = int(str(token)[1:])
+        digits = str(token)[1:].lstrip("0") or "0"
+        number = int(digits) if len(digits) < 6 else top + 1
         if number > top:
             prefix = str(token)[0]
             raise _Located(_pos(token), f"no register {token} ({prefix}0..{prefix}{top})")
@@ -702,7 +736,10 @@ class _Assembler:
         if kind is Kind.UNITS:
             tokens = [t for t in node.children if t.type != "VBAR"]
             if len(tokens) == 1 and tokens[0].type == "INT":
-                return parse_int(str(tokens[0]))
+                try:
+                    return parse_int(str(tokens[0]))
+                except ValueError as exc:
+                    raise _Located(_pos(tokens[0]), str(exc)) from None
             mask = 0
             for t in tokens:
                 mask |= 1 << UNITS.index(str(t))
@@ -730,9 +767,7 @@ def assemble_file(path: str | Path) -> Program:
     """Assemble the file at `path` (`.npy` paths relative to its folder)."""
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise AssemblyError(f"{path}: cannot read: {exc.strerror}") from None
-    except UnicodeDecodeError as exc:
-        raise AssemblyError(f"{path}: not UTF-8 text (byte {exc.start})") from None
+        text = read_text_limited(path, MAX_SOURCE_BYTES, "assembly source")
+    except FileAccessError as exc:
+        raise AssemblyError(str(exc)) from None
     return assemble(text, str(path), path.parent)

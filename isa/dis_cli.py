@@ -8,7 +8,8 @@ from pathlib import Path
 
 from edgebert.isa.disassembler import disassemble
 from edgebert.isa.ebin import load_ebin
-from edgebert.isa.errors import EdgebertError, run_cli
+from edgebert.isa.errors import run_cli
+from edgebert.isa.safe_io import refuse_overwrite, write_atomic
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -19,14 +20,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     def body() -> int:
+        refuse_overwrite([args.binary], args.output)
         text = disassemble(load_ebin(args.binary))
         if args.output is None:
             sys.stdout.write(text)
-            return 0
-        try:
-            args.output.write_text(text, encoding="utf-8")
-        except OSError as exc:
-            raise EdgebertError(f"{args.output}: cannot write: {exc.strerror}") from None
+        else:
+            write_atomic(args.output, text)
         return 0
 
     return run_cli(parser.prog, body)

@@ -3,20 +3,22 @@
 from __future__ import annotations
 
 import json
-import re
 import struct
 from collections.abc import Mapping
 
-from edgebert.isa.assembler import format_f32
+import numpy as np
+
+from edgebert.isa.assembler import MAX_ZERO, format_f32
 from edgebert.isa.encoding import Inst
 from edgebert.isa.errors import EncodingError
+from edgebert.isa.names import NAME, name_problem
 from edgebert.isa.program import Program, Segment, Symbol
 from edgebert.isa.table import BY_MNEMONIC, SPACES, UNITS, Field, Kind
 
-_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.]*")
-_REGISTER_LIKE = re.compile(r"[rf][0-9]+")
 BYTES_PER_LINE = 16
 WORDS_PER_LINE = 8
+#: All-zero stretches at least this long (bytes) are written as one `.zero` line.
+ZERO_RUN = 64
 
 
 def _format_value(f: Field, value: int, labels: Mapping[int, str] | None) -> str:
@@ -72,10 +74,22 @@ def format_inst(inst: Inst, labels: Mapping[int, str] | None = None) -> str:
 
 
 def _check_name(sym: Symbol) -> None:
-    if not _NAME.fullmatch(sym.name) or _REGISTER_LIKE.fullmatch(sym.name):
-        raise EncodingError(
-            f"symbol '{sym.name}' cannot be written in assembly (names match {_NAME.pattern}, not r<n>/f<n>)"
-        )
+    problem = name_problem(sym.name)
+    if problem is not None:
+        raise EncodingError(f"cannot disassemble: symbol {sym.name[:60]!r} cannot be written in assembly ({problem})")
+
+
+def _check_segments(segments: list[Segment]) -> None:
+    """What the assembler refuses cannot be disassembled: overlapping segments, data past the 4 GiB range."""
+    for i, seg in enumerate(segments):
+        if seg.address + len(seg.data) > 1 << 32:
+            raise EncodingError(f"cannot disassemble: segment {i} ({seg.space}) runs past the 4 GiB address range")
+        for j in range(i):
+            other = segments[j]
+            if (other.space == seg.space and seg.data and other.data and seg.address < other.address + len(other.data)
+                    and other.address < seg.address + len(seg.data)):
+                raise EncodingError(f"cannot disassemble: {seg.space} segments {j} and {i} overlap (assembly "
+                                    "cannot express one segment overwriting another)")
 
 
 def _string(text: str) -> str:
@@ -91,11 +105,37 @@ def _looks_like_floats(words: tuple[int, ...]) -> bool:
 
 
 def format_data(data: bytes) -> list[str]:
-    """Data directives reproducing `data` exactly: .zero, .f32, .i32 or .u8 lines."""
+    """Data directives reproducing `data` exactly: .zero for all-zero stretches of ZERO_RUN bytes or more (4-aligned),
+    .f32, .i32 or .u8 lines for the rest (so a mostly-zero segment stays a few lines long)."""
     if not data:
         return []
-    if not any(data):
-        return [f".zero {len(data)}"]
+    whole = len(data) - len(data) % 4
+    zero = np.frombuffer(memoryview(data)[:whole], "<u4") == 0
+    lines: list[str] = []
+    start = 0
+    for lo, hi in _zero_runs(zero, ZERO_RUN // 4):
+        lines += _format_piece(data[start : 4 * lo])
+        lines += _zero_lines(4 * (hi - lo))
+        start = 4 * hi
+    return lines + _format_piece(data[start:])
+
+
+def _zero_runs(zero: np.ndarray, min_words: int) -> list[tuple[int, int]]:
+    """[lo, hi) word ranges of the runs of at least `min_words` True values."""
+    edges = np.flatnonzero(np.diff(np.concatenate(([0], zero.view(np.int8), [0]))))
+    return [(int(lo), int(hi)) for lo, hi in zip(edges[::2], edges[1::2], strict=True) if hi - lo >= min_words]
+
+
+def _zero_lines(n: int) -> list[str]:
+    """`.zero` lines for n zero bytes, each within the assembler's MAX_ZERO."""
+    return [f".zero {min(MAX_ZERO, n - k)}" for k in range(0, n, MAX_ZERO)]
+
+
+def _format_piece(data: bytes) -> list[str]:
+    if not data:
+        return []
+    if not data.strip(b"\0"):
+        return _zero_lines(len(data))
     lines = []
     whole = len(data) - len(data) % 4
     words = struct.unpack(f"<{whole // 4}I", data[:whole])
@@ -133,6 +173,7 @@ def disassemble(program: Program) -> str:
     symbols = sorted(program.symbols, key=lambda s: (s.value, s.name))
     for sym in symbols:
         _check_name(sym)
+    _check_segments(program.segments)
 
     code_syms: dict[int, list[Symbol]] = {}
     data_syms: dict[int, dict[int, list[Symbol]]] = {}  # segment index -> offset -> symbols
@@ -164,8 +205,12 @@ def disassemble(program: Program) -> str:
 
     out = ["# edgebert assembly (disassembled)", f".hw {program.hw_fingerprint.hex()}"]
     for key in sorted(program.metadata):
-        shown = key if _NAME.fullmatch(key) else _string(key)
-        out.append(f".meta {shown}, {json.dumps(program.metadata[key], sort_keys=True, ensure_ascii=False)}")
+        shown = key if NAME.fullmatch(key) else _string(key)
+        try:
+            value = json.dumps(program.metadata[key], sort_keys=True, ensure_ascii=False, allow_nan=False)
+        except (TypeError, ValueError, RecursionError) as exc:
+            raise EncodingError(f"cannot disassemble: metadata {key[:60]!r} is not JSON: {exc}") from None
+        out.append(f".meta {shown}, {value}")
     for sym in loose:
         out.append(f".sym {sym.name}, {sym.space}, {sym.value:#x}" + (f", {sym.size}" if sym.size else ""))
     out.append("")

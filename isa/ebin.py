@@ -36,14 +36,17 @@ Whether a segment fits its memory is checked by the emulator (it knows the hardw
 from __future__ import annotations
 
 import json
+import math
 import struct
 import zlib
 from pathlib import Path
 from typing import Any
 
 from edgebert.isa.encoding import decode_program, encode_program
-from edgebert.isa.errors import EbinError, EncodingError
+from edgebert.isa.errors import EbinError, EncodingError, FileAccessError, MetadataError
 from edgebert.isa.program import SYMBOL_SPACES, Program, Segment, Symbol
+from edgebert.isa.program_metadata import check_metadata
+from edgebert.isa.safe_io import write_atomic
 from edgebert.isa.table import SPACES, WORD_BYTES
 
 MAGIC = b"EBIN"
@@ -62,13 +65,36 @@ def canonical_json(value: Any) -> bytes:
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode()
 
 
+def no_constant(name: str) -> Any:
+    """`json.loads` hook: NaN, Infinity and -Infinity are not JSON."""
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def finite_float(text: str) -> float:
+    """`json.loads` hook: a number literal that overflows to infinity (1e400) is refused, not read as inf."""
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"number {text[:40]} is out of the float64 range")
+    return value
+
+
 def _symbol_key(sym: Symbol) -> tuple[int, int, str, int]:
     return SYMBOL_SPACES.index(sym.space), sym.value, sym.name, sym.size
 
 
 def _check_u32(what: str, value: int) -> None:
-    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= _U32:
-        raise EbinError(f"{what}: {value!r} does not fit in 32 bits")
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise EbinError(f"{what}: {type(value).__name__} is not an integer")
+    if not 0 <= value <= _U32:
+        shown = value if abs(value) < 10**30 else f"a {value.bit_length()}-bit integer"
+        raise EbinError(f"{what}: {shown} does not fit in 32 bits")
+
+
+def _utf8(what: str, text: str) -> bytes:
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise EbinError(f"{what}: not encodable as UTF-8 (character {exc.start}: {text[exc.start]!r})") from None
 
 
 def write_ebin(program: Program) -> bytes:
@@ -80,23 +106,27 @@ def write_ebin(program: Program) -> bytes:
     for i, seg in enumerate(program.segments):
         if seg.space not in SPACES:
             raise EbinError(f"segment {i} ({seg.name!r}): unknown memory space '{seg.space}'")
-        _check_u32(f"segment {i} ({seg.name!r}) address", seg.address)
-        name = seg.name.encode()
+        _check_u32(f"segment {i} ({seg.name!r:.60}) address", seg.address)
+        name = _utf8(f"segment {i} name", seg.name)
         if len(name) > 0xFFFF:
             raise EbinError(f"segment {i}: name is longer than 65535 bytes")
         sections.append((KIND_DATA, SPACES.index(seg.space), len(name), seg.address, name + bytes(seg.data)))
-    try:
-        meta = canonical_json(program.metadata)
-    except (TypeError, ValueError) as exc:
-        raise EbinError(f"metadata is not JSON-serializable: {exc}") from None
     if not isinstance(program.metadata, dict):
         raise EbinError("metadata must be a JSON object (dict)")
+    try:
+        meta = canonical_json(program.metadata)
+    except (TypeError, ValueError, RecursionError) as exc:
+        raise EbinError(f"metadata is not JSON-serializable: {exc}") from None
+    check_metadata(program.metadata)
     sections.append((KIND_METADATA, 0, 0, 0, meta))
     for sym in program.symbols:
+        if not isinstance(sym.name, str) or not sym.name:
+            raise EbinError(f"symbol {sym.name!r:.60}: a name is a non-empty string")
+        _utf8(f"symbol {sym.name!r:.60}", sym.name)
         if sym.space not in SYMBOL_SPACES:
-            raise EbinError(f"symbol '{sym.name}': unknown space '{sym.space}'")
-        _check_u32(f"symbol '{sym.name}' value", sym.value)
-        _check_u32(f"symbol '{sym.name}' size", sym.size)
+            raise EbinError(f"symbol {sym.name!r:.60}: unknown space {sym.space!r:.20}")
+        _check_u32(f"symbol {sym.name!r:.60} value", sym.value)
+        _check_u32(f"symbol {sym.name!r:.60} size", sym.size)
     table = [[s.name, s.space, s.value, s.size] for s in sorted(program.symbols, key=_symbol_key)]
     sections.append((KIND_SYMBOLS, 0, 0, 0, canonical_json(table)))
 
@@ -114,20 +144,25 @@ def write_ebin(program: Program) -> bytes:
 
 
 def save_ebin(program: Program, path: str | Path) -> None:
-    """Write `program` to the file `path`."""
+    """Write `program` to the file `path` (atomically: a temporary file moved into place)."""
     data = write_ebin(program)
     try:
-        Path(path).write_bytes(data)
-    except OSError as exc:
-        raise EbinError(f"{path}: cannot write: {exc.strerror}") from None
+        write_atomic(path, data)
+    except FileAccessError as exc:
+        raise EbinError(str(exc)) from None
 
 
 def load_ebin(path: str | Path) -> Program:
-    """Read and validate the `.ebin` file at `path`."""
+    """Read and validate the `.ebin` file at `path`; reads no more than the header's `file_size` (+1) bytes."""
     try:
-        data = Path(path).read_bytes()
+        with open(path, "rb") as f:
+            head = f.read(HEADER.size)
+            data = head
+            if len(head) == HEADER.size and head[:4] == MAGIC:
+                # The header states the length: never read more than that (a device or huge file fails fast).
+                data += f.read(max(HEADER.unpack_from(head)[6], HEADER.size) + 1 - HEADER.size)
     except OSError as exc:
-        raise EbinError(f"{path}: cannot read: {exc.strerror}") from None
+        raise EbinError(f"{path}: cannot read: {exc.strerror or exc}") from None
     return read_ebin(data, str(path))
 
 
@@ -223,6 +258,10 @@ class _Reader:
             insts = decode_program(code, code_offset)
         except EncodingError as exc:
             raise EbinError(f"{self.source}: code section: undecodable instruction at file {exc}") from None
+        try:
+            check_metadata(metadata or {})
+        except MetadataError as exc:
+            raise MetadataError(f"{self.source}: {exc}") from None
         return Program(insts, segments, symbols or [], metadata or {}, fingerprint)
 
     def segment(
@@ -244,16 +283,18 @@ class _Reader:
     def json(self, label: str, offset: int, payload: bytes) -> Any:
         text = self.utf8(label, offset, payload)
 
-        def no_constant(name: str) -> Any:
-            raise ValueError(f"{name} is not valid JSON")
-
         try:
-            return json.loads(text, parse_constant=no_constant)
+            value = json.loads(text, parse_constant=no_constant, parse_float=finite_float)
         except json.JSONDecodeError as exc:
             where = offset + len(text[: exc.pos].encode())
             raise self.fail(where, f"{label}: bad JSON: {exc.msg}") from None
         except (ValueError, RecursionError) as exc:
             raise self.fail(offset, f"{label}: bad JSON: {exc}") from None
+        try:
+            canonical_json(value)  # what is read must be writable: a "\ud800" escape decodes to no UTF-8 text
+        except (ValueError, RecursionError) as exc:
+            raise self.fail(offset, f"{label}: JSON that cannot be stored as UTF-8 ({exc})") from None
+        return value
 
     def metadata(self, label: str, offset: int, payload: bytes) -> dict[str, Any]:
         value = self.json(label, offset, payload)

@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from edgebert.isa.errors import EncodingError
+from edgebert.isa.names import show_int
 from edgebert.isa.table import BY_MNEMONIC, BY_OPCODE, WORD_BITS, WORD_BYTES, Field, Instruction, Kind
 
 
@@ -53,11 +54,11 @@ def make(mnemonic: str, **values: int) -> Inst:
 def check_field(spec: Instruction, f: Field, value: int) -> None:
     """Raise EncodingError naming the field if `value` does not fit it."""
     if not isinstance(value, int) or isinstance(value, bool) and f.kind is not Kind.FLAG:
-        raise EncodingError(f"'{spec.mnemonic}' field '{f.name}': value {value!r} is not an integer")
+        raise EncodingError(f"'{spec.mnemonic}' field '{f.name}': value {value!r:.60} is not an integer")
     lo, hi = f.value_range()
     if not lo <= value <= hi:
         raise EncodingError(
-            f"'{spec.mnemonic}' field '{f.name}': value {value} does not fit ({f.width} bits, range {lo}..{hi})"
+            f"'{spec.mnemonic}' field '{f.name}': value {show_int(value)} does not fit ({f.width} bits, range {lo}..{hi})"
         )
 
 

@@ -38,6 +38,14 @@ class CompileError(EdgebertError):
     """A model cannot be compiled; the message names the node, op or buffer at fault."""
 
 
+class FileAccessError(EdgebertError):
+    """A file cannot be read or written as asked (unreadable, too large, unwritable, or would overwrite an input)."""
+
+
+class MetadataError(EbinError):
+    """Program metadata does not follow the contract of `isa/program.py`; the message names the field."""
+
+
 def run_cli(prog: str, body: Callable[[], int]) -> int:
     """Run a command-line tool's body: an EdgebertError becomes one `prog: error: ...` line on stderr and exit code 2
     (no traceback); anything else propagates."""

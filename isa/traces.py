@@ -14,24 +14,15 @@ from pathlib import Path
 import numpy as np
 
 from edgebert.isa.errors import EdgebertError
+from edgebert.isa.safe_io import read_text_limited
 
 LOOKUP_ROWS = 100  # layer-1 entropy 0.00, 0.01, ..., 0.99
 MAX_TRACE_BYTES = 256 << 20  # a trace larger than this is not an entropy trace
 
 
 def _read_text(path: str | Path, what: str) -> str:
-    p = Path(path)
-    try:
-        size = p.stat().st_size
-        if size > MAX_TRACE_BYTES:
-            raise EdgebertError(f"{path}: {size} bytes is too large for {what} (limit {MAX_TRACE_BYTES})")
-        raw = p.read_bytes()
-    except OSError as exc:
-        raise EdgebertError(f"{path}: cannot read {what}: {exc.strerror or exc}") from None
-    try:
-        return raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise EdgebertError(f"{path}: {what} is not UTF-8 text (byte {exc.start})") from None
+    # Bounded by reading, not by stat(): a device such as /dev/zero has size 0 and never ends.
+    return read_text_limited(path, MAX_TRACE_BYTES, what)
 
 
 def _floats(line: str, path: str | Path, lineno: int) -> list[float]:

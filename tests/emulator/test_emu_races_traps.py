@@ -91,7 +91,7 @@ def test_gather_index_out_of_range_traps() -> None:
     code = [make("gather", dst=0x100, table=0, table_space=DRAM, idx=0x40, rows=2, cols=4)]
     for bad in (-1, dram_bytes // 16):
         p = program(code, {0x40: np.array([0, bad], np.int32)})
-        with pytest.raises(EmulatorTrap, match=rf"pc 0 \(gather.*gather index {bad} out of range"):
+        with pytest.raises(EmulatorTrap, match=rf"pc 0 \(gather.*gather index {bad} \(row 1\) out of range"):
             run(p, {})
 
 

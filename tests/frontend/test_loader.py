@@ -149,3 +149,80 @@ def test_legacy_export_with_external_data_round_trips(tmp_path):
     weights = {t.name: onnx.numpy_helper.to_array(t) for t in load_onnx(inline).model.graph.initializer}
     for t in loaded.model.graph.initializer:
         np.testing.assert_array_equal(onnx.numpy_helper.to_array(t), weights[t.name])
+
+
+# ---- issue 14, class 7: hostile models ---------------------------------------------------------------------------
+
+def _external_model(tmp_path, location: str, offset: str = "0"):
+    """A Relu + Add model whose constant lives in external data at `location` (relative to tmp_path/model)."""
+    folder = tmp_path / "model"
+    folder.mkdir(exist_ok=True)
+    (folder / "w.data").write_bytes(np.ones(4, np.float32).tobytes())
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])
+    w = helper.make_tensor("w", TensorProto.FLOAT, [4], np.zeros(4, np.float32))
+    w.ClearField("float_data")
+    w.data_location = TensorProto.EXTERNAL
+    for key, value in (("location", location), ("offset", offset), ("length", "16")):
+        entry = w.external_data.add()
+        entry.key, entry.value = key, value
+    model = _graph_model([helper.make_node("Add", ["x", "w"], ["y"], name="add")], [x], [y], [w])
+    path = folder / "m.onnx"
+    path.write_bytes(model.SerializeToString())
+    return path
+
+
+def test_external_data_inside_the_folder_loads(tmp_path):
+    loaded = load_onnx(_external_model(tmp_path, "w.data"))
+    np.testing.assert_array_equal(onnx.numpy_helper.to_array(loaded.model.graph.initializer[0]), np.ones(4))
+
+
+@pytest.mark.parametrize("location", ["../secret.data", "/etc/hostname", "sub/../../secret.data", "link.data"])
+def test_external_data_outside_the_folder_is_refused_before_reading(tmp_path, monkeypatch, location):
+    (tmp_path / "secret.data").write_bytes(b"s" * 16)
+    path = _external_model(tmp_path, location)
+    (path.parent / "link.data").symlink_to(tmp_path / "secret.data")
+    import onnx.external_data_helper as edh
+
+    def never(*args, **kwargs):
+        raise AssertionError("onnx was asked to read external data")
+
+    monkeypatch.setattr(edh, "load_external_data_for_model", never)
+    with pytest.raises(CompileError, match="outside the model's folder"):
+        load_onnx(path)
+
+
+def test_external_data_past_the_end_of_its_file(tmp_path):
+    with pytest.raises(CompileError, match="runs past the end"):
+        load_onnx(_external_model(tmp_path, "w.data", offset="8"))
+    with pytest.raises(CompileError, match="offset '-1' is not a byte count"):
+        load_onnx(_external_model(tmp_path, "w.data", offset="-1"))
+
+
+@pytest.mark.parametrize("opset", [0, 6, 30, 99])
+def test_opsets_outside_the_supported_range_are_refused(opset):
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 2])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 2])
+    model = _graph_model([helper.make_node("Relu", ["x"], ["y"])], [x], [y], opset=opset)
+    with pytest.raises(CompileError, match=f"opset {opset} is not supported"):
+        load_onnx(model)
+
+
+def test_graphs_without_outputs_or_graph_and_bad_io_are_refused():
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 2])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 2])
+    model = _graph_model([helper.make_node("Relu", ["x"], ["y"])], [x], [])
+    with pytest.raises(CompileError, match="the graph has no outputs"):
+        load_onnx(model)
+    empty = onnx.ModelProto()
+    empty.opset_import.append(helper.make_opsetid("", 17))
+    with pytest.raises(CompileError, match="the model has no graph"):
+        load_onnx(empty)
+    negative = _graph_model([helper.make_node("Relu", ["x"], ["y"])],
+                            [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, -2])], [y])
+    with pytest.raises(CompileError, match="graph input 'x': dimension 1 is negative"):
+        load_onnx(negative)
+    strange = _graph_model([helper.make_node("Relu", ["x"], ["y"])],
+                           [helper.make_tensor_value_info("x", TensorProto.COMPLEX64, [1, 2])], [y])
+    with pytest.raises(CompileError, match="graph input 'x': unsupported element type 14"):
+        load_onnx(strange)

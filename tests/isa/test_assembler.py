@@ -33,7 +33,7 @@ def test_operands_directives_and_labels(tmp_path) -> None:  # noqa: ANN001
     source = """
     # comment
     .equ N, 4 * (2 + 2)      ; another comment
-    .meta outputs, [{"name": "y", "space": "dram", "address": 64}]
+    .meta outputs, [{"name": "y", "space": "dram", "address": 64, "shape": [4]}]
     .meta "odd key", null
     start:
         li r1, -5
@@ -78,7 +78,7 @@ def test_operands_directives_and_labels(tmp_path) -> None:  # noqa: ANN001
     assert ".Lskip" not in syms
     assert syms["W"] == Symbol("W", "envm", 0x100, 12) and syms["M"].size == 24 and syms["done"].value == 9
     assert syms["OUT"] == Symbol("OUT", "dram", 0x1000, 64)
-    assert p.metadata == {"outputs": [{"name": "y", "space": "dram", "address": 64}], "odd key": None}
+    assert p.metadata == {"outputs": [{"name": "y", "space": "dram", "address": 64, "shape": [4]}], "odd key": None}
     assert p.hw_fingerprint == default_config().fingerprint
     assert write_ebin(assemble(disassemble(p))) == write_ebin(p)
 
