@@ -122,7 +122,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         from edgebert.compiler.pipeline import compile_model, format_timings
         from edgebert.isa.hardware import load_config
+        from edgebert.isa.safe_io import refuse_overwrite, write_atomic
 
+        inputs = [*args.model, *(t.partition("=")[2] for t in args.task), args.hw, args.predictor_table,
+                  args.calibration_entropies, *(c.partition("=")[2] for c in args.task_calibration)]
+        refuse_overwrite(inputs, args.output)  # before any work: `-o model.onnx` must not destroy the model
         hw = load_config(args.hw)
         if args.seq_len is not None and args.seq_len <= 0:
             raise EdgebertError(f"--seq-len must be positive, got {args.seq_len}")
@@ -144,13 +148,14 @@ def main(argv: list[str] | None = None) -> int:
                   f"after layer {late[0]} or later (layers {late[0]}..{late[-1]}): those will miss it",
                   file=sys.stderr)
         out = args.output or str(Path(source).with_suffix(".s" if args.assembly else ".ebin"))
+        refuse_overwrite(inputs, out)
         if args.assembly:
             from edgebert.isa.disassembler import disassemble
 
             if out.endswith(".ebin"):
                 print(f"edgebertc: warning: -S writes assembly text into {out}", file=sys.stderr)
 
-            Path(out).write_text(disassemble(result.program))
+            write_atomic(out, disassemble(result.program))
         else:
             from edgebert.isa.ebin import save_ebin
 

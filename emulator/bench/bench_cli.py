@@ -222,4 +222,14 @@ def _run(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of `edgebert-bench`; returns the exit code (2 on any edgebert error)."""
     args = _parser().parse_args(argv)
-    return run_cli("edgebert-bench", lambda: _run(args))
+
+    def bench() -> int:
+        from edgebert.isa.safe_io import refuse_overwrite
+
+        inputs = [args.program, args.entropy_trace, args.hw, *(spec.partition("=")[2] or spec for spec in args.inputs or []),
+                  *(spec.partition("=")[2] for spec in args.single or [])]
+        for output in (args.json, args.plot):
+            refuse_overwrite(inputs, output)
+        return _run(args)
+
+    return run_cli("edgebert-bench", bench)

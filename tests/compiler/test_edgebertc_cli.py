@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import numpy as np
 import onnx
@@ -102,3 +103,11 @@ def test_program_metadata(tiny_model):
     assert len(meta["source_model_sha256"]) == 64 and meta["compiler"].startswith("edgebertc")
     assert meta["hw_name"] == default_config().name and prog.hw_fingerprint == default_config().fingerprint
     assert np.all([s.space in ("envm", "dram") for s in prog.segments])
+
+
+def test_refuses_to_overwrite_its_input(tiny_model, tmp_path, capsys):
+    """`edgebertc m.onnx -o m.onnx` must not destroy the model (checked before any work)."""
+    before = Path(tiny_model).read_bytes()
+    assert edgebertc([str(tiny_model), "-o", str(tiny_model)]) == 2
+    assert "refusing to overwrite the input file" in capsys.readouterr().err
+    assert Path(tiny_model).read_bytes() == before

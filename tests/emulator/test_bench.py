@@ -120,3 +120,14 @@ def test_sst2_replay_on_a_compiled_12_layer_model(tmp_path: Path) -> None:
     assert r["modes"]["ee+dvfs"]["within_target"] == 1.0
     assert r["savings"]["vs_no_exit"] > r["savings"]["early_exit_vs_no_exit"] > 1.0
     assert r["races_first_sentence"] == {}
+
+
+def test_bench_refuses_to_overwrite_its_inputs(tmp_path, capsys):
+    """`--json` or `--plot` naming an input file is refused before the run (the input survives)."""
+    from edgebert.emulator.bench import main
+
+    trace = tmp_path / "trace.txt"
+    trace.write_text("0.1, 0.2\n")
+    assert main(["missing.ebin", "--entropy-trace", str(trace), "--json", str(trace)]) == 2
+    assert "refusing to overwrite the input file" in capsys.readouterr().err
+    assert trace.read_text() == "0.1, 0.2\n"

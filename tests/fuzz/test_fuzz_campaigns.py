@@ -9,7 +9,7 @@ import pytest
 from campaigns import CAMPAIGNS
 
 #: Mutants per campaign in CI (a few seconds each on the shared 2-core machine).
-CI_COUNTS = {"ebin": 150, "asm": 120, "meta": 150, "onnx": 12, "inputs": 60, "cli": 80}
+CI_COUNTS = {"ebin": 150, "asm": 120, "meta": 150, "onnx": 12, "inputs": 60, "cli": 80, "hw": 60}
 
 
 @pytest.mark.parametrize("name", sorted(CAMPAIGNS))
@@ -30,7 +30,7 @@ def test_fuzz_script_runs_counts_and_reports(capsys) -> None:
     spec = importlib.util.spec_from_file_location("fuzz_script", path)
     script = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(script)
-    counts = ["--ebin", "5", "--asm", "3", "--meta", "3", "--onnx", "0", "--inputs", "3", "--cli", "3"]
+    counts = ["--ebin", "5", "--asm", "3", "--meta", "3", "--onnx", "0", "--inputs", "3", "--cli", "3", "--hw", "3"]
     assert script.main(counts) == 0
     out = capsys.readouterr().out
-    assert "total         17 mutants  0 escapes" in out and "onnx" not in out
+    assert "total         20 mutants  0 escapes" in out and "onnx" not in out
