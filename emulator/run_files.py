@@ -35,7 +35,12 @@ def load_inputs(path: str | Path) -> dict[str, np.ndarray]:
 
 def load_sentence_inputs(path: str | Path, program_inputs: list[dict[str, Any]]) -> list[dict[str, np.ndarray]]:
     """Split an .npz of [sentences, ...] arrays (one per program input) into one input dict per sentence."""
-    arrays = load_inputs(path)
+    return split_sentences(load_inputs(path), program_inputs, path)
+
+
+def split_sentences(arrays: dict[str, np.ndarray], program_inputs: list[dict[str, Any]],
+                    path: str | Path) -> list[dict[str, np.ndarray]]:
+    """One input dict per sentence of [sentences, ...] arrays (`path`: where they came from, for errors)."""
     names = [e["name"] for e in program_inputs]
     missing = [n for n in names if n not in arrays]
     if missing:
