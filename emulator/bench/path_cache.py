@@ -213,30 +213,20 @@ class ReplayRunner:
         self._roots: dict[tuple, Node] = {}
         self.stats: dict[str, Any] = {"emulated": 0, "cached": 0, "paths": 0, "disabled": ""}
 
-    def run(
-        self,
-        inputs: Mapping[str, np.ndarray] | None = None,
-        *,
-        entropy_values: Sequence[float] | None = None,
-        timing_only: bool = False,
-        disable_early_exit: bool = False,
-        disable_dvfs: bool = False,
-        raise_on_trap: bool = True,
-        check_races: bool = True,
-        task: str | None = None,
-        resident_task: str | None = None,
-    ) -> RunResult:
-        """One run: from the cache when its path was seen, else emulated (and its path recorded)."""
-        kwargs = dict(entropy_values=entropy_values, timing_only=timing_only, disable_early_exit=disable_early_exit,
-                      disable_dvfs=disable_dvfs, raise_on_trap=raise_on_trap, check_races=check_races, task=task,
-                      resident_task=resident_task)
-        cacheable = (timing_only and not inputs and entropy_values is not None and not self.stats["disabled"]
-                     and not self.runner.machine.tracing)
+    def run(self, inputs: Mapping[str, np.ndarray] | None = None, **options: Any) -> RunResult:
+        """One run (`Runner.run`'s arguments): from the cache when its path was seen, else emulated (and its path
+        recorded)."""
+        entropy_values: Sequence[float] | None = options.get("entropy_values")
+        cacheable = (options.get("timing_only", False) and not inputs and entropy_values is not None
+                     and not self.stats["disabled"] and not self.runner.machine.tracing)
         if not cacheable:
             self.stats["emulated"] += 1
-            return self.runner.run(inputs, **kwargs)
+            return self.runner.run(inputs, **options)
+        check_races = options.get("check_races", True)
+        key = tuple(options.get(k, False) for k in ("disable_early_exit", "disable_dvfs")) + (
+            check_races, options.get("task"), options.get("resident_task"))
         f32 = np.asarray(entropy_values, dtype=np.float64).astype(np.float32)
-        root = self._roots.setdefault((disable_early_exit, disable_dvfs, check_races, task, resident_task), Node())
+        root = self._roots.setdefault(key, Node())
         hit = _walk(root, f32)
         if hit is not None:
             self.stats["cached"] += 1
@@ -245,7 +235,7 @@ class ReplayRunner:
         rec = self._recorder
         rec.start(check_races)
         try:
-            result = self.runner.run(inputs, **kwargs)
+            result = self.runner.run(inputs, **options)
         finally:
             rec.active = False
         if result.trap is None and not rec.failure:

@@ -30,6 +30,7 @@ from edgebert.emulator.sweep.evaluate import (
     evaluate,
     failed_row,
 )
+from edgebert.emulator.sweep.metrics import config_columns
 from edgebert.emulator.sweep.pareto import mark_fronts, plot_fronts
 from edgebert.emulator.sweep.point_configs import point_configs
 from edgebert.emulator.sweep.results import Journal, latest_rows, write_tables
@@ -38,6 +39,7 @@ from edgebert.emulator.sweep.spec import Spec
 from edgebert.emulator.sweep.strategies import make_strategy
 from edgebert.emulator.sweep.workloads import WorkloadPayload, resolve
 from edgebert.isa.errors import EdgebertError
+from edgebert.isa.hardware import parse_config_text
 
 #: Threads per worker: one core per actor (BLAS and TVM would otherwise each take every core).
 WORKER_ENV = {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "TVM_NUM_THREADS": "1"}
@@ -239,7 +241,8 @@ def _drive(spec: Spec, strategy: Any, payloads: dict[str, WorkloadPayload], payl
         task = prep.task
         failure = cache.failure(task.key)
         if failure is not None:
-            record(prep.point, failed_row(prep.point, INFEASIBLE, failure) | {"compile_key": task.key})
+            record(prep.point, failed_row(prep.point, INFEASIBLE, failure)
+                   | config_columns(parse_config_text(task.run_hw)) | {"compile_key": task.key})
             return True
         if task.key in compiling:
             return False

@@ -21,7 +21,7 @@ from typing import Any
 from edgebert.emulator.bench.modes import MODES
 from edgebert.emulator.bench.path_cache import ReplayRunner
 from edgebert.emulator.run_files import split_sentences
-from edgebert.emulator.sweep.metrics import summarize
+from edgebert.emulator.sweep.metrics import config_columns, summarize
 from edgebert.emulator.sweep.space import Point
 from edgebert.emulator.sweep.workloads import WorkloadPayload, model_file
 from edgebert.isa.ebin import read_ebin, write_ebin
@@ -164,6 +164,7 @@ def evaluate(task: PointTask, payload: WorkloadPayload, program_bytes: bytes | N
 
 def _evaluate(task: PointTask, payload: WorkloadPayload, program_bytes: bytes | None, row: dict) -> Evaluation:
     run_hw, compile_hw = parse_config_text(task.run_hw), parse_config_text(task.compile_hw)
+    row.update(config_columns(run_hw))
     out = Evaluation(row)
     t0 = time.perf_counter()
     if program_bytes is None:
@@ -192,8 +193,7 @@ def _evaluate(task: PointTask, payload: WorkloadPayload, program_bytes: bytes | 
     row.update(
         program_sha256=hashlib.sha256(program_bytes).hexdigest(), program_instructions=len(program.code),
         sram_peak_bytes=program.metadata.get("sram_peak_bytes"), compile_key=task.key,
-        emulated_runs=stats["emulated"], hw_name=run_hw.name, hw_fingerprint=run_hw.fingerprint.hex(),
-        dvfs_infeasible_exits=",".join(map(str, late)),
+        emulated_runs=stats["emulated"], dvfs_infeasible_exits=",".join(map(str, late)),
     )
     if late:
         row.update(status=INFEASIBLE, reason=f"latency target {task.settings['latency_target_s'] * 1e3:g} ms "

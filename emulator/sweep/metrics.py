@@ -1,5 +1,6 @@
 """A point's row metrics from its per-sentence run reports: cycles, latency percentiles and share within the target,
-energy per sentence and per component, bytes per memory level, exit layer, DVFS switches, area."""
+energy per sentence and per component, bytes per memory level, exit layer, DVFS switches; the area and name of the
+point's config."""
 
 from __future__ import annotations
 
@@ -10,6 +11,8 @@ import numpy as np
 
 from edgebert.emulator.bench.modes import PERCENTILES
 from edgebert.emulator.energy import COMPONENTS
+from edgebert.isa.area import area_mm2
+from edgebert.isa.hardware import HardwareConfig
 from edgebert.isa.table import SPACES
 
 
@@ -35,6 +38,10 @@ def summarize(reports: Sequence[dict[str, Any]], target_s: float | None) -> dict
     out["exit_layer_mean"] = float(np.mean(exits)) if exits else None
     out["dvfs_switches_mean"] = float(np.mean([len(r["dvfs"]) - 1 for r in reports]))
     out["races_first_sentence"] = reports[0]["race_count"]
-    for name, mm2 in (reports[0].get("area_mm2") or {}).items():
-        out[f"area_mm2.{name}"] = mm2
     return out
+
+
+def config_columns(hw: HardwareConfig) -> dict[str, Any]:
+    """What a row knows from the point's config alone (also when its program cannot be built): area, name."""
+    out: dict[str, Any] = {f"area_mm2.{name}": mm2 for name, mm2 in (area_mm2(hw) or {}).items()}
+    return out | {"hw_name": hw.name, "hw_fingerprint": hw.fingerprint.hex()}
