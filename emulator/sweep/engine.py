@@ -163,10 +163,12 @@ def check_out_dir(spec: Spec, out_dir: Path, resume: bool) -> None:
 
 
 def run_sweep(spec: Spec, out_dir: str | Path, *, workers: int = 1, address: str | None = None, resume: bool = False,
-              progress: bool | None = None, on_row: Callable[[dict[str, Any]], None] | None = None) -> SweepSummary:
-    """Run (or with `resume`, continue) a sweep into `out_dir`; see the module docstring. `progress`: None = a rich
-    bar when stderr is a terminal. `on_row` is called after each row is journaled. An interrupt (KeyboardInterrupt)
-    stops the workers, writes the outputs of the rows done and propagates."""
+              retry_errors: bool = False, progress: bool | None = None,
+              on_row: Callable[[dict[str, Any]], None] | None = None) -> SweepSummary:
+    """Run (or with `resume`, continue) a sweep into `out_dir`; see the module docstring. `retry_errors` (with
+    `resume`): evaluate the points whose row is an `error` again (e.g. a worker killed for memory). `progress`: None =
+    a rich bar when stderr is a terminal. `on_row` is called after each row is journaled. An interrupt
+    (KeyboardInterrupt) stops the workers, writes the outputs of the rows done and propagates."""
     import ray
 
     if workers < 1:
@@ -177,6 +179,8 @@ def run_sweep(spec: Spec, out_dir: str | Path, *, workers: int = 1, address: str
     check_out_dir(spec, out, resume)
     journal = Journal(out)
     rows = latest_rows(journal.read()) if resume else []
+    if retry_errors:
+        rows = [r for r in rows if r["status"] != ERROR]
     journal.rewrite(rows)
     doc = provenance.describe(spec, workers=workers, address=address, started=t_start, status="running")
     provenance.write(out, doc)

@@ -43,7 +43,7 @@ def varying_parameters(rows: list[dict[str, Any]]) -> list[str]:
 
 def _time_unit(seconds: list[float]) -> tuple[float, str]:
     """A scale and unit name that keeps latencies readable (ms, or us for tiny models)."""
-    return (1e3, "ms") if not seconds or max(seconds) >= 1e-3 else (1e6, "us")
+    return (1e3, "ms") if not seconds or max(seconds) >= 1e-3 else (1e6, "$\\mu$s")
 
 
 def _front_groups(front: list[dict[str, Any]], x: str) -> list[list[dict[str, Any]]]:
@@ -82,7 +82,7 @@ def plot_fronts(rows: list[dict[str, Any]], path: Path, title: str, max_lines: i
              for i, same in sorted(listed.items())]
     if len(lines) > max_lines:
         lines = [*lines[: max_lines - 1], f"... and {len(lines) - max_lines + 1} more (results.csv: pareto.*)"]
-    text_in = 0.14 * len(lines) + 0.25 if lines else 0.0
+    text_in = 0.125 * len(lines) + 0.1 if lines else 0.0
     height = 4.2 + text_in
     fig, axes = plt.subplots(1, 2, figsize=(11, height))
     for ax, (x, xlabel, scale, ok, measured, groups) in zip(axes, plots, strict=True):
@@ -95,7 +95,7 @@ def plot_fronts(rows: list[dict[str, Any]], path: Path, title: str, max_lines: i
             ax.annotate(f"#{g[0]['point']}", (g[0][x] * scale, g[0][ENERGY] * 1e6), textcoords="offset points",
                         xytext=(4, 4), fontsize=7, color="tab:red")
         ax.set_xlabel(xlabel)
-        ax.set_ylabel("energy per sentence (uJ)")
+        ax.set_ylabel("energy per sentence ($\\mu$J)")
         ax.grid(alpha=0.3)
         if not ok:
             ax.text(0.5, 0.5, "no feasible point", transform=ax.transAxes, ha="center")

@@ -1,6 +1,6 @@
 """edgebert-sweep: evaluate a design space (hardware x compiler x run parameters over workloads) on Ray.
 
-    edgebert-sweep SPEC.toml -o DIR [--address ray://HOST:10001 | auto] [--workers N] [--resume] [-q]
+    edgebert-sweep SPEC.toml -o DIR [--address ray://HOST:10001 | auto] [--workers N] [--resume [--retry-errors]] [-q]
 
 Writes DIR/results.parquet, DIR/results.csv (one row per point), DIR/pareto.png, DIR/sweep.json; DIR/results.jsonl
 is the journal rows are appended to as points finish (`--resume` runs only the points it lacks) and DIR/cache the
@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from edgebert.isa.errors import run_cli
+from edgebert.isa.errors import EdgebertError, run_cli
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -24,6 +24,9 @@ def _parser() -> argparse.ArgumentParser:
                         "default: a local Ray on this machine")
     p.add_argument("--workers", type=int, default=1, metavar="N", help="points evaluated at once (Ray actors)")
     p.add_argument("--resume", action="store_true", help="continue DIR: evaluate only the points it has no row for")
+    p.add_argument("--retry-errors", action="store_true",
+                   help="with --resume: also evaluate again the points whose row is an error (e.g. a worker killed "
+                        "when the machine ran out of memory)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar and no summary line")
     return p
 
@@ -34,8 +37,10 @@ def _run(args: argparse.Namespace) -> int:
 
     spec = load_spec(args.spec)
     try:
+        if args.retry_errors and not args.resume:
+            raise EdgebertError("--retry-errors needs --resume")
         summary = run_sweep(spec, args.output, workers=args.workers, address=args.address, resume=args.resume,
-                            progress=False if args.quiet else None)
+                            retry_errors=args.retry_errors, progress=False if args.quiet else None)
     except KeyboardInterrupt:
         print(f"edgebert-sweep: interrupted; the finished points are in {args.output} (--resume continues)",
               file=sys.stderr)
