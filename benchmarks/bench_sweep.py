@@ -12,7 +12,8 @@ results must be identical (every per-sentence latency, energy, exit layer and cy
 sweep (PU lanes 8/16/32 x targets 40/50/80 ms on that model: a compile and a cached replay per point) with 1 and with
 2 workers on one local Ray session; throughput = points / time from the first dispatch to the last row, the workers
 already started (their start-up, ~5 s, is printed apart). Prints the load average around each measurement: the
-machine is shared, wall times are noisy.
+machine is shared, wall times are noisy, and with Linux's autogroup scheduling a busy machine gives the whole sweep
+(one session) one share of the CPUs whatever the number of workers: measure (2) on a quiet machine.
 """
 
 from __future__ import annotations
@@ -33,6 +34,17 @@ MODEL = {"preset": "albert-base", "encoder_sparsity": 0.5, "embedding_sparsity":
 
 def load() -> str:
     return "load average " + " / ".join(f"{x:.1f}" for x in os.getloadavg())
+
+
+def scheduler_note() -> str:
+    """Linux's autogroup scheduling gives every session one share of the CPUs: on a machine other sessions keep
+    busy, the sweep's workers (one session) then split one share, and more workers cannot go faster."""
+    try:
+        on = Path("/proc/sys/kernel/sched_autogroup_enabled").read_text().strip() == "1"
+    except OSError:
+        return "autogroup scheduling: unknown"
+    return ("autogroup scheduling on: with other sessions busy, this session's processes share one CPU share"
+            if on else "autogroup scheduling off")
 
 
 def replay(work: Path, data: Path) -> None:
@@ -126,7 +138,7 @@ def main() -> None:
     p.add_argument("--skip-sweep", action="store_true")
     args = p.parse_args()
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
-    print(f"{os.cpu_count()} cores, {load()}")
+    print(f"{os.cpu_count()} cores, {load()}; {scheduler_note()}")
     work, data = Path(args.work), Path(args.data)
     if not args.skip_replay:
         replay(work, data)

@@ -127,8 +127,11 @@ def _start_ray(address: str | None, workers: int) -> bool:
                             "runtime_env": {"env_vars": WORKER_ENV}}
     if address is None:
         ray.init(num_cpus=workers, **opts)
-    else:
+        return True
+    try:
         ray.init(address=address, **opts)
+    except (ConnectionError, RuntimeError, ValueError) as exc:
+        raise EdgebertError(f"--address {address}: cannot connect to a Ray cluster: {exc}") from None
     return True
 
 
@@ -184,15 +187,15 @@ def run_sweep(spec: Spec, out_dir: str | Path, *, workers: int = 1, address: str
     journal.rewrite(rows)
     doc = provenance.describe(spec, workers=workers, address=address, started=t_start, status="running")
     provenance.write(out, doc)
-    cache = _Cache(out / "cache")
-    payloads = resolve(spec, out / "cache")
-    strategy = make_strategy(spec, rows)
     summary = SweepSummary(out, rows)
     started_ray = False
     actors: list[Any] = []
     bar = _progress(progress)
     try:
-        started_ray = _start_ray(address, workers)
+        started_ray = _start_ray(address, workers)  # first: a wrong --address fails before any model is built
+        cache = _Cache(out / "cache")
+        payloads = resolve(spec, out / "cache")
+        strategy = make_strategy(spec, rows)
         for p in payloads.values():
             if address is not None:  # other nodes may not see the driver's files: ship the model's bytes
                 p.model_blob = [ray.put(Path(p.model_path).read_bytes())]
