@@ -1,4 +1,4 @@
-"""The run report: a JSON-ready dict of cycles, time, energy, traffic, instruction mix, DVFS timeline, races."""
+"""The run report: a JSON-ready dict of cycles, time, energy, traffic, instruction mix, DVFS timeline, races, area."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ from collections import Counter
 from typing import TYPE_CHECKING, Any
 
 from edgebert.emulator.energy import COMPONENTS
+from edgebert.isa.area import area_mm2
 from edgebert.isa.table import SPACES, UNITS
 
 if TYPE_CHECKING:
@@ -93,4 +94,5 @@ def build_report(m: Machine, exit_layer: int | None) -> dict[str, Any]:
         "races": m.races,
         "race_count": m.race_count if m.check_races else None,
         "trap": str(m.trap) if m.trap is not None else None,
+        "area_mm2": area_mm2(hw),
     }

@@ -125,7 +125,12 @@ def sentence(arrays: Mapping[str, np.ndarray], declared: Sequence[Mapping[str, A
 
 def load_sentence_inputs(path: str | Path, program_inputs: list[dict[str, Any]]) -> list[dict[str, np.ndarray]]:
     """Split an .npz of [sentences, ...] arrays (one per program input) into one input dict per sentence."""
-    arrays = load_inputs(path)
+    return split_sentences(load_inputs(path), program_inputs, path)
+
+
+def split_sentences(arrays: Mapping[str, np.ndarray], program_inputs: Sequence[Mapping[str, Any]],
+                    path: str | Path) -> list[dict[str, np.ndarray]]:
+    """One input dict per sentence of [sentences, ...] arrays (`path`: where they came from, for errors)."""
     return [sentence(arrays, program_inputs, i) for i in range(stacked_sentences(path, arrays, program_inputs))]
 
 

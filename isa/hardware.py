@@ -15,6 +15,7 @@ import math
 import re
 import reprlib
 import tomllib
+import types
 import typing
 from dataclasses import dataclass, field
 from fractions import Fraction
@@ -197,6 +198,22 @@ class Dvfs:
 
 
 @dataclass(frozen=True)
+class Area:
+    """Silicon area per component, Accelergy-style: a figure per unit of each component the config sizes
+    (`isa.area.area_mm2` multiplies them out). DRAM is off chip and has none."""
+
+    mac_af8_um2: float = _range(0.0, 1e9)  # one AF8 MAC of the PU array (multiplier + accumulator)
+    mac_f32_um2: float = _range(0.0, 1e9)  # one fp32 MAC (0: no fp32 datapath)
+    sfu_lane_um2: float = _range(0.0, 1e9)  # one SFU lane (its share of every special-function unit)
+    sram_mm2_per_kib: float = _range(0.0, 1e6)  # SRAM array per KiB of every buffer
+    sram_macro_mm2: float = _range(0.0, 1e6)  # per buffer instance: the fixed periphery of one macro
+    envm_mm2_per_mib: float = _range(0.0, 1e6)  # eNVM (ReRAM) per MiB
+    ldo_mm2: float = _range(0.0, 1e6)  # DVFS: the voltage regulator
+    pll_mm2: float = _range(0.0, 1e6)  # DVFS: the clock generator
+    control_mm2: float = _range(0.0, 1e6)  # front end, scalar registers, DMA engine, token queues
+
+
+@dataclass(frozen=True)
 class HardwareConfig:
     name: str
     pu: PU
@@ -206,6 +223,8 @@ class HardwareConfig:
     memory: Memory
     energy: Energy
     dvfs: Dvfs
+    #: The area model (None: the config has none). Not part of the fingerprint: area changes no cycle, byte or joule.
+    area: Area | None = None
     #: The TOML text this config was read from ("" when built in code); not part of the fingerprint.
     source: str = field(default="", compare=False, repr=False)
 
@@ -215,19 +234,24 @@ class HardwareConfig:
     def to_dict(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
         del data["source"]
+        if data["area"] is None:
+            del data["area"]
         return data
 
     @functools.cached_property
     def fingerprint(self) -> bytes:
-        """32-byte SHA-256 of the canonical JSON of every field (the `.ebin` records it)."""
-        canonical = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
+        """32-byte SHA-256 of the canonical JSON of every field that sets a cost (the `.ebin` records it): all but
+        `area` and `source`."""
+        data = self.to_dict()
+        data.pop("area", None)
+        canonical = json.dumps(data, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(canonical.encode()).digest()
 
     def toml_text(self) -> str:
         """TOML that loads back to this config: the source text when it still describes it, else generated."""
         if self.source:
             try:
-                if parse_config_text(self.source).fingerprint == self.fingerprint:
+                if parse_config_text(self.source) == self:
                     return self.source
             except HardwareConfigError:
                 pass
@@ -346,6 +370,8 @@ def _build(cls: Any, data: Any, path: str, meta: Any = None) -> Any:
                 _fail(sub, "missing")
             kwargs[f.name] = _build(hints[f.name], data[f.name], sub, f.metadata)
         return cls(**kwargs)
+    if origin in (typing.Union, types.UnionType):  # `X | None`: TOML has no null, so a value present is an X
+        return _build(next(a for a in typing.get_args(cls) if a is not type(None)), data, path, meta)
     if origin is tuple:
         if not isinstance(data, list):
             _fail(path, f"expected an array, got {type(data).__name__}")

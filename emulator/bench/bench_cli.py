@@ -87,6 +87,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--plot", help="draw latency CDFs, energy and exit layers to this image")
     p.add_argument("--hw", metavar="NAME|FILE", help="hardware config: a bundled name (ideal-256mac, edgebert-cmod) "
                    "or a TOML file (default: the config the program was compiled for)")
+    p.add_argument("--no-path-cache", action="store_true",
+                   help="emulate every sentence of an entropy replay (default: one emulation per control path, "
+                        "identical numbers; docs/bench.md)")
     p.add_argument("-q", "--quiet", action="store_true", help="no table on the terminal")
     return p
 
@@ -206,7 +209,7 @@ def _run(args: argparse.Namespace) -> int:
     sentences = sentences[: args.limit]
     target = parse_duration(args.latency_target) if args.latency_target else _plan_target(program, args.task)
     result = run_bench(program, hw, sentences, timing_only=bool(args.entropy_trace), target_s=target,
-                       task=args.task)
+                       task=args.task, path_cache=not args.no_path_cache)
     result["program"] = str(args.program)
     if args.json:
         write_json(args.json, result, indent=1)

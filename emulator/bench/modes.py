@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from edgebert.emulator.bench.path_cache import ReplayRunner
 from edgebert.emulator.runner import Runner
 from edgebert.isa.errors import EdgebertError
 
@@ -59,11 +60,13 @@ def run_bench(
     target_s: float | None,
     progress: Callable[[str, int], None] | None = None,
     task: str | None = None,
+    path_cache: bool = True,
 ) -> dict[str, Any]:
     """Run every sentence in the three modes; `sentences` are `{"inputs": ..., "entropies": ...}` dicts.
 
-    `task`: the task of a multi-task program, run with its block already resident (steady state)."""
-    runner = Runner(program, hw)
+    `task`: the task of a multi-task program, run with its block already resident (steady state). `path_cache`:
+    timing-only replays cost one emulation per control path (`path_cache.ReplayRunner`; identical numbers)."""
+    runner = ReplayRunner(program, hw) if path_cache else Runner(program, hw)
     modes: dict[str, Any] = {}
     per_sentence: dict[str, Any] = {}
     points_used: dict[str, int] = {}
@@ -123,5 +126,6 @@ def run_bench(
         "dvfs_switches_per_sentence": dict(sorted(switches.items())),
         "races_first_sentence": races,
         "wall_seconds": time.perf_counter() - t0,
+        "path_cache": dict(runner.stats) if path_cache else None,
         "per_sentence": per_sentence,
     }

@@ -12,8 +12,10 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-#: The emulator core: every module of emulator/ but the many-sentence harness (emulator/bench/).
+#: The emulator core: every module of emulator/ but the harnesses on top (emulator/bench/, emulator/sweep/).
 EMULATOR_CORE = sorted(p for p in (ROOT / "emulator").glob("*.py"))
+#: What the core may not import: the compiler, the frontend and the harnesses.
+NOT_IN_CORE = ("edgebert.compiler", "edgebert.frontend", "edgebert.emulator.bench", "edgebert.emulator.sweep")
 
 
 def _loaded_after(statement: str) -> list[str]:
@@ -33,7 +35,7 @@ def test_light_modules_do_not_import_torch(module: str) -> None:
 def test_emulator_core_does_not_load_the_compiler() -> None:
     names = [f"edgebert.emulator.{p.stem}" for p in EMULATOR_CORE if p.stem != "__init__"]
     loaded = _loaded_after("\n".join(f"import {n}" for n in names))
-    leaks = [m for m in loaded if m.startswith(("edgebert.compiler", "edgebert.emulator.bench", "edgebert.frontend"))]
+    leaks = [m for m in loaded if m.startswith(NOT_IN_CORE)]
     assert not leaks, f"importing the emulator core loads {leaks}"
 
 
@@ -51,9 +53,22 @@ def _imported_modules(path: Path) -> set[str]:
 
 @pytest.mark.parametrize("path", EMULATOR_CORE, ids=lambda p: p.name)
 def test_emulator_core_module_imports_no_compiler_frontend_or_harness(path: Path) -> None:
-    bad = sorted(m for m in _imported_modules(path)
-                 if m.startswith(("edgebert.compiler", "edgebert.frontend", "edgebert.emulator.bench")))
+    bad = sorted(m for m in _imported_modules(path) if m.startswith(NOT_IN_CORE))
     assert not bad, f"emulator/{path.name} imports {bad}"
+
+
+def test_the_bench_harness_does_not_import_the_sweep_or_the_compiler() -> None:
+    """edgebert-bench runs programs: it needs neither the compiler nor the sweep (which sits on top of both)."""
+    loaded = _loaded_after("import edgebert.emulator.bench")
+    leaks = [m for m in loaded if m.startswith(("edgebert.compiler", "edgebert.emulator.sweep", "edgebert.frontend"))]
+    assert not leaks, f"importing edgebert.emulator.bench loads {leaks}"
+
+
+def test_sweep_imports_torch_and_ray_only_when_it_runs() -> None:
+    """The sweep's spec reader and CLI load without torch, TVM or Ray (they come with building, compiling, running)."""
+    loaded = _loaded_after("import edgebert.emulator.sweep, edgebert.emulator.sweep.sweep_cli")
+    heavy = [m for m in ("torch", "ray", "tvm", "optuna") if m in loaded]
+    assert not heavy, f"importing edgebert.emulator.sweep loads {heavy}"
 
 
 @pytest.mark.parametrize("folder", ["isa", "emulator", "frontend", "compiler"])
