@@ -315,11 +315,12 @@ def _threshold_from_register(inst: Inst) -> Inst:
     if inst.mnemonic != "bexit":
         return inst
     return make("bexitr", fs=inst.values["fs"], ft=F_THRESHOLD, target=inst.values["target"],
-                wait=inst.values.get("wait", 0), signal=inst.values.get("signal", 0))
+                cmp=inst.values.get("cmp", 0), wait=inst.values.get("wait", 0), signal=inst.values.get("signal", 0))
 
 
 def _shift_target(inst: Inst, by: int) -> Inst:
-    if "target" not in inst.values or inst.mnemonic not in ("beq", "bne", "blt", "bge", "jmp", "bexit", "bexitr"):
+    if "target" not in inst.values or inst.mnemonic not in ("beq", "bne", "blt", "bge", "jmp", "bexit", "bexitr",
+                                                            "bexitp"):
         return inst
     return Inst(inst.mnemonic, {**inst.values, "target": inst.values["target"] + by})
 
