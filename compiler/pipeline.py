@@ -194,9 +194,8 @@ def emit(c: Compilation) -> None:
 
 def plan_dvfs_tables(c: Compilation) -> None:
     """Measure the program's cycles, plan its latency-aware DVFS and write the tables in."""
-    opts = c.options.early_exit
-    plan_program_dvfs(c.program, c.hw, len(c.exit_spec.heads), opts.latency_target_s, c.exit_spec.dvfs.exit_table,
-                      opts.margin)
+    plan_program_dvfs(c.program, c.hw, c.options.early_exit.latency_target_s, c.exit_spec.dvfs.request,
+                      c.exit_spec.threshold)
 
 
 def _early_exit(o: CompileOptions) -> bool:

@@ -1,0 +1,72 @@
+"""The paper's figure from a sweep (policy_sweep.run_sweep): energy per sentence vs latency target, one panel per
+threshold, one curve per mode and exit policy (vector output when the path ends in .svg or .pdf)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from edgebert.emulator.plot import pyplot, save_figure
+
+#: (mode, policy or None for policy-free) -> (label, colour, line style, marker)
+_STYLE = {
+    ("no-exit", None): ("no early exit", "0.35", "-", ""),
+    ("early-exit", "recover"): ("early exit (entropy rule), no DVFS", "tab:blue", "--", ""),
+    ("early-exit", "forced"): ("early exit forced at prediction, no DVFS", "tab:orange", "--", ""),
+    ("ee+dvfs", "recover"): ("ee + DVFS, recover policy", "tab:blue", "-", "o"),
+    ("ee+dvfs", "forced"): ("ee + DVFS, forced policy (authors')", "tab:orange", "-", "s"),
+    ("oracle", "recover"): ("oracle (exit known), recover exits", "tab:blue", ":", "^"),
+    ("oracle", "forced"): ("oracle (exit known), forced exits", "tab:orange", ":", "v"),
+}
+
+
+def _curves(runs: list[Mapping[str, Any]], threshold: float) -> dict[tuple[str, str | None], list[tuple[float, float]]]:
+    out: dict[tuple[str, str | None], list[tuple[float, float]]] = {}
+    for run in runs:
+        if run["threshold"] != threshold:
+            continue
+        for mode, stats in run["modes"].items():
+            key = (mode, None if mode == "no-exit" else run["policy"])
+            if key == ("no-exit", None) and any(x == run["target_s"] for x, _ in out.get(key, [])):
+                continue  # the same with either policy
+            out.setdefault(key, []).append((run["target_s"] * 1e3, stats["energy_j"]["mean"] * 1e6))
+    return {k: sorted(v) for k, v in out.items()}
+
+
+def plot_sweep(result: Mapping[str, Any], path: str, *, title: str | None = None, columns: int = 3) -> None:
+    """Energy per sentence (uJ) vs latency target (ms): one panel per threshold of the sweep."""
+    thresholds = list(result["thresholds"])
+    cols = min(columns, len(thresholds))
+    rows = -(-len(thresholds) // cols)
+    plt = pyplot()
+    from matplotlib import ticker
+    fig, axes = plt.subplots(rows, cols, figsize=(4.6 * cols, 3.6 * rows + 0.9), squeeze=False, sharey=True)
+    handles: dict[str, Any] = {}
+    for k, thr in enumerate(thresholds):
+        ax = axes[k // cols][k % cols]
+        for key, points in _curves(result["runs"], thr).items():
+            if key not in _STYLE:
+                continue
+            label, colour, style, marker = _STYLE[key]
+            (line,) = ax.plot([x for x, _ in points], [y for _, y in points], color=colour, ls=style, marker=marker,
+                              ms=4, lw=1.6, label=label)
+            handles.setdefault(label, line)
+        ax.set_title(f"entropy threshold {thr:g}", fontsize=10)
+        ax.set_xlabel("latency target (ms)")
+        if k % cols == 0:
+            ax.set_ylabel("energy per sentence (uJ)")
+        ax.set_yscale("log")  # no exit is 3-5x above the rest: a log axis keeps every curve readable
+        ax.yaxis.set_major_formatter(ticker.FuncFormatter(lambda v, _: f"{v:g}"))
+        ax.yaxis.set_minor_formatter(ticker.FuncFormatter(lambda v, _: f"{v:g}" if str(f"{v:g}")[0] in "2358" else ""))
+        ax.tick_params(axis="y", which="minor", labelsize=7)
+        ax.grid(True, which="both", alpha=0.25)
+    for k in range(len(thresholds), rows * cols):
+        axes[k // cols][k % cols].set_visible(False)
+    order = [v[0] for v in _STYLE.values() if v[0] in handles]
+    fig.suptitle(title or f"{result['sentences']} sentences on {result['hw']}: energy per sentence vs latency target",
+                 fontsize=11)
+    fig.tight_layout()
+    # below the panels, outside the axes: the saved canvas grows to hold it (bbox_inches="tight")
+    fig.legend([handles[label] for label in order], order, loc="upper center", bbox_to_anchor=(0.5, 0.0),
+               ncol=min(3, len(order)), fontsize=8, frameon=False)
+    save_figure(fig, path, bbox_inches="tight")
