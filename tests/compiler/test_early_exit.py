@@ -326,3 +326,22 @@ def test_policy_and_planner_option_errors(trained, tmp_path, capsys):
     with pytest.raises(CompileError, match="calibration entropies .* or --dvfs-bins-scale"):
         table = _two_level_table(L, 40, 2, 3)
         compile_onnx(path, early_exit=EarlyExitOptions(0.3, 1.0, table, planner="bins"))
+
+
+@pytest.mark.parametrize("policy", ["recover", "forced"])
+def test_retarget_equals_a_fresh_compile(trained, dvfs_program, policy):
+    """Planning a compiled program again for another target (what a sweep does per target) gives the bytes a compile
+    for that target gives: the code does not depend on the target."""
+    from edgebert.compiler.early_exit import retarget
+    from edgebert.isa.ebin import write_ebin
+
+    target, cal = dvfs_program["target"], dvfs_program["cal"]
+    first = compile_onnx(trained["path"], early_exit=EarlyExitOptions(0.3, target, calibration_entropies=cal,
+                                                                      policy=policy)).program
+    for factor in (0.9, 2.0):
+        opts = EarlyExitOptions(0.3, target * factor, calibration_entropies=cal, policy=policy)
+        fresh = compile_onnx(trained["path"], early_exit=opts).program
+        moved, plan = retarget(first, default_config(), target * factor, opts)
+        assert write_ebin(moved) == write_ebin(fresh)
+        assert plan.target_s == target * factor
+    assert first.metadata["latency_target_s"] == target  # the original is left as it was
