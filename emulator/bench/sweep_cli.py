@@ -106,7 +106,7 @@ def sweep_markdown(result: Mapping[str, Any]) -> list[str]:
     graded = any(r["modes"]["early-exit"].get("accuracy") is not None for r in result["runs"])
     head = ["threshold", "policy", "target", "mean exit layer", "ee+dvfs within target", *(["accuracy"] if graded else
             []), "no-exit uJ", "early-exit uJ", "ee+dvfs uJ", "oracle uJ", "vs no-exit: mean (up to)",
-            "vs early-exit: mean (up to)", "ee+dvfs / oracle"]
+            "vs early-exit: mean (up to)", "ee+dvfs / oracle", "forced before natural exit"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in result["runs"]:
         m, s = r["modes"], r["savings"]
@@ -120,6 +120,9 @@ def sweep_markdown(result: Mapping[str, Any]) -> list[str]:
                   f"{s['vs_no_exit']['mean']:.2f}x ({s['vs_no_exit']['up_to']:.2f}x)",
                   f"{s['vs_early_exit']['mean']:.2f}x ({s['vs_early_exit']['up_to']:.2f}x)",
                   f"{s['vs_oracle']['mean']:.3f}x" if "vs_oracle" in s else "-"]
+        pred = r.get("predictions") or {}
+        cut = pred.get("forced_before_natural")
+        cells.append(f"{cut} ({pred['layers_cut_by_forcing']:.2f} layers)" if cut else "-")
         lines.append("| " + " | ".join(cells) + " |")
     lines.append("")
     for policy, best in result["best"].items():

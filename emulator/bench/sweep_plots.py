@@ -20,16 +20,17 @@ _STYLE = {
 }
 
 
-def _curves(runs: list[Mapping[str, Any]], threshold: float) -> dict[tuple[str, str | None], list[tuple[float, float]]]:
+def _curves(runs: list[Mapping[str, Any]], threshold: float, scale: float
+            ) -> dict[tuple[str, str | None], list[tuple[float, float]]]:
     out: dict[tuple[str, str | None], list[tuple[float, float]]] = {}
     for run in runs:
         if run["threshold"] != threshold:
             continue
         for mode, stats in run["modes"].items():
             key = (mode, None if mode == "no-exit" else run["policy"])
-            if key == ("no-exit", None) and any(x == run["target_s"] for x, _ in out.get(key, [])):
+            if key == ("no-exit", None) and any(x == run["target_s"] * scale for x, _ in out.get(key, [])):
                 continue  # the same with either policy
-            out.setdefault(key, []).append((run["target_s"] * 1e3, stats["energy_j"]["mean"] * 1e6))
+            out.setdefault(key, []).append((run["target_s"] * scale, stats["energy_j"]["mean"] * 1e6))
     return {k: sorted(v) for k, v in out.items()}
 
 
@@ -42,9 +43,11 @@ def plot_sweep(result: Mapping[str, Any], path: str, *, title: str | None = None
     from matplotlib import ticker
     fig, axes = plt.subplots(rows, cols, figsize=(4.6 * cols, 3.6 * rows + 0.9), squeeze=False, sharey=True)
     handles: dict[str, Any] = {}
+    tiny = max(r["target_s"] for r in result["runs"]) < 1e-3
+    scale, unit = (1e6, "us") if tiny else (1e3, "ms")
     for k, thr in enumerate(thresholds):
         ax = axes[k // cols][k % cols]
-        for key, points in _curves(result["runs"], thr).items():
+        for key, points in _curves(result["runs"], thr, scale).items():
             if key not in _STYLE:
                 continue
             label, colour, style, marker = _STYLE[key]
@@ -52,7 +55,7 @@ def plot_sweep(result: Mapping[str, Any], path: str, *, title: str | None = None
                               ms=4, lw=1.6, label=label)
             handles.setdefault(label, line)
         ax.set_title(f"entropy threshold {thr:g}", fontsize=10)
-        ax.set_xlabel("latency target (ms)")
+        ax.set_xlabel(f"latency target ({unit})")
         if k % cols == 0:
             ax.set_ylabel("energy per sentence (uJ)")
         ax.set_yscale("log")  # no exit is 3-5x above the rest: a log axis keeps every curve readable
