@@ -218,4 +218,8 @@ def test_sweep_of_targets_thresholds_and_policies(tiny_onnx: Path, tmp_path: Pat
     assert r["best"]["forced"]["vs_no_exit"]["mean"] == max(x["savings"]["vs_no_exit"]["mean"] for x in r["runs"]
                                                            if x["policy"] == "forced")
     assert svg.read_text().startswith("<?xml")
+    from edgebert.emulator.bench.sweep_plots import main as plot_main
+
+    again = tmp_path / "again.svg"
+    assert plot_main([str(out), str(again)]) == 0 and again.read_bytes() == svg.read_bytes()  # from the JSON, same bytes
     assert main(args) == 0  # the second time from the cache
