@@ -35,8 +35,7 @@ from pathlib import Path
 
 from edgebert.compiler.options import EarlyExitOptions
 from edgebert.emulator.bench import SweepConfig, run_sweep
-from edgebert.emulator.bench.sweep_cli import sweep_markdown
-from edgebert.emulator.run_files import write_json
+from edgebert.emulator.bench.sweep_cli import bound_lines, sweep_markdown, write_outputs
 from edgebert.isa.hardware import HardwareConfig, load_config
 from edgebert.isa.traces import read_entropy_array, write_entropy_trace
 
@@ -267,14 +266,7 @@ def main(argv: list[str] | None = None) -> int:
         print(line, file=sys.stderr, flush=True)
 
     result = run_sweep(model, hw, sentences, cfg, timing_only=True, progress=say)
-    print("\n".join(sweep_markdown(result)))
-    worst = max((r for r in result["runs"] if r["policy"] == "recover"),
-                key=lambda r: r["savings"]["vs_oracle"]["mean"], default=None)
-    if worst is not None:
-        within = min(r["modes"]["ee+dvfs"]["within_target"] for r in result["runs"] if r["policy"] == "recover")
-        print(f"\nrecover policy: at most {worst['savings']['vs_oracle']['mean']:.3f}x the oracle's energy "
-              f"(threshold {worst['threshold']:g}, {worst['target_s'] * 1e3:g} ms); at least {100 * within:.1f} % of "
-              "the sentences within the target at every target")
+    print("\n".join(["", *sweep_markdown(result), "", *bound_lines(result)]))
     ref = next((r for r in result["runs"] if r["threshold"] == 0.23 and r["policy"] == "recover"
                 and abs(r["target_s"] - 0.05) < 1e-12), None)
     if ref is not None:
@@ -286,13 +278,8 @@ def main(argv: list[str] | None = None) -> int:
         result["attribution"] = attribution(model, hw, sentences, base, cache, say)
         print()
         print("\n".join(attribution_markdown(result["attribution"])))
-    if args.json:
-        write_json(args.json, result, indent=1)
-    if args.plot:
-        from edgebert.emulator.bench.sweep_plots import plot_sweep
-
-        plot_sweep(result, args.plot, title=f"SST-2 trace ({len(sentences)} sentences), compiled ALBERT-base"
-                   f"{' (compressed)' if args.compressed else ''} on {hw.name}: energy per sentence vs latency target")
+    write_outputs(result, args.json, args.plot, f"SST-2 trace ({len(sentences)} sentences), compiled ALBERT-base"
+                  f"{' (compressed)' if args.compressed else ''} on {hw.name}: energy per sentence vs latency target")
     print(f"\n{time.perf_counter() - t0:.0f} s in all", file=sys.stderr)
     return 0
 

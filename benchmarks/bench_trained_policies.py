@@ -28,8 +28,8 @@ from edgebert.compiler.options import EarlyExitOptions
 from edgebert.emulator.bench import SweepConfig, run_sweep
 from edgebert.emulator.bench.policy_sweep import PROBE_TARGET_S
 from edgebert.emulator.bench.program_cache import compiled
-from edgebert.emulator.bench.sweep_cli import sweep_markdown
-from edgebert.emulator.run_files import load_sentence_inputs, write_json
+from edgebert.emulator.bench.sweep_cli import bound_lines, sweep_markdown, write_outputs
+from edgebert.emulator.run_files import load_sentence_inputs
 from edgebert.isa.hardware import load_config
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -76,19 +76,9 @@ def main(argv: list[str] | None = None) -> int:
                       extra={"model_recipe": " ".join(RECIPE), "labels": "synthetic sentiment eval set"})
     result = run_sweep(files["onnx"], hw, sentences, cfg, timing_only=False, labels=labels,
                        progress=lambda line: print(line, file=sys.stderr, flush=True))
-    print("\n".join(sweep_markdown(result)))
-    for policy in args.policies:
-        runs = [r for r in result["runs"] if r["policy"] == policy]
-        worst = max(runs, key=lambda r: r["savings"]["vs_oracle"]["mean"])
-        print(f"{policy}: at most {worst['savings']['vs_oracle']['mean']:.3f}x the oracle's energy, at least "
-              f"{100 * min(r['modes']['ee+dvfs']['within_target'] for r in runs):.1f} % within the target")
-    if args.json:
-        write_json(args.json, result, indent=1)
-    if args.plot:
-        from edgebert.emulator.bench.sweep_plots import plot_sweep
-
-        plot_sweep(result, args.plot, title=f"trained compressed ALBERT (6 layers, hidden 64), {len(sentences)} "
-                   f"eval sentences on {hw.name}: energy per sentence vs latency target")
+    print("\n".join([*sweep_markdown(result), "", *bound_lines(result)]))
+    write_outputs(result, args.json, args.plot, f"trained compressed ALBERT (6 layers, hidden 64), {len(sentences)} "
+                  f"eval sentences on {hw.name}: energy per sentence vs latency target")
     print(f"{time.perf_counter() - t0:.0f} s in all", file=sys.stderr)
     return 0
 

@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -121,7 +121,6 @@ class DvfsPlan:
     samples: ExitSamples | None = None
     modelled_energy_j: float | None = None  # mean modelled energy of the samples under the plan
     layer1_mode: str = "planned"
-    extra: dict[str, Any] = field(default_factory=dict)
 
     @property
     def bin_point_table(self) -> np.ndarray:

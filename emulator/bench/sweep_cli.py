@@ -137,12 +137,38 @@ def sweep_markdown(result: Mapping[str, Any]) -> list[str]:
     return lines
 
 
+def bound_lines(result: Mapping[str, Any]) -> list[str]:
+    """Per policy: the largest ee+dvfs / oracle energy of the sweep and the smallest share within the target."""
+    out = []
+    for policy in result["policies"]:
+        runs = [r for r in result["runs"] if r["policy"] == policy and "vs_oracle" in r["savings"]]
+        if runs:
+            worst = max(runs, key=lambda r: r["savings"]["vs_oracle"]["mean"])
+            within = min(r["modes"]["ee+dvfs"]["within_target"] for r in runs)
+            out.append(f"{policy}: at most {worst['savings']['vs_oracle']['mean']:.3f}x the oracle's energy "
+                       f"(threshold {worst['threshold']:g}, {worst['target_s'] * 1e3:g} ms); at least "
+                       f"{100 * within:.1f} % of the sentences within the target at every target")
+    return out
+
+
+def write_outputs(result: Mapping[str, Any], json_path: str | None, plot_path: str | None,
+                  title: str | None = None) -> None:
+    """A sweep's `--json` and `--plot`."""
+    from edgebert.emulator.run_files import write_json
+
+    if json_path:
+        write_json(json_path, result, indent=1)
+    if plot_path:
+        from edgebert.emulator.bench.sweep_plots import plot_sweep
+
+        plot_sweep(result, plot_path, title=title)
+
+
 def run_sweep_cli(args: argparse.Namespace) -> int:
     """`edgebert-bench model.onnx --latency-target ... [--threshold ...] [--exit-policy ...] ...`."""
     from edgebert.compiler.options import EXIT_POLICIES, EarlyExitOptions
     from edgebert.emulator.bench.policy_sweep import PROBE_TARGET_S, SweepConfig, parse_targets, run_sweep
     from edgebert.emulator.bench.program_cache import compiled
-    from edgebert.emulator.run_files import write_json
     from edgebert.isa.hardware import load_config
 
     if not Path(args.program).is_file():
@@ -178,12 +204,7 @@ def run_sweep_cli(args: argparse.Namespace) -> int:
     say = None if args.quiet else (lambda line: print(line, file=sys.stderr))
     result = run_sweep(args.program, hw, sentences, cfg, timing_only=bool(args.entropy_trace), labels=labels,
                        progress=say)
-    if args.json:
-        write_json(args.json, result, indent=1)
-    if args.plot:
-        from edgebert.emulator.bench.sweep_plots import plot_sweep
-
-        plot_sweep(result, args.plot)
+    write_outputs(result, args.json, args.plot)
     if not args.quiet:
-        print("\n".join(sweep_markdown(result)))
+        print("\n".join(sweep_markdown(result) + bound_lines(result)))
     return 0
