@@ -5,7 +5,7 @@ the attribution of the gap to the paper's 7x / 2.5x, factor by factor.
     python benchmarks/bench_sst2_compiled.py [--compressed] [--json out.json] [--plot fig.svg]
         [--targets 40ms 50ms 75ms 100ms] [--thresholds 0.23 0.28 0.46 0.09 0.16] [--policies recover forced]
         [--limit N] [--holdout] [--no-attribution] [--work /tmp/edgebert-albert-base-ee] [--hw NAME|FILE]
-        [--planner table|bins] [--compare lt|le]
+        [--planner table|bins [--bins-scale S]] [--compare lt|le]
 
 Builds (once, cached in --work) an untrained ALBERT-base-shaped model (hidden 768, 12 heads, FFN 3072, embedding
 128, seq 128): by default fp32 and dense (examples/train_compressed.py --epochs 0); with --compressed, compressed
@@ -223,6 +223,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--policies", nargs="+", default=["recover", "forced"], choices=["recover", "forced"])
     p.add_argument("--planner", default="table", choices=["table", "bins"])
     p.add_argument("--compare", default="lt", choices=["lt", "le"])
+    p.add_argument("--bins-scale", type=float, help="bins planner: the entropy scale (default: calibrated)")
     p.add_argument("--limit", type=int)
     p.add_argument("--holdout", action="store_true", help="plan for the even-numbered sentences, replay the odd ones")
     p.add_argument("--work", default="/tmp/edgebert-albert-base-ee")
@@ -255,7 +256,7 @@ def main(argv: list[str] | None = None) -> int:
     rows = rows[: args.limit]
     sentences = [{"entropies": r.tolist()} for r in rows]
     base = EarlyExitOptions(predictor_table=data / "sst2_lookup_table.csv", calibration_entropies=calibration,
-                            compare=args.compare, planner=args.planner)
+                            compare=args.compare, planner=args.planner, bins_scale=args.bins_scale)
     cfg = SweepConfig(args.thresholds, args.targets, base, args.policies, cache, args.per_sentence,
                       extra={"threshold_sets": {"early_exit": list(EE_THRESHOLDS),
                                                 "predictor": list(PREDICTOR_THRESHOLDS)},
