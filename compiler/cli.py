@@ -114,6 +114,12 @@ def compile_multitask_cli(args: argparse.Namespace, hw: HardwareConfig):
             raise EdgebertError(f"{m}: no such file")
     if args.dump_ir is not None:
         raise EdgebertError("multi-task programs do not support --dump-ir")
+    for flag, value, default in (("--exit-policy", args.exit_policy, "recover"), ("--exit-compare", args.exit_compare,
+                                                                                  "lt"),
+                                 ("--dvfs-planner", args.dvfs_planner, "table"),
+                                 ("--dvfs-bins-scale", args.dvfs_bins_scale, None)):
+        if value != default:
+            raise EdgebertError(f"{flag} is not supported for multi-task programs yet (they use the defaults)")
     dvfs = None
     if args.latency_target is not None:
         base = early_exit_options(args)

@@ -321,6 +321,8 @@ def test_policy_and_planner_option_errors(trained, tmp_path, capsys):
     assert "needs a predictor" in capsys.readouterr().err
     assert edgebertc([path, "--early-exit", "--dvfs-planner", "bins", "-o", str(tmp_path / "x.ebin")]) == 2
     assert "--dvfs-planner needs --latency-target" in capsys.readouterr().err
+    assert edgebertc([path, path, "--exit-policy", "forced", "-o", str(tmp_path / "m.ebin")]) == 2
+    assert "not supported for multi-task programs" in capsys.readouterr().err
     with pytest.raises(CompileError, match="--exit-policy: unknown value 'sometimes'"):
         compile_onnx(path, early_exit=EarlyExitOptions(0.3, policy="sometimes"))
     with pytest.raises(CompileError, match="calibration entropies .* or --dvfs-bins-scale"):
