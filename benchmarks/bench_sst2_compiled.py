@@ -144,7 +144,7 @@ def attribution(model: Path, hw: HardwareConfig, sentences: list, base: EarlyExi
     old = dataclasses.replace(base, layer1_point="fastest")
     quiet, wide = no_leakage(hw), wider_voltage(no_leakage(hw))
     steps = [  # (factor, what changes, policy, target, hw, options)
-        ("reported before", "recover policy, layer 1 at the fastest point (0.8 V), 50 ms, 5 mW leakage, 0.5-0.8 V",
+        ("start", "recover policy, layer 1 at the fastest point (0.8 V), 50 ms, 5 mW leakage, 0.5-0.8 V",
          "recover", "50ms", hw, old),
         ("exit policy", "forced at the predicted layer (the authors')", "forced", "50ms", hw, old),
         ("latency target", "100 ms instead of 50 ms", "forced", "100ms", hw, old),
