@@ -4,8 +4,8 @@
         [--targets 1.25x 1.5x 2x 3x] [--thresholds 0.23 0.28 0.46 0.09 0.16] [--json out.json] [--plot fig.svg]
 
 Trains once (cached in --work) a small EdgeBERT-style model with examples/train_compressed.py (6 layers, hidden 64,
-seq 32, synthetic sentiment task, movement pruning, adaptive span, AF8 weights, activations and attention; ~5-10
-minutes on the shared 2-core machine), with its calibration-set entropies and lookup table and its eval set with
+seq 32, synthetic sentiment task, movement pruning, adaptive span, AF8 weights, activations and attention; about 10
+minutes on the loaded shared 2-core machine, 3 minutes of CPU), with its calibration-set entropies and lookup table and its eval set with
 labels. Then the same sweep as benchmarks/bench_sst2_compiled.py, on real inputs: one compile per (threshold, exit
 policy) with the model's own predictor table and the DVFS plan optimised for the calibration set, planned again per
 latency target (multiples of the all-fastest latency of all 6 layers: the model runs in microseconds), every eval
@@ -34,7 +34,7 @@ from edgebert.isa.hardware import load_config
 
 ROOT = Path(__file__).resolve().parents[1]
 RECIPE = ["--task", "sentiment", "--layers", "6", "--hidden", "64", "--seq-len", "32", "--epochs", "10",
-          "--prune", "movement", "--span", "--af8", "--af8-activations", "--af8-attention", "--threads", "2"]
+          "--prune", "movement", "--span", "--af8", "--af8-activations", "--af8-attention", "--threads", "1"]
 
 
 def train(work: Path) -> dict[str, Path]:
