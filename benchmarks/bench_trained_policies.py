@@ -4,9 +4,9 @@
         [--targets 1.25x 1.5x 2x 3x] [--thresholds 0.23 0.28 0.46 0.09 0.16] [--json out.json] [--plot fig.svg]
 
 Trains once (cached in --work) a small EdgeBERT-style model with examples/train_compressed.py (6 layers, hidden 64,
-seq 32, synthetic sentiment task, movement pruning, adaptive span, AF8 weights, activations and attention; about 10
-minutes on the loaded shared 2-core machine, 3 minutes of CPU), with its calibration-set entropies and lookup table and its eval set with
-labels. Then the same sweep as benchmarks/bench_sst2_compiled.py, on real inputs: one compile per (threshold, exit
+seq 32, synthetic sentiment task, movement pruning, adaptive span, AF8 weights, activations and attention; about
+10 minutes on the loaded shared 2-core machine, 3 minutes of CPU), with its calibration-set entropies and lookup
+table and its eval set with labels. Then the same sweep as benchmarks/bench_sst2_compiled.py, on real inputs: one compile per (threshold, exit
 policy) with the model's own predictor table and the DVFS plan optimised for the calibration set, planned again per
 latency target (multiples of the all-fastest latency of all 6 layers: the model runs in microseconds), every eval
 sentence in every mode with full numerics for no-exit and early-exit (ee+dvfs and the oracle replay them
