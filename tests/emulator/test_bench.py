@@ -104,6 +104,14 @@ def test_errors(tiny_ebin: Path, tmp_path: Path, capsys: pytest.CaptureFixture[s
     assert main([str(tiny_ebin), "--entropy-trace", str(trace), "--latency-target", "fast", "-q"]) == 2
     err = capsys.readouterr().err
     assert err.count("edgebert-bench: error:") == 3 and "Traceback" not in err
+    good = tmp_path / "g.txt"
+    good.write_text("0.5, 0.5, 0.5, 0.5\n")
+    assert main([str(tiny_ebin), "--entropy-trace", str(good), "--threshold", "0.2", "-q"]) == 2
+    assert "--threshold is a compile option" in capsys.readouterr().err
+    assert main([str(tiny_ebin), "--entropy-trace", str(good), "--latency-target", "1ms,2ms", "-q"]) == 2
+    assert "need the ONNX model" in capsys.readouterr().err
+    assert main([str(tiny_ebin.with_suffix(".onnx")), "--entropy-trace", str(good), "-q"]) == 2
+    assert "a sweep needs --latency-target" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main([str(tiny_ebin)])  # an input source is required
 
