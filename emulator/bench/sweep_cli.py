@@ -98,24 +98,32 @@ def default_cache() -> Path:
 
 def _uj(run: Mapping[str, Any], mode: str) -> str:
     s = run["modes"].get(mode)
-    return f"{s['energy_j']['mean'] * 1e6:.1f}" if s else "-"
+    if not s:
+        return "-"
+    uj = s["energy_j"]["mean"] * 1e6
+    return f"{uj:.1f}" if uj >= 100 else f"{uj:.4g}"
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds * 1e3:g} ms" if seconds >= 1e-3 else f"{seconds * 1e6:.2f} us"
 
 
 def sweep_markdown(result: Mapping[str, Any]) -> list[str]:
     """One row per (threshold, policy, target) and the best per policy (markdown lines)."""
     graded = any(r["modes"]["early-exit"].get("accuracy") is not None for r in result["runs"])
-    head = ["threshold", "policy", "target", "mean exit layer", "ee+dvfs within target", *(["accuracy"] if graded else
-            []), "no-exit uJ", "early-exit uJ", "ee+dvfs uJ", "oracle uJ", "vs no-exit: mean (up to)",
+    head = ["threshold", "policy", "target", "mean exit layer", "ee+dvfs within target",
+            *(["accuracy: exits (all layers)"] if graded else []), "no-exit uJ", "early-exit uJ", "ee+dvfs uJ", "oracle uJ", "vs no-exit: mean (up to)",
             "vs early-exit: mean (up to)", "ee+dvfs / oracle", "forced before natural exit"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in result["runs"]:
         m, s = r["modes"], r["savings"]
         ee = m["ee+dvfs"]
-        cells = [f"{r['threshold']:g}", r["policy"], f"{r['target_s'] * 1e3:g} ms",
+        cells = [f"{r['threshold']:g}", r["policy"], _duration(r["target_s"]) + (f" ({r['target']})" if
+                 r["target"].endswith("x") else ""),
                  f"{ee['exit_layer']['mean']:.2f}", f"{100 * ee['within_target']:.1f} % ({ee['missed']} missed)"]
         if graded:
-            acc = m["early-exit"].get("accuracy")
-            cells.append(f"{100 * acc:.2f} %" if acc is not None else "-")
+            acc, full = m["early-exit"].get("accuracy"), m["no-exit"].get("accuracy")
+            cells.append(f"{100 * acc:.1f} % ({100 * full:.1f} %)" if acc is not None and full is not None else "-")
         cells += [_uj(r, "no-exit"), _uj(r, "early-exit"), _uj(r, "ee+dvfs"), _uj(r, "oracle"),
                   f"{s['vs_no_exit']['mean']:.2f}x ({s['vs_no_exit']['up_to']:.2f}x)",
                   f"{s['vs_early_exit']['mean']:.2f}x ({s['vs_early_exit']['up_to']:.2f}x)",
@@ -132,7 +140,7 @@ def sweep_markdown(result: Mapping[str, Any]) -> list[str]:
             if b:
                 at = b["mean_at"]
                 parts.append(f"vs {name}: best mean {b['mean']:.2f}x (threshold {at['threshold']:g}, "
-                             f"{at['target_s'] * 1e3:g} ms), up to {b['up_to']:.2f}x on one sentence")
+                             f"{_duration(at['target_s'])}), up to {b['up_to']:.2f}x on one sentence")
         lines.append(f"{policy}: " + "; ".join(parts))
     return lines
 
@@ -146,7 +154,7 @@ def bound_lines(result: Mapping[str, Any]) -> list[str]:
             worst = max(runs, key=lambda r: r["savings"]["vs_oracle"]["mean"])
             within = min(r["modes"]["ee+dvfs"]["within_target"] for r in runs)
             out.append(f"{policy}: at most {worst['savings']['vs_oracle']['mean']:.3f}x the oracle's energy "
-                       f"(threshold {worst['threshold']:g}, {worst['target_s'] * 1e3:g} ms); at least "
+                       f"(threshold {worst['threshold']:g}, {_duration(worst['target_s'])}); at least "
                        f"{100 * within:.1f} % of the sentences within the target at every target")
     return out
 
