@@ -7,12 +7,12 @@
   layer-loops  IRModule -> [LayerLoop] (what OutlineLayerLoops made; found once)  relax_passes.find_layer_loops
   compression  model metadata (+ task weights) -> CompressionOptions              compiler/compression.py
   early-exit   metadata + EarlyExitOptions -> EarlyExitSpec (heads, threshold,     compiler/early_exit.py
-               placeholder DVFS tables)
+               policy, predictor, placeholder DVFS tables)
   lower        IRModule, loops, spec -> TileProgram (symbolic buffers)            compiler/lower
   plan-memory  TileProgram -> addresses (eNVM/DRAM constants, SRAM by liveness)   compiler/memory_plan.py
   schedule     TileProgram -> loads hoisted, dependency tokens                    compiler/schedule.py
   emit         TileProgram -> Program (code, segments, symbols, metadata)         compiler/emit.py
-  dvfs-plan    Program -> measured cycles -> DVFS tables written in               compiler/dvfs_plan.py
+  dvfs-plan    Program -> measured cycles, energies -> DVFS tables written in     compiler/dvfs_plan.py
 
 `lower` and `plan-memory` run once per weight staging size (largest first) until the activations fit (SramOverflow,
 StagingTooSmall). Options (compiler/options.py) switch stages on: `early-exit` and `dvfs-plan` run only when asked.
