@@ -9,7 +9,8 @@
   tile_ir.py, views.py, tiling.py, emitters.py, matmul.py   the tile program and instructions on strided views
   compression.py  AF8 / bitmask-sparse / in-place weight formats and tile encodings
   memory_plan.py, schedule.py, emit.py                      the stages after lowering
-  early_exit.py, dvfs_plan.py                               early-exit spec; latency-aware DVFS plan
+  early_exit.py, dvfs_plan.py                               early-exit spec (policy, predictor); latency-aware DVFS plan
+  dvfs_model.py, dvfs_samples.py, dvfs_bins.py              its latency/energy model, calibration sentences, 16 bins
   multitask.py, link.py                                     task models -> per-task compiles -> one program
   cli.py          edgebertc
 """

@@ -7,9 +7,16 @@ import dataclasses
 import sys
 from pathlib import Path
 
-from edgebert.compiler.options import CompileOptions, EarlyExitOptions
+from edgebert.compiler.options import (
+    DVFS_PLANNERS,
+    EXIT_POLICIES,
+    LAYER1_POINTS,
+    CompileOptions,
+    EarlyExitOptions,
+)
 from edgebert.isa.errors import EdgebertError
 from edgebert.isa.hardware import HardwareConfig
+from edgebert.isa.table import EXIT_COMPARES
 from edgebert.isa.units import parse_duration
 
 
@@ -48,20 +55,36 @@ def build_parser() -> argparse.ArgumentParser:
     ee.add_argument("--calibration-entropies", metavar="FILE", default=None,
                     help="per-sentence, per-layer entropies (sst2_eval_entropy.txt format) to build the table from")
     ee.add_argument("--dvfs-margin", type=float, default=0.0, help="fraction of the target the plan keeps in reserve")
+    ee.add_argument("--exit-policy", choices=EXIT_POLICIES, default="recover",
+                    help="recover: a sentence predicted too early continues at a recovery operating point (default); "
+                    "forced: EdgeBERT's predictor, the exit is forced at the predicted layer (needs a predictor)")
+    ee.add_argument("--exit-compare", choices=EXIT_COMPARES, default="lt",
+                    help="exit when entropy < threshold (lt, EdgeBERT's software; default) or <= (le, its hardware)")
+    ee.add_argument("--dvfs-planner", choices=DVFS_PLANNERS, default="table",
+                    help="table: predicted exit layer -> operating point (default); bins: the artifact's DVFS unit, "
+                    "layer-1 entropy / scale -> one of 16 bins -> operating point")
+    ee.add_argument("--layer1-point", choices=LAYER1_POINTS, default="planned",
+                    help="where the prologue and layer 1 run under DVFS: the plan's choice (default) or the fastest "
+                    "point")
+    ee.add_argument("--dvfs-bins-scale", type=float, default=None, metavar="S",
+                    help="bins planner: the entropy scale (default: calibrated from --calibration-entropies)")
     return p
 
 
 def early_exit_options(args: argparse.Namespace) -> EarlyExitOptions | None:
     """The `EarlyExitOptions` the flags ask for, or None (no early exit)."""
     wanted = (args.early_exit or args.threshold is not None or args.latency_target is not None
-              or args.predictor_table is not None or args.calibration_entropies is not None)
+              or args.predictor_table is not None or args.calibration_entropies is not None
+              or args.exit_policy != "recover" or args.exit_compare != "lt")
     if not wanted:
         return None
     target = parse_duration(args.latency_target) if args.latency_target is not None else None
     for path in (args.predictor_table, args.calibration_entropies):
         if path is not None and not Path(path).is_file():
             raise EdgebertError(f"{path}: no such file")
-    return EarlyExitOptions(args.threshold, target, args.predictor_table, args.calibration_entropies, args.dvfs_margin)
+    return EarlyExitOptions(args.threshold, target, args.predictor_table, args.calibration_entropies, args.dvfs_margin,
+                            args.exit_policy, args.exit_compare, args.dvfs_planner, args.layer1_point,
+                            args.dvfs_bins_scale)
 
 
 def _pairs(specs: list[str], flag: str, what: str) -> list[tuple[str, str]]:
@@ -91,6 +114,12 @@ def compile_multitask_cli(args: argparse.Namespace, hw: HardwareConfig):
             raise EdgebertError(f"{m}: no such file")
     if args.dump_ir is not None:
         raise EdgebertError("multi-task programs do not support --dump-ir")
+    for flag, value, default in (("--exit-policy", args.exit_policy, "recover"), ("--exit-compare", args.exit_compare,
+                                                                                  "lt"),
+                                 ("--dvfs-planner", args.dvfs_planner, "table"),
+                                 ("--dvfs-bins-scale", args.dvfs_bins_scale, None)):
+        if value != default:
+            raise EdgebertError(f"{flag} is not supported for multi-task programs yet (they use the defaults)")
     dvfs = None
     if args.latency_target is not None:
         base = early_exit_options(args)

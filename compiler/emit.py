@@ -5,8 +5,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from edgebert.compiler.abi import R_ZERO
 from edgebert.compiler.tile_ir import TileProgram
+from edgebert.isa.abi import R_ZERO
 from edgebert.isa.encoding import Inst, make
 from edgebert.isa.errors import CompileError, EdgebertError
 from edgebert.isa.hardware import HardwareConfig

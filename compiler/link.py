@@ -16,7 +16,10 @@ import hashlib
 from dataclasses import dataclass, field
 from typing import Any
 
-from edgebert.compiler.abi import (
+from edgebert.compiler.emit import emit_program, symbol_name
+from edgebert.compiler.errors import TaskRegionError
+from edgebert.compiler.tile_ir import Buffer, Ref, TileProgram
+from edgebert.isa.abi import (
     EXIT_WORD,
     F_THRESHOLD,
     R_LOADED,
@@ -27,9 +30,6 @@ from edgebert.compiler.abi import (
     R_ZERO,
     TASK_BODY_LABEL,
 )
-from edgebert.compiler.emit import emit_program, symbol_name
-from edgebert.compiler.errors import TaskRegionError
-from edgebert.compiler.tile_ir import Buffer, Ref, TileProgram
 from edgebert.isa.bits import f32_bits
 from edgebert.isa.encoding import Inst, encode, make
 from edgebert.isa.errors import CompileError
@@ -315,11 +315,12 @@ def _threshold_from_register(inst: Inst) -> Inst:
     if inst.mnemonic != "bexit":
         return inst
     return make("bexitr", fs=inst.values["fs"], ft=F_THRESHOLD, target=inst.values["target"],
-                wait=inst.values.get("wait", 0), signal=inst.values.get("signal", 0))
+                cmp=inst.values.get("cmp", 0), wait=inst.values.get("wait", 0), signal=inst.values.get("signal", 0))
 
 
 def _shift_target(inst: Inst, by: int) -> Inst:
-    if "target" not in inst.values or inst.mnemonic not in ("beq", "bne", "blt", "bge", "jmp", "bexit", "bexitr"):
+    if "target" not in inst.values or inst.mnemonic not in ("beq", "bne", "blt", "bge", "jmp", "bexit", "bexitr",
+                                                            "bexitp"):
         return inst
     return Inst(inst.mnemonic, {**inst.values, "target": inst.values["target"] + by})
 

@@ -8,16 +8,32 @@ from pathlib import Path
 
 import numpy as np
 
+#: Exit policies: `recover` (a sentence predicted too early continues past the prediction, at a recovery operating
+#: point) and `forced` (EdgeBERT's predictor: the exit is forced at the predicted layer, earlier exits still allowed).
+EXIT_POLICIES = ("recover", "forced")
+#: DVFS planners: `table` (predicted exit layer -> operating point) and `bins` (the artifact's DVFS unit: layer-1
+#: entropy / scale -> one of 16 bins -> operating point).
+DVFS_PLANNERS = ("table", "bins")
+#: Where the prologue and layer 1 run under DVFS: at the point the plan chooses, or at the fastest point.
+LAYER1_POINTS = ("planned", "fastest")
+
 
 @dataclass(frozen=True)
 class EarlyExitOptions:
-    """`edgebertc --early-exit/--threshold/--latency-target/--predictor-table/--calibration-entropies/--dvfs-margin`."""
+    """`edgebertc --early-exit/--threshold/--latency-target/--predictor-table/--calibration-entropies/--dvfs-margin
+    /--exit-policy/--exit-compare/--dvfs-planner/--layer1-point/--dvfs-bins-scale` (docs/compiler.md)."""
 
     threshold: float | None = None  # default: the model's edgebert.entropy_threshold
     latency_target_s: float | None = None  # latency-aware DVFS when set
     predictor_table: str | Path | np.ndarray | None = None  # lookup-table CSV (EdgeBERT format) or array
-    calibration_entropies: str | Path | np.ndarray | None = None  # entropy trace [sentences, L] -> table
+    #: entropy trace [sentences, L]: builds the table when none is given; the DVFS plan's exit statistics
+    calibration_entropies: str | Path | np.ndarray | None = None
     margin: float = 0.0  # fraction of the target kept in reserve by the DVFS plan
+    policy: str = "recover"  # EXIT_POLICIES
+    compare: str = "lt"  # exit when H < threshold ("lt") or H <= threshold ("le"): isa.table.EXIT_COMPARES
+    planner: str = "table"  # DVFS_PLANNERS
+    layer1_point: str = "planned"  # LAYER1_POINTS
+    bins_scale: float | None = None  # bins planner: the entropy scale (None: calibrated from the entropies)
 
 
 @dataclass(frozen=True)

@@ -7,12 +7,12 @@
   layer-loops  IRModule -> [LayerLoop] (what OutlineLayerLoops made; found once)  relax_passes.find_layer_loops
   compression  model metadata (+ task weights) -> CompressionOptions              compiler/compression.py
   early-exit   metadata + EarlyExitOptions -> EarlyExitSpec (heads, threshold,     compiler/early_exit.py
-               placeholder DVFS tables)
+               policy, predictor, placeholder DVFS tables)
   lower        IRModule, loops, spec -> TileProgram (symbolic buffers)            compiler/lower
   plan-memory  TileProgram -> addresses (eNVM/DRAM constants, SRAM by liveness)   compiler/memory_plan.py
   schedule     TileProgram -> loads hoisted, dependency tokens                    compiler/schedule.py
   emit         TileProgram -> Program (code, segments, symbols, metadata)         compiler/emit.py
-  dvfs-plan    Program -> measured cycles -> DVFS tables written in               compiler/dvfs_plan.py
+  dvfs-plan    Program -> measured cycles, energies -> DVFS tables written in     compiler/dvfs_plan.py
 
 `lower` and `plan-memory` run once per weight staging size (largest first) until the activations fit (SramOverflow,
 StagingTooSmall). Options (compiler/options.py) switch stages on: `early-exit` and `dvfs-plan` run only when asked.
@@ -32,7 +32,6 @@ from typing import Any
 import tvm
 from tvm import relax
 
-from edgebert.compiler.abi import EXIT_WORD
 from edgebert.compiler.compression import CompressionOptions, options_from_model
 from edgebert.compiler.dvfs_plan import plan_program_dvfs
 from edgebert.compiler.early_exit import EarlyExitSpec, exit_spec
@@ -54,6 +53,7 @@ from edgebert.compiler.relax_passes import (
 )
 from edgebert.compiler.schedule import hoist_loads, insert_tokens
 from edgebert.compiler.tile_ir import TileProgram, format_tile_program
+from edgebert.isa.abi import EXIT_WORD
 from edgebert.isa.errors import CompileError
 from edgebert.isa.hardware import HardwareConfig, default_config
 from edgebert.isa.program import Program
@@ -194,9 +194,8 @@ def emit(c: Compilation) -> None:
 
 def plan_dvfs_tables(c: Compilation) -> None:
     """Measure the program's cycles, plan its latency-aware DVFS and write the tables in."""
-    opts = c.options.early_exit
-    plan_program_dvfs(c.program, c.hw, len(c.exit_spec.heads), opts.latency_target_s, c.exit_spec.dvfs.exit_table,
-                      opts.margin)
+    plan_program_dvfs(c.program, c.hw, c.options.early_exit.latency_target_s, c.exit_spec.dvfs.request,
+                      c.exit_spec.threshold)
 
 
 def _early_exit(o: CompileOptions) -> bool:

@@ -35,7 +35,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--race-trap", action="store_true", help="treat a detected race as an error (exit code 2)")
     p.add_argument("--timing-only", action="store_true",
                    help="skip data-path numerics, same costs (needs --entropy-trace; see docs/emulator.md)")
-    p.add_argument("--no-early-exit", action="store_true", help="never take bexit/bexitr (run every layer)")
+    p.add_argument("--no-early-exit", action="store_true", help="never take bexit/bexitr/bexitp (run every layer)")
     p.add_argument("--no-dvfs", action="store_true", help="ignore dvfs/dvfsr (stay at the initial point)")
     p.add_argument("--task", help="multi-task program: the task to run (docs/multitask.md)")
     p.add_argument("--resident-task", metavar="NAME",

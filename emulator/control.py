@@ -1,8 +1,10 @@
-"""Front-end (ctl) semantics: scalar ALU, loads/stores of words, branches, early exit, LUT, DVFS, halt."""
+"""Front-end (ctl) semantics: scalar ALU, loads/stores of words, branches, early exits (entropy and forced), LUT,
+DVFS, halt."""
 
 from __future__ import annotations
 
 import math
+import operator
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -11,7 +13,7 @@ import numpy as np
 from edgebert.emulator.memory import Fault, word_address
 from edgebert.isa.bits import bits_f32
 from edgebert.isa.encoding import Inst
-from edgebert.isa.table import BIN_MODES
+from edgebert.isa.table import BIN_MODES, EXIT_COMPARES
 
 if TYPE_CHECKING:
     from edgebert.emulator.machine import Machine
@@ -19,6 +21,7 @@ if TYPE_CHECKING:
 #: Handlers of ctl instructions return None, or for dvfs/dvfsr the requested operating point.
 Run = Callable[[], int | None]
 NEAREST = BIN_MODES.index("nearest")
+LE = EXIT_COMPARES.index("le")
 
 
 def wrap32(x: int) -> int:
@@ -140,11 +143,17 @@ def compile_jmp(inst: Inst, m: Machine) -> Run:
     return run
 
 
+def _exit_compare(inst: Inst) -> Callable[[float, float], bool]:
+    """The early-exit comparison of `inst` (field cmp): fs < threshold (lt) or fs <= threshold (le)."""
+    return operator.le if inst["cmp"] == LE else operator.lt
+
+
 def compile_bexit(inst: Inst, m: Machine) -> Run:
     fs, threshold, target, fregs = inst["fs"], bits_f32(inst["threshold"]), inst["target"], m.fregs
+    passes = _exit_compare(inst)
 
     def run() -> None:
-        if fregs[fs] < threshold and not m.disable_early_exit:
+        if passes(fregs[fs], threshold) and not m.disable_early_exit:
             m.next_pc = target
 
     return run
@@ -152,9 +161,21 @@ def compile_bexit(inst: Inst, m: Machine) -> Run:
 
 def compile_bexitr(inst: Inst, m: Machine) -> Run:
     fs, ft, target, fregs = inst["fs"], inst["ft"], inst["target"], m.fregs
+    passes = _exit_compare(inst)
 
     def run() -> None:
-        if fregs[fs] < fregs[ft] and not m.disable_early_exit:
+        if passes(fregs[fs], fregs[ft]) and not m.disable_early_exit:
+            m.next_pc = target
+
+    return run
+
+
+def compile_bexitp(inst: Inst, m: Machine) -> Run:
+    """Forced exit at the predicted layer: taken when R[rs1] >= R[rs2], unless early exit is disabled."""
+    rs1, rs2, target, regs = inst["rs1"], inst["rs2"], inst["target"], m.regs
+
+    def run() -> None:
+        if regs[rs1] >= regs[rs2] and not m.disable_early_exit:
             m.next_pc = target
 
     return run
@@ -217,6 +238,7 @@ FACTORIES: dict[str, Callable[[Inst, Machine], Run]] = {
     "jmp": compile_jmp,
     "bexit": compile_bexit,
     "bexitr": compile_bexitr,
+    "bexitp": compile_bexitp,
     "lut": compile_lut,
     "dvfs": compile_dvfs,
     "dvfsr": compile_dvfsr,

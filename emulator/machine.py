@@ -166,6 +166,8 @@ class Machine:
         self.segments = [self.seg]
         self.entropy_values = None if entropy_values is None else [float(x) for x in entropy_values]
         self.entropy_used = 0
+        #: every value an `entropy` instruction wrote, in order (a full run's log replays it timing-only)
+        self.entropy_log: list[float] = []
         #: What-if switches: skip data-path numerics (costs unchanged), never take bexit, ignore DVFS requests.
         self.timing_only = timing_only
         self.disable_early_exit = disable_early_exit

@@ -362,7 +362,7 @@ def run(
     What-if switches (the same binary, other behaviour; see docs/emulator.md):
     `timing_only` skips the numerics of ld/st/gather/matmul/SFU instructions while charging the same cycles,
     traffic and energy (missing inputs read as zeros; needs `entropy_values` when the program has `entropy` instructions; valid only when
-    control flow depends on nothing computed but entropies); `disable_early_exit` never takes bexit/bexitr;
+    control flow depends on nothing computed but entropies); `disable_early_exit` never takes bexit/bexitr/bexitp;
     `disable_dvfs` ignores dvfs/dvfsr requests (the machine stays at `hw.dvfs.initial`).
     `task` / `resident_task`: a multi-task program's task (docs/multitask.md; logits keep the task's labels).
     """

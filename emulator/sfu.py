@@ -255,6 +255,7 @@ def compile_entropy(inst: Inst, m: Machine) -> Run:
         if value is None and m.timing_only:
             raise Fault("timing-only runs need injected entropies (an entropy trace): the logits are not computed")
         fregs[fd] = float(np.float32(entropy_of(x[0]) if value is None else value))
+        m.entropy_log.append(fregs[fd])
         return _charge(m, passes, n * 4, 0, cycles)
 
     return run

@@ -3,7 +3,8 @@
 Example (about 2-3 minutes on 2 cores):
     python examples/train_compressed.py --task sentiment --layers 4 --hidden 64 --epochs 12 \
         --prune magnitude --span --af8 -o out/model.pt --onnx out/model.onnx \
-        --entropy-trace out/eval_entropy.txt --lookup-table out/lookup_table.csv
+        --entropy-trace out/eval_entropy.txt --lookup-table out/lookup_table.csv \
+        --calibration-trace out/calib_entropy.txt --eval-inputs out/eval.npz
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from edgebert.frontend.models import training_flags
@@ -60,6 +62,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--onnx", default=None, help="ONNX export path")
     p.add_argument("--entropy-trace", default=None, help="write per-sentence, per-layer eval entropies here")
     p.add_argument("--lookup-table", default=None, help="write the entropy-prediction table (calibration set)")
+    p.add_argument("--calibration-trace", default=None,
+                   help="write the calibration set's per-layer entropies (what edgebertc --calibration-entropies reads)")
+    p.add_argument("--eval-inputs", default=None,
+                   help="write the eval set as an .npz for edgebert-bench --inputs (input_ids, attention_mask, labels)")
     return p
 
 
@@ -79,7 +85,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     training_flags.check_compression_flags(parser, args)
-    for out in (args.output, args.onnx, args.entropy_trace, args.lookup_table):
+    for out in (args.output, args.onnx, args.entropy_trace, args.lookup_table, args.calibration_trace,
+                args.eval_inputs):
         if out:
             Path(out).parent.mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(args.threads)
@@ -151,6 +158,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.lookup_table:
         write_lookup_table(args.lookup_table, build_lookup_table(record_entropies(model, calib_data)))
         print(f"wrote {args.lookup_table}")
+    if args.calibration_trace:
+        write_entropy_trace(args.calibration_trace, record_entropies(model, calib_data))
+        print(f"wrote {args.calibration_trace}")
+    if args.eval_inputs:
+        np.savez(args.eval_inputs, input_ids=eval_data.input_ids.astype(np.int64),
+                 attention_mask=eval_data.attention_mask.astype(np.int64), labels=eval_data.labels.astype(np.int64))
+        print(f"wrote {args.eval_inputs}")
     return 0
 
 

@@ -20,6 +20,7 @@ import sys
 import numpy as np
 
 from edgebert.isa.errors import EdgebertError, run_cli
+from edgebert.isa.exit_rule import passes_threshold
 from edgebert.isa.safe_io import refuse_overwrite
 from edgebert.isa.traces import LOOKUP_ROWS, read_entropy_array, read_lookup_table, write_lookup_table
 
@@ -69,8 +70,9 @@ def check_table(table: np.ndarray, what: str = "lookup table") -> None:
         raise EdgebertError(f"{what}: column 0 must be the layer-1 entropy 0.00 .. 0.99 in steps of 0.01")
 
 
-def predicted_exit_layers(table: np.ndarray, threshold: float, num_layers: int) -> np.ndarray:
-    """int32 [100]: per layer-1 entropy bin, the first layer in 2 .. L-1 whose predicted entropy < threshold, else L.
+def predicted_exit_layers(table: np.ndarray, threshold: float, num_layers: int, compare: str = "lt") -> np.ndarray:
+    """int32 [100]: per layer-1 entropy bin, the first layer in 2 .. L-1 whose predicted entropy < threshold (or <=
+    with `compare="le"`, the exit branch's comparison), else L.
 
     The table must predict layers 2 .. L-1 (L - 1 columns); extra columns are an error, fewer too.
     """
@@ -83,7 +85,7 @@ def predicted_exit_layers(table: np.ndarray, threshold: float, num_layers: int) 
             f"lookup table has {table.shape[1]} columns (predicts layers 2..{table.shape[1]}), "
             f"a {num_layers}-layer model needs {num_layers - 1}"
         )
-    below = table[:, 1:] < threshold  # [bins, layers 2 .. L-1]
+    below = passes_threshold(table[:, 1:], threshold, compare)  # [bins, layers 2 .. L-1]
     first = np.argmax(below, axis=1) + 2
     return np.where(below.any(axis=1), first, num_layers).astype(np.int32)
 

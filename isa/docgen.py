@@ -11,6 +11,7 @@ from edgebert.isa.table import (
     BIN_MODES,
     BROADCASTS,
     DTYPES,
+    EXIT_COMPARES,
     FORMATS,
     HEADER_BITS,
     INSTRUCTIONS,
@@ -116,6 +117,7 @@ def generate_reference() -> str:
         ("matrix format", FORMATS),
         ("bcast", BROADCASTS),
         ("lut mode", BIN_MODES),
+        ("exit cmp", EXIT_COMPARES),
     ):
         out.append(f"| {name} | {', '.join(f'`{v}`' for v in values)} |")
     out += ["", "## Instructions", "", "| mnemonic | opcode | unit | description |", "|---|---|---|---|"]

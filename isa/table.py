@@ -32,6 +32,9 @@ FORMATS = ("f32", "af8")
 BROADCASTS = ("none", "row", "col", "scalar")
 #: Entropy binning modes of ``lut``.
 BIN_MODES = ("floor", "nearest")
+#: Comparisons of the early-exit branches: exit when fs < threshold (``lt``, EdgeBERT's software) or
+#: fs <= threshold (``le``, EdgeBERT's entropy unit).
+EXIT_COMPARES = ("lt", "le")
 
 _F32_ONE = 0x3F800000  # bit pattern of 1.0f
 
@@ -165,6 +168,7 @@ def _stride(name: str) -> _Spec:
 
 
 _ROWS = _f("rows", 16, Kind.UIMM, doc="rows of the tile")
+_CMP = _f("cmp", 1, Kind.ENUM, EXIT_COMPARES, doc="lt: exit when fs < threshold; le: when fs <= threshold")
 _COLS = _f("cols", 16, Kind.UIMM, doc="columns of the tile (elements per row)")
 
 _HEADER = [
@@ -347,12 +351,17 @@ def _build_table() -> tuple[Instruction, ...]:
             _f("fs", 3, Kind.FREG, doc="entropy register"),
             _f("threshold", 32, Kind.F32, doc="exit threshold"),
             _f("target", 24, Kind.TARGET, doc="exit path"),
-        ], "fs, threshold, target", "Early-exit branch: taken when fs < threshold (waits for fs to be ready)."),
+            _CMP,
+        ], "fs, threshold, target",
+          "Early-exit branch: taken when fs < threshold (cmp=lt) or fs <= threshold (cmp=le); waits for fs to be "
+          "ready; never taken when early exit is disabled."),
         i("bexitr", 0x69, "ctl", [
             _f("fs", 3, Kind.FREG, doc="entropy register"),
             _f("ft", 3, Kind.FREG, doc="threshold register"),
             _f("target", 24, Kind.TARGET, doc="exit path"),
-        ], "fs, ft, target", "Early-exit branch with the threshold in a register: taken when fs < ft."),
+            _CMP,
+        ], "fs, ft, target",
+          "Early-exit branch with the threshold in a register: taken when fs < ft (cmp=lt) or fs <= ft (cmp=le)."),
         i("lut", 0x6A, "ctl", [
             _f("rd", 4, Kind.REG, doc="destination"),
             _f("fs", 3, Kind.FREG, doc="value binned (an entropy)"),
@@ -361,6 +370,9 @@ def _build_table() -> tuple[Instruction, ...]:
             _f("scale", 32, Kind.F32, doc="bin = clamp(mode(fs * scale), 0, nbins - 1)"),
             _f("mode", 1, Kind.ENUM, BIN_MODES, doc="floor or round-to-nearest binning"),
         ], "rd, fs, table", "rd = table[bin(fs)]: the entropy -> predicted exit -> operating point lookup."),
+        i("bexitp", 0x6B, "ctl", _branch_layout(), "rs1, rs2, target",
+          "Forced early exit at the predicted layer (EdgeBERT's countdown): taken when rs1 >= rs2 (signed; rs1 the "
+          "layers done, rs2 the predicted exit layer); like bexit, never taken when early exit is disabled."),
         i("dvfs", 0x70, "ctl", [_f("point", 8, Kind.UIMM, doc="operating point index")], "point",
           "Drain all units, then switch to DVFS operating point `point` (charges switching time and energy)."),
         i("dvfsr", 0x71, "ctl", [_f("rs", 4, Kind.REG, doc="register holding the operating point index")], "rs",

@@ -24,13 +24,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from edgebert.compiler import emitters as em
-from edgebert.compiler.abi import HEAD_TABLE, R_HEAD, R_LAYER, R_TMP
 from edgebert.compiler.errors import ExitLoopUnfit, StagingTooSmall
 from edgebert.compiler.lower.core import Lowerer, Scope, Step, Tensor
 from edgebert.compiler.lower.exit_plan import ExitLoopPlan
 from edgebert.compiler.lower.exits import ExitCode
 from edgebert.compiler.lower.loops import close_loop, loop_carry, open_loop
 from edgebert.compiler.tile_ir import Buffer, Ref, TileInst, TileProgram
+from edgebert.isa.abi import HEAD_TABLE, R_HEAD, R_LAYER, R_TMP
 from edgebert.isa.errors import CompileError
 
 

@@ -17,9 +17,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from edgebert.compiler import emitters as em
-from edgebert.compiler.abi import R_LAYER, R_LAYER_LIMIT
 from edgebert.compiler.lower.core import Scope, Step, Tensor, Value
 from edgebert.compiler.tile_ir import LoopRange, TileInst, TileProgram
+from edgebert.isa.abi import R_LAYER, R_LAYER_LIMIT
 from edgebert.isa.errors import CompileError
 
 

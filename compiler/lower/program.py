@@ -80,11 +80,12 @@ def _lower(mod: Any, hw: HardwareConfig, layer_loops: list[LayerLoop], staging_f
     if compression is not None:
         compression.reset()
     main = mod["main"]
+    # first (before the inputs load): with DVFS, the switch to the plan's layer-1 operating point
+    exits = ExitCode(early_exit, prog) if early_exit is not None else None
     args = [_load_input(low, p) for p in main.params]
     bindings = function_bindings(main)
-    exits, plan = None, None
-    if early_exit is not None:
-        exits = ExitCode(early_exit, prog)
+    plan = None
+    if exits is not None:
         outputs = list(output_names or _output_names(main, len(main.params)))
         plan = plan_exits(bindings, main.body.body, early_exit.heads, outputs, _layer_call_vars(main, layer_loops),
                           loop_exits)

@@ -14,62 +14,92 @@ import sys
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from edgebert.emulator.bench.modes import MODE_TITLES, MODES, PERCENTILES, run_bench
+from edgebert.emulator.bench.modes import MODE_TITLES, PERCENTILES, run_bench
 from edgebert.emulator.bench.multitask_compare import STREAM_KINDS, compare, format_markdown, make_stream
+from edgebert.emulator.bench.policy_sweep import parse_targets
+from edgebert.emulator.bench.policy_sweep_cli import (
+    add_sweep_arguments,
+    check_no_sweep_arguments,
+    is_model,
+    load_sentences,
+    run_sweep_cli,
+)
 from edgebert.emulator.multitask import task_info, task_names
 from edgebert.emulator.run_files import load_program, load_sentence_inputs, write_json
 from edgebert.isa.errors import EdgebertError, run_cli
-from edgebert.isa.traces import read_entropy_trace
 from edgebert.isa.units import parse_duration
 
 
 def print_table(result: Mapping[str, Any]) -> None:
-    """The three modes side by side (rich)."""
+    """The modes side by side (rich), the exit-layer histogram, the savings and the predictor's record."""
     from rich.console import Console
     from rich.table import Table
 
     target = result["latency_target_s"]
+    modes = result["modes"]
+    names = list(modes)
     t = Table(title=f"edgebert-bench SingleStream: {result['sentences']} sentences on {result['hw']}"
               + (f", task {result['task']} (resident)" if result.get("task") else "")
               + (" (timing-only replay)" if result["timing_only"] else ""))
     t.add_column("metric")
-    for mode in MODES:
+    for mode in names:
         t.add_column(MODE_TITLES[mode], justify="right")
-    modes = result["modes"]
 
     def row(name: str, fn: Callable[[dict[str, Any]], str]) -> None:
-        t.add_row(name, *(fn(modes[m]) for m in MODES))
+        t.add_row(name, *(fn(modes[m]) for m in names))
 
     for p in PERCENTILES:
         row(f"latency p{p} (ms)", lambda s, p=p: f"{s['latency_s'][f'p{p}'] * 1e3:.3f}")
     row("latency max (ms)", lambda s: f"{s['latency_s']['max'] * 1e3:.3f}")
     if target is not None:
-        row(f"within {target * 1e3:g} ms", lambda s: f"{100 * s['within_target']:.1f} %")
+        row(f"within {target * 1e3:g} ms", lambda s: f"{100 * s['within_target']:.1f} % ({s['missed']} missed)")
     row("energy / sentence (uJ)", lambda s: f"{s['energy_j']['mean'] * 1e6:.2f}")
     row("mean exit layer", lambda s: f"{s['exit_layer']['mean']:.2f}" if s["exit_layer"]["mean"] is not None else "-")
-    e_dvfs = modes["ee+dvfs"]["energy_j"]["mean"]
-    row("energy vs ee+dvfs", lambda s: f"{s['energy_j']['mean'] / e_dvfs:.2f}x" if e_dvfs else "-")
+    if any(s.get("accuracy") is not None for s in modes.values()):
+        row("accuracy", lambda s: f"{100 * s['accuracy']:.2f} %" if s.get("accuracy") is not None else "-")
+    e_dvfs = modes["ee+dvfs"]["energy_j"]["mean"] if "ee+dvfs" in modes else None
+    if e_dvfs:
+        row("energy vs ee+dvfs", lambda s: f"{s['energy_j']['mean'] / e_dvfs:.2f}x")
     console = Console()
     console.print(t)
     hist = Table(title="exit-layer histogram (sentences)")
     hist.add_column("layer")
-    for mode in MODES:
+    for mode in names:
         hist.add_column(mode, justify="right")
-    layers = sorted({k for m in MODES for k in modes[m]["exit_layer"]["histogram"]},
+    layers = sorted({k for m in names for k in modes[m]["exit_layer"]["histogram"]},
                     key=lambda k: int(k) if k != "None" else 10**9)
     for k in layers:
-        hist.add_row(k, *(str(modes[m]["exit_layer"]["histogram"].get(k, 0)) for m in MODES))
+        hist.add_row(k, *(str(modes[m]["exit_layer"]["histogram"].get(k, 0)) for m in names))
     console.print(hist)
-    s = result["savings"]
-    console.print(
-        f"energy savings of ee+dvfs: {s['vs_no_exit']:.2f}x vs no early exit (paper: 7x), "
-        f"{s['vs_early_exit']:.2f}x vs early exit without DVFS (paper: 2.5x)"
-    )
+    for line in savings_lines(result):
+        console.print(line)
+
+
+def savings_lines(result: Mapping[str, Any]) -> list[str]:
+    """The savings of one bench result in words (mean and up to; against the paper's; the oracle)."""
+    s, out = result["savings"], []
+    if "vs_no_exit" in s and "vs_early_exit" in s:
+        a, b = s["vs_no_exit"], s["vs_early_exit"]
+        out.append(f"energy savings of ee+dvfs: {a['mean']:.2f}x vs no early exit (up to {a['up_to']:.2f}x on one "
+                   f"sentence; paper: 7x), {b['mean']:.2f}x vs early exit without DVFS (up to {b['up_to']:.2f}x; "
+                   "paper: 2.5x)")
+    if "vs_oracle" in s and s["vs_oracle"]["mean"] is not None:
+        o = s["vs_oracle"]
+        out.append(f"ee+dvfs needs {o['mean']:.3f}x the oracle's energy (worst sentence {o['max']:.3f}x)")
+    pred = result.get("predictions")
+    if pred:
+        how = (f"{pred['low']} recovered past the prediction" if pred["policy"] == "recover" else
+               f"{pred['forced_before_natural']} forced to exit before their natural exit (by "
+               f"{pred['layers_cut_by_forcing']:.2f} layers on average)")
+        out.append(f"predictor ({pred['policy']} policy): {pred['predicted']} predictions, {pred['exact']} exact, "
+                   f"{pred['low']} low, {pred['high']} high; {how}")
+    return out
 
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="edgebert-bench", description=__doc__.split("\n")[0])
-    p.add_argument("program", help="program to run (.ebin); a multi-task program needs --task or --single")
+    p.add_argument("program", help="program to run (.ebin; a multi-task program needs --task or --single), or an "
+                   "ONNX model with exit heads: compiled per threshold, exit policy and latency target (a sweep)")
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--inputs", action="append", metavar="NPZ | NAME=NPZ",
                      help=".npz with one array per program input, leading sentence axis (full runs); with --single: "
@@ -81,7 +111,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--stream", choices=(*STREAM_KINDS, "both"),
                    help="with --single: the mixed stream's order, round-robin (a task switch before every "
                         "sentence; default), blocked (all sentences of one task, then the next) or both")
-    p.add_argument("--latency-target", help="per-sentence latency target, e.g. 50ms (default: the program's plan)")
+    p.add_argument("--latency-target", action="append", metavar="TARGET",
+                   help="per-sentence latency target, e.g. 50ms (default: the program's plan); a sweep takes several "
+                   "(repeat or comma-separate; `1.5x`: times the all-fastest latency of every layer)")
     p.add_argument("--limit", type=int, help="only the first N sentences (per task with --single)")
     p.add_argument("--json", help="write the results here (JSON)")
     p.add_argument("--plot", help="draw latency CDFs, energy and exit layers to this image")
@@ -91,6 +123,7 @@ def _parser() -> argparse.ArgumentParser:
                    help="emulate every sentence of an entropy replay (default: one emulation per control path, "
                         "identical numbers; docs/bench.md)")
     p.add_argument("-q", "--quiet", action="store_true", help="no table on the terminal")
+    add_sweep_arguments(p)
     return p
 
 
@@ -181,6 +214,9 @@ def _run_compare(args: argparse.Namespace, multi: Any, hw: Any) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
+    if is_model(args.program):
+        return run_sweep_cli(args)
+    check_no_sweep_arguments(args)
     program, hw = _load_program(args.program, args.hw)
     if args.limit is not None and args.limit < 1:
         raise EdgebertError("--limit must be at least 1")
@@ -197,19 +233,14 @@ def _run(args: argparse.Namespace) -> int:
         raise EdgebertError(f"--task: {args.program} is not a multi-task program (no multitask metadata)")
     if args.task is not None and args.task not in tasks:
         raise EdgebertError(f"--task: unknown task '{args.task}' ({args.program} has tasks: {', '.join(tasks)})")
-    if args.entropy_trace:
-        sentences: list[dict[str, Any]] = [{"entropies": row} for row in read_entropy_trace(args.entropy_trace)]
-    else:
-        if len(args.inputs) > 1:
-            raise EdgebertError("--inputs: give one .npz (NAME=NPZ, once per task, is for --single)")
-        path = args.inputs[0]
-        sentences = [{"inputs": x} for x in load_sentence_inputs(path, program.metadata.get("inputs", []))]
-        if not sentences:
-            raise EdgebertError(f"{path}: no sentences")
-    sentences = sentences[: args.limit]
-    target = parse_duration(args.latency_target) if args.latency_target else _plan_target(program, args.task)
+    sentences, labels = load_sentences(args, program)
+    targets = parse_targets(args.latency_target) if args.latency_target else []
+    if len(targets) > 1:
+        raise EdgebertError("several --latency-target values need the ONNX model (the DVFS plan is compiled into the "
+                            "program, one compile per target): give the .onnx instead of the .ebin")
+    target = parse_duration(targets[0]) if targets else _plan_target(program, args.task)
     result = run_bench(program, hw, sentences, timing_only=bool(args.entropy_trace), target_s=target,
-                       task=args.task, path_cache=not args.no_path_cache)
+                       task=args.task, labels=labels, path_cache=not args.no_path_cache)
     result["program"] = str(args.program)
     if args.json:
         write_json(args.json, result, indent=1)

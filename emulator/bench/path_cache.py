@@ -10,7 +10,7 @@ float32(e[k]) into an F register (its k-th execution reads e[k]). F registers ar
 does arithmetic on them or moves them to memory or integer registers. So e influences the run only through the
 outcomes of those three readers when they read an injected value:
 
-- `bexit` / `bexitr`: the next pc (float32(e[k]) < threshold, or against another F register);
+- `bexit` / `bexitr`: the next pc (float32(e[k]) < threshold, or <= with `cmp=le`, or against another F register);
 - `lut`: the bin (clamp(floor or rint(float32(e[k]) x scale))) and through it the table word loaded into `rd`.
   The bin's address matters only to race detection (a read logs nothing in the timing-only write log, costs
   4 bytes whatever the bin), so without race checks the outcome is the loaded word, with them the bin.
@@ -87,6 +87,7 @@ class Observation:
     nearest: bool = False
     nbins: int = 0
     words: tuple[int | None, ...] | None = None  # lut without race checks: the word per bin (None: that bin faults)
+    le: bool = False  # branches: the `cmp` field is `le` (taken when a <= b)
 
     def outcome(self, f32: np.ndarray) -> Any:
         """The outcome for entropy vector `f32` (float32 values); None when the walk cannot tell (emulate)."""
@@ -97,7 +98,7 @@ class Observation:
             b = self.threshold if self.b is None else _value(self.b, f32)
             if b is None:
                 return None
-            return self.target if a < b else self.pc + 1
+            return self.target if (a <= b if self.le else a < b) else self.pc + 1
         b = lut_bin(a, self.scale, self.nearest, self.nbins)
         if b is None or self.words is None:
             return b
@@ -162,7 +163,7 @@ class _Recorder:
             if rec.active and not m.disable_early_exit:
                 a, b = rec.sources[fs], rec.sources[ft] if two else None
                 if a[0] == "e" or (b is not None and b[0] == "e"):
-                    obs = Observation(op.pc, "branch", a, b, threshold, inst["target"])
+                    obs = Observation(op.pc, "branch", a, b, threshold, inst["target"], le=bool(inst["cmp"]))
                     rec.observations.append((obs, m.next_pc))
             return out
 
@@ -257,7 +258,8 @@ class ReplayRunner:
         if node.observation is not None:
             return self._disable("a path prefix led both to the end of the run and to an observation")
         if node.leaf is None:
-            stored = RunResult(result.outputs, result.report, result.exit_layer)
+            state = MachineState(list(self.runner.machine.regs), [])
+            stored = RunResult(result.outputs, result.report, result.exit_layer, machine=state)  # type: ignore[arg-type]
             node.leaf = (stored, self.runner.machine.entropy_used)
             self.stats["paths"] += 1
         return None
@@ -266,6 +268,15 @@ class ReplayRunner:
         """Stop serving from the cache (every later run is emulated): the recorded paths break the argument."""
         self.stats["disabled"] = why
         self._roots.clear()
+
+
+@dataclass
+class MachineState:
+    """What a cached run keeps of the machine's final state: the scalar registers and the entropy log (what
+    `edgebert.emulator.bench.modes` reads of a run besides its report)."""
+
+    regs: list[int]
+    entropy_log: list[float]
 
 
 def _walk(node: Node, f32: np.ndarray) -> RunResult | None:
@@ -280,4 +291,7 @@ def _walk(node: Node, f32: np.ndarray) -> RunResult | None:
     result, needed = node.leaf
     if needed > len(f32):
         return None  # the run would trap: the trace has fewer entropies than the path consumes
-    return RunResult(result.outputs, dict(result.report), result.exit_layer)
+    # the registers at halt are the path's (its observations fix every value the control unit computed); the entropy
+    # log is this sentence's own values, rounded to float32 as the `entropy` instruction writes them
+    state = MachineState(list(result.machine.regs), [float(v) for v in f32[:needed]])  # type: ignore[union-attr]
+    return RunResult(result.outputs, dict(result.report), result.exit_layer, machine=state)  # type: ignore[arg-type]

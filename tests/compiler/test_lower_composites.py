@@ -7,13 +7,13 @@ import pytest
 from relax_helpers import tensor_var
 from tvm import relax
 
-from edgebert.compiler import abi
 from edgebert.compiler.errors import SramOverflow
 from edgebert.compiler.lower import core
 from edgebert.compiler.lower.composites import COMPOSITES
 from edgebert.compiler.pipeline import STAGES, compile_onnx, compile_relax, format_timings
 from edgebert.compiler.relax_passes import fusion
 from edgebert.frontend.models.hf_albert_export import ExportSpec, build_and_export
+from edgebert.isa import abi
 from edgebert.isa.errors import CompileError
 from edgebert.isa.hardware import default_config
 

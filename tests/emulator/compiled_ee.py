@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import onnxruntime as ort
@@ -65,15 +66,16 @@ def predictor_for(exits: np.ndarray, layers: int) -> np.ndarray:
     return table
 
 
-def compile_planned(onnx: Path, threshold: float, exits: np.ndarray, layers: int, target_over_fastest: float
-                    ) -> Program:
+def compile_planned(onnx: Path, threshold: float, exits: np.ndarray, layers: int, target_over_fastest: float,
+                    **options: Any) -> Program:
     """Early exit + DVFS with a latency target `target_over_fastest` times the all-fastest L-layer latency (a first
-    compile measures the cycles; the plan depends on nothing else)."""
+    compile measures the cycles; the plan depends on nothing else); `options`: more EarlyExitOptions fields."""
     table = predictor_for(exits, layers)
-    probe = compile_onnx(onnx, early_exit=EarlyExitOptions(threshold, 1.0, table)).program.metadata["dvfs_table"]
-    cycles = LayerCycles(**probe["cycles"])
-    target = target_over_fastest * all_fastest_s(default_config(), cycles, probe["fastest"], layers)
-    return compile_onnx(onnx, early_exit=EarlyExitOptions(threshold, target, table)).program
+    probe = compile_onnx(onnx, early_exit=EarlyExitOptions(threshold, 1.0, table, **options)).program
+    plan = probe.metadata["dvfs_table"]
+    cycles = LayerCycles(**plan["cycles"])
+    target = target_over_fastest * all_fastest_s(default_config(), cycles, plan["fastest"], layers)
+    return compile_onnx(onnx, early_exit=EarlyExitOptions(threshold, target, table, **options)).program
 
 
 def sentences(n: int, seed: int = 7) -> list[dict[str, np.ndarray]]:

@@ -55,19 +55,26 @@ def test_entropy_replay_json_and_plot(tiny_ebin: Path, tmp_path: Path) -> None:
     assert {"modes", "savings", "paper_savings", "sentences", "latency_target_s", "per_sentence", "hw"} <= set(r)
     target = load_ebin(tiny_ebin).metadata["dvfs_table"]["target_s"]
     assert r["sentences"] == 5 and r["timing_only"] is True and r["latency_target_s"] == target
-    assert list(r["modes"]) == ["no-exit", "early-exit", "ee+dvfs"]
+    assert list(r["modes"]) == ["no-exit", "early-exit", "ee+dvfs", "oracle"]
     for mode in r["modes"].values():
         assert {"p50", "p90", "p99", "mean", "max"} <= set(mode["latency_s"])
         assert mode["energy_j"]["mean"] > 0 and 0 <= mode["within_target"] <= 1
     per = r["per_sentence"]
     assert per["no-exit"]["exit_layer"] == [4] * 5
     want = [_rule(row, THRESHOLD) for row in TRACE[:5]]
-    assert per["early-exit"]["exit_layer"] == want == per["ee+dvfs"]["exit_layer"]
+    assert per["early-exit"]["exit_layer"] == want == per["ee+dvfs"]["exit_layer"] == per["oracle"]["exit_layer"]
     assert r["modes"]["early-exit"]["exit_layer"]["histogram"] == {"1": 1, "2": 1, "3": 1, "4": 2}
     # early exit saves energy; DVFS saves more at the cost of latency (same exits)
     e = {m: r["modes"][m]["energy_j"]["mean"] for m in r["modes"]}
     assert e["no-exit"] > e["early-exit"] > e["ee+dvfs"]
-    assert r["savings"]["vs_no_exit"] == pytest.approx(e["no-exit"] / e["ee+dvfs"])
+    s = r["savings"]
+    assert s["vs_no_exit"]["mean"] == pytest.approx(e["no-exit"] / e["ee+dvfs"])
+    assert s["vs_early_exit"]["mean"] == pytest.approx(e["early-exit"] / e["ee+dvfs"])
+    ratios = np.array(per["no-exit"]["energy_j"]) / np.array(per["ee+dvfs"]["energy_j"])
+    assert s["vs_no_exit"]["up_to"] == pytest.approx(ratios.max()) and s["vs_no_exit"]["up_to_sentence"] == \
+        int(ratios.argmax())
+    assert s["vs_oracle"]["mean"] == pytest.approx(e["ee+dvfs"] / e["oracle"])
+    assert r["modes"]["ee+dvfs"]["within_target"] == r["modes"]["oracle"]["within_target"] == 1.0
     assert png.stat().st_size > 1000
 
 
@@ -97,6 +104,14 @@ def test_errors(tiny_ebin: Path, tmp_path: Path, capsys: pytest.CaptureFixture[s
     assert main([str(tiny_ebin), "--entropy-trace", str(trace), "--latency-target", "fast", "-q"]) == 2
     err = capsys.readouterr().err
     assert err.count("edgebert-bench: error:") == 3 and "Traceback" not in err
+    good = tmp_path / "g.txt"
+    good.write_text("0.5, 0.5, 0.5, 0.5\n")
+    assert main([str(tiny_ebin), "--entropy-trace", str(good), "--threshold", "0.2", "-q"]) == 2
+    assert "--threshold is a compile option" in capsys.readouterr().err
+    assert main([str(tiny_ebin), "--entropy-trace", str(good), "--latency-target", "1ms,2ms", "-q"]) == 2
+    assert "need the ONNX model" in capsys.readouterr().err
+    assert main([str(tiny_ebin.with_suffix(".onnx")), "--entropy-trace", str(good), "-q"]) == 2
+    assert "a sweep needs --latency-target" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main([str(tiny_ebin)])  # an input source is required
 
@@ -118,8 +133,104 @@ def test_sst2_replay_on_a_compiled_12_layer_model(tmp_path: Path) -> None:
     rows = np.loadtxt(DATA / "sst2_eval_entropy.txt", delimiter=",")[:25]
     assert r["per_sentence"]["ee+dvfs"]["exit_layer"] == [_rule(list(row), 0.23) for row in rows]
     assert r["modes"]["ee+dvfs"]["within_target"] == 1.0
-    assert r["savings"]["vs_no_exit"] > r["savings"]["early_exit_vs_no_exit"] > 1.0
+    assert r["savings"]["vs_no_exit"]["mean"] > r["savings"]["early_exit_vs_no_exit"]["mean"] > 1.0
     assert r["races_first_sentence"] == {}
+
+
+def test_oracle_is_the_cheapest_point_meeting_the_target(tiny_ebin: Path) -> None:
+    """Brute force in the emulator: every sentence run at every operating point (reset there, DVFS ignored); the
+    oracle's point is the cheapest one within the target, and its energy that run's."""
+    import dataclasses
+
+    from edgebert.emulator import Runner
+    from edgebert.emulator.bench import bench
+
+    program = load_ebin(tiny_ebin)
+    from edgebert.isa.hardware import default_config
+
+    hw = default_config()
+    target = program.metadata["dvfs_table"]["target_s"] * 0.8
+    rows = [{"entropies": row} for row in TRACE]
+    result, runs = bench(program, hw, rows, timing_only=True, target_s=target)
+    for i, row in enumerate(TRACE):
+        tried = []
+        for x in range(len(hw.dvfs.points)):
+            at = dataclasses.replace(hw, dvfs=dataclasses.replace(hw.dvfs, initial=x))
+            rep = Runner(program, at).run(entropy_values=row, timing_only=True, disable_dvfs=True).report
+            tried.append((rep["energy_j"], rep["seconds"], x))
+        meeting = [t for t in tried if t[1] <= target] or [min(tried, key=lambda t: t[1])]
+        energy, seconds, x = min(meeting)
+        assert runs["oracle"][i].points == [x]
+        assert runs["oracle"][i].energy_j == pytest.approx(energy, rel=1e-12)
+        assert runs["oracle"][i].latency_s == pytest.approx(seconds, rel=1e-12)
+    assert result["modes"]["oracle"]["within_target"] == 1.0  # 0.8 x the plan's target: every exit still fits
+
+
+def test_accuracy_of_the_exits_with_labels(tiny_onnx: Path, tiny_ebin: Path, tmp_path: Path) -> None:
+    """An .npz with a `labels` array: each mode's accuracy is its exits' argmax against the labels, as onnxruntime's
+    heads + the exit rule give it."""
+    import onnxruntime as ort
+
+    from edgebert.frontend.models.synthetic_tasks import make_dataset
+
+    data = make_dataset("sentiment", 6, 16, seed=7)
+    npz = tmp_path / "in.npz"
+    np.savez(npz, input_ids=data.input_ids.astype(np.int64), attention_mask=data.attention_mask.astype(np.int64),
+             labels=data.labels)
+    out = tmp_path / "r.json"
+    assert main([str(tiny_ebin), "--inputs", str(npz), "--json", str(out), "-q"]) == 0
+    r = json.loads(out.read_text())
+    xs = sentences(6)
+    exits = reference_exit_layers(tiny_onnx, xs, THRESHOLD)
+    sess = ort.InferenceSession(str(tiny_onnx), providers=["CPUExecutionProvider"])
+    heads = [sess.run(None, x) for x in xs]
+    right = [int(np.argmax(h[e - 1])) == int(y) for h, e, y in zip(heads, exits, data.labels, strict=True)]
+    last = [int(np.argmax(h[-1])) == int(y) for h, y in zip(heads, data.labels, strict=True)]
+    assert r["per_sentence"]["early-exit"]["correct"] == right == r["per_sentence"]["ee+dvfs"]["correct"]
+    assert r["modes"]["early-exit"]["accuracy"] == pytest.approx(np.mean(right))
+    assert r["modes"]["no-exit"]["accuracy"] == pytest.approx(np.mean(last))
+    assert r["modes"]["oracle"]["accuracy"] == r["modes"]["ee+dvfs"]["accuracy"]
+
+
+def test_sweep_of_targets_thresholds_and_policies(tiny_onnx: Path, tmp_path: Path) -> None:
+    """`edgebert-bench model.onnx` with two targets and both policies: one compile per (threshold, policy), cached;
+    the forced policy exits at min(natural, predicted) (the rule, applied to the trace), within the target; the JSON
+    carries savings.{vs_no_exit,vs_early_exit}.{mean,up_to}, savings.vs_oracle.mean and the best."""
+    from compiled_ee import predictor_for
+
+    from edgebert.isa.traces import write_entropy_trace, write_lookup_table
+
+    exits = np.repeat(np.array([2, 3, 4, 4], dtype=np.int32), 25)
+    csv, trace = tmp_path / "table.csv", tmp_path / "trace.txt"
+    write_lookup_table(csv, predictor_for(exits, LAYERS))
+    write_entropy_trace(trace, np.array(TRACE))
+    out, cache, svg = tmp_path / "s.json", tmp_path / "cache", tmp_path / "s.svg"
+    args = [str(tiny_onnx), "--entropy-trace", str(trace), "--latency-target", "1.3x,3x", "--threshold", "0.35",
+            "--exit-policy", "recover", "--exit-policy", "forced", "--predictor-table", str(csv),
+            "--calibration-entropies", str(trace), "--cache", str(cache), "--json", str(out), "--plot", str(svg),
+            "--per-sentence", "-q"]
+    assert main(args) == 0
+    r = json.loads(out.read_text())
+    assert len(r["runs"]) == 4 and len(list(cache.glob("*.ebin"))) == 2
+    for run in r["runs"]:
+        s = run["savings"]
+        assert {"mean", "up_to"} <= set(s["vs_no_exit"]) and {"mean", "up_to"} <= set(s["vs_early_exit"])
+        assert s["vs_oracle"]["mean"] >= 0.999
+        assert run["modes"]["ee+dvfs"]["within_target"] == 1.0
+        natural = [_rule(row, run["threshold"]) for row in TRACE]
+        predicted = [int(exits[min(99, int(np.rint(row[0] * 100)))]) for row in TRACE]
+        want = natural if run["policy"] == "recover" else \
+            [e if e == 1 else min(e, p) for e, p in zip(natural, predicted, strict=True)]
+        assert run["per_sentence"]["ee+dvfs"]["exit_layer"] == want
+    assert set(r["best"]) == {"recover", "forced"}
+    assert r["best"]["forced"]["vs_no_exit"]["mean"] == max(x["savings"]["vs_no_exit"]["mean"] for x in r["runs"]
+                                                           if x["policy"] == "forced")
+    assert svg.read_text().startswith("<?xml")
+    from edgebert.emulator.bench.sweep_plots import main as plot_main
+
+    again = tmp_path / "again.svg"
+    assert plot_main([str(out), str(again)]) == 0 and again.read_bytes() == svg.read_bytes()  # from the JSON, same bytes
+    assert main(args) == 0  # the second time from the cache
 
 
 def test_bench_refuses_to_overwrite_its_inputs(tmp_path, capsys):

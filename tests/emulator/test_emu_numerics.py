@@ -13,7 +13,7 @@ from edgebert.emulator.dispatch import missing_semantics
 from edgebert.isa import adaptivfloat
 from edgebert.isa.bits import f32_bits
 from edgebert.isa.encoding import make
-from edgebert.isa.table import BROADCASTS, DTYPES, FORMATS, SPACES
+from edgebert.isa.table import BROADCASTS, DTYPES, EXIT_COMPARES, FORMATS, SPACES
 
 A, B, C, D, E = 0x0000, 0x4000, 0x8000, 0xC000, 0x10000
 RNG = np.random.default_rng(0)
@@ -304,6 +304,33 @@ def test_fli_flw_bexit_bexitr() -> None:
     r = run_sram(code, {A: np.array([0.5], np.float32)})
     assert r.machine.fregs[2] == 0.5
     assert r.machine.regs[1:4] == [1, 0, 0]
+
+
+@pytest.mark.parametrize(("value", "cmp", "taken"), [
+    (0.25, "lt", False), (0.25, "le", True), (0.2499, "lt", True), (0.2501, "le", False),
+    (float("inf"), "le", False), (float("nan"), "le", False),
+])
+@pytest.mark.parametrize("register", [False, True], ids=["bexit", "bexitr"])
+def test_exit_comparison(value: float, cmp: str, taken: bool, register: bool) -> None:
+    """cmp=lt exits when H < threshold (EdgeBERT's software), cmp=le when H <= threshold (its entropy unit); the
+    threshold is the fp32 bit pattern, compared exactly; early exit disabled never exits."""
+    c = EXIT_COMPARES.index(cmp)
+    branch = make("bexitr", fs=1, ft=2, target=4, cmp=c) if register else \
+        make("bexit", fs=1, threshold=f32_bits(0.25), target=4, cmp=c)
+    code = [make("fli", fd=1, imm=f32_bits(value)), make("fli", fd=2, imm=f32_bits(0.25)), branch,
+            make("li", rd=1, imm=1)]
+    assert run_sram(code).machine.regs[1] == (0 if taken else 1)
+    assert run_sram(code, disable_early_exit=True).machine.regs[1] == 1
+
+
+@pytest.mark.parametrize(("done", "predicted", "taken"), [(1, 3, False), (3, 3, True), (4, 3, True), (-1, 0, False)])
+def test_bexitp_forced_exit_at_the_prediction(done: int, predicted: int, taken: bool) -> None:
+    """bexitp (the predictor's countdown): exits when the layers done reach the predicted exit layer (signed >=);
+    disabled with early exit like bexit."""
+    code = [make("li", rd=3, imm=done), make("li", rd=4, imm=predicted), make("bexitp", rs1=3, rs2=4, target=4),
+            make("li", rd=1, imm=1)]
+    assert run_sram(code).machine.regs[1] == (0 if taken else 1)
+    assert run_sram(code, disable_early_exit=True).machine.regs[1] == 1
 
 
 @pytest.mark.parametrize(("value", "mode", "expected_bin"), [

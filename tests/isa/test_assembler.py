@@ -207,3 +207,13 @@ def test_fuzz_random_text_only_raises_assembly_error(text: str) -> None:
         assemble(text)
     except EdgebertError as exc:
         assert isinstance(exc, AssemblyError)
+
+
+def test_exit_branches_cmp_and_bexitp_round_trip() -> None:
+    """The exit comparison is an enum keyword (default lt, omitted when default); bexitp takes two registers."""
+    p = assemble("top:\n bexit f1, 0.25, top, cmp=le\n bexitr f1, f7, top\n bexitp r3, r4, top\n halt\n")
+    assert p.code[0] == make("bexit", fs=1, threshold=0x3E800000, target=0, cmp=1)
+    assert p.code[1]["cmp"] == 0 and p.code[2] == make("bexitp", rs1=3, rs2=4, target=0)
+    text = disassemble(p)
+    assert "cmp=le" in text and text.count("cmp=") == 1 and "bexitp r3, r4" in text
+    assert assemble(text).code == p.code

@@ -1,0 +1,139 @@
+"""A model over latency targets x entropy thresholds x exit policies: one compile per (threshold, policy) (cached), the
+DVFS plan made again per target (`compiler.early_exit.retarget`: only the tables change), the modes run per target.
+
+No-exit and early-exit do not depend on the target (DVFS is off in both): they run once per (threshold, policy) and
+are reused for every target; ee+dvfs and the oracle run per target. Savings per run (emulator/bench/savings.py):
+mean and up-to against no exit and early exit, ee+dvfs / oracle; and per policy the best (target, threshold) mean.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import re
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from edgebert.emulator.bench.modes import PAPER_SAVINGS, bench
+from edgebert.emulator.bench.program_cache import compiled
+from edgebert.emulator.bench.savings import best_means
+from edgebert.isa.errors import EdgebertError
+from edgebert.isa.hardware import HardwareConfig
+from edgebert.isa.units import parse_duration
+
+#: The latency target the first compile of each (threshold, policy) plans for (it is planned again per target).
+PROBE_TARGET_S = 1.0
+_RELATIVE = re.compile(r"^\s*([0-9]*\.?[0-9]+)\s*x\s*$")
+
+
+@dataclass(frozen=True)
+class SweepConfig:
+    """What to sweep. `targets`: durations ("50ms") or multiples of the all-fastest latency of all L layers
+    ("1.5x"); `base`: the other early-exit options (predictor, calibration, comparison, planner, layer-1 point)."""
+
+    thresholds: Sequence[float]
+    targets: Sequence[str]
+    base: Any  # compiler.options.EarlyExitOptions
+    policies: Sequence[str] = ("recover", "forced")
+    cache_dir: str | Path | None = None
+    per_sentence: bool = False  # keep every run's per-sentence energies and exits in the result
+    extra: dict[str, Any] = field(default_factory=dict)  # recorded in the result as is
+
+
+def resolve_target(spec: str, program: Any, hw: HardwareConfig) -> float:
+    """Seconds of a target: a duration, or `<k>x` times the program's all-fastest latency of all its layers."""
+    m = _RELATIVE.match(str(spec))
+    if not m:
+        return parse_duration(str(spec))
+    from edgebert.compiler.dvfs_model import LayerCycles, all_fastest_s
+
+    plan = program.metadata["dvfs_table"]
+    return float(m.group(1)) * all_fastest_s(hw, LayerCycles(**plan["cycles"]), plan["fastest"], plan["num_layers"])
+
+
+def parse_targets(specs: Sequence[str]) -> list[str]:
+    """Target specs from repeated and/or comma-separated options, checked (EdgebertError naming a bad one)."""
+    out = [t.strip() for spec in specs for t in str(spec).split(",") if t.strip()]
+    for t in out:
+        if not _RELATIVE.match(t):
+            parse_duration(t)
+        elif float(_RELATIVE.match(t).group(1)) <= 0:
+            raise EdgebertError(f"bad latency target '{t}': the factor must be positive")
+    if not out:
+        raise EdgebertError("no latency target given")
+    return out
+
+
+def _entry(res: dict[str, Any], program: Any, threshold: float, policy: str, spec: str, target: float,
+           keep: bool) -> dict[str, Any]:
+    plan = program.metadata["dvfs_table"]
+    out = {"threshold": threshold, "policy": policy, "target": spec, "target_s": target,
+           "planner": plan["planner"], "compare": program.metadata["early_exit"].get("compare", "lt"),
+           "layer1_point": plan["layer1_point"], "layer1_mode": plan["layer1_mode"],
+           "modes": res["modes"], "savings": res["savings"], "predictions": res["predictions"],
+           "dvfs_switches_per_sentence": res["dvfs_switches_per_sentence"],
+           "races_first_sentence": res["races_first_sentence"],
+           "plan": {"point_table": plan["point_table"], "recovery_table": plan["recovery_table"],
+                    "class_points": (plan.get("bins") or {}).get("class_points"),
+                    "modelled_energy_j": (plan.get("calibration") or {}).get("modelled_energy_j")}}
+    if keep:
+        out["per_sentence"] = {m: {k: v[k] for k in ("energy_j", "exit_layer", "latency_s")}
+                               for m, v in res["per_sentence"].items()}
+    return out
+
+
+def run_sweep(model: str | Path, hw: HardwareConfig, sentences: list[dict[str, Any]], cfg: SweepConfig, *,
+              timing_only: bool, labels: Sequence[int] | None = None,
+              progress: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """Every (threshold, policy, target) of `cfg` on `sentences` (module docstring); JSON-ready."""
+    from edgebert.compiler.early_exit import retarget
+
+    t0 = time.perf_counter()
+    runs: list[dict[str, Any]] = []
+    targets_s: dict[str, float] = {}
+    for threshold in cfg.thresholds:
+        for policy in cfg.policies:
+            opts = dataclasses.replace(cfg.base, threshold=None if threshold is None else float(threshold),
+                                       policy=policy, latency_target_s=PROBE_TARGET_S)
+            tc = time.perf_counter()
+            program = compiled(model, opts, hw, cfg.cache_dir)
+            if progress:
+                progress(f"threshold {threshold} {policy}: program ready in {time.perf_counter() - tc:.1f} s")
+            _, base_runs = bench(program, hw, sentences, timing_only=timing_only, target_s=None, labels=labels,
+                                 modes=("no-exit", "early-exit"))
+            for spec in cfg.targets:
+                target = resolve_target(spec, program, hw)
+                if not math.isfinite(target) or target <= 0:
+                    raise EdgebertError(f"latency target {spec}: not a positive duration")
+                targets_s[spec] = target
+                prog_t, _ = retarget(program, hw, target, dataclasses.replace(opts, latency_target_s=target))
+                res, _ = bench(prog_t, hw, sentences, timing_only=timing_only, target_s=target, labels=labels,
+                               reference=base_runs)
+                used = float(prog_t.metadata["early_exit"]["threshold"])  # the model's when none is given
+                runs.append(_entry(res, prog_t, used, policy, spec, target, cfg.per_sentence))
+                if progress:
+                    s = res["savings"]
+                    progress(f"  target {spec} ({target * 1e3:.3f} ms): ee+dvfs {s['vs_no_exit']['mean']:.2f}x vs "
+                             f"no exit, {s['vs_early_exit']['mean']:.2f}x vs early exit, "
+                             f"{s['vs_oracle']['mean']:.3f}x the oracle's energy, "
+                             f"{100 * res['modes']['ee+dvfs']['within_target']:.1f} % within the target")
+    return {
+        "hw": hw.name,
+        "model": str(model),
+        "sentences": len(sentences),
+        "timing_only": timing_only,
+        "targets": list(cfg.targets),
+        "targets_s": targets_s,
+        "thresholds": sorted({r["threshold"] for r in runs}, key=[r["threshold"] for r in runs].index),
+        "policies": list(cfg.policies),
+        "options": {"compare": cfg.base.compare, "planner": cfg.base.planner, "layer1_point": cfg.base.layer1_point,
+                    "margin": cfg.base.margin},
+        "runs": runs,
+        "best": best_means(runs),
+        "paper_savings": PAPER_SAVINGS,
+        "wall_seconds": time.perf_counter() - t0,
+        **cfg.extra,
+    }

@@ -1,0 +1,218 @@
+"""`edgebert-bench model.onnx ...`: a sweep of latency targets x thresholds x exit policies (policy_sweep.py) from the
+command line, its markdown tables, and the sentence loading both forms of edgebert-bench share."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import sys
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgebert.isa.errors import EdgebertError
+
+#: Compile options of a sweep: (flag, attribute, default), errors with an .ebin (its options are compiled in).
+_SWEEP_FLAGS = (("--threshold", "threshold", None), ("--exit-policy", "exit_policy", None),
+                ("--predictor-table", "predictor_table", None), ("--calibration-entropies", "calibration_entropies",
+                                                                 None),
+                ("--exit-compare", "exit_compare", "lt"), ("--dvfs-planner", "dvfs_planner", "table"),
+                ("--layer1-point", "layer1_point", "planned"), ("--dvfs-bins-scale", "dvfs_bins_scale", None),
+                ("--dvfs-margin", "dvfs_margin", 0.0), ("--cache", "cache", None),
+                ("--per-sentence", "per_sentence", False))
+
+
+def add_sweep_arguments(p: argparse.ArgumentParser) -> None:
+    """The options of a sweep (the program argument an ONNX model)."""
+    from edgebert.compiler.options import DVFS_PLANNERS, EXIT_POLICIES, LAYER1_POINTS
+    from edgebert.isa.table import EXIT_COMPARES
+
+    g = p.add_argument_group("sweep (an ONNX model: compiled per threshold, exit policy and latency target, cached)")
+    g.add_argument("--threshold", action="append", metavar="T", help="exit entropy threshold(s) (repeat or comma-"
+                   "separate; default: the model's)")
+    g.add_argument("--exit-policy", action="append", metavar="POLICY",
+                   help=f"exit policies to compare ({', '.join(EXIT_POLICIES)}; repeat or comma-separate; default "
+                   "recover)")
+    g.add_argument("--predictor-table", metavar="CSV", help="entropy lookup table (EdgeBERT's format)")
+    g.add_argument("--calibration-entropies", metavar="FILE",
+                   help="entropy trace the DVFS plan is optimised for (and the table built from, without one)")
+    g.add_argument("--exit-compare", choices=EXIT_COMPARES, default="lt", help="exit when H < T (lt) or H <= T (le)")
+    g.add_argument("--dvfs-planner", choices=DVFS_PLANNERS, default="table", help="DVFS planner (docs/compiler.md)")
+    g.add_argument("--layer1-point", choices=LAYER1_POINTS, default="planned", help="where layer 1 runs under DVFS")
+    g.add_argument("--dvfs-bins-scale", type=float, metavar="S", help="bins planner: the entropy scale")
+    g.add_argument("--dvfs-margin", type=float, default=0.0, help="fraction of the target the plan keeps in reserve")
+    g.add_argument("--cache", metavar="DIR", help="compiled programs cache (default: $XDG_CACHE_HOME/edgebert/programs "
+                   "or ~/.cache/edgebert/programs)")
+    g.add_argument("--per-sentence", action="store_true", help="keep every run's per-sentence energies in --json")
+
+
+def is_model(path: str) -> bool:
+    """Whether edgebert-bench's program argument is an ONNX model (a sweep) rather than an .ebin."""
+    return Path(path).suffix.lower() == ".onnx"
+
+
+def check_no_sweep_arguments(args: argparse.Namespace) -> None:
+    """Compile options with an .ebin are an error naming the option (the program has its own compiled in)."""
+    for flag, attr, default in _SWEEP_FLAGS:
+        if getattr(args, attr) != default:
+            raise EdgebertError(f"{flag} is a compile option: give the ONNX model instead of {args.program} (a sweep)")
+
+
+def _split(values: Sequence[str] | None) -> list[str]:
+    return [v.strip() for spec in values or [] for v in str(spec).split(",") if v.strip()]
+
+
+def load_sentences(args: argparse.Namespace, program: Any) -> tuple[list[dict[str, Any]], list[int] | None]:
+    """The sentences of `--entropy-trace` or `--inputs` (the latter's optional `labels` array: their classes)."""
+    from edgebert.emulator.run_files import load_inputs, load_sentence_inputs
+    from edgebert.isa.traces import read_entropy_trace
+
+    labels = None
+    if args.entropy_trace:
+        sentences: list[dict[str, Any]] = [{"entropies": row} for row in read_entropy_trace(args.entropy_trace)]
+    else:
+        if len(args.inputs) > 1:
+            raise EdgebertError("--inputs: give one .npz (NAME=NPZ, once per task, is for --single)")
+        path = args.inputs[0]
+        specs = program.metadata.get("inputs", [])
+        sentences = [{"inputs": x} for x in load_sentence_inputs(path, specs)]
+        if not sentences:
+            raise EdgebertError(f"{path}: no sentences")
+        arrays = load_inputs(path)
+        if "labels" in arrays and "labels" not in {e["name"] for e in specs}:
+            labels = np.asarray(arrays["labels"]).astype(np.int64).ravel().tolist()
+            if len(labels) != len(sentences):
+                raise EdgebertError(f"{path}: {len(labels)} labels for {len(sentences)} sentences")
+    sentences = sentences[: args.limit]
+    return sentences, (labels[: args.limit] if labels is not None else None)
+
+
+def default_cache() -> Path:
+    """Where compiled programs are cached by default."""
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "edgebert" / "programs"
+
+
+def _uj(run: Mapping[str, Any], mode: str) -> str:
+    s = run["modes"].get(mode)
+    if not s:
+        return "-"
+    uj = s["energy_j"]["mean"] * 1e6
+    return f"{uj:.1f}" if uj >= 100 else f"{uj:.4g}"
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds * 1e3:g} ms" if seconds >= 1e-3 else f"{seconds * 1e6:.2f} us"
+
+
+def sweep_markdown(result: Mapping[str, Any]) -> list[str]:
+    """One row per (threshold, policy, target) and the best per policy (markdown lines)."""
+    graded = any(r["modes"]["early-exit"].get("accuracy") is not None for r in result["runs"])
+    head = ["threshold", "policy", "target", "mean exit layer", "ee+dvfs within target",
+            *(["accuracy: exits (all layers)"] if graded else []), "no-exit uJ", "early-exit uJ", "ee+dvfs uJ", "oracle uJ", "vs no-exit: mean (up to)",
+            "vs early-exit: mean (up to)", "ee+dvfs / oracle", "forced before natural exit"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in result["runs"]:
+        m, s = r["modes"], r["savings"]
+        ee = m["ee+dvfs"]
+        cells = [f"{r['threshold']:g}", r["policy"], _duration(r["target_s"]) + (f" ({r['target']})" if
+                 r["target"].endswith("x") else ""),
+                 f"{ee['exit_layer']['mean']:.2f}", f"{100 * ee['within_target']:.1f} % ({ee['missed']} missed)"]
+        if graded:
+            acc, full = m["early-exit"].get("accuracy"), m["no-exit"].get("accuracy")
+            cells.append(f"{100 * acc:.1f} % ({100 * full:.1f} %)" if acc is not None and full is not None else "-")
+        cells += [_uj(r, "no-exit"), _uj(r, "early-exit"), _uj(r, "ee+dvfs"), _uj(r, "oracle"),
+                  f"{s['vs_no_exit']['mean']:.2f}x ({s['vs_no_exit']['up_to']:.2f}x)",
+                  f"{s['vs_early_exit']['mean']:.2f}x ({s['vs_early_exit']['up_to']:.2f}x)",
+                  f"{s['vs_oracle']['mean']:.3f}x" if "vs_oracle" in s else "-"]
+        pred = r.get("predictions") or {}
+        cut = pred.get("forced_before_natural")
+        cells.append(f"{cut} ({pred['layers_cut_by_forcing']:.2f} layers)" if cut else "-")
+        lines.append("| " + " | ".join(cells) + " |")
+    lines.append("")
+    for policy, best in result["best"].items():
+        parts = []
+        for key, name in (("vs_no_exit", "no exit"), ("vs_early_exit", "early exit")):
+            b = best.get(key)
+            if b:
+                at = b["mean_at"]
+                parts.append(f"vs {name}: best mean {b['mean']:.2f}x (threshold {at['threshold']:g}, "
+                             f"{_duration(at['target_s'])}), up to {b['up_to']:.2f}x on one sentence")
+        lines.append(f"{policy}: " + "; ".join(parts))
+    return lines
+
+
+def bound_lines(result: Mapping[str, Any]) -> list[str]:
+    """Per policy: the largest ee+dvfs / oracle energy of the sweep and the smallest share within the target."""
+    out = []
+    for policy in result["policies"]:
+        runs = [r for r in result["runs"] if r["policy"] == policy and "vs_oracle" in r["savings"]]
+        if runs:
+            worst = max(runs, key=lambda r: r["savings"]["vs_oracle"]["mean"])
+            within = min(r["modes"]["ee+dvfs"]["within_target"] for r in runs)
+            out.append(f"{policy}: at most {worst['savings']['vs_oracle']['mean']:.3f}x the oracle's energy "
+                       f"(threshold {worst['threshold']:g}, {_duration(worst['target_s'])}); at least "
+                       f"{100 * within:.1f} % of the sentences within the target at every target")
+    return out
+
+
+def write_outputs(result: Mapping[str, Any], json_path: str | None, plot_path: str | None,
+                  title: str | None = None) -> None:
+    """A sweep's `--json` and `--plot`."""
+    from edgebert.emulator.run_files import write_json
+
+    if json_path:
+        write_json(json_path, result, indent=1)
+    if plot_path:
+        from edgebert.emulator.bench.sweep_plots import plot_sweep
+
+        plot_sweep(result, plot_path, title=title)
+
+
+def run_sweep_cli(args: argparse.Namespace) -> int:
+    """`edgebert-bench model.onnx --latency-target ... [--threshold ...] [--exit-policy ...] ...`."""
+    from edgebert.compiler.options import EXIT_POLICIES, EarlyExitOptions
+    from edgebert.emulator.bench.policy_sweep import PROBE_TARGET_S, SweepConfig, parse_targets, run_sweep
+    from edgebert.emulator.bench.program_cache import compiled
+    from edgebert.isa.hardware import load_config
+
+    if not Path(args.program).is_file():
+        raise EdgebertError(f"{args.program}: no such file")
+    for opt, value in (("--task", args.task), ("--single", args.single), ("--stream", args.stream)):
+        if value:
+            raise EdgebertError(f"{opt} applies to a compiled multi-task program, not to a sweep of {args.program}")
+    if not args.latency_target:
+        raise EdgebertError("a sweep needs --latency-target (one or more)")
+    if args.limit is not None and args.limit < 1:
+        raise EdgebertError("--limit must be at least 1")
+    for path in (args.predictor_table, args.calibration_entropies):
+        if path is not None and not Path(path).is_file():
+            raise EdgebertError(f"{path}: no such file")
+    targets = parse_targets(args.latency_target)
+    try:
+        thresholds = [float(t) for t in _split(args.threshold)] or [None]
+    except ValueError:
+        raise EdgebertError(f"--threshold expects numbers, got {args.threshold}") from None
+    policies = _split(args.exit_policy) or ["recover"]
+    bad = [p for p in policies if p not in EXIT_POLICIES]
+    if bad:
+        raise EdgebertError(f"--exit-policy: unknown policy '{bad[0]}' ({', '.join(EXIT_POLICIES)})")
+    hw = load_config(args.hw)
+    base = EarlyExitOptions(None, None, args.predictor_table, args.calibration_entropies, args.dvfs_margin,
+                            compare=args.exit_compare, planner=args.dvfs_planner, layer1_point=args.layer1_point,
+                            bins_scale=args.dvfs_bins_scale)
+    cache = Path(args.cache) if args.cache else default_cache()
+    probe = compiled(args.program, dataclasses.replace(base, threshold=thresholds[0], policy=policies[0],
+                                                       latency_target_s=PROBE_TARGET_S), hw, cache)
+    sentences, labels = load_sentences(args, probe)
+    cfg = SweepConfig(thresholds, targets, base, policies, cache, args.per_sentence)
+    say = None if args.quiet else (lambda line: print(line, file=sys.stderr))
+    result = run_sweep(args.program, hw, sentences, cfg, timing_only=bool(args.entropy_trace), labels=labels,
+                       progress=say)
+    write_outputs(result, args.json, args.plot)
+    if not args.quiet:
+        print("\n".join(sweep_markdown(result) + bound_lines(result)))
+    return 0

@@ -1,0 +1,138 @@
+"""The paper's figure from a sweep (policy_sweep.run_sweep): energy per sentence vs latency target, one panel per
+threshold, one curve per mode and exit policy (vector output when the path ends in .svg or .pdf)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from edgebert.emulator.plot import pyplot, save_figure
+
+#: (mode, policy or None for policy-free) -> (label, colour, line style, marker)
+_STYLE = {
+    ("no-exit", None): ("no early exit", "0.35", "-", ""),
+    ("early-exit", "recover"): ("early exit (entropy rule), no DVFS", "tab:blue", "--", ""),
+    ("early-exit", "forced"): ("early exit forced at prediction, no DVFS", "tab:orange", "--", ""),
+    ("ee+dvfs", "recover"): ("ee + DVFS, recover policy", "tab:blue", "-", "o"),
+    ("ee+dvfs", "forced"): ("ee + DVFS, forced policy (authors')", "tab:orange", "-", "s"),
+    ("oracle", "recover"): ("oracle (exit known), recover exits", "tab:blue", ":", "^"),
+    ("oracle", "forced"): ("oracle (exit known), forced exits", "tab:orange", ":", "v"),
+}
+
+
+def _curves(runs: list[Mapping[str, Any]], threshold: float, scale: float
+            ) -> dict[tuple[str, str | None], list[tuple[float, float]]]:
+    out: dict[tuple[str, str | None], list[tuple[float, float]]] = {}
+    for run in runs:
+        if run["threshold"] != threshold:
+            continue
+        for mode, stats in run["modes"].items():
+            key = (mode, None if mode == "no-exit" else run["policy"])
+            if key == ("no-exit", None) and any(x == run["target_s"] * scale for x, _ in out.get(key, [])):
+                continue  # the same with either policy
+            out.setdefault(key, []).append((run["target_s"] * scale, stats["energy_j"]["mean"] * 1e6))
+    return {k: sorted(v) for k, v in out.items()}
+
+
+def _oracle_panel(ax: Any, runs: list[Mapping[str, Any]], thresholds: list[float], scale: float, unit: str) -> None:
+    """ee+dvfs energy / oracle energy per threshold and policy, against the 1.15x bar."""
+    for i, thr in enumerate(thresholds):
+        for policy, style in (("recover", "-"), ("forced", "--")):
+            pts = sorted((r["target_s"] * scale, r["savings"]["vs_oracle"]["mean"]) for r in runs
+                         if r["threshold"] == thr and r["policy"] == policy and "vs_oracle" in r["savings"])
+            if pts:
+                ax.plot([x for x, _ in pts], [y for _, y in pts], ls=style, marker="o", ms=3, lw=1.2,
+                        color=f"C{i}", label=f"{thr:g} {policy}")
+    ax.axhline(1.15, color="k", ls=":", lw=1)
+    ax.axhline(1.0, color="0.5", lw=0.8)
+    ax.set_title("ee+dvfs energy / oracle energy", fontsize=10)
+    ax.set_xlabel(f"latency target ({unit})")
+    ax.grid(True, alpha=0.25)
+    ax.legend(fontsize=6, ncol=2, title="threshold, policy", title_fontsize=6)
+
+
+def plot_sweep(result: Mapping[str, Any], path: str, *, title: str | None = None, columns: int = 3) -> None:
+    """Energy per sentence (uJ) vs latency target (ms): one panel per threshold of the sweep."""
+    thresholds = list(result["thresholds"])
+    panels = len(thresholds) + 1  # + ee+dvfs / oracle
+    cols = min(columns, panels)
+    rows = -(-panels // cols)
+    plt = pyplot()
+    from matplotlib import rc_context, ticker
+
+    # text stays text in SVG / PDF; fixed ids: the same result gives the same bytes
+    with rc_context({"svg.fonttype": "none", "pdf.fonttype": 42, "svg.hashsalt": "edgebert"}):
+        _draw(plt, ticker, result, path, title, thresholds, panels, cols, rows)
+
+
+def _draw(plt: Any, ticker: Any, result: Mapping[str, Any], path: str, title: str | None, thresholds: list[float],
+          panels: int, cols: int, rows: int) -> None:
+    fig, axes = plt.subplots(rows, cols, figsize=(4.6 * cols, 3.6 * rows + 0.9), squeeze=False)
+    handles: dict[str, Any] = {}
+    tiny = max(r["target_s"] for r in result["runs"]) < 1e-3
+    scale, unit = (1e6, "us") if tiny else (1e3, "ms")
+    for k, thr in enumerate(thresholds):
+        ax = axes[k // cols][k % cols]
+        for key, points in _curves(result["runs"], thr, scale).items():
+            if key not in _STYLE:
+                continue
+            label, colour, style, marker = _STYLE[key]
+            (line,) = ax.plot([x for x, _ in points], [y for _, y in points], color=colour, ls=style, marker=marker,
+                              ms=4, lw=1.6, label=label)
+            handles.setdefault(label, line)
+        ax.set_title(f"entropy threshold {thr:g}", fontsize=10)
+        ax.set_xlabel(f"latency target ({unit})")
+        if k % cols == 0:
+            ax.set_ylabel("energy per sentence (uJ)")
+        ax.set_yscale("log")  # no exit is 3-5x above the rest: a log axis keeps every curve readable
+        ax.yaxis.set_major_formatter(ticker.FuncFormatter(lambda v, _: f"{v:g}"))
+        ax.yaxis.set_minor_formatter(ticker.FuncFormatter(lambda v, _: f"{v:g}" if str(f"{v:g}")[0] in "2358" else ""))
+        ax.tick_params(axis="y", which="minor", labelsize=7)
+        ax.grid(True, which="both", alpha=0.25)
+    ax = axes[len(thresholds) // cols][len(thresholds) % cols]
+    _oracle_panel(ax, result["runs"], thresholds, scale, unit)
+    for k in range(panels, rows * cols):
+        axes[k // cols][k % cols].set_visible(False)
+    order = [v[0] for v in _STYLE.values() if v[0] in handles]
+    fig.suptitle(title or f"{result['sentences']} sentences on {result['hw']}: energy per sentence vs latency target",
+                 fontsize=11)
+    fig.tight_layout()
+    # below the panels, outside the axes: the saved canvas grows to hold it (bbox_inches="tight")
+    fig.legend([handles[label] for label in order], order, loc="upper center", bbox_to_anchor=(0.5, 0.0),
+               ncol=min(3, len(order)), fontsize=8, frameon=False)
+    suffix = Path(path).suffix.lower()
+    stamp = {".svg": {"Date": None}, ".pdf": {"CreationDate": None}}.get(suffix)  # reproducible bytes
+    save_figure(fig, path, bbox_inches="tight", **({"metadata": stamp} if stamp else {}))
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m edgebert.emulator.bench.sweep_plots sweep.json fig.svg [--title T]`: the figure of a saved sweep."""
+    import argparse
+    import json
+
+    from edgebert.isa.errors import EdgebertError, run_cli
+
+    p = argparse.ArgumentParser(prog="python -m edgebert.emulator.bench.sweep_plots", description=__doc__.split("\n")[0])
+    p.add_argument("json", help="a sweep's --json (edgebert-bench model.onnx, benchmarks/bench_sst2_compiled.py)")
+    p.add_argument("output", help="the figure (.svg / .pdf: vector, .png)")
+    p.add_argument("--title")
+    args = p.parse_args(argv)
+
+    def go() -> int:
+        try:
+            result = json.loads(Path(args.json).read_text())
+        except (OSError, ValueError) as exc:
+            raise EdgebertError(f"{args.json}: cannot read a sweep: {exc}") from None
+        if "runs" not in result:
+            raise EdgebertError(f"{args.json}: not a sweep (no 'runs')")
+        plot_sweep(result, args.output, title=args.title)
+        return 0
+
+    return run_cli("sweep_plots", go)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    import sys
+
+    sys.exit(main())
