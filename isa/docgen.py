@@ -10,6 +10,7 @@ from edgebert.isa.assembler import format_f32, operand_syntax
 from edgebert.isa.table import (
     BIN_MODES,
     BROADCASTS,
+    CMP_MODES,
     DTYPES,
     FORMATS,
     HEADER_BITS,
@@ -116,6 +117,7 @@ def generate_reference() -> str:
         ("matrix format", FORMATS),
         ("bcast", BROADCASTS),
         ("lut mode", BIN_MODES),
+        ("vcmp mode", CMP_MODES),
     ):
         out.append(f"| {name} | {', '.join(f'`{v}`' for v in values)} |")
     out += ["", "## Instructions", "", "| mnemonic | opcode | unit | description |", "|---|---|---|---|"]
