@@ -10,7 +10,8 @@ from pathlib import Path
 from typing import Any
 
 from edgebert.frontend.metadata import EdgebertMetadata, metadata_props_of, parse_metadata
-from edgebert.frontend.support import SUPPORTED_ONNX_OPS, check_supported
+from edgebert.frontend.shape_folding import check_and_infer, fold_shapes
+from edgebert.frontend.support import SUPPORTED_ONNX_OPS, check_domains, check_supported
 from edgebert.isa.errors import CompileError
 
 _ONNX_DTYPES = {1: "float32", 6: "int32", 7: "int64", 9: "bool", 10: "float16", 11: "float64", 2: "uint8"}
@@ -52,24 +53,19 @@ def load_onnx(
     seq_len: int | None = None,
     supported_ops: frozenset[str] = SUPPORTED_ONNX_OPS,
 ) -> LoadedModel:
-    """Load (external data too), check, fix inputs to [1, seq_len], infer shapes and read EdgeBERT metadata.
+    """Load (external data too), fix inputs to [1, seq_len], fold what that makes constant (shape arithmetic of
+    dynamic axes), check, infer shapes and read EdgeBERT metadata (frontend/shape_folding.py: the fold, checker and
+    shape inference run on the weight-free skeleton).
 
-    Fails with one CompileError before any heavy work when the file is malformed or any node's op is not in
-    `supported_ops` (the error lists every such node).
+    Fails with one CompileError before any heavy work when the file is malformed or any node's op (after the fold)
+    is not in `supported_ops` (the error lists every such node).
     """
-    import onnx
-
     model, path, digest = _read_model(path_or_model)
-    check_supported(model.graph, supported_ops)
-    try:
-        onnx.checker.check_model(model)
-    except onnx.checker.ValidationError as e:
-        raise CompileError(f"invalid ONNX model: {str(e).strip().splitlines()[0]}") from None
+    check_domains(model.graph)
     seq_len = _fix_input_shapes(model, seq_len)
-    try:
-        model = onnx.shape_inference.infer_shapes(model, check_type=True, strict_mode=True, data_prop=True)
-    except Exception as e:  # onnx raises InferenceError or plain RuntimeError depending on the failure
-        raise CompileError(f"ONNX shape inference failed: {str(e).strip().splitlines()[0]}") from None
+    model = fold_shapes(model)
+    check_supported(model.graph, supported_ops)
+    model = check_and_infer(model)
     opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
     inputs = tuple(_spec(v) for v in _graph_inputs(model))
     outputs = tuple(_spec(v) for v in model.graph.output)
