@@ -43,6 +43,7 @@ from edgebert.compiler.memory_plan import place_constants_and_io, plan_sram
 from edgebert.compiler.options import CompileOptions, EarlyExitOptions
 from edgebert.compiler.relax_passes import (
     CanonicalizeCompositeArgs,
+    CanonicalizeDecomposed,
     LayerLoop,
     OutlineLayerLoops,
     SimplifyAttentionMask,
@@ -63,10 +64,12 @@ STAGING_FRACTIONS = (6, 8, 12, 16, 32, 64)
 
 
 def relax_passes(params: dict[str, Any] | None = None, layer_loops: bool = True) -> list[tvm.transform.Pass]:
-    """The `relax` stage: cleanup -> attention-mask canonicalisation -> composite fusion -> canonical composite
-    arguments -> identity idioms -> layer loop outlining (compiler/relax_passes)."""
+    """The `relax` stage: cleanup -> decomposed ops canonicalised (exact GELU, LayerNorm) -> attention-mask
+    canonicalisation -> composite fusion -> canonical composite arguments -> identity idioms -> layer loop outlining
+    (compiler/relax_passes)."""
     passes = cleanup_passes(params)
-    passes += [SimplifyAttentionMask(), fusion_pass(), CanonicalizeCompositeArgs(), SimplifyIdentityIdioms()]
+    passes += [CanonicalizeDecomposed(), SimplifyAttentionMask(), fusion_pass(), CanonicalizeCompositeArgs(),
+               SimplifyIdentityIdioms()]
     if layer_loops:
         passes.append(OutlineLayerLoops())
     return passes

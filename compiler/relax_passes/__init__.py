@@ -2,6 +2,7 @@
 
   cleanup.py     TVM's cleanup passes (BindParams, CanonicalizeBindings, DCE) + ConstantOperandLast
   fold.py        constant folding in numpy (FoldConstantsNumpy), TVM's FoldConstant only if needed
+  canonicalize.py  CanonicalizeDecomposed: exporter decompositions -> their op (exact GELU, LayerNorm below opset 17)
   mask.py        SimplifyAttentionMask: the exporters' mask plumbing -> one verified additive-mask row
   fusion.py      `relax.dpl` patterns of the edgebert.* composites, FuseOpsByPattern, CanonicalizeCompositeArgs,
                  `composite_attrs`
@@ -13,7 +14,7 @@
 The pass list is `compiler/pipeline.relax_passes()` (the `relax` stage):
     BindParams? -> edgebert.FoldConstantsNumpy -> edgebert.FoldRemainingConstants (TVM FoldConstant, if needed)
     -> CanonicalizeBindings -> [EliminateCommonSubexpr, opt-in] -> DeadCodeElimination
-    -> edgebert.ConstantOperandLast -> edgebert.SimplifyAttentionMask -> FuseOpsByPattern(edgebert.*)
+    -> edgebert.ConstantOperandLast -> edgebert.CanonicalizeDecomposed -> edgebert.SimplifyAttentionMask -> FuseOpsByPattern(edgebert.*)
     -> edgebert.CanonicalizeCompositeArgs -> edgebert.SimplifyIdentityIdioms -> edgebert.OutlineLayerLoops
 
 The IR contract: what the backend (compiler/lower) receives
@@ -67,6 +68,7 @@ This is the one statement of it (docs/frontend.md and docs/compiler.md point her
   op is lowered by `lower/plain_ops.PLAIN_OPS` or rejected naming the op and binding.
 """
 
+from edgebert.compiler.relax_passes.canonicalize import CanonicalizeDecomposed
 from edgebert.compiler.relax_passes.cleanup import ConstantOperandLast, cleanup_passes
 from edgebert.compiler.relax_passes.fold import FoldConstantsNumpy, FoldRemainingConstants
 from edgebert.compiler.relax_passes.fusion import (
@@ -82,7 +84,7 @@ from edgebert.compiler.relax_passes.mask import SimplifyAttentionMask
 from edgebert.compiler.relax_passes.runner import pass_name, run_passes
 
 __all__ = [
-    "COMPOSITES", "CanonicalizeCompositeArgs", "ConstantOperandLast", "FoldConstantsNumpy", "FoldRemainingConstants",
+    "COMPOSITES", "CanonicalizeCompositeArgs", "CanonicalizeDecomposed", "ConstantOperandLast", "FoldConstantsNumpy", "FoldRemainingConstants",
     "LayerLoop", "OutlineLayerLoops",
     "cleanup_passes", "composite_attrs", "composite_specs", "find_layer_loops", "fusion_pass", "pass_name",
     "SimplifyAttentionMask", "SimplifyIdentityIdioms", "run_passes",
