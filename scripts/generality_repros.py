@@ -193,7 +193,7 @@ def contrib_fast_gelu():
                   domains={"com.microsoft": 1}), {"x": _x()}
 
 
-def _elementwise(op: str, extra_inputs: dict[str, np.ndarray] | None = None, **attrs):
+def _elementwise(op: str, extra_inputs: dict[str, np.ndarray] | None = None, positive: bool = False, **attrs):
     def build():
         from onnx import TensorProto as T
         from onnx import helper as h
@@ -201,8 +201,9 @@ def _elementwise(op: str, extra_inputs: dict[str, np.ndarray] | None = None, **a
         extra = extra_inputs or {}
         nodes = [h.make_node(op, ["x", *extra], ["y"], **attrs)]
         inits = [_c(k, v) for k, v in extra.items()]
+        x = np.abs(_x()) if positive else _x() + 0.5  # clips and slopes see both signs
         return _model(nodes, [_t("x", T.FLOAT, [1, SEQ, HIDDEN])], [_t("y", T.FLOAT, [1, SEQ, HIDDEN])], inits), \
-            {"x": _x() + 0.5}  # + 0.5: Sqrt sees some positive inputs, clips and slopes see both signs
+            {"x": x}
     return build
 
 
@@ -221,7 +222,8 @@ REPROS: tuple[Repro, ...] = (
           "ACT2FN relu6 / gelu_10 (Clip with min and max inputs)"),
     Repro("hard_swish", "activation-ops", _elementwise("HardSwish"), "ACT2FN hardswish"),
     Repro("softplus", "activation-ops", _elementwise("Softplus"), "ACT2FN mish, sqrtsoftplus (needs log)"),
-    Repro("sqrt", "unsupported-op", _elementwise("Sqrt"), "accepted up front (LOWERED_ONNX_OPS), rejected later"),
+    Repro("sqrt", "unsupported-op", _elementwise("Sqrt", positive=True),
+          "accepted up front (LOWERED_ONNX_OPS), rejected later"),
 )
 
 

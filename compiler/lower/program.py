@@ -26,7 +26,7 @@ from edgebert.compiler.lower.exit_loop import ExitLoopStep
 from edgebert.compiler.lower.exit_plan import ExitPlan, plan_exits
 from edgebert.compiler.lower.exits import ExitCode, ExitHeadStep
 from edgebert.compiler.lower.loops import LayerLoopStep
-from edgebert.compiler.lower.plain_ops import FOLDABLE, PLAIN_OPS
+from edgebert.compiler.lower.op_table import FOLDABLE, LOWERED_OPS
 from edgebert.compiler.matmul import StagingRing
 from edgebert.compiler.relax_passes import LayerLoop
 from edgebert.compiler.tile_ir import TileProgram
@@ -75,7 +75,7 @@ def _lower(mod: Any, hw: HardwareConfig, layer_loops: list[LayerLoop], staging_f
     prog = TileProgram()
     size = staging_bytes(hw, staging_fraction)
     ring = StagingRing([prog.buffer(f"stage.{i}", size, "stage") for i in range(STAGING_BUFFERS)], size)
-    low = Lowerer(mod, hw, prog, ring, PLAIN_OPS, COMPOSITES, FOLDABLE)
+    low = Lowerer(mod, hw, prog, ring, LOWERED_OPS, COMPOSITES, FOLDABLE)
     low.compression = compression
     if compression is not None:
         compression.reset()

@@ -6,6 +6,9 @@
   `d * d`, constant gamma and beta of the last dim)  ->  `nn.layer_norm(x, gamma, beta, axes=[-1], epsilon=eps)`,
   which fusion groups as `edgebert.layer_norm` exactly as at opset 17.
 
+* `min` / `max` over axis 0 of `stack((a, b, ...))` (TVM's import of ONNX's variadic Min / Max)  ->  a chain of
+  `minimum` / `maximum` of the operands.
+
 Constants are checked (sqrt 2, 1, 0.5 to rtol 1e-5); anything else stays as it is (still lowered op by op).
 """
 
@@ -158,8 +161,27 @@ def _is_square_of(expr, d, var2val: dict) -> bool:
     return mul is not None and mul.args[0].same_as(d) and mul.args[1].same_as(d)
 
 
+def stacked_extremum(value, var2val: dict):
+    """`minimum(a, b)` / `maximum(a, b)` when `value` is min / max over axis 0 of stack((a, b), axis=0) (TVM's
+    import of ONNX's variadic Min / Max, e.g. transformers' xIELU), else None."""
+    for name, op in (("relax.min", relax.op.minimum), ("relax.max", relax.op.maximum)):
+        reduce = _op(value, var2val, name)
+        if reduce is None or reduce.attrs.keepdims or reduce.attrs.axis is None or \
+                [int(a) for a in reduce.attrs.axis] != [0]:
+            continue
+        stack = _op(reduce.args[0], var2val, "relax.stack")
+        if stack is None or int(stack.attrs.axis) != 0 or not isinstance(stack.args[0], relax.Tuple):
+            continue
+        parts = list(stack.args[0].fields)
+        out = parts[0]
+        for part in parts[1:]:
+            out = op(out, part)
+        return out
+    return None
+
+
 #: Each rewrite: (binding value, var -> bound value) -> the canonical expression, or None.
-REWRITES: tuple[Callable, ...] = (exact_gelu, decomposed_layer_norm)
+REWRITES: tuple[Callable, ...] = (exact_gelu, decomposed_layer_norm, stacked_extremum)
 
 
 @tvm.transform.module_pass(opt_level=0, name="edgebert.CanonicalizeDecomposed")
@@ -193,7 +215,14 @@ class _Rebind(relax.PyExprMutator):
 
     def visit_var_binding_(self, binding):
         if binding.var in self.found:
-            value = self.builder_.normalize(self.visit_expr(self.found[binding.var]))
+            value = self.builder_.normalize(self._flat(self.visit_expr(self.found[binding.var])))
             self.builder_.emit_normalized(relax.VarBinding(binding.var, value))
             return
         super().visit_var_binding_(binding)
+
+    def _flat(self, expr):
+        """`expr` with nested calls among its arguments bound first (one op per binding)."""
+        if not isinstance(expr, tvm.ir.Call):
+            return expr
+        args = [self.builder_.emit(self._flat(a)) if isinstance(a, tvm.ir.Call) else a for a in expr.args]
+        return relax.Call(expr.op, args, expr.attrs, expr.ty_args, expr.span)
