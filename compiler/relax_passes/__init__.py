@@ -7,6 +7,7 @@
   fusion.py      `relax.dpl` patterns of the edgebert.* composites, FuseOpsByPattern, CanonicalizeCompositeArgs,
                  `composite_attrs`
   idioms.py      SimplifyIdentityIdioms: exporter idioms that are the identity on the accelerator
+  int_arith.py   IntegerArithmeticInFloat: integer arithmetic of bounded range (position ids) in float32
   layer_loop.py  OutlineLayerLoops and `find_layer_loops` (`LayerLoop`)
   exprs.py       queries on Relax expressions (`vars_in`)
   runner.py      `run_passes`: one pass at a time, timed, optionally dumped
@@ -15,7 +16,8 @@ The pass list is `compiler/pipeline.relax_passes()` (the `relax` stage):
     BindParams? -> edgebert.FoldConstantsNumpy -> edgebert.FoldRemainingConstants (TVM FoldConstant, if needed)
     -> CanonicalizeBindings -> [EliminateCommonSubexpr, opt-in] -> DeadCodeElimination
     -> edgebert.ConstantOperandLast -> edgebert.CanonicalizeDecomposed -> edgebert.SimplifyAttentionMask -> FuseOpsByPattern(edgebert.*)
-    -> edgebert.CanonicalizeCompositeArgs -> edgebert.SimplifyIdentityIdioms -> edgebert.OutlineLayerLoops
+    -> edgebert.CanonicalizeCompositeArgs -> edgebert.SimplifyIdentityIdioms -> edgebert.IntegerArithmeticInFloat
+    -> edgebert.OutlineLayerLoops
 
 The IR contract: what the backend (compiler/lower) receives
 ------------------------------------------------------------
@@ -79,12 +81,14 @@ from edgebert.compiler.relax_passes.fusion import (
     fusion_pass,
 )
 from edgebert.compiler.relax_passes.idioms import SimplifyIdentityIdioms
+from edgebert.compiler.relax_passes.int_arith import IntegerArithmeticInFloat
 from edgebert.compiler.relax_passes.layer_loop import LayerLoop, OutlineLayerLoops, find_layer_loops
 from edgebert.compiler.relax_passes.mask import SimplifyAttentionMask
 from edgebert.compiler.relax_passes.runner import pass_name, run_passes
 
 __all__ = [
-    "COMPOSITES", "CanonicalizeCompositeArgs", "CanonicalizeDecomposed", "ConstantOperandLast", "FoldConstantsNumpy", "FoldRemainingConstants",
+    "COMPOSITES", "CanonicalizeCompositeArgs", "CanonicalizeDecomposed", "ConstantOperandLast",
+    "IntegerArithmeticInFloat", "FoldConstantsNumpy", "FoldRemainingConstants",
     "LayerLoop", "OutlineLayerLoops",
     "cleanup_passes", "composite_attrs", "composite_specs", "find_layer_loops", "fusion_pass", "pass_name",
     "SimplifyAttentionMask", "SimplifyIdentityIdioms", "run_passes",
