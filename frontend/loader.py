@@ -9,6 +9,7 @@ import hashlib
 from pathlib import Path
 from typing import Any
 
+from edgebert.frontend.fp16 import widen_float16
 from edgebert.frontend.metadata import EdgebertMetadata, metadata_props_of, parse_metadata
 from edgebert.frontend.shape_folding import check_and_infer, fold_shapes
 from edgebert.frontend.support import SUPPORTED_ONNX_OPS, check_domains, check_supported
@@ -38,6 +39,7 @@ class LoadedModel:
     metadata: EdgebertMetadata
     opset: int
     sha256: str  # of the model file and its external data files, in that order
+    source_dtype: str = "float32"  # "float16": an fp16 model, widened to float32 (frontend/fp16.py)
 
     @property
     def input_names(self) -> tuple[str, ...]:
@@ -53,8 +55,8 @@ def load_onnx(
     seq_len: int | None = None,
     supported_ops: frozenset[str] = SUPPORTED_ONNX_OPS,
 ) -> LoadedModel:
-    """Load (external data too), fix inputs to [1, seq_len], fold what that makes constant (shape arithmetic of
-    dynamic axes), check, infer shapes and read EdgeBERT metadata (frontend/shape_folding.py: the fold, checker and
+    """Load (external data too), widen float16 to float32 (frontend/fp16.py), fix inputs to [1, seq_len], fold what
+    that makes constant (shape arithmetic of dynamic axes), check, infer shapes and read EdgeBERT metadata (frontend/shape_folding.py: the fold, checker and
     shape inference run on the weight-free skeleton).
 
     Fails with one CompileError before any heavy work when the file is malformed or any node's op (after the fold)
@@ -62,6 +64,7 @@ def load_onnx(
     """
     model, path, digest = _read_model(path_or_model)
     check_domains(model.graph)
+    source_dtype = "float16" if widen_float16(model) else "float32"
     seq_len = _fix_input_shapes(model, seq_len)
     model = fold_shapes(model)
     check_supported(model.graph, supported_ops)
@@ -70,7 +73,7 @@ def load_onnx(
     inputs = tuple(_spec(v) for v in _graph_inputs(model))
     outputs = tuple(_spec(v) for v in model.graph.output)
     metadata = parse_metadata(metadata_props_of(model), tuple(t.name for t in outputs))
-    return LoadedModel(model, path, seq_len, inputs, outputs, metadata, opset, digest)
+    return LoadedModel(model, path, seq_len, inputs, outputs, metadata, opset, digest, source_dtype)
 
 
 def _read_model(path_or_model) -> tuple[Any, Path | None, str]:
@@ -163,17 +166,31 @@ def _fix_input_shapes(model, seq_len: int | None) -> int:
 def _spec(value) -> TensorSpec:
     t = value.type.tensor_type
     shape = tuple(d.dim_value if d.HasField("dim_value") else -1 for d in t.shape.dim)
-    return TensorSpec(value.name, shape, _ONNX_DTYPES.get(t.elem_type, f"onnx_type_{t.elem_type}"))
+    return TensorSpec(value.name, shape, _ONNX_DTYPES.get(t.elem_type) or onnx_dtype_name(t.elem_type))
+
+
+def onnx_dtype_name(elem_type: int) -> str:
+    """numpy's name of an ONNX element type (`int8`, `float64`, ...), or `onnx_type_N` when it has none; the
+    backend's check rejects dtypes it has no storage for by this name."""
+    from onnx import helper
+
+    try:
+        return str(helper.tensor_dtype_to_np_dtype(elem_type))
+    except (KeyError, ValueError, TypeError):
+        return f"onnx_type_{elem_type}"
 
 
 def to_relax(loaded: LoadedModel, keep_params_in_input: bool = False):
-    """Import with `tvm.relax.frontend.onnx.from_onnx` (ConstantOfShape fix applied); returns a tvm.IRModule."""
+    """Import with `tvm.relax.frontend.onnx.from_onnx` (with frontend/converters.py's overrides: ConstantOfShape,
+    Clip, Pad); returns a tvm.IRModule."""
     from tvm.relax.frontend.onnx import from_onnx
+
+    from edgebert.frontend.converters import converter_overrides
 
     shape_dict = {t.name: list(t.shape) for t in loaded.inputs}
     dtype_dict = {t.name: t.dtype for t in loaded.inputs}
     try:
-        with constant_of_shape_fix():
+        with converter_overrides():
             return from_onnx(
                 loaded.model, shape_dict=shape_dict, dtype_dict=dtype_dict, opset=loaded.opset,
                 keep_params_in_input=keep_params_in_input,
