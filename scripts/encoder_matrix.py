@@ -249,12 +249,12 @@ def _compile(path: Path, seq_len: int, hw: Any, row: Row):
 
 def _stage_of(timings: dict[str, float]) -> str:
     """The compiler stage that failed: the first pipeline stage compile_onnx did not finish (it times only finished
-    ones); every stage after `relax` is reported as `backend`."""
+    ones); every stage after `check` (the backend's support check) is reported as `backend`."""
     from edgebert.compiler.pipeline import STAGES
 
     for stage in STAGES:
         if stage.name not in timings and stage.when is None:
-            return stage.name if stage.name in ("load", "import", "relax") else "backend"
+            return stage.name if stage.name in ("load", "import", "relax", "check") else "backend"
     return "backend"
 
 
