@@ -147,11 +147,11 @@ def _in_original_order(graph: Any, position: dict[str, int]) -> list:
         k, i = heapq.heappop(ready)
         order.append(graph.node[i])
         for u in users[i]:
-            if key[u] < 0:  # a node the fold made: as early as its inputs allow
-                key[u] = k
+            if position.get(graph.node[u].name) is None:  # a node the fold made: right after its last input
+                key[u] = max(key[u], k)
             waiting[u] -= 1
             if waiting[u] == 0:
-                heapq.heappush(ready, (max(key[u], k), u))
+                heapq.heappush(ready, (key[u], u))
     return order
 
 
