@@ -60,9 +60,11 @@ This is the one statement of it (docs/frontend.md and docs/compiler.md point her
   `edgebert.num_carried`, `edgebert.num_outputs`, `edgebert.count`. Parameters: the carried state first
   (ALBERT: the hidden state f32[1,S,H]), then loop-invariant inputs (ALBERT: the additive mask). They return
   one tensor (or a tuple of `num_outputs`). Main calls each `count` times in consecutive bindings, call i+1
-  reading call i's result(s); weights are constants inside the body (identical for every call).
+  reading call i's result(s); weights are constants inside the body (identical for every call), except the
+  constants that differ per layer (BERT's unshared layers): those are the function's last `edgebert.num_weights`
+  parameters, and each call passes its layer's constants there.
   `find_layer_loops(mod)` lists them as `LayerLoop(func_name, count, first_binding_index, binding_indices,
-  num_carried, num_outputs)`: the pipeline's `layer-loops` stage calls it once and the lowering uses that list
+  num_carried, num_outputs, num_weights)`: the pipeline's `layer-loops` stage calls it once and the lowering uses that list
   (a single-output loop becomes one counted loop body; the exit heads join it when they can).
 * Plain Relax ops that remain (ALBERT): add (residuals; embedding + folded position/type constant rows
   f32[1, S, E]) and the CLS row `take(x, R.const(0), axis=1)` before the pooler. Nothing else, for both
