@@ -16,21 +16,25 @@ import contextlib
 import functools
 
 
-@contextlib.contextmanager
 def converter_overrides():
-    """Temporarily swap the converters above into TVM's converter map (rebuilt per `from_onnx` call)."""
-    from tvm.relax.frontend.onnx import onnx_frontend
-
+    """Temporarily swap the converters above into TVM's converter map (a context manager)."""
     from edgebert.frontend.loader import _folding_constant_of_shape
+
+    return patched_converters({"ConstantOfShape": _folding_constant_of_shape, "Clip": _relax_clip, "Pad": _relax_pad,
+                               "Cast": _plain_float_to_int_cast})
+
+
+@contextlib.contextmanager
+def patched_converters(entries: dict):
+    """TVM's ONNX converter map with `entries` (op type -> a function returning the converter class) swapped in for
+    the duration (TVM rebuilds the map per `from_onnx` call, so nothing leaks)."""
+    from tvm.relax.frontend.onnx import onnx_frontend
 
     original = onnx_frontend._get_convert_map
 
     def patched_map():
         table = original()
-        table["ConstantOfShape"] = _folding_constant_of_shape()
-        table["Clip"] = _relax_clip()
-        table["Pad"] = _relax_pad()
-        table["Cast"] = _plain_float_to_int_cast()
+        table.update({op: make() for op, make in entries.items()})
         return table
 
     onnx_frontend._get_convert_map = patched_map

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import functools
 import hashlib
@@ -202,7 +201,6 @@ def to_relax(loaded: LoadedModel, keep_params_in_input: bool = False):
         raise CompileError(f"TVM ONNX import failed: {first[-1] if first else type(e).__name__}") from None
 
 
-@contextlib.contextmanager
 def constant_of_shape_fix():
     """Temporarily replace TVM 0.27's ConstantOfShape converter with one that folds constant shapes.
 
@@ -212,20 +210,9 @@ def constant_of_shape_fix():
     (always, once input shapes are fixed) we emit `const(np.full(shape, scalar))` instead; otherwise we
     broadcast a 0-D scalar. The override is scoped to this context (the converter map is rebuilt per call).
     """
-    from tvm.relax.frontend.onnx import onnx_frontend
+    from edgebert.frontend.converters import patched_converters
 
-    original = onnx_frontend._get_convert_map
-
-    def patched_map():
-        table = original()
-        table["ConstantOfShape"] = _folding_constant_of_shape()
-        return table
-
-    onnx_frontend._get_convert_map = patched_map
-    try:
-        yield
-    finally:
-        onnx_frontend._get_convert_map = original
+    return patched_converters({"ConstantOfShape": _folding_constant_of_shape})
 
 
 @functools.cache

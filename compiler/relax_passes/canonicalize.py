@@ -21,6 +21,8 @@ import numpy as np
 import tvm
 from tvm import relax
 
+from edgebert.compiler.relax_passes.exprs import non_composite_functions, replace_functions
+
 _RTOL = 1e-5
 
 
@@ -189,22 +191,19 @@ class CanonicalizeDecomposed:
     """Rebind each matched binding to its canonical op (module docstring); dead intermediate bindings are dropped."""
 
     def transform_module(self, mod: tvm.IRModule, _ctx) -> tvm.IRModule:
-        out = mod
-        for gv, func in mod.functions.items():
-            if not isinstance(func, relax.Function) or (func.attrs is not None and "Composite" in func.attrs):
-                continue
+        new = {}
+        for gv, func in non_composite_functions(mod):
             var2val = relax.analysis.get_var2val(func)
             found = {}
             for var, value in var2val.items():
                 for rewrite in REWRITES:
-                    new = rewrite(value, var2val)
-                    if new is not None:
-                        found[var] = new
+                    rewritten = rewrite(value, var2val)
+                    if rewritten is not None:
+                        found[var] = rewritten
                         break
             if found:
-                out = tvm.IRModule(dict(out.functions.items()), attrs=out.attrs)
-                out[gv] = _Rebind(found, mod).visit_expr(func)
-        return out if out is mod else relax.transform.DeadCodeElimination(["main"])(out)
+                new[gv] = _Rebind(found, mod).visit_expr(func)
+        return replace_functions(mod, new)
 
 
 @relax.expr_functor.mutator

@@ -16,6 +16,8 @@ import numpy as np
 import tvm
 from tvm import relax
 
+from edgebert.compiler.relax_passes.exprs import non_composite_functions, replace_functions
+
 #: |value| bound under which float32 represents every integer exactly.
 EXACT = 2**24
 _INT = ("int32", "int64")
@@ -40,16 +42,13 @@ class IntegerArithmeticInFloat:
     """See module docstring."""
 
     def transform_module(self, mod: tvm.IRModule, _ctx) -> tvm.IRModule:
-        out = mod
-        for gv, func in mod.functions.items():
-            if not isinstance(func, relax.Function) or (func.attrs is not None and "Composite" in func.attrs):
-                continue
+        new = {}
+        for gv, func in non_composite_functions(mod):
             rewriter = _Floatify(mod)
-            new = rewriter.visit_expr(func)
+            rewritten = rewriter.visit_expr(func)
             if rewriter.count:
-                out = tvm.IRModule(dict(out.functions.items()), attrs=out.attrs)
-                out[gv] = new
-        return out if out is mod else relax.transform.DeadCodeElimination(["main"])(out)
+                new[gv] = rewritten
+        return replace_functions(mod, new)
 
 
 @relax.expr_functor.mutator
