@@ -29,7 +29,7 @@ HIDDEN = 16
 
 @dataclasses.dataclass(frozen=True)
 class Repro:
-    """One reproducer: its name, the failure class it shows today, and a builder of (model, inputs)."""
+    """One reproducer: its name, the failure class it showed, and a builder of (model, inputs)."""
 
     name: str
     failure_class: str  # the class it failed in before its fix (the contrib op: the class it is rejected in)
