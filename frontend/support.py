@@ -32,7 +32,7 @@ CONSTANT_ONNX_OPS = frozenset({"Constant"})
 #: (frontend/shape_folding.py): shape arithmetic (Shape, Range, ConstantOfShape, ...) is gone by then, and any that
 #: survives is a real run-time op the backend cannot run. Anything else fails before import with one error listing
 #: every node; what is accepted here and still cannot be lowered (an op variant, a dtype) is listed by the backend's
-#: own check right after the Relax passes (compiler/support.py), before any lowering.
+#: own check right after the Relax passes (compiler/lower/support.py), before any lowering.
 SUPPORTED_ONNX_OPS = LOWERED_ONNX_OPS | CONSTANT_ONNX_OPS
 
 #: Said when a graph holds onnxruntime's contrib ops: what to compile instead.
