@@ -69,8 +69,17 @@ def _h_strided_slice(scope: Scope, var, expr, args):
         if step < 0:
             return _copy_gather(scope.low, Dest.of(var), x, _slice_sources(shape, index))
         view = view.index(axis, start, count, step)
-    want = shape_of(var)
-    return Tensor(view if view.shape == want else view.reshape(want), x.dtype)
+    return _shaped(scope.low, Tensor(view, x.dtype), shape_of(var), var.name)
+
+
+def _shaped(low: Lowerer, t: Tensor, shape: tuple[int, ...], name: str) -> Tensor:
+    """`t` viewed with `shape` (same elements in row-major order), through a dense copy when no strides express it."""
+    if t.shape == tuple(shape):
+        return t
+    view = t.view.reshape(tuple(shape))
+    if view is None:
+        view = low.dense_copy(t, name).view.reshape(tuple(shape))
+    return Tensor(view, t.dtype)
 
 
 def _slice_sources(shape: tuple[int, ...], index: list[slice]) -> np.ndarray:
@@ -158,7 +167,7 @@ def gathered(low: Lowerer, dest: Dest, data: Tensor, flat: np.ndarray) -> Tensor
     found = _affine(offsets)
     if found is not None and all(s >= 0 for s in found[1]):
         view = View(data.view.buffer, found[0], tuple(flat.shape), found[1], data.view.dtype)
-        return Tensor(view.reshape(dest.shape) if tuple(flat.shape) != dest.shape else view, data.dtype)
+        return _shaped(low, Tensor(view, data.dtype), dest.shape, dest.name)
     return _copy_gather(low, dest, data, flat)
 
 
@@ -181,7 +190,7 @@ def _copy_gather(low: Lowerer, dest: Dest, data: Tensor, flat: np.ndarray) -> Te
                                    f"{MAX_GATHER_COPIES} copies")
             src = View(data.view.buffer, off, (1, n), (0, st[0] if n > 1 else 1), data.view.dtype)
             em.emit_unary(low.prog, "vmov", dst_rows.index(0, r, 1).index(1, c0, n), src)
-    return Tensor(out.view.reshape(dest.shape), data.dtype)
+    return _shaped(low, out, dest.shape, dest.name)
 
 
 VIEW_OPS = {
