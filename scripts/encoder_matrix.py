@@ -119,14 +119,15 @@ def classify(stage: str, error: str, dynamic: bool = False) -> str:
     return next(c.id for c in CLASSES if (dynamic or not c.dynamic_only) and re.search(c.pattern, text))
 
 
-#: ONNX op -> the failure class it triggers today.
+#: ONNX op -> the failure class it triggered before issue 13's fixes (its trigger, for `graph_blockers`).
 _OP_CLASSES = {"Erf": "erf-gelu", "CumSum": "position-ids", "Split": "split", "Pad": "pad",
                "ReduceMean": "reduce-mean-layernorm", **dict.fromkeys(
                    ("Clip", "HardSwish", "LeakyRelu", "Softplus", "Mish", "PRelu", "Min", "Max"), "activation-ops")}
 
 
 def graph_blockers(model: Any, exporter: str) -> list[str]:
-    """The failure classes an exported graph will hit, read from its ops, dtypes and input shapes."""
+    """The failure classes whose trigger an exported graph holds (its ops, dtypes and input shapes): what each case
+    exercises (before issue 13's fixes, the classes it would fail in; the contrib ops still are)."""
     from onnx import TensorProto
 
     found = set()
