@@ -3,12 +3,15 @@
     python benchmarks/bench_encoders.py                          # BERT-base-shaped BERT (opsets 18, 20) and ALBERT
     python benchmarks/bench_encoders.py --family bert --family roberta --export legacy18 --export dynamo
     python benchmarks/bench_encoders.py --family bert --export legacy20 --no-emulate --json out/bench.json
+    python benchmarks/bench_encoders.py --family bert --unrolled     # + the same model with its layers unrolled
 
 For each model (examples/build_encoder.py, `--size base`, sequence classification, re-randomised weights): export,
 then edgebertc's wall time (per stage) next to onnxruntime's session creation for the same file, then the emulator's
 wall time per sentence next to onnxruntime's, the emulated cycles, whether the layers became one loop body
-(ALBERT's shared layer) or were unrolled (12 distinct layers), and the max abs error against onnxruntime. A model
-that does not compile yet prints its failure class (scripts/encoder_matrix.py) and how long it took to fail.
+(ALBERT's shared layer; BERT's 12 distinct layers with their weights read from a per-layer table) or were unrolled,
+and the max abs error against onnxruntime. `--unrolled` also compiles the model with layers that differ kept
+unrolled (the compiler before per-layer weight tables) and prints its instructions, compile time and cycles. A model
+that does not compile prints its failure class (scripts/encoder_matrix.py) and how long it took to fail.
 Wall times on a shared machine are noisy: the ratios, measured in the same run, are the numbers to read.
 """
 
@@ -29,7 +32,7 @@ from pathlib import Path
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # see bench_compiler.py: BLAS threads fight on 2 cores
 
 REPO = Path(__file__).resolve().parents[1]
-DEFAULT_CASES = (("bert", "legacy18"), ("bert", "legacy20"), ("albert", "legacy18"))
+DEFAULT_CASES = (("bert", "legacy18"), ("bert", "dynamo"), ("roberta", "legacy14"), ("albert", "legacy18"))
 
 
 def _matrix():
@@ -57,6 +60,7 @@ class BenchRow:
     instructions: int | None = None
     layer_loops: int | None = None
     max_abs_error: float | None = None
+    unrolled: dict[str, float] | None = None  # --unrolled: instructions, compile_s, cycles of the unrolled program
 
 
 def _spec(family: str, export: str, seq_len: int, size: str):
@@ -67,7 +71,19 @@ def _spec(family: str, export: str, seq_len: int, size: str):
                            seq_len=seq_len, pad=7)
 
 
-def bench_one(spec, workdir: Path, emulate: bool = True) -> BenchRow:
+def compile_unrolled(path: Path, seq_len: int):
+    """The model compiled with layers that differ unrolled (no per-layer weight table): every stage as compile_onnx,
+    with OutlineLayerLoops(per_layer_weights=False)."""
+    from edgebert.compiler.pipeline import compile_relax, relax_passes
+    from edgebert.compiler.relax_passes import OutlineLayerLoops, run_passes
+    from edgebert.frontend import load_onnx, to_relax
+
+    loaded = load_onnx(path, seq_len)
+    mod = run_passes(to_relax(loaded), [*relax_passes(layer_loops=False), OutlineLayerLoops(per_layer_weights=False)])
+    return compile_relax(mod, output_names=list(loaded.output_names), output_shapes=[t.shape for t in loaded.outputs])
+
+
+def bench_one(spec, workdir: Path, emulate: bool = True, unrolled: bool = False) -> BenchRow:
     """Export, compile, (emulate), compare one model; failures are recorded, not raised."""
     import onnxruntime as ort
 
@@ -110,6 +126,14 @@ def bench_one(spec, workdir: Path, emulate: bool = True) -> BenchRow:
     row.max_abs_error = max(m.compare(result.outputs, want).values())
     if row.max_abs_error > m.TOL:
         row.status, row.failure_class = "fail", "mismatch"
+    if unrolled:
+        t0 = time.perf_counter()
+        flat = compile_unrolled(done.path, spec.seq_len)
+        compile_s = time.perf_counter() - t0
+        flat_run = run(flat.program, done.inputs)
+        row.unrolled = {"instructions": len(flat.program.code), "compile_s": round(compile_s, 2),
+                        "cycles": int(flat_run.report["cycles"]),
+                        "max_abs_error": max(m.compare(flat_run.outputs, want).values())}
     return row
 
 
@@ -126,16 +150,23 @@ def report(row: BenchRow) -> str:
         lines.append(f"  per sentence       emulator {row.emulate_s:7.1f} s   onnxruntime {row.ort_run_s:8.3f} s"
                      f"   ratio {row.emulate_s / max(row.ort_run_s, 1e-9):.0f}x;  {row.cycles:,} emulated cycles; "
                      f"max abs err vs onnxruntime {row.max_abs_error:.2e} ({row.status})")
+    if row.unrolled:
+        u = row.unrolled
+        lines.append(f"  unrolled           {u['instructions']} instructions, compiles in {u['compile_s']:.1f} s, "
+                     f"{u['cycles']:,} cycles (loop / unrolled: {row.cycles / u['cycles']:.4f}), "
+                     f"max abs err {u['max_abs_error']:.2e}")
     return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="bench_encoders", description=__doc__.splitlines()[0])
-    p.add_argument("--family", action="append", help="families (default: bert and albert, see DEFAULT_CASES)")
+    p.add_argument("--family", action="append",
+                   help="families (default DEFAULT_CASES: BERT legacy 18 and dynamo, RoBERTa legacy 14, ALBERT legacy 18)")
     p.add_argument("--export", action="append", help="legacy14 .. legacy20, dynamo, dynamo18 (default legacy18)")
     p.add_argument("--seq-len", type=int, default=128)
     p.add_argument("--size", default="base", choices=("tiny", "base"))
     p.add_argument("--no-emulate", action="store_true", help="compile only (the emulator takes ~1 min per model)")
+    p.add_argument("--unrolled", action="store_true", help="also compile and run with layers that differ unrolled")
     p.add_argument("--json", type=Path, help="write the rows as JSON here")
     args = p.parse_args(argv)
     if args.family or args.export:
@@ -147,7 +178,8 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     with tempfile.TemporaryDirectory(prefix="bench_encoders.") as tmp:
         for family, export in cases:
-            row = bench_one(_spec(family, export, args.seq_len, args.size), Path(tmp), not args.no_emulate)
+            row = bench_one(_spec(family, export, args.seq_len, args.size), Path(tmp), not args.no_emulate,
+                            args.unrolled and not args.no_emulate)
             print(report(row), flush=True)
             rows.append(row)
             for leftover in Path(tmp).iterdir():  # base models are ~0.4 GB each

@@ -171,6 +171,11 @@ def main(argv: list[str] | None = None) -> int:
             options = CompileOptions(args.seq_len, early_exit=early_exit_options(args),
                                      dump_dir=Path(args.dump_ir) if args.dump_ir is not None else None)
             result = compile_model(source, options, hw, timings)
+        widened = result.program.metadata.get("source_dtype")
+        if widened:
+            print(f"edgebertc: note: the model is {widened}; the accelerator computes it in "
+                  f"{result.program.metadata['computed_in']} (every {widened} value is exact in it; outputs are "
+                  f"{result.program.metadata['computed_in']})", file=sys.stderr)
         late = result.program.metadata.get("dvfs_infeasible_exits")
         if late:
             print(f"edgebertc: warning: the latency target is below the all-fastest latency of sentences exiting "

@@ -27,8 +27,9 @@ def add_operand(inst: TileInst, name: str, view: View, off: int, span: int, writ
     inst.refs.append(Ref(view.buffer, off * view.itemsize, span * view.itemsize, write))
 
 
-def emit_binary(prog: TileProgram, mnemonic: str, dst: View, a: View, b: View) -> None:
-    """dst = a (op) b element-wise; a and b already broadcast to dst's shape (stride 0 where broadcast)."""
+def emit_binary(prog: TileProgram, mnemonic: str, dst: View, a: View, b: View, **fields: int) -> None:
+    """dst = a (op) b element-wise; a and b already broadcast to dst's shape (stride 0 where broadcast); `fields`:
+    the instruction's other fields (vcmp's `mode`)."""
     for t in plan_tiles([dst, a, b], b_last=True):
         inst = TileInst(
             mnemonic,
@@ -39,6 +40,7 @@ def emit_binary(prog: TileProgram, mnemonic: str, dst: View, a: View, b: View) -
                 "a_stride": t.row_strides[1],
                 "b_stride": t.row_strides[2] if t.bcast == "none" else 0,
                 "bcast": BROADCASTS.index(t.bcast),
+                **fields,
             },
         )
         add_operand(inst, "a", a, t.offsets[1], _span(t, 1), False)

@@ -4,6 +4,7 @@
   load         ONNX path/proto -> LoadedModel (checked, static shapes, metadata)  edgebert.frontend.loader
   import       LoadedModel -> Relax IRModule                                      edgebert.frontend.loader
   relax        IRModule -> IRModule with edgebert.* composites, layer functions   compiler/relax_passes
+  check        every binding the backend cannot lower, in one error              compiler/lower/support.py
   layer-loops  IRModule -> [LayerLoop] (what OutlineLayerLoops made; found once)  relax_passes.find_layer_loops
   compression  model metadata (+ task weights) -> CompressionOptions              compiler/compression.py
   early-exit   metadata + EarlyExitOptions -> EarlyExitSpec (heads, threshold,     compiler/early_exit.py
@@ -38,10 +39,13 @@ from edgebert.compiler.early_exit import EarlyExitSpec, exit_spec
 from edgebert.compiler.emit import emit_program
 from edgebert.compiler.errors import SramOverflow, StagingTooSmall
 from edgebert.compiler.lower.program import lower_program
+from edgebert.compiler.lower.support import check_supported
 from edgebert.compiler.memory_plan import place_constants_and_io, plan_sram
 from edgebert.compiler.options import CompileOptions, EarlyExitOptions
 from edgebert.compiler.relax_passes import (
     CanonicalizeCompositeArgs,
+    CanonicalizeDecomposed,
+    IntegerArithmeticInFloat,
     LayerLoop,
     OutlineLayerLoops,
     SimplifyAttentionMask,
@@ -63,10 +67,12 @@ STAGING_FRACTIONS = (6, 8, 12, 16, 32, 64)
 
 
 def relax_passes(params: dict[str, Any] | None = None, layer_loops: bool = True) -> list[tvm.transform.Pass]:
-    """The `relax` stage: cleanup -> attention-mask canonicalisation -> composite fusion -> canonical composite
-    arguments -> identity idioms -> layer loop outlining (compiler/relax_passes)."""
+    """The `relax` stage: cleanup -> decomposed ops canonicalised (exact GELU, LayerNorm) -> attention-mask
+    canonicalisation -> composite fusion -> canonical composite arguments -> identity idioms -> bounded integer
+    arithmetic in float32 (run-time position ids) -> layer loop outlining (compiler/relax_passes)."""
     passes = cleanup_passes(params)
-    passes += [SimplifyAttentionMask(), fusion_pass(), CanonicalizeCompositeArgs(), SimplifyIdentityIdioms()]
+    passes += [CanonicalizeDecomposed(), SimplifyAttentionMask(), fusion_pass(), CanonicalizeCompositeArgs(),
+               SimplifyIdentityIdioms(), IntegerArithmeticInFloat()]
     if layer_loops:
         passes.append(OutlineLayerLoops())
     return passes
@@ -122,7 +128,7 @@ def load_model(c: Compilation) -> None:
     c.output_names = list(c.loaded.output_names)
     c.output_shapes = [t.shape for t in c.loaded.outputs]
     c.metadata = {"source_model_sha256": c.loaded.sha256, "seq_len": c.loaded.seq_len,
-                  **_edgebert_settings(c.loaded.metadata)}
+                  **_edgebert_settings(c.loaded.metadata), **computed_in(c.loaded)}
 
 
 def import_relax(c: Compilation) -> None:
@@ -135,6 +141,11 @@ def import_relax(c: Compilation) -> None:
 def run_relax_passes(c: Compilation) -> None:
     """Each pass timed as `relax:<pass>`; --dump-ir gets `00_input.py` and `NN_<pass>.py` (relax_passes.run_passes)."""
     c.mod = run_passes(c.mod, relax_passes(), c.options.dump_dir, c.timings)
+
+
+def check_lowerable(c: Compilation) -> None:
+    """Every binding the backend cannot lower, listed in one error before any lowering (compiler/lower/support.py)."""
+    check_supported(c.mod)
 
 
 def find_loops(c: Compilation) -> None:
@@ -231,6 +242,7 @@ STAGES: tuple[Stage, ...] = (
     Stage("load", load_model, backend=False),
     Stage("import", import_relax, backend=False, dump=("00-imported.py", _relax_text)),
     Stage("relax", run_relax_passes, backend=False),
+    Stage("check", check_lowerable),
     Stage("layer-loops", find_loops),
     Stage("compression", choose_compression),
     Stage("early-exit", resolve_early_exit, when=_early_exit),
@@ -351,6 +363,13 @@ def compile_relax(
 def relax_pipeline(mod: Any, dump_dir: Path | None = None, timings: dict[str, float] | None = None) -> Any:
     """The `relax` stage alone: `relax_passes()` on an imported module."""
     return run_passes(mod, relax_passes(), dump_dir, timings)
+
+
+def computed_in(loaded: Any) -> dict[str, str]:
+    """Program metadata of a model computed in another format than its own (an fp16 model runs in fp32)."""
+    if loaded.source_dtype == "float32":
+        return {}
+    return {"source_dtype": loaded.source_dtype, "computed_in": "float32"}
 
 
 def check_backend_limits(model: Any) -> None:

@@ -1,4 +1,5 @@
-"""Special-function-unit semantics: element-wise ops, GELU, layer norm, softmax, entropy, AF8 (de)quantization."""
+"""Special-function-unit semantics: element-wise ops and comparisons, GELU, log/sqrt/erf, prefix sums, int<->float
+conversion, layer norm, softmax, entropy, AF8 (de)quantization."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from edgebert.emulator.memory import SRAM, Fault, tile
 from edgebert.isa import adaptivfloat
 from edgebert.isa.bits import bits_f32
 from edgebert.isa.encoding import Inst
-from edgebert.isa.table import BROADCASTS
+from edgebert.isa.table import BROADCASTS, CMP_MODES
 
 if TYPE_CHECKING:
     from edgebert.emulator.machine import Machine
@@ -49,6 +50,34 @@ def _relu(x: np.ndarray, out: np.ndarray) -> None:
 
 def _itof(x: np.ndarray, out: np.ndarray) -> None:
     out[...] = x
+
+
+_INT32 = (-(2.0**31), 2.0**31)
+
+
+def _ftoi(x: np.ndarray, out: np.ndarray) -> None:
+    """float32 -> int32 rounding toward zero (ONNX Cast, C); NaN and values outside int32 trap."""
+    t = np.trunc(x.astype(np.float64))
+    bad = ~((t >= _INT32[0]) & (t < _INT32[1]))
+    if bad.any():
+        raise Fault(f"ftoi of {float(x[bad].reshape(-1)[0])!r}: not an int32 value")
+    out[...] = t.astype(np.int32)
+
+
+def _erf(x: np.ndarray, out: np.ndarray) -> None:
+    out[...] = erf(x.astype(np.float64))
+
+
+def _log(x: np.ndarray, out: np.ndarray) -> None:
+    with np.errstate(divide="ignore", invalid="ignore"):  # IEEE: log 0 = -inf, log of a negative = NaN
+        np.log(x, out=out)
+
+
+def _sqrt(x: np.ndarray, out: np.ndarray) -> None:
+    with np.errstate(invalid="ignore"):
+        np.sqrt(x, out=out)
+
+
 
 
 def _costs(m: Machine, mnemonic: str, rows: int, cols: int) -> tuple[int, int]:
@@ -98,7 +127,8 @@ def _binary(ufunc: np.ufunc) -> Callable[[Inst, Machine], Run]:
 
 
 def _unary(
-    fn: Callable[[np.ndarray, np.ndarray], None], src_item: int = 4, dst_item: int = 4, src_kind: str = "f32"
+    fn: Callable[[np.ndarray, np.ndarray], None], src_item: int = 4, dst_item: int = 4, src_kind: str = "f32",
+    dst_kind: str | None = None,
 ) -> Callable[[Inst, Machine], Run]:
     def factory(inst: Inst, m: Machine) -> Run:
         v = inst.values
@@ -108,7 +138,7 @@ def _unary(
         mem = m.mem
         views = {"f32": mem.f32[SRAM], "i32": mem.i32[SRAM], "u8": mem.u8[SRAM]}
         src_buf = views[src_kind]
-        dst_buf = views["f32" if dst_item == 4 else "u8"]
+        dst_buf = views[dst_kind or ("f32" if dst_item == 4 else "u8")]
         op = fn(inst) if getattr(fn, "needs_inst", False) else fn
 
         def run() -> int:
@@ -161,6 +191,35 @@ def _dequant(inst: Inst) -> Callable[[np.ndarray, np.ndarray], None]:
         d[...] = table[s]
 
     return op
+
+
+@_with_inst
+def _scan(inst: Inst) -> Callable[[np.ndarray, np.ndarray], None]:
+    exclusive = bool(inst["exclusive"])
+
+    def op(s: np.ndarray, d: np.ndarray) -> None:
+        total = np.cumsum(s, axis=1, dtype=np.float32)  # sequential fp32 adds along each row
+        if exclusive:
+            d[:, 1:] = total[:, :-1]
+            d[:, :1] = 0.0
+        else:
+            d[...] = total
+
+    return op
+
+
+_CMP_UFUNCS = {"eq": np.equal, "ne": np.not_equal, "lt": np.less, "le": np.less_equal, "gt": np.greater,
+               "ge": np.greater_equal}
+
+
+def _vcmp(inst: Inst, m: Machine) -> Run:
+    """dst = 1.0 where (a mode b) holds, else 0.0 (`_binary`'s operands and broadcasting)."""
+    ufunc = _CMP_UFUNCS[CMP_MODES[inst["mode"]]]
+
+    def compare(a: np.ndarray, b: np.ndarray, out: np.ndarray) -> None:
+        out[...] = ufunc(a, b)
+
+    return _binary(compare)(inst, m)
 
 
 def compile_layernorm(inst: Inst, m: Machine) -> Run:
@@ -277,6 +336,12 @@ FACTORIES: dict[str, Callable[[Inst, Machine], Run]] = {
     "relu": _unary(_relu),
     "exp": _unary(lambda s, d: np.exp(s, out=d)),
     "itof": _unary(_itof, src_kind="i32"),
+    "ftoi": _unary(_ftoi, dst_kind="i32"),
+    "vcmp": _vcmp,
+    "vscan": _unary(_scan),
+    "log": _unary(_log),
+    "sqrt": _unary(_sqrt),
+    "erf": _unary(_erf),
     "quant": _unary(_quant, dst_item=1),
     "dequant": _unary(_dequant, src_item=1, src_kind="u8"),
     "layernorm": compile_layernorm,

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import functools
 import hashlib
 from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Any
 
+from edgebert.frontend.fp16 import widen_float16
 from edgebert.frontend.metadata import EdgebertMetadata, metadata_props_of, parse_metadata
-from edgebert.frontend.support import SUPPORTED_ONNX_OPS, check_supported
+from edgebert.frontend.shape_folding import check_and_infer, fold_shapes
+from edgebert.frontend.support import SUPPORTED_ONNX_OPS, check_domains, check_supported
 from edgebert.isa.errors import CompileError
 
 _ONNX_DTYPES = {1: "float32", 6: "int32", 7: "int64", 9: "bool", 10: "float16", 11: "float64", 2: "uint8"}
@@ -39,6 +40,7 @@ class LoadedModel:
     metadata: EdgebertMetadata
     opset: int
     sha256: str  # of the model file and its external data files, in that order
+    source_dtype: str = "float32"  # "float16": an fp16 model, widened to float32 (frontend/fp16.py)
 
     @property
     def input_names(self) -> tuple[str, ...]:
@@ -54,30 +56,25 @@ def load_onnx(
     seq_len: int | None = None,
     supported_ops: frozenset[str] = SUPPORTED_ONNX_OPS,
 ) -> LoadedModel:
-    """Load (external data too), check, fix inputs to [1, seq_len], infer shapes and read EdgeBERT metadata.
+    """Load (external data too), widen float16 to float32 (frontend/fp16.py), fix inputs to [1, seq_len], fold what
+    that makes constant (shape arithmetic of dynamic axes), check, infer shapes and read EdgeBERT metadata
+    (frontend/shape_folding.py: the fold, checker and shape inference run on the weight-free skeleton).
 
-    Fails with one CompileError before any heavy work when the file is malformed or any node's op is not in
-    `supported_ops` (the error lists every such node).
+    Fails with one CompileError before any heavy work when the file is malformed or any node's op (after the fold)
+    is not in `supported_ops` (the error lists every such node).
     """
-    import onnx
-
     model, path, digest = _read_model(path_or_model)
-    check_supported(model.graph, supported_ops)
-    try:
-        onnx.checker.check_model(model)
-    except (onnx.checker.ValidationError, ValueError, RuntimeError, TypeError) as e:
-        first = str(e).strip().splitlines()
-        raise CompileError(f"invalid ONNX model: {first[0] if first else type(e).__name__}") from None
+    check_domains(model.graph)
+    source_dtype = "float16" if widen_float16(model) else "float32"
     seq_len = _fix_input_shapes(model, seq_len)
-    try:
-        model = onnx.shape_inference.infer_shapes(model, check_type=True, strict_mode=True, data_prop=True)
-    except Exception as e:  # onnx raises InferenceError or plain RuntimeError depending on the failure
-        raise CompileError(f"ONNX shape inference failed: {str(e).strip().splitlines()[0]}") from None
+    model = fold_shapes(model)
+    check_supported(model.graph, supported_ops)
+    model = check_and_infer(model)
     opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
     inputs = tuple(_spec(v) for v in _graph_inputs(model))
     outputs = tuple(_spec(v) for v in model.graph.output)
     metadata = parse_metadata(metadata_props_of(model), tuple(t.name for t in outputs))
-    return LoadedModel(model, path, seq_len, inputs, outputs, metadata, opset, digest)
+    return LoadedModel(model, path, seq_len, inputs, outputs, metadata, opset, digest, source_dtype)
 
 
 def _read_model(path_or_model) -> tuple[Any, Path | None, str]:
@@ -230,17 +227,31 @@ def _fix_input_shapes(model, seq_len: int | None) -> int:
 def _spec(value) -> TensorSpec:
     t = value.type.tensor_type
     shape = tuple(d.dim_value if d.HasField("dim_value") else -1 for d in t.shape.dim)
-    return TensorSpec(value.name, shape, _ONNX_DTYPES.get(t.elem_type, f"onnx_type_{t.elem_type}"))
+    return TensorSpec(value.name, shape, _ONNX_DTYPES.get(t.elem_type) or onnx_dtype_name(t.elem_type))
+
+
+def onnx_dtype_name(elem_type: int) -> str:
+    """numpy's name of an ONNX element type (`int8`, `float64`, ...), or `onnx_type_N` when it has none; the
+    backend's check rejects dtypes it has no storage for by this name."""
+    from onnx import helper
+
+    try:
+        return str(helper.tensor_dtype_to_np_dtype(elem_type))
+    except (KeyError, ValueError, TypeError):
+        return f"onnx_type_{elem_type}"
 
 
 def to_relax(loaded: LoadedModel, keep_params_in_input: bool = False):
-    """Import with `tvm.relax.frontend.onnx.from_onnx` (ConstantOfShape fix applied); returns a tvm.IRModule."""
+    """Import with `tvm.relax.frontend.onnx.from_onnx` (with frontend/converters.py's overrides: ConstantOfShape,
+    Clip, Pad); returns a tvm.IRModule."""
     from tvm.relax.frontend.onnx import from_onnx
+
+    from edgebert.frontend.converters import converter_overrides
 
     shape_dict = {t.name: list(t.shape) for t in loaded.inputs}
     dtype_dict = {t.name: t.dtype for t in loaded.inputs}
     try:
-        with constant_of_shape_fix():
+        with converter_overrides():
             return from_onnx(
                 loaded.model, shape_dict=shape_dict, dtype_dict=dtype_dict, opset=loaded.opset,
                 keep_params_in_input=keep_params_in_input,
@@ -252,7 +263,6 @@ def to_relax(loaded: LoadedModel, keep_params_in_input: bool = False):
         raise CompileError(f"TVM ONNX import failed: {first[-1] if first else type(e).__name__}") from None
 
 
-@contextlib.contextmanager
 def constant_of_shape_fix():
     """Temporarily replace TVM 0.27's ConstantOfShape converter with one that folds constant shapes.
 
@@ -262,20 +272,9 @@ def constant_of_shape_fix():
     (always, once input shapes are fixed) we emit `const(np.full(shape, scalar))` instead; otherwise we
     broadcast a 0-D scalar. The override is scoped to this context (the converter map is rebuilt per call).
     """
-    from tvm.relax.frontend.onnx import onnx_frontend
+    from edgebert.frontend.converters import patched_converters
 
-    original = onnx_frontend._get_convert_map
-
-    def patched_map():
-        table = original()
-        table["ConstantOfShape"] = _folding_constant_of_shape()
-        return table
-
-    onnx_frontend._get_convert_map = patched_map
-    try:
-        yield
-    finally:
-        onnx_frontend._get_convert_map = original
+    return patched_converters({"ConstantOfShape": _folding_constant_of_shape})
 
 
 @functools.cache

@@ -10,6 +10,7 @@ from edgebert.isa.assembler import format_f32, operand_syntax
 from edgebert.isa.table import (
     BIN_MODES,
     BROADCASTS,
+    CMP_MODES,
     DTYPES,
     EXIT_COMPARES,
     FORMATS,
@@ -118,6 +119,7 @@ def generate_reference() -> str:
         ("bcast", BROADCASTS),
         ("lut mode", BIN_MODES),
         ("exit cmp", EXIT_COMPARES),
+        ("vcmp mode", CMP_MODES),
     ):
         out.append(f"| {name} | {', '.join(f'`{v}`' for v in values)} |")
     out += ["", "## Instructions", "", "| mnemonic | opcode | unit | description |", "|---|---|---|---|"]

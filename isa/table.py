@@ -35,6 +35,8 @@ BIN_MODES = ("floor", "nearest")
 #: Comparisons of the early-exit branches: exit when fs < threshold (``lt``, EdgeBERT's software) or
 #: fs <= threshold (``le``, EdgeBERT's entropy unit).
 EXIT_COMPARES = ("lt", "le")
+#: Comparisons of ``vcmp`` (IEEE: every comparison with a NaN is false, except ``ne``).
+CMP_MODES = ("eq", "ne", "lt", "le", "gt", "ge")
 
 _F32_ONE = 0x3F800000  # bit pattern of 1.0f
 
@@ -290,7 +292,14 @@ def _build_table() -> tuple[Instruction, ...]:
         i("vmuli", 0x35, "sfu", _immediate_layout(), "dst, src, imm", "Element-wise dst = src * imm."),
         i("vdiv", 0x37, "sfu", _binary_layout(), "dst, a, b", "Element-wise dst = a / b (IEEE division)."),
         i("vmin", 0x3E, "sfu", _binary_layout(), "dst, a, b", "Element-wise dst = min(a, b)."),
+        i("vcmp", 0x3F, "sfu", [*_binary_layout(), _f("mode", 3, Kind.ENUM, CMP_MODES, doc="the comparison")],
+          "dst, a, b", "Element-wise comparison: dst = 1.0 where (a `mode` b) holds, else 0.0 (masks, run-time ids)."),
         i("itof", 0x3D, "sfu", _unary_layout(), "dst, src", "Convert int32 elements to float32."),
+        i("ftoi", 0x43, "sfu", _unary_layout(), "dst, src",
+          "Convert float32 elements to int32, rounding toward zero (a NaN or a value outside int32 traps)."),
+        i("vscan", 0x42, "sfu", [*_unary_layout(), _f("exclusive", 1, Kind.FLAG, doc="sum the elements before, "
+                                                      "not up to and including, each one")],
+          "dst, src", "Prefix sum along each row: dst[r, c] = src[r, 0] + ... + src[r, c] (fp32, in order)."),
         i("vmov", 0x36, "sfu", _unary_layout(), "dst, src", "Copy a tile inside SRAM (strides may differ)."),
         i("gelu", 0x38, "sfu", _unary_layout(), "dst, src",
           "GELU, tanh form: 0.5x(1 + tanh(sqrt(2/pi)(x + 0.044715x^3))) (ALBERT's gelu_new)."),
@@ -298,6 +307,9 @@ def _build_table() -> tuple[Instruction, ...]:
         i("tanh", 0x3A, "sfu", _unary_layout(), "dst, src", "Element-wise tanh."),
         i("relu", 0x3B, "sfu", _unary_layout(), "dst, src", "Element-wise max(x, 0)."),
         i("exp", 0x3C, "sfu", _unary_layout(), "dst, src", "Element-wise exp."),
+        i("log", 0x44, "sfu", _unary_layout(), "dst, src", "Element-wise natural log (log 0 = -inf, log x<0 = NaN)."),
+        i("sqrt", 0x45, "sfu", _unary_layout(), "dst, src", "Element-wise square root (IEEE, correctly rounded)."),
+        i("erf", 0x46, "sfu", _unary_layout(), "dst, src", "Element-wise error function erf(x)."),
         i("layernorm", 0x40, "sfu", [
             *_unary_layout(),
             *_sram("gamma", "scale row (cols elements)"),

@@ -5,8 +5,8 @@
 
 For each kept model: fix the inputs to [1, seq_len], fold the shape arithmetic on the ONNX side (onnxruntime's
 basic graph optimisations, or onnxscript.optimizer: the fix recommended for dynamic axes), skip the up-front op check, import into Relax, run edgebert's Relax
-passes, and list every op the backend has no lowering for (walking every function, not stopping at the first),
-then try the backend. Uses compiler internals (the lowering's handler table), so it is a diagnosis tool only.
+passes, and list every op the backend cannot lower (its own support check, every binding), then try the backend.
+The loader folds dynamic shapes itself now; this script's fold stays to compare onnxruntime's and onnxscript's.
 """
 
 from __future__ import annotations
@@ -72,25 +72,14 @@ def fold_shapes(model: Any, folder: str = "onnxruntime") -> Any:
 
 
 def unlowered_ops(mod: Any) -> tuple[set[str], set[str]]:
-    """(Relax ops the backend has no plain-op lowering for, non-fp32 float dtypes) over `main` and the layer
-    functions; composites are lowered as units (compiler/lower/composites.py), so their bodies are not walked."""
-    import tvm
-    from tvm import relax
-
-    from edgebert.compiler.lower.plain_ops import PLAIN_OPS
+    """(Relax ops the backend cannot lower, dtypes it has no storage for) over `main` and the functions it calls: the
+    backend's own check (compiler/lower/support.py), every binding rather than the first."""
+    from edgebert.compiler.lower.support import unsupported_bindings
 
     ops, dtypes = set(), set()
-    for _, func in mod.functions.items():
-        if not isinstance(func, relax.Function) or (func.attrs is not None and "Composite" in func.attrs):
-            continue
-        for block in func.body.blocks:
-            for b in block.bindings:
-                dtype = str(getattr(b.var.ty, "dtype", ""))
-                if dtype.startswith(("float16", "bfloat16", "float64")):
-                    dtypes.add(dtype)
-                value = b.value
-                if isinstance(value, tvm.ir.Call) and isinstance(value.op, tvm.ir.Op) and value.op.name not in PLAIN_OPS:
-                    ops.add(value.op.name)
+    for u in unsupported_bindings(mod):
+        (dtypes if u.reason.startswith("dtype ") else ops).add(u.reason.split()[1] if u.reason.startswith("dtype ")
+                                                              else u.op)
     return ops, dtypes
 
 

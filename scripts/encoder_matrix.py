@@ -119,14 +119,15 @@ def classify(stage: str, error: str, dynamic: bool = False) -> str:
     return next(c.id for c in CLASSES if (dynamic or not c.dynamic_only) and re.search(c.pattern, text))
 
 
-#: ONNX op -> the failure class it triggers today.
+#: ONNX op -> the failure class it triggered before issue 13's fixes (its trigger, for `graph_blockers`).
 _OP_CLASSES = {"Erf": "erf-gelu", "CumSum": "position-ids", "Split": "split", "Pad": "pad",
                "ReduceMean": "reduce-mean-layernorm", **dict.fromkeys(
                    ("Clip", "HardSwish", "LeakyRelu", "Softplus", "Mish", "PRelu", "Min", "Max"), "activation-ops")}
 
 
 def graph_blockers(model: Any, exporter: str) -> list[str]:
-    """The failure classes an exported graph will hit, read from its ops, dtypes and input shapes."""
+    """The failure classes whose trigger an exported graph holds (its ops, dtypes and input shapes): what each case
+    exercises (before issue 13's fixes, the classes it would fail in; the contrib ops still are)."""
     from onnx import TensorProto
 
     found = set()
@@ -249,12 +250,12 @@ def _compile(path: Path, seq_len: int, hw: Any, row: Row):
 
 def _stage_of(timings: dict[str, float]) -> str:
     """The compiler stage that failed: the first pipeline stage compile_onnx did not finish (it times only finished
-    ones); every stage after `relax` is reported as `backend`."""
+    ones); every stage after `check` (the backend's support check) is reported as `backend`."""
     from edgebert.compiler.pipeline import STAGES
 
     for stage in STAGES:
         if stage.name not in timings and stage.when is None:
-            return stage.name if stage.name in ("load", "import", "relax") else "backend"
+            return stage.name if stage.name in ("load", "import", "relax", "check") else "backend"
     return "backend"
 
 

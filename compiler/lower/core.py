@@ -363,7 +363,7 @@ class Scope:
             return tuple(self.value_of(f) for f in expr.fields)
         if kind == "TupleGetItem":
             return self.value_of(expr.tuple_value)[expr.index]
-        if kind in ("ShapeExpr", "PrimValue", "StringImm", "DataTypeImm"):
+        if kind in ("ShapeExpr", "PrimValue", "StringImm", "DataTypeImm", "IntImm", "FloatImm"):
             return None  # attributes carried as arguments; handlers read them from the call
         raise CompileError(f"{self.fname}: unsupported expression {kind}")
 

@@ -9,6 +9,11 @@
     barrier                    ; drains the units: each iteration's tokens balance
     addi  r1, r1, 1
     blt   r1, r2, <layer>.loop<i>
+
+Layers with their own weights (the layer function's trailing `num_weights` parameters, one set per call) have the body
+lowered once per layer and checked equal up to the constants it reads (lower/weight_tables.py); those constants form
+one table of N blocks, read at r8 + offset with `li r6, S; mul r8, r1, r6` at the top of the body. A body whose
+layers lower differently (another scale, compressed tiles of other sizes) is lowered unrolled instead.
 """
 
 from __future__ import annotations
@@ -17,9 +22,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from edgebert.compiler import emitters as em
-from edgebert.compiler.lower.core import Scope, Step, Tensor, Value
+from edgebert.compiler.lower.core import Lowerer, Scope, Step, Tensor, Value
+from edgebert.compiler.lower.weight_tables import TableUnfit, lower_copies, stack_table
 from edgebert.compiler.tile_ir import LoopRange, TileInst, TileProgram
-from edgebert.isa.abi import R_LAYER, R_LAYER_LIMIT
+from edgebert.isa.abi import R_LAYER, R_LAYER_LIMIT, R_TMP, R_WEIGHTS, WEIGHT_TABLE
 from edgebert.isa.errors import CompileError
 
 
@@ -59,24 +65,76 @@ def close_loop(prog: TileProgram, label: str, start: int, trips: int) -> None:
 
 @dataclass
 class LayerLoopStep(Step):
-    """The calls of one layer loop (consecutive bindings of main, each reading the previous one's result)."""
+    """The calls of one layer loop (consecutive bindings of main, each reading the previous one's result); the last
+    `num_weights` arguments of each call are its layer's own constants."""
 
     calls: list[Any]
+    num_weights: int = 0
 
     def lower(self, scope: Scope) -> None:
-        low, prog = scope.low, scope.prog
-        first = self.calls[0].value
-        callee = low.mod[first.op]
-        name = first.op.name_hint
-        carry, rest = loop_carry(scope, first)
-        label, start = open_loop(prog, name, len(self.calls))
-        low.loop_depth += 1
+        if not self.num_weights:
+            _lower_loop(scope, self.calls, 0)
+            return
+        saved = _Snapshot(scope.low)
+        try:
+            _lower_loop(scope, self.calls, self.num_weights)
+        except TableUnfit:
+            saved.restore()
+            for b in self.calls:  # unrolled: each call lowered inline with its own constants
+                scope.lower_binding(b)
+
+
+def _lower_loop(scope: Scope, calls: list[Any], num_weights: int) -> None:
+    low, prog = scope.low, scope.prog
+    first = calls[0].value
+    callee = low.mod[first.op]
+    name = first.op.name_hint
+    carry, rest = loop_carry(scope, first)
+    invariants = rest[:len(rest) - num_weights]
+    label, start = open_loop(prog, name, len(calls))
+    low.loop_depth += 1
+    if num_weights:
+        size = prog.emit(TileInst("li", {"rd": R_TMP, "imm": 0}))
+        prog.emit(TileInst("mul", {"rd": R_WEIGHTS, "rs1": R_LAYER, "rs2": R_TMP}))
+        weights = [[scope.value_of(a) for a in c.value.args[len(c.value.args) - num_weights:]] for c in calls]
+        out: list[Value] = []
+
+        def lower_layer(k: int):
+            return lambda: out.append(low.lower_function(callee, [carry, *invariants, *weights[k]], name))
+
+        code, new1, slots = lower_copies(low, lower_layer(0), [lower_layer(k) for k in range(1, len(calls))])
+        stack_table(prog, low, slots, code, size, R_WEIGHTS, f"{WEIGHT_TABLE}.{name}", new1, len(calls))
+        result = out[0]
+    else:
         result = low.lower_function(callee, [carry, *rest], name)
-        low.loop_depth -= 1
-        if not isinstance(result, Tensor) or result.shape != carry.shape:
-            raise CompileError(f"{name}: a layer-loop body must return one tensor shaped like its first argument")
-        if result.view != carry.view:
-            em.emit_unary(prog, "vmov", carry.view, result.view)
-        close_loop(prog, label, start, len(self.calls))
-        for b in self.calls:
-            scope.env[b.var] = carry
+    low.loop_depth -= 1
+    if not isinstance(result, Tensor) or result.shape != carry.shape:
+        raise CompileError(f"{name}: a layer-loop body must return one tensor shaped like its first argument")
+    if result.view != carry.view:
+        em.emit_unary(prog, "vmov", carry.view, result.view)
+    close_loop(prog, label, start, len(calls))
+    for b in calls:
+        scope.env[b.var] = carry
+
+
+class _Snapshot:
+    """The lowering state before a layer loop, to lower the calls unrolled instead when the loop does not fit."""
+
+    def __init__(self, low: Lowerer) -> None:
+        prog = low.prog
+        self.low = low
+        self.sizes = (len(prog.insts), len(prog.buffers), len(prog.packed_weights), len(prog.loops))
+        self.fences, self.labels = set(prog.fences), dict(prog.labels)
+        self.consts, self.ring, self.pinned, self.depth = low.snapshot_consts(), low.ring.next, set(low.pinned), \
+            low.loop_depth
+
+    def restore(self) -> None:
+        low, prog = self.low, self.low.prog
+        n_insts, n_buffers, n_packed, n_loops = self.sizes
+        del prog.insts[n_insts:]
+        del prog.buffers[n_buffers:]
+        del prog.packed_weights[n_packed:]
+        del prog.loops[n_loops:]
+        prog.fences, prog.labels = self.fences, self.labels
+        low.restore_consts(self.consts)
+        low.ring.next, low.pinned, low.loop_depth = self.ring, self.pinned, self.depth

@@ -26,7 +26,7 @@ from edgebert.compiler.lower.exit_loop import ExitLoopStep
 from edgebert.compiler.lower.exit_plan import ExitPlan, plan_exits
 from edgebert.compiler.lower.exits import ExitCode, ExitHeadStep
 from edgebert.compiler.lower.loops import LayerLoopStep
-from edgebert.compiler.lower.plain_ops import FOLDABLE, PLAIN_OPS
+from edgebert.compiler.lower.op_table import FOLDABLE, LOWERED_OPS
 from edgebert.compiler.matmul import StagingRing
 from edgebert.compiler.relax_passes import LayerLoop
 from edgebert.compiler.tile_ir import TileProgram
@@ -75,7 +75,7 @@ def _lower(mod: Any, hw: HardwareConfig, layer_loops: list[LayerLoop], staging_f
     prog = TileProgram()
     size = staging_bytes(hw, staging_fraction)
     ring = StagingRing([prog.buffer(f"stage.{i}", size, "stage") for i in range(STAGING_BUFFERS)], size)
-    low = Lowerer(mod, hw, prog, ring, PLAIN_OPS, COMPOSITES, FOLDABLE)
+    low = Lowerer(mod, hw, prog, ring, LOWERED_OPS, COMPOSITES, FOLDABLE)
     low.compression = compression
     if compression is not None:
         compression.reset()
@@ -146,11 +146,11 @@ def main_steps(bindings: list[Any], layer_loops: list[LayerLoop], main: Any, exi
     previous one's result, are one counted loop; with early exit, the looped layers + heads, or each head's exit
     code right after its logits (the layers unrolled)."""
     every = [b for blk in main.body.blocks for b in blk.bindings]
-    loop_calls: dict[Any, tuple[list[Any], int]] = {}  # call var -> (its loop's calls, its position among them)
+    loop_calls: dict[Any, tuple[list[Any], int, int]] = {}  # call var -> (its loop's calls, its position, weights)
     for loop in layer_loops:
         if loop.num_outputs == 1:
             calls = [every[i] for i in loop.binding_indices]
-            loop_calls.update({c.var: (calls, k) for k, c in enumerate(calls)})
+            loop_calls.update({c.var: (calls, k, loop.num_weights) for k, c in enumerate(calls)})
     i = 0
     while i < len(bindings):
         b = bindings[i]
@@ -158,9 +158,10 @@ def main_steps(bindings: list[Any], layer_loops: list[LayerLoop], main: Any, exi
             yield ExitLoopStep(bindings, plan.loop, exits, plan.exit_vars)
             i = plan.loop.end
             continue
-        run = _consecutive_calls(bindings, i, *loop_calls.get(b.var, ([], 0)))
+        calls, k, weights = loop_calls.get(b.var, ([], 0, 0))
+        run = _consecutive_calls(bindings, i, calls, k, weights)
         if len(run) > 1:
-            yield LayerLoopStep(run)
+            yield LayerLoopStep(run, weights)
             i += len(run)
             continue
         yield BindingStep(b)
@@ -169,16 +170,17 @@ def main_steps(bindings: list[Any], layer_loops: list[LayerLoop], main: Any, exi
         i += 1
 
 
-def _consecutive_calls(bindings: list[Any], i: int, calls: list[Any], k: int) -> list[Any]:
+def _consecutive_calls(bindings: list[Any], i: int, calls: list[Any], k: int, weights: int = 0) -> list[Any]:
     """calls[k], calls[k+1], ... as long as they are bindings[i], bindings[i+1], ..., each reading the previous
-    call's result and the same loop-invariant arguments."""
+    call's result and the same loop-invariant arguments (the trailing `weights` arguments are each layer's own)."""
     run = []
     for call in calls[k:]:
         j = i + len(run)
         if j >= len(bindings) or not bindings[j].var.same_as(call.var):
             break
+        invariant = slice(1, len(call.value.args) - weights)
         if run and not (call.value.args[0].same_as(run[-1].var) and len(call.value.args) == len(run[0].value.args)
-                        and all(x.same_as(y) for x, y in zip(call.value.args[1:], run[0].value.args[1:],
+                        and all(x.same_as(y) for x, y in zip(call.value.args[invariant], run[0].value.args[invariant],
                                                              strict=True))):
             break
         run.append(bindings[j])

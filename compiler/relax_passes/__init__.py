@@ -2,10 +2,12 @@
 
   cleanup.py     TVM's cleanup passes (BindParams, CanonicalizeBindings, DCE) + ConstantOperandLast
   fold.py        constant folding in numpy (FoldConstantsNumpy), TVM's FoldConstant only if needed
+  canonicalize.py  CanonicalizeDecomposed: exporter decompositions -> their op (exact GELU, LayerNorm below opset 17)
   mask.py        SimplifyAttentionMask: the exporters' mask plumbing -> one verified additive-mask row
   fusion.py      `relax.dpl` patterns of the edgebert.* composites, FuseOpsByPattern, CanonicalizeCompositeArgs,
                  `composite_attrs`
   idioms.py      SimplifyIdentityIdioms: exporter idioms that are the identity on the accelerator
+  int_arith.py   IntegerArithmeticInFloat: integer arithmetic of bounded range (position ids) in float32
   layer_loop.py  OutlineLayerLoops and `find_layer_loops` (`LayerLoop`)
   exprs.py       queries on Relax expressions (`vars_in`)
   runner.py      `run_passes`: one pass at a time, timed, optionally dumped
@@ -13,8 +15,9 @@
 The pass list is `compiler/pipeline.relax_passes()` (the `relax` stage):
     BindParams? -> edgebert.FoldConstantsNumpy -> edgebert.FoldRemainingConstants (TVM FoldConstant, if needed)
     -> CanonicalizeBindings -> [EliminateCommonSubexpr, opt-in] -> DeadCodeElimination
-    -> edgebert.ConstantOperandLast -> edgebert.SimplifyAttentionMask -> FuseOpsByPattern(edgebert.*)
-    -> edgebert.CanonicalizeCompositeArgs -> edgebert.SimplifyIdentityIdioms -> edgebert.OutlineLayerLoops
+    -> edgebert.ConstantOperandLast -> edgebert.CanonicalizeDecomposed -> edgebert.SimplifyAttentionMask -> FuseOpsByPattern(edgebert.*)
+    -> edgebert.CanonicalizeCompositeArgs -> edgebert.SimplifyIdentityIdioms -> edgebert.IntegerArithmeticInFloat
+    -> edgebert.OutlineLayerLoops
 
 The IR contract: what the backend (compiler/lower) receives
 ------------------------------------------------------------
@@ -57,9 +60,11 @@ This is the one statement of it (docs/frontend.md and docs/compiler.md point her
   `edgebert.num_carried`, `edgebert.num_outputs`, `edgebert.count`. Parameters: the carried state first
   (ALBERT: the hidden state f32[1,S,H]), then loop-invariant inputs (ALBERT: the additive mask). They return
   one tensor (or a tuple of `num_outputs`). Main calls each `count` times in consecutive bindings, call i+1
-  reading call i's result(s); weights are constants inside the body (identical for every call).
+  reading call i's result(s); weights are constants inside the body (identical for every call), except the
+  constants that differ per layer (BERT's unshared layers): those are the function's last `edgebert.num_weights`
+  parameters, and each call passes its layer's constants there.
   `find_layer_loops(mod)` lists them as `LayerLoop(func_name, count, first_binding_index, binding_indices,
-  num_carried, num_outputs)`: the pipeline's `layer-loops` stage calls it once and the lowering uses that list
+  num_carried, num_outputs, num_weights)`: the pipeline's `layer-loops` stage calls it once and the lowering uses that list
   (a single-output loop becomes one counted loop body; the exit heads join it when they can).
 * Plain Relax ops that remain (ALBERT): add (residuals; embedding + folded position/type constant rows
   f32[1, S, E]) and the CLS row `take(x, R.const(0), axis=1)` before the pooler. Nothing else, for both
@@ -67,6 +72,7 @@ This is the one statement of it (docs/frontend.md and docs/compiler.md point her
   op is lowered by `lower/plain_ops.PLAIN_OPS` or rejected naming the op and binding.
 """
 
+from edgebert.compiler.relax_passes.canonicalize import CanonicalizeDecomposed
 from edgebert.compiler.relax_passes.cleanup import ConstantOperandLast, cleanup_passes
 from edgebert.compiler.relax_passes.fold import FoldConstantsNumpy, FoldRemainingConstants
 from edgebert.compiler.relax_passes.fusion import (
@@ -77,12 +83,14 @@ from edgebert.compiler.relax_passes.fusion import (
     fusion_pass,
 )
 from edgebert.compiler.relax_passes.idioms import SimplifyIdentityIdioms
+from edgebert.compiler.relax_passes.int_arith import IntegerArithmeticInFloat
 from edgebert.compiler.relax_passes.layer_loop import LayerLoop, OutlineLayerLoops, find_layer_loops
 from edgebert.compiler.relax_passes.mask import SimplifyAttentionMask
 from edgebert.compiler.relax_passes.runner import pass_name, run_passes
 
 __all__ = [
-    "COMPOSITES", "CanonicalizeCompositeArgs", "ConstantOperandLast", "FoldConstantsNumpy", "FoldRemainingConstants",
+    "COMPOSITES", "CanonicalizeCompositeArgs", "CanonicalizeDecomposed", "ConstantOperandLast",
+    "IntegerArithmeticInFloat", "FoldConstantsNumpy", "FoldRemainingConstants",
     "LayerLoop", "OutlineLayerLoops",
     "cleanup_passes", "composite_attrs", "composite_specs", "find_layer_loops", "fusion_pass", "pass_name",
     "SimplifyAttentionMask", "SimplifyIdentityIdioms", "run_passes",

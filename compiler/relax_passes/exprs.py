@@ -17,3 +17,20 @@ def vars_in(expr) -> list:
     if isinstance(expr, relax.TupleGetItem):
         return vars_in(expr.tuple_value)
     return []
+
+
+def non_composite_functions(mod: tvm.IRModule) -> list[tuple]:
+    """(GlobalVar, Function) of every Relax function of `mod` that is not an `edgebert.*` composite."""
+    return [(gv, f) for gv, f in mod.functions.items()
+            if isinstance(f, relax.Function) and (f.attrs is None or "Composite" not in f.attrs)]
+
+
+def replace_functions(mod: tvm.IRModule, new: dict) -> tvm.IRModule:
+    """`mod` with the functions in `new` (GlobalVar -> Function) replaced and dead bindings of main dropped; `mod`
+    itself when `new` is empty."""
+    if not new:
+        return mod
+    out = tvm.IRModule(dict(mod.functions.items()), attrs=mod.attrs)
+    for gv, func in new.items():
+        out[gv] = func
+    return relax.transform.DeadCodeElimination(["main"])(out)

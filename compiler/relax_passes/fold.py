@@ -105,6 +105,9 @@ def _fold(value, var):
     if name == "relax.shape_of":
         shape = _static_shape(value.args[0])
         return None if shape is None else relax.ShapeExpr(shape)
+    uniform = _uniform_gather(value, var)
+    if uniform is not None:
+        return uniform
     folder = _FOLDERS.get(name)
     if name == "relax.strided_slice":
         folder, value = _strided_slice_folder(value)
@@ -134,6 +137,22 @@ def _fold(value, var):
     if list(result.shape) != want_shape or (result.dtype.kind == "f") != dtype.startswith("float"):
         return None
     return relax.const(np.array(result, dtype=dtype, order="C"), dtype)  # (ascontiguousarray makes 0-d 1-d)
+
+
+_GATHERS = ("relax.take", "relax.gather_elements", "relax.gather_nd")
+
+
+def _uniform_gather(call, var):
+    """A gather from a constant whose elements are all equal (RoBERTa's all-zero token-type buffer, gathered by run-time
+    position ids) is that value at every position: a constant of the result's shape, whatever the indices."""
+    if call.op.name not in _GATHERS or not isinstance(call.args[0], tvm.ir.Constant):
+        return None
+    data = call.args[0].value.numpy()
+    ty = var.ty
+    shape = _static_dims(getattr(ty, "shape", None) or [])
+    if data.size == 0 or shape is None or not np.all(data == data.reshape(-1)[0]):
+        return None
+    return relax.const(np.full(shape, data.reshape(-1)[0], dtype=str(ty.dtype)), str(ty.dtype))
 
 
 def _strided_slice_folder(call):

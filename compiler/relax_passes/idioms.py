@@ -10,22 +10,21 @@ from __future__ import annotations
 import tvm
 from tvm import relax
 
+from edgebert.compiler.relax_passes.exprs import non_composite_functions, replace_functions
+
 
 @tvm.transform.module_pass(opt_level=0, name="edgebert.SimplifyIdentityIdioms")
 class SimplifyIdentityIdioms:
     """Bind each idiom's var to its operand (module docstring), then drop what became dead."""
 
     def transform_module(self, mod: tvm.IRModule, _ctx) -> tvm.IRModule:
-        out = mod
-        for gv, func in mod.functions.items():
-            if not isinstance(func, relax.Function) or (func.attrs is not None and "Composite" in func.attrs):
-                continue
+        new = {}
+        for gv, func in non_composite_functions(mod):
             var2val = relax.analysis.get_var2val(func)
             aliases = {var: x for var, value in var2val.items() if (x := identity_operand(value, var2val)) is not None}
             if aliases:
-                out = tvm.IRModule(dict(out.functions.items()), attrs=out.attrs)
-                out[gv] = _Alias(aliases, mod).visit_expr(func)
-        return out if out is mod else relax.transform.DeadCodeElimination(["main"])(out)
+                new[gv] = _Alias(aliases, mod).visit_expr(func)
+        return replace_functions(mod, new)
 
 
 def identity_operand(value, var2val: dict) -> relax.Var | None:

@@ -5,6 +5,11 @@ attributes, composite callees and the *same constant weights*, with a consistent
 the previous copy's outputs, plus values computed before the run) and replaces them by N calls of one
 private function `edgebert_layer_<g>` that takes only activations (carried state first, then loop-invariant
 values such as the attention mask). Anything not matching stays inline. `find_layer_loops` reports the runs.
+
+Layers that differ only in their constants (BERT's 12 layers: same ops and shapes, their own weights) are outlined
+in a second search over what the first left (constants compared by shape and dtype): the function then also takes
+each constant that differs between the copies as a trailing parameter (`edgebert.num_weights` of them), and each
+call passes its layer's constants (the lowering, compiler/lower/loops.py, reads them from a per-layer table).
 """
 
 from __future__ import annotations
@@ -34,14 +39,16 @@ class LayerLoop:
     binding_indices: tuple[int, ...]  # the bindings making up the run (calls and their TupleGetItems)
     num_carried: int  # leading parameters fed by the previous call's outputs (first call: from before)
     num_outputs: int  # the function returns a tensor (1) or a tuple of that many tensors
+    num_weights: int = 0  # trailing parameters: constants that differ per layer (each call passes its own)
 
 
 @tvm.transform.module_pass(opt_level=0, name="edgebert.OutlineLayerLoops")
 class OutlineLayerLoops:
     """Outline repeated identical layers of `main` into `edgebert_layer_<g>` functions (see module doc)."""
 
-    def __init__(self, min_count: int = 2):
+    def __init__(self, min_count: int = 2, per_layer_weights: bool = True):
         self.min_count = min_count
+        self.per_layer_weights = per_layer_weights
 
     def transform_module(self, mod: tvm.IRModule, _ctx) -> tvm.IRModule:
         main_gv = mod.get_global_var("main")
@@ -49,9 +56,19 @@ class OutlineLayerLoops:
         if not _single_dataflow_block(func):
             return mod
         bindings = _hoisted_order(list(func.body.blocks[0].bindings), func.params)
-        sigs = _signatures(bindings)
+        hashes: dict[int, int] = {}
+        sigs = _signatures(bindings, hashes)
         runs: list[_Run] = []
         _find_runs(bindings, sigs, 0, len(bindings), self.min_count, runs)
+        if self.per_layer_weights:  # then layers that differ only in their constants, in what is left
+            shapes = _signatures(bindings, hashes, by_content=False)
+            covered = sorted((r.start, r.start + r.period * r.count) for r in runs)
+            lo = 0
+            for start, end in [*covered, (len(bindings), len(bindings))]:
+                found: list[_Run] = []
+                _find_runs(bindings, shapes, lo, start, self.min_count, found)
+                runs += [r for r in found if _with_weights(bindings, r, hashes)]
+                lo = end
         if not runs:
             return mod
         runs.sort(key=lambda r: r.start)
@@ -84,7 +101,8 @@ def find_layer_loops(mod: tvm.IRModule) -> list[LayerLoop]:
                     bindings[j].value.tuple_value.same_as(bindings[prev].var):
                 indices.append(j)
                 j += 1
-        loops.append(LayerLoop(name, count, first, tuple(indices), num_carried, num_outputs))
+        weights = int(layer.attrs["edgebert.num_weights"]) if "edgebert.num_weights" in layer.attrs else 0
+        loops.append(LayerLoop(name, count, first, tuple(indices), num_carried, num_outputs, weights))
         i = j
     return loops
 
@@ -121,6 +139,7 @@ class _Run:
     invariants: list[relax.Var]  # values defined before the run that every copy reads
     outputs: list[int]  # offsets whose values are used outside their copy, sorted
     arg_slots: dict[tuple[int, int], tuple[str, object]]  # (offset, arg path) -> ("local"/"carried"/"inv", key)
+    weights: list[tuple[int, int]] = dataclasses.field(default_factory=list)  # (offset, k-th constant) per layer
 
 
 def _single_dataflow_block(func) -> bool:
@@ -152,18 +171,18 @@ def _same(a, b) -> bool:
     return a is b or (a is not None and b is not None and a.same_as(b))
 
 
-def _signatures(bindings: list) -> list:
-    """Per binding, a hashable key of its computation ignoring which activations it reads."""
-    const_keys: dict[int, int] = {}
+def _signatures(bindings: list, hashes: dict[int, int] | None = None, by_content: bool = True) -> list:
+    """Per binding, a hashable key of its computation ignoring which activations it reads; constants by content
+    (`hashes` caches their structural hash per object), or only by shape and dtype (`by_content=False`)."""
+    hashes = {} if hashes is None else hashes
 
     def key(expr):
         if isinstance(expr, relax.Var):
             return ("var",)
         if isinstance(expr, tvm.ir.Constant):
-            handle = hash(expr)
-            if handle not in const_keys:
-                const_keys[handle] = structural_hash(expr)
-            return ("const", const_keys[handle])
+            if not by_content:
+                return ("const", structural_hash(expr.ty))
+            return ("const", _content_hash(expr, hashes))
         if isinstance(expr, tvm.ir.Call):
             op = expr.op.name_hint if isinstance(expr.op, relax.GlobalVar) else str(expr.op.name) \
                 if hasattr(expr.op, "name") else structural_hash(expr.op)
@@ -176,6 +195,37 @@ def _signatures(bindings: list) -> list:
         return ("other", structural_hash(expr))
 
     return [(key(b.value), structural_hash(b.var.ty)) for b in bindings]
+
+
+def _content_hash(const, hashes: dict[int, int]) -> int:
+    handle = hash(const)
+    if handle not in hashes:
+        hashes[handle] = structural_hash(const)
+    return hashes[handle]
+
+
+def _constants(expr) -> list:
+    """The constants an expression reads (call arguments, tuple fields), in a fixed traversal order."""
+    if isinstance(expr, tvm.ir.Constant):
+        return [expr]
+    if isinstance(expr, tvm.ir.Call):
+        return [c for a in expr.args for c in _constants(a)]
+    if isinstance(expr, relax.Tuple):
+        return [c for f in expr.fields for c in _constants(f)]
+    if isinstance(expr, relax.TupleGetItem):
+        return _constants(expr.tuple_value)
+    return []
+
+
+def _with_weights(bindings: list, run: _Run, hashes: dict[int, int]) -> bool:
+    """Record in `run.weights` the constant positions whose constants differ between the copies (content); a run
+    whose copies all share their constants is the first search's business (False)."""
+    for off in range(run.period):
+        per_copy = [_constants(bindings[run.start + c * run.period + off].value) for c in range(run.count)]
+        for k, first in enumerate(per_copy[0]):
+            if any(_content_hash(consts[k], hashes) != _content_hash(first, hashes) for consts in per_copy[1:]):
+                run.weights.append((off, k))
+    return bool(run.weights)
 
 
 def _find_runs(bindings, sigs, lo: int, hi: int, min_count: int, runs: list) -> None:
@@ -312,7 +362,8 @@ def _emit_calls(bb, bindings, run: _Run, gv, varmap: dict) -> None:
     invariants = [varmap.get(v, v) for v in run.invariants]
     for c in range(run.count):
         base = run.start + c * run.period
-        args = [state[off] for off in run.carried] + invariants
+        weights = [_constants(bindings[base + off].value)[k] for off, k in run.weights]
+        args = [state[off] for off in run.carried] + invariants + weights
         last = c == run.count - 1
         call = relax.Call(gv, args)
         results: dict[int, relax.Var] = {}
@@ -334,10 +385,12 @@ def _emit_calls(bb, bindings, run: _Run, gv, varmap: dict) -> None:
 
 
 def _layer_function(bindings, run: _Run) -> relax.Function:
-    """Copy 0 of the run as a function of (carried state..., invariants...)."""
+    """Copy 0 of the run as a function of (carried state..., invariants..., per-layer constants...)."""
     copy0 = bindings[run.start: run.start + run.period]
     carried_params = [relax.Var(f"state{k}", copy0[off].var.ty) for k, off in enumerate(run.carried)]
     inv_params = [relax.Var(f"in{k}", v.ty) for k, v in enumerate(run.invariants)]
+    weight_params = {slot: relax.Var(f"w{k}", _constants(copy0[slot[0]].value)[slot[1]].ty)
+                     for k, slot in enumerate(run.weights)}
     varmap: dict = {}
     for off, p in zip(run.carried, carried_params, strict=True):
         varmap[run.initial[off]] = p
@@ -345,13 +398,17 @@ def _layer_function(bindings, run: _Run) -> relax.Function:
         varmap[v] = p
     bb = relax.BlockBuilder()
     attrs = {"edgebert.num_carried": len(carried_params), "edgebert.num_outputs": len(run.outputs),
-             "edgebert.count": run.count}
-    with bb.function("layer", carried_params + inv_params, attrs=attrs, private=True):
+             "edgebert.count": run.count, "edgebert.num_weights": len(weight_params)}
+    with bb.function("layer", carried_params + inv_params + list(weight_params.values()), attrs=attrs,
+                     private=True):
         with bb.dataflow():
             results = {}
             for off, b in enumerate(copy0):
                 is_out = off in run.outputs
                 value = _substitute(b.value, varmap)
+                slots = {k: p for (o, k), p in weight_params.items() if o == off}
+                if slots:
+                    value = _replace_constants(value, slots, [0])
                 name = b.var.name
                 new = bb.emit_output(value, name) if is_out else bb.emit(value, name)
                 varmap[b.var] = new
@@ -359,6 +416,22 @@ def _layer_function(bindings, run: _Run) -> relax.Function:
         outs = [results[off] for off in run.outputs]
         bb.emit_func_output(outs[0] if len(outs) == 1 else relax.Tuple(outs))
     return bb.get()["layer"]
+
+
+def _replace_constants(expr, slots: dict[int, relax.Var], counter: list[int]):
+    """`expr` with its k-th constant (`_constants` order) replaced by `slots[k]` where given."""
+    if isinstance(expr, tvm.ir.Constant):
+        k = counter[0]
+        counter[0] += 1
+        return slots.get(k, expr)
+    if isinstance(expr, tvm.ir.Call):
+        args = [_replace_constants(a, slots, counter) for a in expr.args]
+        return relax.Call(expr.op, args, expr.attrs, expr.ty_args, expr.span)
+    if isinstance(expr, relax.Tuple):
+        return relax.Tuple([_replace_constants(f, slots, counter) for f in expr.fields])
+    if isinstance(expr, relax.TupleGetItem):
+        return relax.TupleGetItem(_replace_constants(expr.tuple_value, slots, counter), expr.index)
+    return expr
 
 
 def _substitute(expr, varmap: dict):

@@ -22,7 +22,9 @@ from edgebert.compiler.relax_passes.exprs import vars_in
 
 _MOVE_OPS = {"relax.astype", "relax.reshape", "relax.take", "relax.gather_nd", "relax.broadcast_to",
              "relax.permute_dims", "relax.expand_dims", "relax.squeeze", "relax.logical_and", "relax.logical_or"}
-_MIN_NEG = -1e30  # the exporters use finfo(float32).min; anything this negative zeroes a softmax entry
+#: The exporters use the model dtype's finfo.min: float32's -3.4e38, float16's -65504 (fp16 models are widened to
+#: float32 on load, keeping that value); anything this negative zeroes a softmax entry (exp underflows to 0).
+_MIN_NEG = -65504.0
 
 
 @tvm.transform.module_pass(opt_level=0, name="edgebert.SimplifyAttentionMask")

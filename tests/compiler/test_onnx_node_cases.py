@@ -39,6 +39,23 @@ MIN_PASSING = {
     "Concat": 18,
     "Identity": 2,
     "Slice": 6,
+    # added for the encoder zoo (docs/generality.md)
+    "Split": 14,
+    "Clip": 9,
+    "LeakyRelu": 3,
+    "PRelu": 2,
+    "HardSigmoid": 4,
+    "HardSwish": 1,
+    "Softplus": 3,
+    "Mish": 1,
+    "Erf": 1,
+    "Log": 2,
+    "Sqrt": 40,
+    "ReduceMean": 40,
+    "Less": 8,
+    "Where": 9,
+    "Min": 3,
+    "Max": 3,
 }
 
 

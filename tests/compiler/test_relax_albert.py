@@ -28,10 +28,11 @@ CONFIGS = {
                                                outputs=("pooler_output",)), 1, {"num_hidden_layers": 2}, [2]),
     # two different layers per group application: the loop body holds both
     "inner-group2": ("tiny", ExportSpec(seq_len=11), 2, {"num_hidden_layers": 3, "inner_group_num": 2}, [3]),
-    # every layer has its own weights: nothing to loop, everything stays inline (and correct)
-    "unshared-3groups": ("tiny", ExportSpec(seq_len=11), 2, {"num_hidden_layers": 3, "num_hidden_groups": 3}, []),
+    # every layer has its own weights (as BERT's): one function taking them as trailing parameters, called 3 times
+    "unshared-3groups": ("tiny", ExportSpec(seq_len=11), 2, {"num_hidden_layers": 3, "num_hidden_groups": 3}, [3]),
 }
-LAYER_CALLS = {"inner-group2": 3, "unshared-3groups": 0}
+LAYER_CALLS = {"inner-group2": 3}
+WEIGHTS = {"unshared-3groups": 16}  # per-layer constants: q, k, v, out, ffn, ffn_out (W, b), 2 x LayerNorm (g, b)
 
 
 @pytest.fixture(scope="module", params=sorted(CONFIGS))
@@ -65,8 +66,8 @@ def test_layer_loops_found(compiled):
     assert [lp.func_name for lp in loops] == [f"edgebert_layer_{g}" for g in range(len(loops))]
     for lp in loops:
         layer = mod[lp.func_name]
-        assert lp.num_carried == 1 and lp.num_outputs == 1
-        assert [p.ty.ndim for p in layer.params] == [3, 4]  # hidden state, additive mask row
+        assert lp.num_carried == 1 and lp.num_outputs == 1 and lp.num_weights == WEIGHTS.get(name, 0)
+        assert [p.ty.ndim for p in layer.params][:2] == [3, 4]  # hidden state, additive mask row
         assert [int(d) for d in layer.params[1].ty.shape][:3] == [1, 1, 1]
 
 
@@ -75,7 +76,7 @@ def test_only_contract_ops_remain(compiled):
     counts = composite_calls(mod)
     loops = CONFIGS[name][4]
     layers = LAYER_CALLS.get(name, sum(loops))
-    bodies = {"inner-group2": 2, "unshared-3groups": 3}.get(name, len(loops))  # layer bodies in the IR
+    bodies = {"inner-group2": 2}.get(name, len(loops))  # layer bodies in the IR
     assert counts["edgebert.attention"] == bodies  # once per layer function body (or inline layer)
     assert counts["edgebert.mask_bias"] == 1 and counts["edgebert.gelu_tanh"] == bodies
     assert counts["edgebert.embedding"] == (2 if "token-types" in name else 1)

@@ -76,11 +76,33 @@ def test_identical_layers_become_one_function_called_n_times():
     _check_same_numbers(mod, out)
 
 
-def test_layers_with_different_weights_stay_inline():
-    mod = _stack([_weights(), _weights(), _weights()])
+def test_layers_with_different_weights_become_one_function_taking_them():
+    """BERT's layers: the same ops and shapes with their own constants: one function whose trailing parameters are
+    the constants that differ (here all four), each call passing its layer's."""
+    layers = [_weights(), _weights(), _weights()]
+    mod = _stack(layers)
     out = OutlineLayerLoops()(mod)
-    assert find_layer_loops(out) == []
-    tvm.ir.assert_structural_equal(out["main"], mod["main"])
+    (loop,) = find_layer_loops(out)
+    assert (loop.count, loop.num_carried, loop.num_weights) == (3, 1, 4)
+    layer = out["edgebert_layer_0"]
+    assert len(layer.params) == 2 + 4 and int(layer.attrs["edgebert.num_weights"]) == 4
+    calls = [out["main"].body.blocks[0].bindings[i] for i in loop.binding_indices]
+    for call, weights in zip(calls, layers, strict=True):
+        got = [a.value.numpy() for a in call.value.args[2:]]
+        for g, w in zip(got, weights, strict=True):
+            np.testing.assert_array_equal(g, w)
+    _check_same_numbers(mod, out)
+    without = OutlineLayerLoops(per_layer_weights=False)(mod)
+    assert find_layer_loops(without) == []
+    tvm.ir.assert_structural_equal(without["main"], mod["main"])
+
+
+def test_constants_shared_by_every_layer_stay_in_the_body():
+    shared_norm = _weights()[2:]
+    layers = [(*_weights()[:2], *shared_norm) for _ in range(3)]
+    out = OutlineLayerLoops()(_stack(layers))
+    (loop,) = find_layer_loops(out)
+    assert loop.num_weights == 2  # w and b differ; gamma and beta are the same in every layer
 
 
 def test_two_groups_give_two_functions():

@@ -1,8 +1,10 @@
 """Hugging Face encoders (examples/build_encoder.py) exported every common way, compiled by edgebertc, emulated,
 and compared output by output with onnxruntime (max abs error <= 1e-4). docs/generality.md has the full matrix.
 
-Cases that fail today are strict xfails from XFAIL, one failure class each (scripts/encoder_matrix.py CLASSES):
-a case that starts passing, or fails in another class, fails the test, so XFAIL shrinks as fixes land.
+Every case passes except the rejections the issue allows, in REJECTED (each must fail in exactly its class:
+onnxruntime contrib ops, rejected with what to export instead, and an activation the exporter itself cannot export).
+Cases that fail for another reason would be strict xfails from XFAIL (empty now), one failure class each
+(scripts/encoder_matrix.py CLASSES): a case that starts passing, or fails in another class, fails the test.
 """
 
 from __future__ import annotations
@@ -17,102 +19,15 @@ _LEGACY = ("legacy14", "legacy17", "legacy18", "legacy20")
 
 #: case -> the failure class it stops in today (docs/generality.md: cause and fix of each class). Keys: zoo case
 #: names (ci_cases), `repro:<name>` (scripts/generality_repros.py), `build_albert:<exporter>` (--dynamic).
-XFAIL: dict[str, str] = {
-    "repro:erf_gelu": "erf-gelu",
-    "repro:layer_norm_opset14": "reduce-mean-layernorm",
-    "repro:qa_split": "split",
-    "repro:trigram_pad": "pad",
-    "repro:position_ids": "position-ids",
-    "repro:dynamic_expand": "dynamic-expand",
-    "repro:dynamic_max": "dynamic-shape-ops",
-    "repro:float16": "fp16",
+XFAIL: dict[str, str] = {}
+
+#: case -> the class it is rejected in on purpose (docs/generality.md "What is rejected, and why").
+REJECTED: dict[str, str] = {
     "repro:contrib_fast_gelu": "contrib-ops",
-    "repro:leaky_relu": "activation-ops",
-    "repro:clip": "activation-ops",
-    "repro:hard_swish": "activation-ops",
-    "repro:softplus": "activation-ops",
-    "repro:sqrt": "unsupported-op",
-    "build_albert:legacy": "dynamic-expand",
-    "build_albert:dynamo": "dynamic-shape-ops",
-    "bert-base-legacy18-static": "erf-gelu",
-    "bert-base-legacy18-dynamic": "dynamic-expand",
-    "bert-sequence-classification-legacy18-static": "erf-gelu",
-    "bert-sequence-classification-legacy18-dynamic": "dynamic-expand",
-    "bert-token-classification-legacy18-static": "erf-gelu",
-    "bert-token-classification-legacy18-dynamic": "dynamic-expand",
-    "bert-question-answering-legacy18-static": "split",
-    "bert-question-answering-legacy18-dynamic": "split",
-    "bert-sequence-classification-legacy14-static": "reduce-mean-layernorm",
-    "bert-sequence-classification-legacy17-static": "erf-gelu",
-    "distilbert-base-legacy18-static": "erf-gelu",
-    "distilbert-base-legacy18-dynamic": "dynamic-expand",
-    "distilbert-sequence-classification-legacy18-static": "erf-gelu",
-    "distilbert-sequence-classification-legacy18-dynamic": "dynamic-expand",
-    "distilbert-token-classification-legacy18-static": "erf-gelu",
-    "distilbert-token-classification-legacy18-dynamic": "dynamic-expand",
-    "distilbert-question-answering-legacy18-static": "split",
-    "distilbert-question-answering-legacy18-dynamic": "split",
-    "distilbert-sequence-classification-legacy14-static": "reduce-mean-layernorm",
-    "distilbert-sequence-classification-legacy17-static": "erf-gelu",
-    "roberta-base-legacy18-static": "position-ids",
-    "roberta-base-legacy18-dynamic": "dynamic-expand",
-    "roberta-sequence-classification-legacy18-static": "position-ids",
-    "roberta-sequence-classification-legacy18-dynamic": "dynamic-expand",
-    "roberta-token-classification-legacy18-static": "position-ids",
-    "roberta-token-classification-legacy18-dynamic": "dynamic-expand",
-    "roberta-question-answering-legacy18-static": "split",
-    "roberta-question-answering-legacy18-dynamic": "split",
-    "roberta-sequence-classification-legacy14-static": "reduce-mean-layernorm",
-    "roberta-sequence-classification-legacy17-static": "position-ids",
-    "roberta-sequence-classification-legacy20-static": "position-ids",
-    "roberta-sequence-classification-dynamo-static": "position-ids",
-    "electra-base-legacy18-static": "erf-gelu",
-    "electra-base-legacy18-dynamic": "dynamic-expand",
-    "electra-sequence-classification-legacy18-static": "erf-gelu",
-    "electra-sequence-classification-legacy18-dynamic": "dynamic-expand",
-    "electra-token-classification-legacy18-static": "erf-gelu",
-    "electra-token-classification-legacy18-dynamic": "dynamic-expand",
-    "electra-question-answering-legacy18-static": "split",
-    "electra-question-answering-legacy18-dynamic": "split",
-    "electra-sequence-classification-legacy14-static": "reduce-mean-layernorm",
-    "electra-sequence-classification-legacy17-static": "erf-gelu",
-    "mobilebert-base-legacy18-static": "pad",
-    "mobilebert-base-legacy18-dynamic": "pad",
-    "mobilebert-sequence-classification-legacy18-static": "pad",
-    "mobilebert-sequence-classification-legacy18-dynamic": "pad",
-    "mobilebert-token-classification-legacy18-static": "pad",
-    "mobilebert-token-classification-legacy18-dynamic": "pad",
-    "mobilebert-question-answering-legacy18-static": "split",
-    "mobilebert-question-answering-legacy18-dynamic": "split",
-    "mobilebert-sequence-classification-legacy14-static": "pad",
-    "mobilebert-sequence-classification-legacy17-static": "pad",
-    "mobilebert-sequence-classification-legacy20-static": "pad",
-    "mobilebert-sequence-classification-dynamo-static": "pad",
-    "albert-base-legacy18-dynamic": "dynamic-expand",
-    "albert-sequence-classification-legacy18-dynamic": "dynamic-expand",
-    "albert-token-classification-legacy18-dynamic": "dynamic-expand",
-    "albert-question-answering-legacy18-static": "split",
-    "albert-question-answering-legacy18-dynamic": "split",
-    "albert-sequence-classification-legacy14-static": "reduce-mean-layernorm",
-    "bert-sequence-classification-dynamo-dynamic": "dynamic-shape-ops",
-    "albert-sequence-classification-dynamo-dynamic": "dynamic-shape-ops",
-    "bert-sequence-classification-dynamo18-static": "erf-gelu",
-    "albert-sequence-classification-legacy18-static-gelu": "erf-gelu",
-    "albert-sequence-classification-legacy18-static-gelu_10": "activation-ops",
-    "albert-sequence-classification-legacy18-static-gelu_python": "erf-gelu",
-    "albert-sequence-classification-legacy18-static-hardswish": "activation-ops",
-    "albert-sequence-classification-legacy18-static-laplace": "erf-gelu",
-    "albert-sequence-classification-legacy18-static-leaky_relu": "activation-ops",
-    "albert-sequence-classification-legacy18-static-mish": "activation-ops",
-    "albert-sequence-classification-legacy18-static-prelu": "activation-ops",
-    "albert-sequence-classification-legacy18-static-relu6": "activation-ops",
-    "albert-sequence-classification-legacy18-static-sqrtsoftplus": "activation-ops",
-    "albert-sequence-classification-legacy18-static-xielu": "export",
-    "bert-sequence-classification-dynamo-static-fp16": "fp16",
-    "bert-sequence-classification-legacy18-static-fp16-eager": "fp16",
     "bert-sequence-classification-legacy18-static-ortopt": "contrib-ops",
-    "albert-sequence-classification-legacy18-static-fp16-eager": "fp16",
     "albert-sequence-classification-legacy18-static-ortopt": "contrib-ops",
+    # the legacy exporter has no symbolic for aten::expm1 (xIELU); the dynamo export of the same model compiles
+    "albert-sequence-classification-legacy18-static-xielu": "export",
 }
 
 
@@ -123,6 +38,12 @@ def _param(value, key: str):
 
 @pytest.mark.parametrize("spec", [_param(s, s.name) for s in ci_cases()])
 def test_encoder_matches_onnxruntime(spec, tmp_path):
+    if spec.name in REJECTED:
+        row = matrix.run_case(spec, tmp_path)
+        assert not row.passed and row.failure_class == REJECTED[spec.name], (row.failure_class, row.error)
+        if row.failure_class == "contrib-ops":
+            assert "as torch.onnx.export wrote it" in row.error
+        return
     row = check_case(spec, tmp_path, XFAIL.get(spec.name))
     assert row.max_abs_error is not None and row.max_abs_error <= matrix.TOL
 
@@ -130,17 +51,22 @@ def test_encoder_matches_onnxruntime(spec, tmp_path):
 @pytest.mark.parametrize("repro", [_param(r, f"repro:{r.name}") for r in repros.REPROS])
 def test_minimal_reproducer(repro):
     """A few-node graph per failure class (scripts/generality_repros.py): valid in onnxruntime; compiles and
-    matches it once its class is fixed."""
+    matches it now that its class is fixed (or is rejected on purpose, REJECTED)."""
     got, error = repros.check(repro)
+    key = f"repro:{repro.name}"
+    if key in REJECTED:
+        assert got == REJECTED[key], (got, error)
+        return
     if got != "pass":
-        expect(repro.name, got, f"{got}: {error}", XFAIL.get(f"repro:{repro.name}"))
+        expect(repro.name, got, f"{got}: {error}", XFAIL.get(key))
 
 
 def test_xfail_table_names_real_cases_and_classes():
     names = {s.name for s in ci_cases()} | {f"repro:{r.name}" for r in repros.REPROS}
     names |= {"build_albert:legacy", "build_albert:dynamo"}
-    assert set(XFAIL) <= names, sorted(set(XFAIL) - names)
-    assert set(XFAIL.values()) <= set(matrix.CLASS_IDS), sorted(set(XFAIL.values()) - set(matrix.CLASS_IDS))
+    table = {**XFAIL, **REJECTED}
+    assert set(table) <= names, sorted(set(table) - names)
+    assert set(table.values()) <= set(matrix.CLASS_IDS), sorted(set(table.values()) - set(matrix.CLASS_IDS))
 
 
 def test_failure_classes_match_the_errors_edgebertc_gives():
@@ -159,7 +85,7 @@ def test_failure_classes_match_the_errors_edgebertc_gives():
 @pytest.mark.parametrize("exporter", ["legacy", "dynamo"])
 def test_build_albert_dynamic_exports_symbolic_axes(exporter, tmp_path):
     """examples/build_albert.py --dynamic: symbolic batch and sequence, any [B, S] runs in onnxruntime; edgebertc
-    compiles it with --seq-len (today: a dynamic-axes class, XFAIL["build_albert:<exporter>"])."""
+    compiles it with --seq-len and matches onnxruntime."""
     main = matrix.load_example("build_albert").main
     path = tmp_path / "albert.onnx"
     assert main(["--dynamic", "--exporter", exporter, "--seq-len", str(SEQ_LEN), "--pad", "2", "-o", str(path),
@@ -175,18 +101,10 @@ def test_build_albert_dynamic_exports_symbolic_axes(exporter, tmp_path):
         logits, hidden = sess.run(None, feed)
         assert logits.shape == (batch, 2) and hidden.shape == (batch, seq, 64)
     want = matrix.onnxruntime_outputs(model, inputs)
-    key = f"build_albert:{exporter}"
-    try:
-        from edgebert.compiler.pipeline import compile_onnx
-        from edgebert.emulator import run
+    from edgebert.compiler.pipeline import compile_onnx
+    from edgebert.emulator import run
 
-        got = run(compile_onnx(path, SEQ_LEN).program, inputs).outputs
-    except Exception as e:  # the failure class decides between a known failure and a real one
-        failure = matrix.classify("compile", matrix.one_line(e), dynamic=True)
-        if XFAIL.get(key) == failure:
-            pytest.xfail(f"{failure}: {matrix.one_line(e)}")
-        raise
-    assert key not in XFAIL, f"passes now: remove {key!r} from XFAIL"
+    got = run(compile_onnx(path, SEQ_LEN).program, inputs).outputs
     assert max(matrix.compare(got, want).values()) <= matrix.TOL
 
 

@@ -13,7 +13,8 @@ from edgebert.emulator.dispatch import missing_semantics
 from edgebert.isa import adaptivfloat
 from edgebert.isa.bits import f32_bits
 from edgebert.isa.encoding import make
-from edgebert.isa.table import BROADCASTS, DTYPES, EXIT_COMPARES, FORMATS, SPACES
+from edgebert.isa.errors import EmulatorTrap
+from edgebert.isa.table import BROADCASTS, CMP_MODES, DTYPES, EXIT_COMPARES, FORMATS, SPACES
 
 A, B, C, D, E = 0x0000, 0x4000, 0x8000, 0xC000, 0x10000
 RNG = np.random.default_rng(0)
@@ -177,12 +178,18 @@ UNARY = {
     "tanh": lambda x: np.tanh(x.astype(np.float64)),
     "relu": lambda x: np.maximum(x, 0),
     "exp": lambda x: np.exp(x.astype(np.float64)),
+    "erf": lambda x: np.vectorize(math.erf)(x.astype(np.float64)),
+    "log": lambda x: np.log(np.abs(x.astype(np.float64))),
+    "sqrt": lambda x: np.sqrt(np.abs(x.astype(np.float64))),
 }
+_POSITIVE = {"log", "sqrt"}  # tested on |x|
 
 
 @pytest.mark.parametrize("op", sorted(UNARY))
 def test_unary_ops_strided(op: str) -> None:
     x = rand(6, 10) * 3
+    if op in _POSITIVE:
+        x = np.abs(x)
     r = run_sram([make(op, dst=C, src=A, rows=6, cols=10, src_stride=12, dst_stride=11)], {A: strided(x, 12)})
     np.testing.assert_allclose(read(r, C, (6, 11))[:, :10], UNARY[op](x), rtol=2e-6, atol=2e-6)
 
@@ -191,6 +198,46 @@ def test_itof() -> None:
     x = RNG.integers(-(2**31), 2**31 - 1, (3, 4), dtype=np.int32)
     r = run_sram([make("itof", dst=C, src=A, rows=3, cols=4)], {A: x})
     np.testing.assert_array_equal(read(r, C, (3, 4)), x.astype(np.float32))
+
+
+def test_ftoi_truncates_and_traps_outside_int32() -> None:
+    x = np.array([[2.7, -2.7, 0.4, -0.0], [1e9, -2.0**31, 3.0, 16777217.0]], np.float32)
+    r = run_sram([make("ftoi", dst=C, src=A, rows=2, cols=4)], {A: x})
+    np.testing.assert_array_equal(read(r, C, (2, 4), np.int32), np.trunc(x).astype(np.int32))
+    for bad in (np.nan, 2.0**31, -np.inf):
+        with pytest.raises(EmulatorTrap, match="ftoi of"):
+            run_sram([make("ftoi", dst=C, src=A, rows=1, cols=1)], {A: np.array([bad], np.float32)})
+
+
+@pytest.mark.parametrize("mode", CMP_MODES)
+@pytest.mark.parametrize("bcast", ["none", "row", "scalar"])
+def test_vcmp(mode: str, bcast: str) -> None:
+    a = RNG.integers(-2, 3, (4, 6)).astype(np.float32)
+    a[0, 0] = np.nan
+    b = {"none": RNG.integers(-2, 3, (4, 6)), "row": RNG.integers(-2, 3, (1, 6)),
+         "scalar": np.array([[1]])}[bcast].astype(np.float32)
+    code = [make("vcmp", dst=C, a=A, b=B, rows=4, cols=6, mode=CMP_MODES.index(mode), bcast=BROADCASTS.index(bcast))]
+    r = run_sram(code, {A: a, B: b})
+    ref = {"eq": np.equal, "ne": np.not_equal, "lt": np.less, "le": np.less_equal, "gt": np.greater,
+           "ge": np.greater_equal}[mode](a, np.broadcast_to(b, a.shape))
+    np.testing.assert_array_equal(read(r, C, (4, 6)), ref.astype(np.float32))
+
+
+@pytest.mark.parametrize("exclusive", [0, 1])
+def test_vscan_prefix_sums_rows_in_order(exclusive: int) -> None:
+    x = rand(3, 9)
+    r = run_sram([make("vscan", dst=C, src=A, rows=3, cols=9, src_stride=10, exclusive=exclusive)],
+                 {A: strided(x, 10)})
+    want = np.zeros_like(x)
+    for i in range(3):
+        acc = np.float32(0)
+        for j in range(9):
+            if exclusive:
+                want[i, j] = acc
+            acc = np.float32(acc + x[i, j])
+            if not exclusive:
+                want[i, j] = acc
+    np.testing.assert_array_equal(read(r, C, (3, 9)), want)
 
 
 def test_layernorm() -> None:

@@ -1,0 +1,227 @@
+"""Canonicalise what exporters decompose back into the Relax op it came from, so fusion and lowering see one form:
+
+* exact GELU, `x * 0.5 * (1 + erf(x / sqrt 2))` in any association order (legacy exporter at opset <= 18, dynamo
+  at opset 18, transformers' `gelu_python`), also with `x * (1 / sqrt 2)`  ->  `nn.gelu(x)` (the `gelu_erf` SFU op);
+* LayerNorm below opset 17, `d = x - mean(x); d / sqrt(mean(d^2) + eps) * gamma + beta` (the square as `d ** 2` or
+  `d * d`, constant gamma and beta of the last dim)  ->  `nn.layer_norm(x, gamma, beta, axes=[-1], epsilon=eps)`,
+  which fusion groups as `edgebert.layer_norm` exactly as at opset 17.
+
+* `min` / `max` over axis 0 of `stack((a, b, ...))` (TVM's import of ONNX's variadic Min / Max)  ->  a chain of
+  `minimum` / `maximum` of the operands.
+
+Constants are checked (sqrt 2, 1, 0.5 to rtol 1e-5); anything else stays as it is (still lowered op by op).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import numpy as np
+import tvm
+from tvm import relax
+
+from edgebert.compiler.relax_passes.exprs import non_composite_functions, replace_functions
+
+_RTOL = 1e-5
+
+
+def _op(expr, var2val: dict, name: str):
+    """The call `expr` is (or is bound to) when it applies op `name`, else None."""
+    value = var2val.get(expr, expr) if isinstance(expr, relax.Var) else expr
+    if isinstance(value, tvm.ir.Call) and isinstance(value.op, tvm.ir.Op) and value.op.name == name:
+        return value
+    return None
+
+
+def _scalar(expr) -> float | None:
+    if isinstance(expr, tvm.ir.Constant):
+        a = expr.value.numpy()
+        if a.size == 1 and a.dtype.kind == "f":
+            return float(a.reshape(-1)[0])
+    return None
+
+
+def _is(expr, want: float) -> bool:
+    value = _scalar(expr)
+    return value is not None and math.isclose(value, want, rel_tol=_RTOL)
+
+
+def _operands(call) -> list[tuple]:
+    """Both orders of a commutative binary call's operands."""
+    a, b = call.args
+    return [(a, b), (b, a)]
+
+
+def _erf_term(expr, var2val: dict):
+    """x when `expr` is 1 + erf(x / sqrt 2) (or erf(x * 1/sqrt 2) + 1), else None."""
+    add = _op(expr, var2val, "relax.add")
+    if add is None:
+        return None
+    for erf_expr, one in _operands(add):
+        erf = _op(erf_expr, var2val, "relax.erf")
+        if erf is None or not _is(one, 1.0):
+            continue
+        div = _op(erf.args[0], var2val, "relax.divide")
+        if div is not None and _is(div.args[1], math.sqrt(2.0)):
+            return div.args[0]
+        mul = _op(erf.args[0], var2val, "relax.multiply")
+        if mul is not None:
+            for x, c in _operands(mul):
+                if _is(c, 1.0 / math.sqrt(2.0)):
+                    return x
+    return None
+
+
+def _gelu_of(x, t, var2val: dict) -> bool:
+    """Whether t is 1 + erf(x / sqrt 2)."""
+    term = _erf_term(t, var2val)
+    return term is not None and x.same_as(term)
+
+
+def exact_gelu(value, var2val: dict):
+    """`nn.gelu(x)` when `value` is 0.5 x (1 + erf(x / sqrt 2)) in any association order, else None."""
+    outer = _op(value, var2val, "relax.multiply")
+    if outer is None:
+        return None
+    for left, right in _operands(outer):
+        inner = _op(left, var2val, "relax.multiply")
+        for a, b in _operands(inner) if inner is not None else []:
+            if _is(right, 0.5) and _gelu_of(a, b, var2val):  # (x * t) * 0.5
+                return relax.op.nn.gelu(a)
+            if _is(b, 0.5) and _gelu_of(a, right, var2val):  # (x * 0.5) * t
+                return relax.op.nn.gelu(a)
+        half = _op(right, var2val, "relax.multiply")  # x * (t * 0.5)
+        for t, c in _operands(half) if half is not None else []:
+            if _is(c, 0.5) and _gelu_of(left, t, var2val):
+                return relax.op.nn.gelu(left)
+    return None
+
+
+def _last_axis_mean(expr, var2val: dict):
+    """The operand of mean(operand, axis=[-1], keepdims=True), else None."""
+    mean = _op(expr, var2val, "relax.mean")
+    if mean is None or not bool(mean.attrs.keepdims) or mean.attrs.axis is None:
+        return None
+    ndim = mean.args[0].ty.ndim
+    axes = [int(a) % ndim for a in mean.attrs.axis]
+    return mean.args[0] if axes == [ndim - 1] else None
+
+
+def _row_const(expr, channels: int) -> bool:
+    if not isinstance(expr, tvm.ir.Constant):
+        return False
+    a = expr.value.numpy()
+    return a.dtype == np.float32 and a.size == channels and (a.ndim == 1 or a.shape[-1] == channels)
+
+
+def decomposed_layer_norm(value, var2val: dict):
+    """`nn.layer_norm(x, gamma, beta, [-1], eps)` when `value` is LayerNorm decomposed below opset 17, else None."""
+    add = _op(value, var2val, "relax.add")
+    if add is None:
+        return None
+    scaled, beta = add.args
+    mul = _op(scaled, var2val, "relax.multiply")
+    if mul is None:
+        return None
+    normed, gamma = mul.args
+    div = _op(normed, var2val, "relax.divide")
+    if div is None:
+        return None
+    d, denom = div.args
+    sub = _op(d, var2val, "relax.subtract")
+    if sub is None or _mean_var(sub.args[1], var2val, sub.args[0]) is None:
+        return None
+    x = sub.args[0]
+    sqrt = _op(denom, var2val, "relax.sqrt")
+    plus_eps = _op(sqrt.args[0], var2val, "relax.add") if sqrt is not None else None
+    if plus_eps is None or _scalar(plus_eps.args[1]) is None:
+        return None
+    square = _last_axis_mean(plus_eps.args[0], var2val)
+    if square is None or not _is_square_of(square, d, var2val):
+        return None
+    channels = int(x.ty.shape[-1])
+    if not (_row_const(gamma, channels) and _row_const(beta, channels)):
+        return None
+    eps = _scalar(plus_eps.args[1])
+    g = relax.const(gamma.value.numpy().reshape(channels), "float32")
+    b = relax.const(beta.value.numpy().reshape(channels), "float32")
+    return relax.op.nn.layer_norm(x, g, b, axes=[-1], epsilon=eps)
+
+
+def _mean_var(mu, var2val: dict, x):
+    """`mu` when it is mean(x, axis=-1, keepdims), else None."""
+    operand = _last_axis_mean(mu, var2val)
+    return mu if operand is not None and operand.same_as(x) else None
+
+
+def _is_square_of(expr, d, var2val: dict) -> bool:
+    power = _op(expr, var2val, "relax.power")
+    if power is not None:
+        return power.args[0].same_as(d) and _is(power.args[1], 2.0)
+    mul = _op(expr, var2val, "relax.multiply")
+    return mul is not None and mul.args[0].same_as(d) and mul.args[1].same_as(d)
+
+
+def stacked_extremum(value, var2val: dict):
+    """`minimum(a, b)` / `maximum(a, b)` when `value` is min / max over axis 0 of stack((a, b), axis=0) (TVM's
+    import of ONNX's variadic Min / Max, e.g. transformers' xIELU), else None."""
+    for name, op in (("relax.min", relax.op.minimum), ("relax.max", relax.op.maximum)):
+        reduce = _op(value, var2val, name)
+        if reduce is None or reduce.attrs.keepdims or reduce.attrs.axis is None or \
+                [int(a) for a in reduce.attrs.axis] != [0]:
+            continue
+        stack = _op(reduce.args[0], var2val, "relax.stack")
+        if stack is None or int(stack.attrs.axis) != 0 or not isinstance(stack.args[0], relax.Tuple):
+            continue
+        parts = list(stack.args[0].fields)
+        out = parts[0]
+        for part in parts[1:]:
+            out = op(out, part)
+        return out
+    return None
+
+
+#: Each rewrite: (binding value, var -> bound value) -> the canonical expression, or None.
+REWRITES: tuple[Callable, ...] = (exact_gelu, decomposed_layer_norm, stacked_extremum)
+
+
+@tvm.transform.module_pass(opt_level=0, name="edgebert.CanonicalizeDecomposed")
+class CanonicalizeDecomposed:
+    """Rebind each matched binding to its canonical op (module docstring); dead intermediate bindings are dropped."""
+
+    def transform_module(self, mod: tvm.IRModule, _ctx) -> tvm.IRModule:
+        new = {}
+        for gv, func in non_composite_functions(mod):
+            var2val = relax.analysis.get_var2val(func)
+            found = {}
+            for var, value in var2val.items():
+                for rewrite in REWRITES:
+                    rewritten = rewrite(value, var2val)
+                    if rewritten is not None:
+                        found[var] = rewritten
+                        break
+            if found:
+                new[gv] = _Rebind(found, mod).visit_expr(func)
+        return replace_functions(mod, new)
+
+
+@relax.expr_functor.mutator
+class _Rebind(relax.PyExprMutator):
+    def __init__(self, found: dict, mod: tvm.IRModule):
+        super().__init__(mod)
+        self.found = found
+
+    def visit_var_binding_(self, binding):
+        if binding.var in self.found:
+            value = self.builder_.normalize(self._flat(self.visit_expr(self.found[binding.var])))
+            self.builder_.emit_normalized(relax.VarBinding(binding.var, value))
+            return
+        super().visit_var_binding_(binding)
+
+    def _flat(self, expr):
+        """`expr` with nested calls among its arguments bound first (one op per binding)."""
+        if not isinstance(expr, tvm.ir.Call):
+            return expr
+        args = [self.builder_.emit(self._flat(a)) if isinstance(a, tvm.ir.Call) else a for a in expr.args]
+        return relax.Call(expr.op, args, expr.attrs, expr.ty_args, expr.span)
