@@ -108,9 +108,9 @@ class _Cache:
 
 def _prepare(spec: Spec, payloads: dict[str, WorkloadPayload], point: Point) -> _Prepared:
     try:
-        configs = point_configs(spec, point)
         payload = payloads[point.workload]
         settings = compile_settings(payload, point)
+        configs = point_configs(spec, point, plans_dvfs=settings["latency_target_s"] is not None)
         key = compile_key(payload, settings, configs.compile)
         return _Prepared(point, PointTask(point, configs.run.toml_text(), configs.compile.toml_text(), settings, key))
     except EdgebertError as exc:

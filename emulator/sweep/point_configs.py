@@ -1,6 +1,6 @@
 """A point's hardware configs: the one it runs on (the base config with its overrides, re-validated) and the one its
-program is compiled for (the same with the run-only fields of the base: points that differ only in energies or
-area share one program)."""
+program is compiled for (the same with the fields the compile does not read taken from the base: points that differ
+only in area, or only in energies when no DVFS plan is compiled, share one program)."""
 
 from __future__ import annotations
 
@@ -15,11 +15,12 @@ from edgebert.emulator.sweep.space import Point
 from edgebert.emulator.sweep.spec import Spec, apply_overrides, resolve_path
 from edgebert.isa.hardware import LEVELS, HardwareConfig, parse_config
 
-#: Fields the compiler never reads (it reads sizes, bandwidths, cycle costs and DVFS points; energies and area only
-#: price what runs): varying them does not change a program's code or data (tests/sweep/test_point_configs.py).
-RUN_ONLY_FIELDS = ("energy", "area", "dvfs.switch_nj", *(f"memory.{lv}.{f}" for lv in LEVELS
-                                                         for f in ("read_pj_per_byte", "write_pj_per_byte",
-                                                                   "scales_with_voltage")))
+#: Fields no compile reads: area only prices the silicon.
+RUN_ONLY_FIELDS = ("area",)
+#: Fields only the DVFS planner reads (it picks the least-energy operating points, compiler/dvfs_model.py); a program
+#: without a latency target is the same whatever they hold (tests/sweep/test_sweep_spec.py).
+ENERGY_FIELDS = ("energy", "dvfs.switch_nj", *(f"memory.{lv}.{f}" for lv in LEVELS
+                                               for f in ("read_pj_per_byte", "write_pj_per_byte", "scales_with_voltage")))
 
 
 @dataclass(frozen=True)
@@ -46,10 +47,11 @@ def _named(data: dict[str, Any], base: dict[str, Any]) -> dict[str, Any]:
     return {**data, "name": f"{base['name']}+{digest}"}
 
 
-def compile_view(data: dict[str, Any], base: dict[str, Any]) -> dict[str, Any]:
-    """`data` with every run-only field as in `base` (absent when the base has none)."""
+def compile_view(data: dict[str, Any], base: dict[str, Any], plans_dvfs: bool = False) -> dict[str, Any]:
+    """`data` with every field the compile does not read as in `base` (absent when the base has none): area, and
+    the energies too unless the compile plans DVFS (`plans_dvfs`: a latency target)."""
     out = copy.deepcopy(data)
-    for path in RUN_ONLY_FIELDS:
+    for path in RUN_ONLY_FIELDS + (() if plans_dvfs else ENERGY_FIELDS):
         try:
             container, key = resolve_path(out, path)
         except KeyError:
@@ -66,8 +68,9 @@ def compile_view(data: dict[str, Any], base: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def point_configs(spec: Spec, point: Point) -> PointConfigs:
-    """Both configs of a point; HardwareConfigError (naming the field) when an override makes the config invalid."""
+def point_configs(spec: Spec, point: Point, plans_dvfs: bool = False) -> PointConfigs:
+    """Both configs of a point; HardwareConfigError (naming the field) when an override makes the config invalid.
+    `plans_dvfs`: the point's compile has a latency target (its DVFS plan depends on the energies)."""
     base = tomllib.loads(spec.base_hw_text)
     data = apply_overrides(base, hardware_overrides(spec, point))
 
@@ -75,5 +78,5 @@ def point_configs(spec: Spec, point: Point) -> PointConfigs:
         return parse_config(base, spec.base_hw_text) if d == base else parse_config(_named(d, base))
 
     run = build(data)
-    view = compile_view(data, base)
+    view = compile_view(data, base, plans_dvfs)
     return PointConfigs(run, run if view == data else build(view))

@@ -113,12 +113,14 @@ def test_overrides_revalidate_and_run_only_fields_share_a_program(folder: Path) 
     by_leak = {}
     for point in points:
         if point.values["hw.pu.lanes"] == 16 and point.labels["hw.dvfs"] == "base":
-            cfg = point_configs(spec, point)
-            key = compile_key(p, compile_settings(p, point), cfg.compile)
+            settings = compile_settings(p, point)
+            cfg = point_configs(spec, point, plans_dvfs=settings["latency_target_s"] is not None)
+            key = compile_key(p, settings, cfg.compile)
             by_leak.setdefault(point.values["compiler.latency_target"], set()).add((key, cfg.run.energy.leakage_mw))
-    assert len(by_leak) == 2
-    for variants in by_leak.values():  # leakage 5.0 and 1.0: two run configs, one compile key
-        assert len(variants) == 2 and len({k for k, _ in variants}) == 1
+    assert set(by_leak) == {"40us", "none"}
+    # leakage 5.0 and 1.0: two run configs; one program without a DVFS plan, two with one (the plan weighs energies)
+    assert len(by_leak["none"]) == 2 and len({k for k, _ in by_leak["none"]}) == 1
+    assert len(by_leak["40us"]) == 2 and len({k for k, _ in by_leak["40us"]}) == 2
     base = tomllib.loads(bundled_config_text("ideal-256mac"))
     changed = tomllib.loads(bundled_config_text("ideal-256mac"))
     changed["energy"]["mac_af8_pj"] = 9.0
@@ -130,11 +132,12 @@ def test_overrides_revalidate_and_run_only_fields_share_a_program(folder: Path) 
 
 
 def test_the_compiler_ignores_run_only_fields(folder: Path) -> None:
-    """What RUN_ONLY_FIELDS claims: energies and area change neither the code nor the data of a program."""
+    """What RUN_ONLY_FIELDS and ENERGY_FIELDS claim: without a DVFS plan, energies and area change neither the code
+    nor the data of a program."""
     spec = load_spec(write_spec(folder, "[sweep]\nstrategy = \"grid\"", name="plain.toml"))
     payload = resolve(spec, folder / "cache")["tiny"]
     point = grid_points(spec)[0]
-    settings = compile_settings(payload, point) | {"latency_target_s": 40e-6, "predictor": "calibration"}
+    settings = compile_settings(payload, point) | {"latency_target_s": None, "predictor": None}
     data = tomllib.loads(bundled_config_text("ideal-256mac"))
     for section in ("energy", "area"):
         data[section] = {k: v * 3 + 1 for k, v in data[section].items()}
@@ -150,5 +153,4 @@ def test_the_compiler_ignores_run_only_fields(folder: Path) -> None:
     assert a.code == b.code
     assert [(s.name, s.space, s.address, s.data) for s in a.segments] == [
         (s.name, s.space, s.address, s.data) for s in b.segments]
-    assert a.metadata["dvfs_table"] == b.metadata["dvfs_table"]  # the plan: cycles and tables
     assert a.metadata["hw_config"] != b.metadata["hw_config"]  # only the embedded config differs
