@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from edgebert.emulator.plot import pyplot, save_figure
+from edgebert.emulator.plot import paper_style, save_figure
 
 #: (mode, policy or None for policy-free) -> (label, colour, line style, marker)
 _STYLE = {
@@ -58,11 +58,9 @@ def plot_sweep(result: Mapping[str, Any], path: str, *, title: str | None = None
     panels = len(thresholds) + 1  # + ee+dvfs / oracle
     cols = min(columns, panels)
     rows = -(-panels // cols)
-    plt = pyplot()
-    from matplotlib import rc_context, ticker
+    from matplotlib import ticker
 
-    # text stays text in SVG / PDF; fixed ids: the same result gives the same bytes
-    with rc_context({"svg.fonttype": "none", "pdf.fonttype": 42, "svg.hashsalt": "edgebert"}):
+    with paper_style() as plt:  # text stays text in SVG / PDF; fixed ids: the same result gives the same bytes
         _draw(plt, ticker, result, path, title, thresholds, panels, cols, rows)
 
 
@@ -101,9 +99,7 @@ def _draw(plt: Any, ticker: Any, result: Mapping[str, Any], path: str, title: st
     # below the panels, outside the axes: the saved canvas grows to hold it (bbox_inches="tight")
     fig.legend([handles[label] for label in order], order, loc="upper center", bbox_to_anchor=(0.5, 0.0),
                ncol=min(3, len(order)), fontsize=8, frameon=False)
-    suffix = Path(path).suffix.lower()
-    stamp = {".svg": {"Date": None}, ".pdf": {"CreationDate": None}}.get(suffix)  # reproducible bytes
-    save_figure(fig, path, bbox_inches="tight", **({"metadata": stamp} if stamp else {}))
+    save_figure(fig, path)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -111,12 +107,14 @@ def main(argv: list[str] | None = None) -> int:
     import argparse
     import json
 
+    from edgebert.isa.cli_common import add_version
     from edgebert.isa.errors import EdgebertError, run_cli
 
     p = argparse.ArgumentParser(prog="python -m edgebert.emulator.bench.sweep_plots", description=__doc__.split("\n")[0])
     p.add_argument("json", help="a sweep's --json (edgebert-bench model.onnx, benchmarks/bench_sst2_compiled.py)")
     p.add_argument("output", help="the figure (.svg / .pdf: vector, .png)")
-    p.add_argument("--title")
+    p.add_argument("--title", help="the figure's title (default: sentences, config and what is plotted)")
+    add_version(p)
     args = p.parse_args(argv)
 
     def go() -> int:
