@@ -249,7 +249,7 @@ def test_equal_tensors_inside_one_task_keep_the_block_layout(case, tmp_path):
 def test_clis(case, tmp_path, capsys):
     paths = case["paths"]
     out = tmp_path / "multi.ebin"
-    argv = [str(paths["sentiment"]), str(paths["topic"]), "--task", f"valence={paths['valence']}", "-o", str(out)]
+    argv = [str(paths["sentiment"]), str(paths["topic"]), f"valence={paths['valence']}", "-o", str(out)]
     argv += [f"--task-threshold={t}={v}" for t, v in case["thr"].items()]
     assert compiler_cli.main(argv) == 0
     prog = load_ebin(out)
@@ -258,7 +258,7 @@ def test_clis(case, tmp_path, capsys):
     x = case["xs"]["topic"][1]
     np.savez(tmp_path / "in.npz", **x)
     rep = tmp_path / "r.json"
-    assert emu_cli.main([str(out), "--task", "topic", "--inputs", str(tmp_path / "in.npz"), "--report", str(rep),
+    assert emu_cli.main([str(out), "--task", "topic", "--inputs", str(tmp_path / "in.npz"), "--json", str(rep),
                          "--outputs", str(tmp_path / "o.npz")]) == 0
     text = capsys.readouterr().out
     assert "task switch to topic" in text and "footprint: shared" in text
