@@ -18,11 +18,12 @@ HELP = {
     "--csv": "spreadsheet-ready results: write",
     "--plot": "draw",
     "--task": "multi-task program: the task to",
+    "--inputs": "program inputs: an .npz with one array per input name",
     "--entropy-trace": "recorded entropies to replay, one sentence per line, one comma-separated value per exit "
                        "(the format of EdgeBERT's sst2_eval_entropy.txt)",
 }
 #: Metavars of the shared flags.
-METAVAR = {"--hw": "NAME|FILE", "--json": "FILE", "--csv": "FILE", "--plot": "FILE", "--task": "NAME",
+METAVAR = {"--inputs": "NPZ", "--hw": "NAME|FILE", "--json": "FILE", "--csv": "FILE", "--plot": "FILE", "--task": "NAME",
            "--entropy-trace": "FILE"}
 PLOT_SUFFIXES = (".png", ".svg", ".pdf")
 
@@ -74,6 +75,11 @@ def add_plot(p: argparse.ArgumentParser | Any, what: str) -> None:
 def add_task(p: argparse.ArgumentParser | Any, what: str) -> None:
     """`--task NAME`: the task of a multi-task program (docs/multitask.md)."""
     p.add_argument("--task", metavar=METAVAR["--task"], default=None, help=f"{HELP['--task']} {what}")
+
+
+def add_inputs(p: argparse.ArgumentParser | Any, more: str, metavar: str = METAVAR["--inputs"], **kw: Any) -> None:
+    """`--inputs NPZ` (`more`: what the tool does with them)."""
+    p.add_argument("--inputs", metavar=metavar, help=f"{HELP['--inputs']}; {more}", **kw)
 
 
 def add_entropy_trace(p: argparse.ArgumentParser | Any, more: str = "") -> None:
