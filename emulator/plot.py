@@ -203,7 +203,8 @@ def _bound_text(r: Mapping[str, Any] | None) -> str:
 
 
 def _layers(ax: Any, report: Mapping[str, Any]) -> None:
-    """Energy per layer region (dynamic, then its share of leakage and switching), each region's time on top."""
+    """Energy per layer region (dynamic, then its share of leakage and switching) as bars, its time as points on a
+    second axis."""
     layers = report["breakdown"]["layers"]
     if len(layers) <= 1:
         ax.set_axis_off()
@@ -215,18 +216,23 @@ def _layers(ax: Any, report: Mapping[str, Any]) -> None:
     static = [(r["energy_breakdown_j"].get("leakage", 0.0) + r["energy_breakdown_j"].get("dvfs_switch", 0.0)) / factor
               for r in layers]
     dynamic = [r["energy_j"] / factor - s for r, s in zip(layers, static, strict=True)]
-    x = range(len(layers))
-    ax.bar(x, dynamic, color="C0", label="dynamic")
-    ax.bar(x, static, bottom=dynamic, color="C5", label="leakage and DVFS switching")
-    for i, r in enumerate(layers):
-        ax.annotate(f"{r['seconds'] / tf:.3g}", (i, dynamic[i] + static[i]), xytext=(0, 2), textcoords="offset points",
-                    ha="center", va="bottom", fontsize=7)
-    ax.set_xticks(list(x), names, rotation=0 if len(layers) <= 8 else 45, ha="center" if len(layers) <= 8 else "right")
-    ax.set_xlabel("layer loop iteration (before, after: the code outside the loop, e.g. embeddings, classifier)")
+    x = list(range(len(layers)))
+    handles = [ax.bar(x, dynamic, color="C0", label="dynamic energy"),
+               ax.bar(x, static, bottom=dynamic, color="C5", label="leakage and DVFS switching")]
+    top = max(d + s for d, s in zip(dynamic, static, strict=True))
+    ax.set_ylim(0, top * 1.15)
+    twin = ax.twinx()
+    handles += twin.plot(x, [r["seconds"] / tf for r in layers], "o", color="C1", ms=4, label=f"time ({tu})")
+    twin.set_ylim(0, max(r["seconds"] for r in layers) / tf * 1.15)
+    twin.set_ylabel(f"time ({tu})")
+    twin.grid(False)
+    twin.spines["right"].set_visible(True)
+    rotate = len(layers) > 8
+    ax.set_xticks(x, names, rotation=45 if rotate else 0, ha="right" if rotate else "center")
+    ax.set_xlabel("layer (before, after: code outside the layer loop)")
     ax.set_ylabel(f"energy ({unit})")
-    ax.set_title(f"energy per layer (time in {tu} on top)")
-    ax.set_ylim(0, max(d + s for d, s in zip(dynamic, static, strict=True)) * 1.2)
-    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.2 if len(layers) <= 8 else -0.3), ncol=2)
+    ax.set_title("energy and time per layer")
+    ax.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, -0.3 if rotate else -0.2), ncol=3)
     ax.grid(axis="x", visible=False)
 
 

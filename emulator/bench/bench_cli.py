@@ -55,8 +55,7 @@ def print_table(result: Mapping[str, Any]) -> None:
               + (f", exit threshold {early['threshold']:g} ({early.get('policy')})" if early.get("threshold")
                  is not None else "")
               + (" (timing-only replay)" if result["timing_only"] else ""))
-    t.caption = "; ".join(MODE_TITLES[m] if MODE_TITLES[m].startswith(MODE_SHORT[m]) else
-                          f"{MODE_SHORT[m]}: {MODE_TITLES[m]}" for m in names)
+    t.caption = "; ".join(f"{MODE_SHORT[m]}: {MODE_TITLES[m].removeprefix(MODE_SHORT[m] + ': ')}" for m in names)
     t.add_column("metric")
     for mode in names:
         t.add_column(MODE_SHORT[mode], justify="right")

@@ -72,19 +72,16 @@ def _latency(ax: Any, result: Mapping[str, Any], modes: list[str]) -> list[Any]:
         colour, style = _STYLE.get(mode, ("C4", "-"))
         (line,) = ax.step(np.r_[x0 / factor, lat], np.r_[0.0, share], where="post", color=colour, ls=style)
         handles.append(line)
-    if target is not None:
-        if target <= x1:
-            ax.axvline(target / factor, color="k", ls="--", lw=1)
-            ax.annotate(f"target {format_time(target, 3)}", (target / factor, 0.02), xytext=(-3, 0),
-                        textcoords="offset points", rotation=90, ha="right", va="bottom", fontsize=7)
-        else:
-            ax.annotate(f"target {format_time(target, 3)} →", (1.0, 0.5), xycoords="axes fraction", ha="right",
-                        va="center", fontsize=7, bbox={"boxstyle": "round", "fc": "white", "ec": "0.7"})
+    if target is not None and target <= x1:
+        ax.axvline(target / factor, color="k", ls="--", lw=1)
+        ax.annotate(f"target {format_time(target, 3)}", (target / factor, 0.02), xytext=(-3, 0),
+                    textcoords="offset points", rotation=90, ha="right", va="bottom", fontsize=7)
     ax.set_xlim(x0 / factor, x1 / factor)
     ax.set_ylim(0, 1.02)
     ax.set_xlabel(f"latency per sentence ({unit})")
     ax.set_ylabel("share of sentences")
-    ax.set_title("latency CDF")
+    off_scale = target is not None and target > x1
+    ax.set_title("latency CDF" + (f" (target {format_time(target, 3)}: off scale →)" if off_scale else ""))
     return handles
 
 
@@ -104,17 +101,24 @@ def _energy(ax: Any, result: Mapping[str, Any], modes: list[str]) -> None:
 
 
 def _exits(ax: Any, result: Mapping[str, Any], modes: list[str]) -> None:
-    """Sentences per exit layer; modes whose exits are identical share one group of bars."""
+    """Sentences per exit layer; modes whose exits are identical share one group of bars, and a mode that runs every
+    sentence through the last layer (no exit) is a note rather than a bar that would flatten the others."""
     groups: list[tuple[list[str], dict[str, int]]] = []
+    notes = []
+    hists = {m: {k: v for k, v in result["modes"][m]["exit_layer"]["histogram"].items() if k != "None"} for m in modes}
+    last = max((int(k) for h in hists.values() for k in h), default=0)
     for mode in modes:
-        hist = {k: v for k, v in result["modes"][mode]["exit_layer"]["histogram"].items() if k != "None"}
+        hist = hists[mode]
+        if list(hist) == [str(last)] and len(modes) > 1:
+            notes.append(f"{MODE_SHORT.get(mode, mode)}: all {hist[str(last)]} at layer {last}")
+            continue
         for names, h in groups:
             if h == hist:
                 names.append(mode)
                 break
         else:
             groups.append(([mode], hist))
-    layers = sorted({int(k) for _, h in groups for k in h})
+    layers = sorted({int(k) for _, h in groups for k in h} | ({last} if last else set()))
     width = 0.8 / max(len(groups), 1)
     for j, (names, hist) in enumerate(groups):
         colour = _STYLE.get(names[0], ("C4",))[0]
@@ -127,8 +131,9 @@ def _exits(ax: Any, result: Mapping[str, Any], modes: list[str]) -> None:
         ax.set_xticks(range(min(layers), max(layers) + 1))
         ax.set_xlim(min(layers) - 0.6, max(layers) + 0.6)
     ax.yaxis.set_major_locator(MaxNLocator(integer=True))
-    ax.set_xlabel("exit layer")
+    ax.set_xlabel("exit layer" + "".join(f"\n({note})" for note in notes))
     ax.set_ylabel("sentences")
     ax.set_title("exit layers")
-    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.2), fontsize=7)
+    if groups:
+        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.2 - 0.08 * len(notes)), fontsize=7)
     ax.grid(axis="x", visible=False)
