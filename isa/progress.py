@@ -81,26 +81,46 @@ class _RichTask(ProgressTask):
         bars.stop_task(self._id)
 
 
+def _counts_column() -> Any:
+    """`done/total`, blank for a spinner (unknown total)."""
+    from rich.progress import ProgressColumn
+    from rich.text import Text
+
+    class Counts(ProgressColumn):
+        def render(self, task: Any) -> Text:
+            return Text("" if task.total is None else f"{int(task.completed)}/{int(task.total)}", style="green")
+
+    return Counts()
+
+
+def _eta_column() -> Any:
+    """`ETA 0:01:23` while a bar with a total runs, blank otherwise."""
+    from rich.progress import ProgressColumn, TimeRemainingColumn
+    from rich.text import Text
+
+    remaining = TimeRemainingColumn()
+
+    class Eta(ProgressColumn):
+        def render(self, task: Any) -> Text:
+            if task.total is None or task.finished:
+                return Text("")
+            return Text("ETA ") + remaining.render(task)
+
+    return Eta()
+
+
 class RichProgress(Progress):
     """Rich bars on stderr (description, bar, done/total, elapsed, ETA); notes printed above them. `bars=False`: no
     bars (output not a terminal), notes printed as plain lines."""
 
     def __init__(self, bars: bool = True, notes: bool = True) -> None:
         from rich.console import Console
-        from rich.progress import (
-            BarColumn,
-            MofNCompleteColumn,
-            SpinnerColumn,
-            TextColumn,
-            TimeElapsedColumn,
-            TimeRemainingColumn,
-        )
+        from rich.progress import BarColumn, SpinnerColumn, TextColumn, TimeElapsedColumn
         from rich.progress import Progress as Bars
 
         self.console = Console(stderr=True)
-        self.bars = Bars(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                         TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(), console=self.console,
-                         disable=not bars)
+        self.bars = Bars(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), _counts_column(),
+                         TimeElapsedColumn(), _eta_column(), console=self.console, disable=not bars)
         self._notes = notes
         self._bars_on = bars
 
