@@ -136,16 +136,8 @@ def compile(  # the verb users expect (`edgebert.compile`); Python's builtin sta
     exits = EarlyExitOptions(threshold, target, predictor_table, calibration_entropies, dvfs_margin, exit_policy,
                              exit_compare, dvfs_planner, layer1_point, dvfs_bins_scale) if wanted else None
     if isinstance(model, Mapping) or (isinstance(model, Sequence) and not isinstance(model, str)):
-        from edgebert.compiler.multitask import compile_multitask
-
         progress_or_silent(progress).note(f"compiling {len(model)} task models into one program")
-        names = list(model) if isinstance(model, Mapping) else [None] * len(model)
-        paths = list(model.values()) if isinstance(model, Mapping) else list(model)
-        result = compile_multitask(paths, config, names=names, thresholds=dict(task_thresholds or {})
-                                   | ({"*": threshold} if threshold is not None else {}), placement=task_placement,
-                                   seq_len=seq_len, dvfs=None if target is None else dict.fromkeys(
-                                       names if isinstance(model, Mapping) else _task_names(paths), exits))
-        return result.program
+        return _compile_tasks(model, config, exits, threshold, task_thresholds, task_placement, seq_len)
     from edgebert.compiler.pipeline import compile_model
 
     options = CompileOptions(seq_len, compress, exits, dump_dir=Path(dump_ir) if dump_ir is not None else None)
@@ -153,6 +145,24 @@ def compile(  # the verb users expect (`edgebert.compile`); Python's builtin sta
     with progress_or_silent(progress).task(f"compiling {name}") as bar:
         return compile_model(model, options, config, timings,
                              on_stage=lambda stage: bar.update(description=f"compiling {name}: {stage}")).program
+
+
+def _compile_tasks(models: Sequence[Any] | Mapping[str, Any], hw: HardwareConfig, exits: Any,
+                   threshold: float | None, task_thresholds: Mapping[str, float] | None, placement: str,
+                   seq_len: int | None) -> Program:
+    """Task models (paths, or {name: path}) -> one multi-task program; with a latency target every task gets the
+    same early-exit options (its own DVFS plan)."""
+    from edgebert.compiler.multitask import compile_multitask
+
+    named = isinstance(models, Mapping)
+    names: list[str | None] = list(models) if named else [None] * len(models)
+    paths = list(models.values()) if named else list(models)
+    thresholds = dict(task_thresholds or {}) | ({"*": threshold} if threshold is not None else {})
+    dvfs = None
+    if exits is not None and exits.latency_target_s is not None:
+        dvfs = dict.fromkeys(names if named else _task_names(paths), exits)
+    return compile_multitask(paths, hw, names=names, thresholds=thresholds, placement=placement, seq_len=seq_len,
+                             dvfs=dvfs).program
 
 
 def _task_names(paths: Sequence[Any]) -> list[str]:
@@ -510,11 +520,11 @@ def policy_sweep(
     base = EarlyExitOptions(None, None, predictor_table, calibration_entropies, dvfs_margin, compare=exit_compare,
                             planner=dvfs_planner, layer1_point=layer1_point, bins_scale=dvfs_bins_scale)
     cache_dir = Path(cache) if cache is not None else default_cache()
-    first = list(thresholds or [None])
-    probe = compiled(model, dataclasses.replace(base, threshold=first[0], policy=policies[0],
+    swept = list(thresholds or [None])  # None: the model's own threshold
+    probe = compiled(model, dataclasses.replace(base, threshold=swept[0], policy=policies[0],
                                                 latency_target_s=PROBE_TARGET_S), config, cache_dir)
     sentences, found, replay = _sentences(probe, inputs, entropies, None, limit)
-    cfg = SweepConfig(first, targets, base, list(policies), cache_dir, per_sentence)
+    cfg = SweepConfig(swept, targets, base, list(policies), cache_dir, per_sentence)
     return PolicySweepResult(run_sweep(model, config, sentences, cfg, timing_only=replay, labels=found,
                                        progress=progress))
 
