@@ -524,6 +524,10 @@ def policy_sweep(
     probe = compiled(model, dataclasses.replace(base, threshold=swept[0], policy=policies[0],
                                                 latency_target_s=PROBE_TARGET_S), config, cache_dir)
     sentences, found, replay = _sentences(probe, inputs, entropies, None, limit)
+    if replay:
+        note = check_entropy_rows(probe, [len(s["entropies"]) for s in sentences])
+        if note:
+            warnings.warn(note, EdgebertWarning, stacklevel=2)
     cfg = SweepConfig(swept, targets, base, list(policies), cache_dir, per_sentence)
     return PolicySweepResult(run_sweep(model, config, sentences, cfg, timing_only=replay, labels=found,
                                        progress=progress))

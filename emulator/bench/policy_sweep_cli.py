@@ -4,17 +4,14 @@ command line, its markdown tables, and the sentence loading both forms of edgebe
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import os
-import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from edgebert.emulator.run_files import check_entropy_row
-from edgebert.isa.errors import EdgebertError, EdgebertWarning
+from edgebert.isa.errors import EdgebertError
 from edgebert.isa.progress import terminal_progress
 
 #: Compile options of a sweep: (flag, attribute, default), errors with an .ebin (its options are compiled in).
@@ -185,10 +182,8 @@ def write_outputs(result: Mapping[str, Any], json_path: str | None, plot_path: s
 
 def run_sweep_cli(args: argparse.Namespace) -> int:
     """`edgebert-bench model.onnx --latency-target ... [--threshold ...] [--exit-policy ...] ...`."""
-    from edgebert.compiler.options import EXIT_POLICIES, EarlyExitOptions
-    from edgebert.emulator.bench.policy_sweep import PROBE_TARGET_S, SweepConfig, parse_targets, run_sweep
-    from edgebert.emulator.bench.program_cache import compiled
-    from edgebert.isa.hardware import load_config
+    from edgebert.compiler.options import EXIT_POLICIES
+    from edgebert.emulator.bench.policy_sweep import parse_targets
 
     if not Path(args.program).is_file():
         raise EdgebertError(f"{args.program}: no such file")
@@ -211,22 +206,18 @@ def run_sweep_cli(args: argparse.Namespace) -> int:
     bad = [p for p in policies if p not in EXIT_POLICIES]
     if bad:
         raise EdgebertError(f"--exit-policy: unknown policy '{bad[0]}' ({', '.join(EXIT_POLICIES)})")
-    hw = load_config(args.hw)
-    base = EarlyExitOptions(None, None, args.predictor_table, args.calibration_entropies, args.dvfs_margin,
-                            compare=args.exit_compare, planner=args.dvfs_planner, layer1_point=args.layer1_point,
-                            bins_scale=args.dvfs_bins_scale)
-    cache = Path(args.cache) if args.cache else default_cache()
-    probe = compiled(args.program, dataclasses.replace(base, threshold=thresholds[0], policy=policies[0],
-                                                       latency_target_s=PROBE_TARGET_S), hw, cache)
-    sentences, labels = load_sentences(args, probe)
-    if args.entropy_trace:
-        note = check_entropy_row(probe, max(len(s["entropies"]) for s in sentences))
-        if note:
-            warnings.warn(note, EdgebertWarning, stacklevel=1)
-    cfg = SweepConfig(thresholds, targets, base, policies, cache, args.per_sentence)
+    if args.inputs and len(args.inputs) > 1:
+        raise EdgebertError("--inputs: give one .npz (NAME=NPZ, once per task, is for --single)")
+    from edgebert.api import policy_sweep
+
     with terminal_progress(args.quiet) as progress:
-        result = run_sweep(args.program, hw, sentences, cfg, timing_only=bool(args.entropy_trace), labels=labels,
-                           progress=progress)
+        result = policy_sweep(
+            args.program, latency_targets=targets, thresholds=None if thresholds == [None] else thresholds,
+            policies=policies, inputs=args.inputs[0] if args.inputs else None, entropies=args.entropy_trace,
+            hw=args.hw, predictor_table=args.predictor_table, calibration_entropies=args.calibration_entropies,
+            exit_compare=args.exit_compare, dvfs_planner=args.dvfs_planner, layer1_point=args.layer1_point,
+            dvfs_bins_scale=args.dvfs_bins_scale, dvfs_margin=args.dvfs_margin, limit=args.limit, cache=args.cache,
+            per_sentence=args.per_sentence, progress=progress)
     write_outputs(result, args.json, args.plot)
     if not args.quiet:
         print("\n".join(sweep_markdown(result) + bound_lines(result)))
