@@ -96,6 +96,21 @@ def _pairs(specs: list[str], flag: str, what: str) -> list[tuple[str, str]]:
     return out
 
 
+def named_models(args: argparse.Namespace) -> None:
+    """NAME=MODEL model arguments (and the deprecated `--task NAME=MODEL`) become named task models (`args.task`)."""
+    if args.task:
+        print("edgebertc: warning: --task NAME=MODEL is deprecated: give NAME=MODEL as a model argument (--task NAME "
+              "selects a task in edgebert-emu and edgebert-bench)", file=sys.stderr)
+    plain = []
+    for m in args.model:
+        name, sep, path = m.partition("=")
+        if sep and name and path and not Path(m).exists():
+            args.task.append(m)
+        else:
+            plain.append(m)
+    args.model = plain
+
+
 def compile_multitask_cli(args: argparse.Namespace, hw: HardwareConfig):
     """`edgebertc a.onnx b.onnx [--task NAME=PATH] ...`: the multi-task compile the flags ask for."""
     from edgebert.compiler.multitask import compile_multitask, load_task
@@ -141,21 +156,6 @@ def compile_multitask_cli(args: argparse.Namespace, hw: HardwareConfig):
         thresholds = {**{t: args.threshold for t in names if t}, **thresholds, "*": args.threshold}
     return compile_multitask(models, hw, names=names, thresholds=thresholds, placement=args.task_placement,
                              seq_len=args.seq_len, dvfs=dvfs)
-
-
-def named_models(args: argparse.Namespace) -> None:
-    """NAME=MODEL model arguments (and the deprecated `--task NAME=MODEL`) become named task models (`args.task`)."""
-    if args.task:
-        print("edgebertc: warning: --task NAME=MODEL is deprecated: give NAME=MODEL as a model argument (--task NAME "
-              "selects a task in edgebert-emu and edgebert-bench)", file=sys.stderr)
-    plain = []
-    for m in args.model:
-        name, sep, path = m.partition("=")
-        if sep and name and path and not Path(m).exists():
-            args.task.append(m)
-        else:
-            plain.append(m)
-    args.model = plain
 
 
 def main(argv: list[str] | None = None) -> int:
