@@ -50,13 +50,9 @@ def hardware(hw: HardwareLike = None) -> HardwareConfig:
 
 def load(path: PathLike) -> Program:
     """A program from a `.ebin` file, or assembled from a `.s` file."""
-    if Path(path).suffix.lower() == ".s":
-        from edgebert.isa.assembler import assemble_file
+    from edgebert.emulator.run_files import read_program
 
-        return assemble_file(path)
-    from edgebert.isa.ebin import load_ebin
-
-    return load_ebin(path)
+    return read_program(path)
 
 
 def save(program: Program, path: PathLike) -> Path:

@@ -48,20 +48,24 @@ def _read_member(zf: zipfile.ZipFile, info: zipfile.ZipInfo, where: str) -> np.n
         return np.lib.format.read_array(f, allow_pickle=False)
 
 
+def read_program(path: str | Path) -> Program:
+    """A program from a `.ebin` file, or assembled from a `.s` file."""
+    if Path(path).suffix.lower() == ".s":
+        from edgebert.isa.assembler import assemble_file
+
+        return assemble_file(path)
+    from edgebert.isa.ebin import load_ebin
+
+    return load_ebin(path)
+
+
 def load_program(path: str | Path, hw_arg: str | None) -> tuple[Program, HardwareConfig, str]:
     """Load an `.ebin` (or assemble a `.s` file) and the hardware config to run it on
     (`isa.program_config.select_config`: the config the program embeds or was compiled for, or `--hw NAME|FILE`); the
     third value is a warning ("" if none)."""
     from edgebert.isa.program_config import select_config
 
-    if Path(path).suffix.lower() == ".s":
-        from edgebert.isa.assembler import assemble_file
-
-        program = assemble_file(path)
-    else:
-        from edgebert.isa.ebin import load_ebin
-
-        program = load_ebin(path)
+    program = read_program(path)
     hw, warning = select_config(program.metadata, program.hw_fingerprint, str(path), hw_arg)
     return program, hw, warning
 
