@@ -7,5 +7,5 @@ bash scripts/setup.sh
 mkdir -p out
 python examples/build_albert.py --preset tiny --seq-len 16 -o out/albert.onnx --inputs out/in.npz
 edgebertc out/albert.onnx -o out/albert.ebin
-edgebert-emu out/albert.ebin --inputs out/in.npz --outputs out/out.npz --report out/report.json
+edgebert-emu out/albert.ebin --inputs out/in.npz --outputs out/out.npz --json out/report.json
 python examples/compare_onnxruntime.py out/albert.onnx out/in.npz out/out.npz

@@ -50,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--model", type=Path, help="ONNX model (default: build ALBERT-base)")
     p.add_argument("--inputs", type=Path, help=".npz of inputs matching --model")
-    p.add_argument("--seq-len", type=int, default=128)
+    p.add_argument("--seq-len", type=int, default=128, help="sequence length of the built model (default 128)")
     p.add_argument("--repeat", type=int, default=3, help="runs per timing (median)")
     args = p.parse_args(argv)
 

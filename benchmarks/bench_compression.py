@@ -73,7 +73,7 @@ def export_variant(model, seq: int, path: Path, span: bool, af8: bool, act: bool
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--base", action="store_true", help="ALBERT-base shapes, seq 128")
-    p.add_argument("--ramp", type=int, default=4)
+    p.add_argument("--ramp", type=int, default=4, help="adaptive span ramp length (default 4)")
     p.add_argument("--timing-only", action="store_true", help="emulate costs only (fast on --base)")
     args = p.parse_args(argv)
 

@@ -1,6 +1,6 @@
 """Emulator speed: a large tiled matmul run through edgebert.emulator vs numpy doing the same tile matmuls.
 
-    python benchmarks/bench_emulator_matmul.py [--m 512 --k 768 --n 3072 --tile 256 --repeat 3]
+    python benchmarks/bench_emulator_matmul.py [--m 512 --k 768 --n 3072 --tk 256 --repeat 7] [--hw NAME|FILE]
 
 Prints both wall times (best of --repeat, measured in the same process, interleaved) and their ratio
 (the target is <= 1.5), plus the emulated cycles against the roofline lower bound. BLAS runs on one
@@ -20,7 +20,7 @@ import numpy as np  # noqa: E402
 
 from edgebert.emulator import run  # noqa: E402
 from edgebert.isa.encoding import Inst, make  # noqa: E402
-from edgebert.isa.hardware import HardwareConfig, default_config  # noqa: E402
+from edgebert.isa.hardware import HardwareConfig, load_config  # noqa: E402
 from edgebert.isa.program import Program  # noqa: E402
 from edgebert.isa.table import SPACES, UNITS  # noqa: E402
 
@@ -31,13 +31,15 @@ DRAM = SPACES.index("dram")
 def choose_tiles(m: int, k: int, n: int, tk: int, hw: HardwareConfig) -> tuple[int, int, int]:
     """A-stationary tiling: all of A in SRAM, double-buffered tk x tn tiles of B, one m x tn tile of C.
 
-    tn is the largest multiple of the vector size that fits the SRAM (and the PU's max_n).
+    tn is the largest multiple of the vector size that divides n and fits the SRAM (and the PU's max_n).
     """
     free = hw.memory.sram.size_bytes - m * k * 4
-    tn = free // (4 * (2 * tk + m)) // hw.pu.vector_size * hw.pu.vector_size
-    tn = min(tn, hw.pu.max_n, n)
-    if tn <= 0 or m > hw.pu.max_m or tk > hw.pu.max_k or k % tk or n % tn:
-        raise SystemExit(f"no A-stationary tiling of {m}x{k} @ {k}x{n} with tk={tk} fits this hardware")
+    limit = min(free // (4 * (2 * tk + m)), hw.pu.max_n, n)
+    step = hw.pu.vector_size
+    tn = next((t for t in range(limit // step * step, 0, -step) if n % t == 0), 0)
+    if tn <= 0 or m > hw.pu.max_m or tk > hw.pu.max_k or k % tk:
+        raise SystemExit(f"no A-stationary tiling of {m}x{k} @ {k}x{n} with tk={tk} fits {hw.name} "
+                         f"({hw.memory.sram.size_bytes:,} B of SRAM; tn must divide n and be a multiple of {step})")
     return m, tk, tn
 
 
@@ -92,13 +94,14 @@ def numpy_tiles(a: np.ndarray, b: np.ndarray, tk: int, tn: int) -> np.ndarray:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--m", type=int, default=512)
-    ap.add_argument("--k", type=int, default=768)
-    ap.add_argument("--n", type=int, default=3072)
-    ap.add_argument("--tk", type=int, default=256, help="reduction tile (tn then fills the SRAM)")
-    ap.add_argument("--repeat", type=int, default=7)
+    ap.add_argument("--m", type=int, default=512, help="rows of A and C (default 512)")
+    ap.add_argument("--k", type=int, default=768, help="columns of A, rows of B (default 768)")
+    ap.add_argument("--n", type=int, default=3072, help="columns of B and C (default 3072)")
+    ap.add_argument("--tk", type=int, default=256, help="reduction tile (tn then fills the SRAM; default 256)")
+    ap.add_argument("--hw", metavar="NAME|FILE", default=None, help="hardware config (default ideal-256mac)")
+    ap.add_argument("--repeat", type=int, default=7, help="runs of each side; the best counts (default 7)")
     args = ap.parse_args()
-    hw = default_config()
+    hw = load_config(args.hw)
     tm, tk, tn = choose_tiles(args.m, args.k, args.n, args.tk, hw)
     prog = tiled_matmul_program(args.m, args.k, args.n, tk, tn, hw)
     rng = np.random.default_rng(0)
@@ -120,7 +123,8 @@ def main() -> None:
     dram_bytes = r["traffic_bytes"]["dram"]["read"] + r["traffic_bytes"]["dram"]["write"]
     roofline = max(macs / hw.pu.macs_per_cycle, dram_bytes / hw.memory.dram.bandwidth)
     emu, ref_t = min(emu_times), min(np_times)
-    print(f"tiled matmul {args.m}x{args.k} @ {args.k}x{args.n}, tiles {tm}x{tk}x{tn}: {len(prog.code)} instructions")
+    print(f"tiled matmul {args.m}x{args.k} @ {args.k}x{args.n} on {hw.name}, tiles {tm}x{tk}x{tn}: "
+          f"{len(prog.code)} instructions; load average {os.getloadavg()[0]:.1f}")
     print(f"numpy tile matmuls : {ref_t * 1e3:8.1f} ms (best of {args.repeat})")
     print(f"emulator run       : {emu * 1e3:8.1f} ms (best of {args.repeat})")
     print(f"ratio emulator / numpy = {emu / ref_t:.2f}  (target <= 1.5)")

@@ -163,8 +163,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--family", action="append",
                    help="families (default DEFAULT_CASES: BERT legacy 18 and dynamo, RoBERTa legacy 14, ALBERT legacy 18)")
     p.add_argument("--export", action="append", help="legacy14 .. legacy20, dynamo, dynamo18 (default legacy18)")
-    p.add_argument("--seq-len", type=int, default=128)
-    p.add_argument("--size", default="base", choices=("tiny", "base"))
+    p.add_argument("--seq-len", type=int, default=128, help="sequence length (default 128)")
+    p.add_argument("--size", default="base", choices=("tiny", "base"), help="model size (default base: BERT-base shapes)")
     p.add_argument("--no-emulate", action="store_true", help="compile only (the emulator takes ~1 min per model)")
     p.add_argument("--unrolled", action="store_true", help="also compile and run with layers that differ unrolled")
     p.add_argument("--json", type=Path, help="write the rows as JSON here")

@@ -215,18 +215,22 @@ def attribution_markdown(att: dict) -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--data", default=str(ROOT / ".." / "shared" / "data" / "edgebert-sst2"))
+    p.add_argument("--data", default=str(ROOT / ".." / "shared" / "data" / "edgebert-sst2"),
+                   help="folder of the EdgeBERT artifact's SST-2 trace and lookup table")
     p.add_argument("--targets", nargs="+", default=list(TARGETS), help="durations or multiples ('1.5x') of the "
                    "all-fastest latency of 12 layers")
     p.add_argument("--thresholds", type=float, nargs="+",
-                   default=list(dict.fromkeys(EE_THRESHOLDS + PREDICTOR_THRESHOLDS)))
-    p.add_argument("--policies", nargs="+", default=["recover", "forced"], choices=["recover", "forced"])
-    p.add_argument("--planner", default="table", choices=["table", "bins"])
-    p.add_argument("--compare", default="lt", choices=["lt", "le"])
+                   default=list(dict.fromkeys(EE_THRESHOLDS + PREDICTOR_THRESHOLDS)),
+                   help="exit entropy thresholds (default: both of the authors' sets)")
+    p.add_argument("--policies", nargs="+", default=["recover", "forced"], choices=["recover", "forced"],
+                   help="exit policies (default both)")
+    p.add_argument("--planner", default="table", choices=["table", "bins"], help="DVFS planner (default table)")
+    p.add_argument("--compare", default="lt", choices=["lt", "le"],
+                   help="exit when entropy < T (lt, default) or <= T (le)")
     p.add_argument("--bins-scale", type=float, help="bins planner: the entropy scale (default: calibrated)")
-    p.add_argument("--limit", type=int)
+    p.add_argument("--limit", type=int, help="only the first N sentences of the trace")
     p.add_argument("--holdout", action="store_true", help="plan for the even-numbered sentences, replay the odd ones")
-    p.add_argument("--work", default="/tmp/edgebert-albert-base-ee")
+    p.add_argument("--work", default="/tmp/edgebert-albert-base-ee", help="where the model is built and cached")
     p.add_argument("--hw", default=None, help="hardware config (default: the default config)")
     p.add_argument("--compressed", action="store_true",
                    help="EdgeBERT-style compression (50/60 %% magnitude pruning, AF8 weights + activations)")

@@ -120,7 +120,7 @@ def sweep(work: Path, data: Path) -> None:
     try:
         for workers in (1, 2):
             before = load()
-            s = run_sweep(spec, tmp / f"w{workers}", workers=workers, progress=False)
+            s = run_sweep(spec, tmp / f"w{workers}", workers=workers)
             rate[workers] = s.evaluated / s.eval_s
             print(f"{workers} worker(s): {s.evaluated} points ({s.counts}) in {s.eval_s:.1f} s after the workers "
                   f"started ({s.wall_s:.1f} s in all): {rate[workers]:.3f} points/s ({before}; after: {load()})")
@@ -133,9 +133,10 @@ def sweep(work: Path, data: Path) -> None:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--work", default="/tmp/edgebert-sweep-bench", help="where the model is built (cached)")
-    p.add_argument("--data", default=str(ROOT / ".." / "shared" / "data" / "edgebert-sst2"))
-    p.add_argument("--skip-replay", action="store_true")
-    p.add_argument("--skip-sweep", action="store_true")
+    p.add_argument("--data", default=str(ROOT / ".." / "shared" / "data" / "edgebert-sst2"),
+                   help="folder of the EdgeBERT artifact's SST-2 trace")
+    p.add_argument("--skip-replay", action="store_true", help="skip the path-cache replay measurement")
+    p.add_argument("--skip-sweep", action="store_true", help="skip the Ray workers measurement")
     args = p.parse_args()
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     print(f"{os.cpu_count()} cores, {load()}; {scheduler_note()}")

@@ -52,14 +52,17 @@ def train(work: Path) -> dict[str, Path]:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--work", default="/tmp/edgebert-trained-policies")
+    p.add_argument("--work", default="/tmp/edgebert-trained-policies", help="where the model is trained and cached")
     p.add_argument("--limit", type=int, default=500, help="eval sentences (of 1000)")
-    p.add_argument("--targets", nargs="+", default=["1.25x", "1.5x", "2x", "3x"])
-    p.add_argument("--thresholds", type=float, nargs="+", default=[0.23, 0.28, 0.46, 0.09, 0.16])
-    p.add_argument("--policies", nargs="+", default=["recover", "forced"], choices=["recover", "forced"])
-    p.add_argument("--hw", default=None)
-    p.add_argument("--json")
-    p.add_argument("--plot")
+    p.add_argument("--targets", nargs="+", default=["1.25x", "1.5x", "2x", "3x"],
+                   help="latency targets: durations or multiples of the all-fastest latency")
+    p.add_argument("--thresholds", type=float, nargs="+", default=[0.23, 0.28, 0.46, 0.09, 0.16],
+                   help="exit entropy thresholds (default: both of the authors' sets)")
+    p.add_argument("--policies", nargs="+", default=["recover", "forced"], choices=["recover", "forced"],
+                   help="exit policies (default both)")
+    p.add_argument("--hw", default=None, metavar="NAME|FILE", help="hardware config (default ideal-256mac)")
+    p.add_argument("--json", metavar="FILE", help="write the sweep's results here (JSON)")
+    p.add_argument("--plot", metavar="FILE", help="the figure (.png; .svg/.pdf: vector)")
     args = p.parse_args(argv)
     t0 = time.perf_counter()
     work = Path(args.work)

@@ -5,17 +5,22 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import sys
+import time
 from pathlib import Path
 
+from edgebert.compiler.compile_summary import compile_summary, summary_line
 from edgebert.compiler.options import (
     DVFS_PLANNERS,
     EXIT_POLICIES,
     LAYER1_POINTS,
     CompileOptions,
     EarlyExitOptions,
+    early_exit_flag,
 )
+from edgebert.isa.cli_common import add_hw, add_json, add_verbosity, add_version
 from edgebert.isa.errors import EdgebertError
 from edgebert.isa.hardware import HardwareConfig
+from edgebert.isa.progress import terminal_progress
 from edgebert.isa.table import EXIT_COMPARES
 from edgebert.isa.units import parse_duration
 
@@ -24,50 +29,43 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="edgebertc", description="Compile an ONNX ALBERT model for the edgebert accelerator."
     )
-    p.add_argument("model", nargs="*",
+    p.add_argument("model", nargs="*", metavar="MODEL|NAME=MODEL",
                    help="ONNX model (external weight files next to it are read too); several task models of one "
-                   "backbone compile into one multi-task program (docs/multitask.md)")
+                   "backbone compile into one multi-task program (docs/multitask.md), NAME=MODEL naming a task "
+                   "(default: the model's task metadata)")
     mt = p.add_argument_group("multi-task (docs/multitask.md)")
-    mt.add_argument("--task", action="append", default=[], metavar="NAME=PATH", help="a task model under a name")
+    mt.add_argument("--task", action="append", default=[], metavar="NAME=MODEL",
+                    help="deprecated spelling of a NAME=MODEL model argument")
     mt.add_argument("--task-threshold", action="append", default=[], metavar="NAME=T",
                     help="exit entropy threshold of one task (default: its model's metadata)")
     mt.add_argument("--task-calibration", action="append", default=[], metavar="NAME=FILE",
                     help="with --latency-target: one task's calibration entropies (its own DVFS lookup table)")
     mt.add_argument("--task-placement", choices=("auto", "sram", "envm"), default="auto",
                     help="task weights: SRAM region loaded at task switch (auto: when it fits) or read from eNVM")
-    p.add_argument("-o", "--output", help="output file (default: the model name with .ebin, or .s with -S)")
-    p.add_argument("--seq-len", type=int, default=None, help="fix the sequence length of [batch, seq] inputs")
-    p.add_argument("--hw", default=None, metavar="NAME|FILE",
-                   help="hardware config: a bundled name (ideal-256mac, edgebert-cmod) or a TOML file (default: "
-                   "ideal-256mac)")
+    p.add_argument("-o", "--output", metavar="FILE",
+                   help="output file (default: the model name with .ebin, or .s with -S)")
+    p.add_argument("--seq-len", type=int, default=None, metavar="N",
+                   help="fix the sequence length of [batch, seq] inputs (dynamic axes)")
+    add_hw(p, "ideal-256mac")
     p.add_argument("-S", dest="assembly", action="store_true", help="write assembly instead of a binary")
     p.add_argument("--dump-ir", metavar="DIR", default=None, help="write the IR after each pass into DIR")
-    p.add_argument("-v", "--verbose", action="store_true", help="print each pass's wall time")
+    add_json(p, "the compile summary (instructions, bytes per memory level, SRAM peak, each stage's wall time)")
+    add_verbosity(p, "each stage's wall time, the memory plan, the early-exit layout and the DVFS plan")
+    add_version(p)
     ee = p.add_argument_group("early exit and latency-aware DVFS (models with exit heads; docs/compiler.md)")
     ee.add_argument("--early-exit", action="store_true",
                     help="compile the exit heads as entropy + early-exit branches (implied by the options below)")
-    ee.add_argument("--threshold", type=float, default=None,
-                    help="exit entropy threshold (default: the model's edgebert.entropy_threshold)")
-    ee.add_argument("--latency-target", metavar="DURATION", default=None,
-                    help="per-sentence latency target for DVFS, e.g. 50ms, 0.05s, 50000us")
-    ee.add_argument("--predictor-table", metavar="CSV", default=None,
-                    help="entropy lookup table (EdgeBERT's sst2_lookup_table.csv format)")
-    ee.add_argument("--calibration-entropies", metavar="FILE", default=None,
-                    help="per-sentence, per-layer entropies (sst2_eval_entropy.txt format) to build the table from")
-    ee.add_argument("--dvfs-margin", type=float, default=0.0, help="fraction of the target the plan keeps in reserve")
+    ee.add_argument("--threshold", type=float, default=None, **early_exit_flag("--threshold", "default: the model's edgebert.entropy_threshold"))
+    ee.add_argument("--latency-target", default=None, **early_exit_flag("--latency-target"))
+    ee.add_argument("--predictor-table", default=None, **early_exit_flag("--predictor-table"))
+    ee.add_argument("--calibration-entropies", default=None, **early_exit_flag("--calibration-entropies"))
+    ee.add_argument("--dvfs-margin", type=float, default=0.0, **early_exit_flag("--dvfs-margin"))
     ee.add_argument("--exit-policy", choices=EXIT_POLICIES, default="recover",
-                    help="recover: a sentence predicted too early continues at a recovery operating point (default); "
-                    "forced: EdgeBERT's predictor, the exit is forced at the predicted layer (needs a predictor)")
-    ee.add_argument("--exit-compare", choices=EXIT_COMPARES, default="lt",
-                    help="exit when entropy < threshold (lt, EdgeBERT's software; default) or <= (le, its hardware)")
-    ee.add_argument("--dvfs-planner", choices=DVFS_PLANNERS, default="table",
-                    help="table: predicted exit layer -> operating point (default); bins: the artifact's DVFS unit, "
-                    "layer-1 entropy / scale -> one of 16 bins -> operating point")
-    ee.add_argument("--layer1-point", choices=LAYER1_POINTS, default="planned",
-                    help="where the prologue and layer 1 run under DVFS: the plan's choice (default) or the fastest "
-                    "point")
-    ee.add_argument("--dvfs-bins-scale", type=float, default=None, metavar="S",
-                    help="bins planner: the entropy scale (default: calibrated from --calibration-entropies)")
+                    **early_exit_flag("--exit-policy", "forced needs a predictor"))
+    ee.add_argument("--exit-compare", choices=EXIT_COMPARES, default="lt", **early_exit_flag("--exit-compare"))
+    ee.add_argument("--dvfs-planner", choices=DVFS_PLANNERS, default="table", **early_exit_flag("--dvfs-planner"))
+    ee.add_argument("--layer1-point", choices=LAYER1_POINTS, default="planned", **early_exit_flag("--layer1-point"))
+    ee.add_argument("--dvfs-bins-scale", type=float, default=None, **early_exit_flag("--dvfs-bins-scale"))
     return p
 
 
@@ -96,6 +94,21 @@ def _pairs(specs: list[str], flag: str, what: str) -> list[tuple[str, str]]:
             raise EdgebertError(f"{flag} expects NAME={what}, got '{spec}'")
         out.append((name, value))
     return out
+
+
+def named_models(args: argparse.Namespace) -> None:
+    """NAME=MODEL model arguments (and the deprecated `--task NAME=MODEL`) become named task models (`args.task`)."""
+    if args.task:
+        print("edgebertc: warning: --task NAME=MODEL is deprecated: give NAME=MODEL as a model argument (--task NAME "
+              "selects a task in edgebert-emu and edgebert-bench)", file=sys.stderr)
+    plain = []
+    for m in args.model:
+        name, sep, path = m.partition("=")
+        if sep and name and path and not Path(m).exists():
+            args.task.append(m)
+        else:
+            plain.append(m)
+    args.model = plain
 
 
 def compile_multitask_cli(args: argparse.Namespace, hw: HardwareConfig):
@@ -147,7 +160,9 @@ def compile_multitask_cli(args: argparse.Namespace, hw: HardwareConfig):
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_intermixed_args(argv)
+    named_models(args)
     timings: dict[str, float] = {}
+    started = time.perf_counter()
     try:
         from edgebert.compiler.pipeline import compile_model, format_timings
         from edgebert.isa.hardware import load_config
@@ -156,6 +171,7 @@ def main(argv: list[str] | None = None) -> int:
         inputs = [*args.model, *(t.partition("=")[2] for t in args.task), args.hw, args.predictor_table,
                   args.calibration_entropies, *(c.partition("=")[2] for c in args.task_calibration)]
         refuse_overwrite(inputs, args.output)  # before any work: `-o model.onnx` must not destroy the model
+        refuse_overwrite([*inputs, args.output], args.json)
         hw = load_config(args.hw)
         if args.seq_len is not None and args.seq_len <= 0:
             raise EdgebertError(f"--seq-len must be positive, got {args.seq_len}")
@@ -170,7 +186,9 @@ def main(argv: list[str] | None = None) -> int:
                 raise EdgebertError(f"{source}: no such file")
             options = CompileOptions(args.seq_len, early_exit=early_exit_options(args),
                                      dump_dir=Path(args.dump_ir) if args.dump_ir is not None else None)
-            result = compile_model(source, options, hw, timings)
+            with terminal_progress(args.quiet) as progress, progress.task(f"compiling {source}") as bar:
+                result = compile_model(source, options, hw, timings, on_stage=lambda stage: bar.update(
+                    description=f"compiling {source}: {stage}"))
         widened = result.program.metadata.get("source_dtype")
         if widened:
             print(f"edgebertc: note: the model is {widened}; the accelerator computes it in "
@@ -194,12 +212,19 @@ def main(argv: list[str] | None = None) -> int:
             from edgebert.isa.ebin import save_ebin
 
             save_ebin(result.program, out)
+        summary = compile_summary(result.program, out, hw, time.perf_counter() - started, timings)
+        if args.json:
+            from edgebert.emulator.run_files import write_json
+
+            write_json(args.json, summary)
     except EdgebertError as exc:
         print(f"edgebertc: error: {exc}", file=sys.stderr)
         return 2
     except OSError as exc:
         print(f"edgebertc: error: {exc}", file=sys.stderr)
         return 2
+    if not args.quiet:
+        print(summary_line(summary))
     if args.verbose:
         for line in format_timings(timings):
             print(line, file=sys.stderr)

@@ -17,6 +17,35 @@ DVFS_PLANNERS = ("table", "bins")
 #: Where the prologue and layer 1 run under DVFS: at the point the plan chooses, or at the fastest point.
 LAYER1_POINTS = ("planned", "fastest")
 
+#: The early-exit compile flags `edgebertc` and `edgebert-bench MODEL.onnx` (a sweep) share: flag -> (metavar, help).
+#: A sweep's list-valued flags append how to give several; nothing else may reword them
+#: (tests/packaging/test_cli_flags.py).
+EARLY_EXIT_FLAGS: dict[str, tuple[str | None, str]] = {
+    "--threshold": ("T", "exit entropy threshold"),
+    "--latency-target": ("DURATION", "per-sentence latency target of latency-aware DVFS, e.g. 50ms, 0.05s, 50000us"),
+    "--predictor-table": ("CSV", "entropy lookup table of EdgeBERT's predictor (the artifact's sst2_lookup_table.csv "
+                                 "format)"),
+    "--calibration-entropies": ("FILE", "calibration entropies, one sentence per line and one value per layer "
+                                        "(sst2_eval_entropy.txt format): the sentences the DVFS plan is optimised "
+                                        "for, and the lookup table built from them when none is given"),
+    "--dvfs-margin": ("F", "fraction of the latency target the DVFS plan keeps in reserve (default 0)"),
+    "--exit-policy": ("POLICY", "recover: a sentence predicted too early continues at a recovery operating point "
+                                "(default); forced: EdgeBERT's, the exit is forced at the predicted layer"),
+    "--exit-compare": (None, "exit when entropy < threshold (lt, EdgeBERT's software; default) or <= (le, its "
+                             "hardware)"),
+    "--dvfs-planner": (None, "table: predicted exit layer -> operating point (default); bins: the artifact's DVFS "
+                             "unit, layer-1 entropy / scale -> one of 16 bins -> operating point"),
+    "--layer1-point": (None, "where the prologue and layer 1 run under DVFS: the plan's choice (default) or the "
+                             "fastest point"),
+    "--dvfs-bins-scale": ("S", "bins planner: the entropy scale (default: calibrated from --calibration-entropies)"),
+}
+
+
+def early_exit_flag(flag: str, more: str = "") -> dict[str, str | None]:
+    """`metavar` and `help` keywords of a shared early-exit flag (`more`: appended after a semicolon)."""
+    metavar, text = EARLY_EXIT_FLAGS[flag]
+    return {"metavar": metavar, "help": text + (f"; {more}" if more else "")}
+
 
 @dataclass(frozen=True)
 class EarlyExitOptions:

@@ -97,6 +97,7 @@ class Compilation:
     hw: HardwareConfig
     timings: dict[str, float]
     model: Any = None  # ONNX path or ModelProto
+    on_stage: Callable[[str], None] | None = None  # told each stage's name as it starts (progress display)
     loaded: Any = None  # frontend.LoadedModel
     mod: relax.IRModule | None = None
     output_names: list[str] | None = None
@@ -273,6 +274,8 @@ def run_stages(c: Compilation, stages: tuple[Stage, ...] | list[Stage]) -> Compi
 
 def _timed(c: Compilation, stage: Stage) -> None:
     """Run one stage, time it, and write its --dump-ir listing."""
+    if c.on_stage is not None:
+        c.on_stage(stage.name)
     t0 = time.perf_counter()
     stage.run(c)
     c.timings[stage.name] = c.timings.get(stage.name, 0.0) + time.perf_counter() - t0
@@ -315,10 +318,12 @@ def format_timings(timings: dict[str, float]) -> list[str]:
 
 
 def compile_model(model: Any, options: CompileOptions | None = None, hw: HardwareConfig | None = None,
-                  timings: dict[str, float] | None = None) -> CompileResult:
-    """Compile an ONNX model (path or ModelProto) for `hw` (default config): every stage `options` asks for."""
+                  timings: dict[str, float] | None = None,
+                  on_stage: Callable[[str], None] | None = None) -> CompileResult:
+    """Compile an ONNX model (path or ModelProto) for `hw` (default config): every stage `options` asks for;
+    `on_stage` is told each stage's name as it starts (edgebertc's progress)."""
     c = Compilation(options or CompileOptions(), hw or default_config(), {} if timings is None else timings,
-                    model=model)
+                    model=model, on_stage=on_stage)
     return run_stages(c, STAGES)
 
 

@@ -43,19 +43,29 @@ class Segment:
     def energy(self, hw: HardwareConfig) -> dict[str, float]:
         """Energy per component in joules: dynamic x (V/Vnom)^2, leakage x (V/Vnom) x time, switching."""
         point = hw.dvfs.points[self.point]
-        ratio = point.volts / hw.dvfs.nominal_point.volts
-        dyn = ratio * ratio * 1e-12  # pJ at nominal -> J at this voltage
-        e = hw.energy
-        out = {
-            "mac_f32": self.mac_f32 * e.mac_f32_pj * dyn,
-            "mac_af8": self.mac_af8 * e.mac_af8_pj * dyn,
-            "sfu": self.sfu_passes * e.sfu_op_pj * dyn,
-            "ctl": self.ctl_ops * e.ctl_op_pj * dyn,
-        }
-        for i, level in enumerate(SPACES):
-            mem = hw.memory.level(level)
-            scale = dyn if mem.scales_with_voltage else 1e-12
-            out[level] = (self.read[i] * mem.read_pj_per_byte + self.written[i] * mem.write_pj_per_byte) * scale
-        out["leakage"] = e.leakage_mw * 1e-3 * ratio * self.seconds(hw)
+        out = dynamic_energy(hw, self.point, self.mac_f32, self.mac_af8, self.sfu_passes, self.ctl_ops, self.read,
+                             self.written)
+        out["leakage"] = hw.energy.leakage_mw * 1e-3 * point.volts / hw.dvfs.nominal_point.volts * self.seconds(hw)
         out["dvfs_switch"] = hw.dvfs.switch_nj * 1e-9 if self.switched else 0.0
         return out
+
+
+def dynamic_energy(hw: HardwareConfig, point: int, mac_f32: float, mac_af8: float, sfu_passes: float,
+                   ctl_ops: float, read: list[int] | tuple[int, ...], written: list[int] | tuple[int, ...]
+                   ) -> dict[str, float]:
+    """Dynamic energy per component (joules) of these actions at operating point `point`: energy per action at the
+    nominal voltage x (V/Vnom)^2; memory levels that do not scale with the voltage (off-chip DRAM) unscaled."""
+    ratio = hw.dvfs.points[point].volts / hw.dvfs.nominal_point.volts
+    dyn = ratio * ratio * 1e-12  # pJ at nominal -> J at this voltage
+    e = hw.energy
+    out = {
+        "mac_f32": mac_f32 * e.mac_f32_pj * dyn,
+        "mac_af8": mac_af8 * e.mac_af8_pj * dyn,
+        "sfu": sfu_passes * e.sfu_op_pj * dyn,
+        "ctl": ctl_ops * e.ctl_op_pj * dyn,
+    }
+    for i, level in enumerate(SPACES):
+        mem = hw.memory.level(level)
+        scale = dyn if mem.scales_with_voltage else 1e-12
+        out[level] = (read[i] * mem.read_pj_per_byte + written[i] * mem.write_pj_per_byte) * scale
+    return out

@@ -18,6 +18,7 @@ from typing import Any
 from edgebert.emulator.dispatch import DISPATCH, format_inst
 from edgebert.emulator.energy import Segment
 from edgebert.emulator.memory import Access, DirtyRanges, Fault, Memories, accesses_overlap
+from edgebert.emulator.profile import Profile
 from edgebert.emulator.shadow import ShadowLog, shadow_kind
 from edgebert.isa.costs import Costs
 from edgebert.isa.encoding import Inst
@@ -115,8 +116,11 @@ class Machine:
         timing_only: bool = False,
         disable_early_exit: bool = False,
         disable_dvfs: bool = False,
+        profile: bool = False,
     ) -> None:
         self.program, self.hw = program, hw
+        #: per-instruction accounting by op class and layer (emulator/profile.py); None: off (it costs time)
+        self.profile = Profile(program) if profile else None
         self.costs = Costs(hw)
         self.mem = Memories(hw)
         if check_uninitialized:
@@ -185,6 +189,8 @@ class Machine:
         self.dirty = DirtyRanges()
         #: timing_only: who last wrote which bytes, per space (see `shadow.py`).
         self.shadow = ShadowLog(len(SPACES))
+        if getattr(self, "profile", None) is not None:
+            self.profile.reset()
 
     # ---- helpers used by handlers -------------------------------------------------------------
     def is_constant(self, space: int, address: int, nbytes: int) -> bool:
@@ -249,6 +255,7 @@ class Machine:
         check_init = self.mem.initialized is not None
         timing = self.timing_only
         races = self.check_races
+        prof = self.profile
         fe = 0  # the front end's next dispatch cycle
         pc = 0
         end = 0
@@ -275,7 +282,11 @@ class Machine:
                     start = t if t > unit_free[unit] else unit_free[unit]
                     if op.waits:
                         start = _take_tokens(tokens, op.waits, unit, start)
+                    if prof is not None:
+                        prof.before(self.seg)
                     cycles = op.run()
+                    if prof is not None:
+                        prof.after(pc, start, cycles)
                     end = start + cycles
                     unit_free[unit] = end
                     q.append(start)
@@ -296,9 +307,13 @@ class Machine:
                         busy_until = max(unit_free)
                         if busy_until > start:
                             start = busy_until
+                    if prof is not None:
+                        prof.before(self.seg)
                     result = op.run()
                     if kind == KIND_DVFS:
                         self._switch(result, start)
+                    if prof is not None:
+                        prof.after(pc, start, op.ctl_cycles, self.seg.point)
                     end = start + op.ctl_cycles
                     fe = end
                     seg = self.seg

@@ -48,13 +48,24 @@ def _read_member(zf: zipfile.ZipFile, info: zipfile.ZipInfo, where: str) -> np.n
         return np.lib.format.read_array(f, allow_pickle=False)
 
 
-def load_program(path: str | Path, hw_arg: str | None) -> tuple[Program, HardwareConfig, str]:
-    """Load an `.ebin` and the hardware config to run it on (`isa.program_config.select_config`: the config the
-    program embeds or was compiled for, or `--hw NAME|FILE`); the third value is a warning ("" if none)."""
+def read_program(path: str | Path) -> Program:
+    """A program from a `.ebin` file, or assembled from a `.s` file."""
+    if Path(path).suffix.lower() == ".s":
+        from edgebert.isa.assembler import assemble_file
+
+        return assemble_file(path)
     from edgebert.isa.ebin import load_ebin
+
+    return load_ebin(path)
+
+
+def load_program(path: str | Path, hw_arg: str | None) -> tuple[Program, HardwareConfig, str]:
+    """Load an `.ebin` (or assemble a `.s` file) and the hardware config to run it on
+    (`isa.program_config.select_config`: the config the program embeds or was compiled for, or `--hw NAME|FILE`); the
+    third value is a warning ("" if none)."""
     from edgebert.isa.program_config import select_config
 
-    program = load_ebin(path)
+    program = read_program(path)
     hw, warning = select_config(program.metadata, program.hw_fingerprint, str(path), hw_arg)
     return program, hw, warning
 
@@ -144,3 +155,47 @@ def write_json(path: str | Path, data: Any, *, indent: int = 2) -> None:
     except (TypeError, ValueError) as exc:
         raise EdgebertError(f"{path}: cannot write JSON: {exc}") from None
     write_atomic(path, text + "\n")
+
+
+def write_npz(path: str | Path, arrays: Mapping[str, np.ndarray]) -> None:
+    """Arrays as an .npz at exactly `path` (numpy.savez would append .npz to another suffix), written atomically."""
+    import io
+
+    from edgebert.isa.safe_io import write_atomic
+
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)
+    write_atomic(path, buf.getvalue())
+
+
+def write_csv(path: str | Path, rows: Sequence[Mapping[str, Any]], columns: Sequence[str]) -> None:
+    """Rows as CSV with a header of `columns` (missing values empty), written atomically."""
+    import csv
+    import io
+
+    from edgebert.isa.safe_io import write_atomic
+
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=list(columns), extrasaction="ignore", lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: ("" if v is None else v) for k, v in row.items()})
+    write_atomic(path, buf.getvalue())
+
+
+def exit_count(program: Program) -> int | None:
+    """How many exits (entropy values per sentence) a compiled early-exit program consumes at most (None: unknown,
+    e.g. hand-written assembly)."""
+    early = program.metadata.get("early_exit")
+    if isinstance(early, dict) and isinstance(early.get("num_layers"), int):
+        return early["num_layers"]
+    return None
+
+
+def check_entropy_row(program: Program, values: int) -> str | None:
+    """A warning when a recorded sentence holds more entropies than the program has exits (they go unused)."""
+    exits = exit_count(program)
+    if exits is not None and values > exits:
+        return (f"the entropy trace holds {values} entropies per sentence, the program has {exits} exits: only the "
+                f"first {exits} are replayed (was the trace recorded for another model?)")
+    return None

@@ -164,6 +164,7 @@ class Runner:
         max_instructions: int | str | None = AUTO,
         trace: bool = False,
         check_uninitialized: bool = False,
+        profile: bool = False,
     ) -> None:
         _check_program(program)
         self.program = program
@@ -175,7 +176,7 @@ class Runner:
             raise EmulatorInputError(f"max_instructions: expected a positive integer, 'auto' or None, got {budget!r}")
         self.machine = Machine(
             program, self.hw, max_cycles=max_cycles, max_instructions=budget, trace=trace,
-            check_uninitialized=check_uninitialized,
+            check_uninitialized=check_uninitialized, profile=profile,
         )
         self._check_io_ranges()
         self._has_entropy = any(inst.mnemonic == "entropy" for inst in program.code)
@@ -272,7 +273,8 @@ class Runner:
     ) -> RunResult:
         """One run; `RunResult.machine` is the Runner's machine (valid until the next run). See `run`.
 
-        `check_races=False` skips race detection (faster; the report's `race_count` is None).
+        `check_races=False` skips race detection (faster; the report's `race_count` is None). With
+        `Runner(..., profile=True)` the report has a `breakdown` section (see `run`).
         `task` selects the task of a multi-task program; `resident_task`: that task's weights are already in
         the SRAM task region (an earlier sentence's), so no block is loaded when it equals `task`.
         """
@@ -310,6 +312,10 @@ class Runner:
         outputs = _read_outputs(m, self.program) if m.trap is None else {}
         exit_layer = _read_exit_layer(m, self.program) if m.trap is None else None
         report = build_report(m, exit_layer)
+        if m.profile is not None:
+            from edgebert.emulator.profile import breakdown
+
+            report["breakdown"] = breakdown(m, m.profile, report)
         report["what_if"] = {
             "timing_only": timing_only, "disable_early_exit": disable_early_exit, "disable_dvfs": disable_dvfs,
         }
@@ -346,6 +352,7 @@ def run(
     disable_dvfs: bool = False,
     task: str | None = None,
     resident_task: str | None = None,
+    profile: bool = False,
 ) -> RunResult:
     """Execute `program` on the emulated accelerator described by `hw` (when None: the config the program was
     built for, see `isa.program_config.program_config`, else the default config).
@@ -365,9 +372,11 @@ def run(
     control flow depends on nothing computed but entropies); `disable_early_exit` never takes bexit/bexitr/bexitp;
     `disable_dvfs` ignores dvfs/dvfsr requests (the machine stays at `hw.dvfs.initial`).
     `task` / `resident_task`: a multi-task program's task (docs/multitask.md; logits keep the task's labels).
+    `profile`: the report gains `breakdown` (cycles and energy per op class and per layer, a roofline view per op
+    class; emulator/profile.py), at some cost in speed.
     """
     runner = Runner(program, hw, max_cycles=max_cycles, max_instructions=max_instructions, trace=trace,
-                    check_uninitialized=check_uninitialized)
+                    check_uninitialized=check_uninitialized, profile=profile)
     return runner.run(
         inputs, entropy_values=entropy_values, timing_only=timing_only, disable_early_exit=disable_early_exit,
         disable_dvfs=disable_dvfs, raise_on_trap=raise_on_trap, task=task, resident_task=resident_task,

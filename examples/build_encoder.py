@@ -351,8 +351,9 @@ def activations() -> tuple[str, ...]:
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="build_encoder", description=__doc__.splitlines()[0])
-    p.add_argument("--family", default="bert", choices=sorted(FAMILIES))
-    p.add_argument("--head", default="sequence-classification", choices=list(HEADS))
+    p.add_argument("--family", default="bert", choices=sorted(FAMILIES), help="model family (default bert)")
+    p.add_argument("--head", default="sequence-classification", choices=list(HEADS),
+                   help="task head (default sequence-classification; bare: the encoder alone)")
     p.add_argument("--hidden-act", default=None, help="activation (any transformers ACT2FN name; default: family's)")
     p.add_argument("--exporter", default="legacy", choices=EXPORTERS, help="torch.onnx exporter (default legacy)")
     p.add_argument("--opset", type=int, default=None, help="ONNX opset (default: legacy 18, dynamo its own)")

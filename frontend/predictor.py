@@ -8,8 +8,9 @@ layer whose predicted entropy is below the threshold, else the last layer L. Per
 the compiler embeds for `lut rd, f, table, nbins=100, scale=100.0, mode=nearest`. The program only consults it
 after layer 1 did not exit, so bins never predict layer 1.
 
-CLI: `python -m edgebert.frontend.predictor build --entropies FILE -o table.csv` and
-`python -m edgebert.frontend.predictor show --table FILE --threshold T --layers L`.
+CLI (`edgebert-predictor`, also `python -m edgebert.frontend.predictor`):
+`edgebert-predictor build --entropies FILE -o table.csv` and
+`edgebert-predictor show --table FILE --threshold T --layers L [--exit-compare lt|le] [--json FILE]`.
 """
 
 from __future__ import annotations
@@ -19,9 +20,11 @@ import sys
 
 import numpy as np
 
+from edgebert.isa.cli_common import add_json, add_verbosity, add_version
 from edgebert.isa.errors import EdgebertError, run_cli
 from edgebert.isa.exit_rule import passes_threshold
 from edgebert.isa.safe_io import refuse_overwrite
+from edgebert.isa.table import EXIT_COMPARES
 from edgebert.isa.traces import LOOKUP_ROWS, read_entropy_array, read_lookup_table, write_lookup_table
 
 #: `lut` settings matching the table's rows: bin = clamp(rint(H * 100), 0, 99).
@@ -100,17 +103,32 @@ def predict_exit_layer(table: np.ndarray, layer1_entropy: float, threshold: floa
     return int(below[0]) + 2 if below.size else num_layers
 
 
+def build_parser() -> argparse.ArgumentParser:
+    """`edgebert-predictor build | show`."""
+    p = argparse.ArgumentParser(prog="edgebert-predictor", description=__doc__.split("\n")[0])
+    add_version(p)
+    sub = p.add_subparsers(dest="command", required=True, metavar="{build,show}")
+    b = sub.add_parser("build", help="build a lookup table CSV from calibration entropies",
+                       description="Build EdgeBERT's lookup table (100 layer-1 entropy bins x predicted entropies of "
+                       "layers 2..L-1) from calibration entropies.")
+    b.add_argument("--entropies", required=True, metavar="FILE",
+                   help="calibration entropy trace (the format of EdgeBERT's sst2_eval_entropy.txt)")
+    b.add_argument("-o", "--output", required=True, metavar="FILE", help="lookup table CSV to write")
+    add_verbosity(b)
+    s = sub.add_parser("show", help="print the predicted exit layer per entropy bin",
+                       description="Print the exit layer the table predicts for each layer-1 entropy bin.")
+    s.add_argument("--table", required=True, metavar="FILE", help="lookup table CSV (sst2_lookup_table.csv format)")
+    s.add_argument("--threshold", type=float, required=True, metavar="T", help="exit entropy threshold")
+    s.add_argument("--layers", type=int, required=True, metavar="L", help="layers (exits) of the model")
+    s.add_argument("--exit-compare", choices=EXIT_COMPARES, default="lt",
+                   help="exit when entropy < threshold (lt, EdgeBERT's software; default) or <= (le, its hardware)")
+    add_json(s, "the predicted exit layer of each of the 100 bins")
+    add_verbosity(s)
+    return p
+
+
 def _main(argv: list[str] | None) -> int:
-    p = argparse.ArgumentParser(prog="python -m edgebert.frontend.predictor", description=__doc__.split("\n")[0])
-    sub = p.add_subparsers(dest="command", required=True)
-    b = sub.add_parser("build", help="build a lookup table CSV from calibration entropies")
-    b.add_argument("--entropies", required=True, help="entropy trace (format of sst2_eval_entropy.txt)")
-    b.add_argument("-o", "--output", required=True, help="lookup table CSV to write")
-    s = sub.add_parser("show", help="print the predicted exit layer per entropy bin")
-    s.add_argument("--table", required=True, help="lookup table CSV")
-    s.add_argument("--threshold", type=float, required=True)
-    s.add_argument("--layers", type=int, required=True)
-    args = p.parse_args(argv)
+    args = build_parser().parse_args(argv)
     if args.command == "build":
         refuse_overwrite([args.entropies], args.output)
         entropies = read_entropy_array(args.entropies)
@@ -119,21 +137,31 @@ def _main(argv: list[str] | None) -> int:
             write_lookup_table(args.output, table)
         except OSError as exc:
             raise EdgebertError(f"{args.output}: cannot write: {exc.strerror}") from None
-        print(f"{args.output}: {table.shape[0]} rows x {table.shape[1]} columns from {len(entropies)} sentences")
+        if not args.quiet:
+            print(f"{args.output}: {table.shape[0]} rows x {table.shape[1]} columns from {len(entropies)} sentences")
         return 0
-    layers = predicted_exit_layers(read_lookup_table(args.table), args.threshold, args.layers)
-    print("bin  H1    predicted exit layer")
+    refuse_overwrite([args.table], args.json)
+    layers = predicted_exit_layers(read_lookup_table(args.table), args.threshold, args.layers, args.exit_compare)
+    if args.json:
+        from edgebert.isa.safe_io import write_json
+
+        write_json(args.json, {"table": str(args.table), "threshold": args.threshold, "layers": args.layers,
+                               "compare": args.exit_compare, "entropy_scale": LUT_SCALE,
+                               "predicted_exit_layer": [int(x) for x in layers]})
+    if args.quiet:
+        return 0
+    print("bin    layer-1 entropy  predicted exit layer")
     start = 0
     for i in range(1, NBINS + 1):  # one line per run of equal predictions
         if i == NBINS or layers[i] != layers[start]:
-            print(f"{start:2d}-{i - 1:2d} {start / NBINS:.2f}-{(i - 1) / NBINS:.2f}  {layers[start]}")
+            print(f"{start:2d}-{i - 1:2d}  {start / NBINS:.2f}-{(i - 1) / NBINS:.2f}        {layers[start]}")
             start = i
     return 0
 
 
 def main(argv: list[str] | None = None) -> int:
     """CLI entry point; returns the exit code (2 on an edgebert error)."""
-    return run_cli("predictor", lambda: _main(argv))
+    return run_cli("edgebert-predictor", lambda: _main(argv))
 
 
 if __name__ == "__main__":

@@ -6,17 +6,25 @@ import argparse
 import sys
 from pathlib import Path
 
+from edgebert.isa.cli_common import add_version
 from edgebert.isa.disassembler import disassemble
 from edgebert.isa.ebin import load_ebin
 from edgebert.isa.errors import run_cli
 from edgebert.isa.safe_io import refuse_overwrite, write_atomic
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Disassemble `binary` to stdout or `-o`; exit 2 on an error."""
+def build_parser() -> argparse.ArgumentParser:
+    """The command line (tests/packaging/test_cli_flags.py reads it)."""
     parser = argparse.ArgumentParser(prog="edgebert-dis", description="Disassemble a .ebin file.")
     parser.add_argument("binary", type=Path, help="program (.ebin)")
-    parser.add_argument("-o", "--output", type=Path, help="write the assembly here instead of stdout")
+    parser.add_argument("-o", "--output", type=Path, metavar="FILE", help="write the assembly here instead of stdout")
+    add_version(parser)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Disassemble `binary` to stdout or `-o`; exit 2 on an error."""
+    parser = build_parser()
     args = parser.parse_args(argv)
 
     def body() -> int:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import warnings
 from collections.abc import Callable
 
 
@@ -46,11 +47,27 @@ class MetadataError(EbinError):
     """Program metadata does not follow the contract of `isa/program.py`; the message names the field."""
 
 
+class EdgebertWarning(UserWarning):
+    """Something a user should know that does not stop the work (a what-if config, entropies left unused); library
+    code warns with `warnings.warn(msg, EdgebertWarning)`, CLIs print it as `prog: warning: msg`."""
+
+
 def run_cli(prog: str, body: Callable[[], int]) -> int:
     """Run a command-line tool's body: an EdgebertError becomes one `prog: error: ...` line on stderr and exit code 2
-    (no traceback); anything else propagates."""
-    try:
-        return body()
-    except EdgebertError as exc:
-        print(f"{prog}: error: {exc}", file=sys.stderr)
-        return 2
+    (no traceback), an EdgebertWarning one `prog: warning: ...` line as it is raised; anything else propagates."""
+    with warnings.catch_warnings():
+        show = warnings.showwarning
+
+        def hook(message: Warning | str, category: type[Warning], *args: object, **kw: object) -> None:
+            if issubclass(category, EdgebertWarning):
+                print(f"{prog}: warning: {message}", file=sys.stderr)
+            else:
+                show(message, category, *args, **kw)  # type: ignore[arg-type]
+
+        warnings.showwarning = hook
+        warnings.simplefilter("always", EdgebertWarning)
+        try:
+            return body()
+        except EdgebertError as exc:
+            print(f"{prog}: error: {exc}", file=sys.stderr)
+            return 2

@@ -224,7 +224,8 @@ def check(names: list[str], keep: Path | None) -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="golden_programs", description=__doc__.splitlines()[0])
-    p.add_argument("command", choices=("record", "check", "list"))
+    p.add_argument("command", choices=("record", "check", "list"),
+                   help="record the programs' hashes, check them against programs.json, or list them")
     p.add_argument("--only", action="append", metavar="NAME", help="only this program (repeatable)")
     p.add_argument("--fast", action="store_true", help="only the cheap subset the test suite checks")
     p.add_argument("--keep", type=Path, metavar="DIR", help="build in DIR and keep the models and programs")

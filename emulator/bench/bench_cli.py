@@ -14,58 +14,77 @@ import sys
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from edgebert.emulator.bench.modes import MODE_TITLES, PERCENTILES, run_bench
+from edgebert.emulator.bench.modes import MODE_SHORT, MODE_TITLES, PERCENTILES
 from edgebert.emulator.bench.multitask_compare import STREAM_KINDS, compare, format_markdown, make_stream
 from edgebert.emulator.bench.policy_sweep import parse_targets
 from edgebert.emulator.bench.policy_sweep_cli import (
     add_sweep_arguments,
     check_no_sweep_arguments,
     is_model,
-    load_sentences,
     run_sweep_cli,
 )
 from edgebert.emulator.multitask import task_info, task_names
 from edgebert.emulator.run_files import load_program, load_sentence_inputs, write_json
+from edgebert.isa.cli_common import (
+    add_csv,
+    add_entropy_trace,
+    add_hw,
+    add_inputs,
+    add_json,
+    add_plot,
+    add_task,
+    add_verbosity,
+    add_version,
+)
 from edgebert.isa.errors import EdgebertError, run_cli
-from edgebert.isa.units import parse_duration
+from edgebert.isa.progress import terminal_progress
+from edgebert.isa.units import ENERGY_UNITS, TIME_UNITS, format_time, pick_unit
 
 
 def print_table(result: Mapping[str, Any]) -> None:
-    """The modes side by side (rich), the exit-layer histogram, the savings and the predictor's record."""
+    """The modes side by side (rich), the exit-layer histogram, the savings, the predictor's record and the notes."""
     from rich.console import Console
     from rich.table import Table
 
     target = result["latency_target_s"]
     modes = result["modes"]
     names = list(modes)
-    t = Table(title=f"edgebert-bench SingleStream: {result['sentences']} sentences on {result['hw']}"
-              + (f", task {result['task']} (resident)" if result.get("task") else "")
+    early = result.get("early_exit") or {}
+    t = Table(title=f"edgebert-bench: {result['sentences']} sentences of {result.get('program') or 'the program'} on "
+              f"{result['hw']}" + (f", task {result['task']} (resident)" if result.get("task") else "")
+              + (f", exit threshold {early['threshold']:g} ({early.get('policy')})" if early.get("threshold")
+                 is not None else "")
               + (" (timing-only replay)" if result["timing_only"] else ""))
+    t.caption = "; ".join(f"{MODE_SHORT[m]}: {MODE_TITLES[m].removeprefix(MODE_SHORT[m] + ': ')}" for m in names)
     t.add_column("metric")
     for mode in names:
-        t.add_column(MODE_TITLES[mode], justify="right")
+        t.add_column(MODE_SHORT[mode], justify="right")
 
     def row(name: str, fn: Callable[[dict[str, Any]], str]) -> None:
         t.add_row(name, *(fn(modes[m]) for m in names))
 
+    lat_unit = pick_unit([modes[m]["latency_s"]["max"] for m in names], TIME_UNITS)
     for p in PERCENTILES:
-        row(f"latency p{p} (ms)", lambda s, p=p: f"{s['latency_s'][f'p{p}'] * 1e3:.3f}")
-    row("latency max (ms)", lambda s: f"{s['latency_s']['max'] * 1e3:.3f}")
+        row(f"latency p{p} ({lat_unit[0]})", lambda s, p=p: f"{s['latency_s'][f'p{p}'] / lat_unit[1]:,.4g}")
+    row(f"latency max ({lat_unit[0]})", lambda s: f"{s['latency_s']['max'] / lat_unit[1]:,.4g}")
     if target is not None:
-        row(f"within {target * 1e3:g} ms", lambda s: f"{100 * s['within_target']:.1f} % ({s['missed']} missed)")
-    row("energy / sentence (uJ)", lambda s: f"{s['energy_j']['mean'] * 1e6:.2f}")
+        row(f"within {format_time(target)}",
+            lambda s: f"{100 * s['within_target']:.1f} %" + (f" ({s['missed']} missed)" if s["missed"] else ""))
+    en_unit = pick_unit([modes[m]["energy_j"]["mean"] for m in names], ENERGY_UNITS)
+    row(f"energy / sentence ({en_unit[0]})", lambda s: f"{s['energy_j']['mean'] / en_unit[1]:,.4g}")
     row("mean exit layer", lambda s: f"{s['exit_layer']['mean']:.2f}" if s["exit_layer"]["mean"] is not None else "-")
     if any(s.get("accuracy") is not None for s in modes.values()):
         row("accuracy", lambda s: f"{100 * s['accuracy']:.2f} %" if s.get("accuracy") is not None else "-")
-    e_dvfs = modes["ee+dvfs"]["energy_j"]["mean"] if "ee+dvfs" in modes else None
-    if e_dvfs:
-        row("energy vs ee+dvfs", lambda s: f"{s['energy_j']['mean'] / e_dvfs:.2f}x")
+    ref = "ee+dvfs" if "ee+dvfs" in modes else "early-exit"
+    e_ref = modes[ref]["energy_j"]["mean"] if ref in modes else None
+    if e_ref:
+        row(f"energy vs {ref}", lambda s: f"{s['energy_j']['mean'] / e_ref:.2f}x")
     console = Console()
     console.print(t)
-    hist = Table(title="exit-layer histogram (sentences)")
-    hist.add_column("layer")
+    hist = Table(title="sentences per exit layer")
+    hist.add_column("exit layer")
     for mode in names:
-        hist.add_column(mode, justify="right")
+        hist.add_column(MODE_SHORT[mode], justify="right")
     layers = sorted({k for m in names for k in modes[m]["exit_layer"]["histogram"]},
                     key=lambda k: int(k) if k != "None" else 10**9)
     for k in layers:
@@ -73,11 +92,17 @@ def print_table(result: Mapping[str, Any]) -> None:
     console.print(hist)
     for line in savings_lines(result):
         console.print(line)
+    for note in result.get("notes", []):
+        console.print(f"note: {note}")
 
 
 def savings_lines(result: Mapping[str, Any]) -> list[str]:
     """The savings of one bench result in words (mean and up to; against the paper's; the oracle)."""
     s, out = result["savings"], []
+    if "vs_no_exit" not in s and "early_exit_vs_no_exit" in s and s["early_exit_vs_no_exit"]["mean"] is not None:
+        a = s["early_exit_vs_no_exit"]
+        out.append(f"energy savings of early exit: {a['mean']:.2f}x vs no early exit (up to {a['up_to']:.2f}x on one "
+                   "sentence)")
     if "vs_no_exit" in s and "vs_early_exit" in s:
         a, b = s["vs_no_exit"], s["vs_early_exit"]
         out.append(f"energy savings of ee+dvfs: {a['mean']:.2f}x vs no early exit (up to {a['up_to']:.2f}x on one "
@@ -96,33 +121,37 @@ def savings_lines(result: Mapping[str, Any]) -> list[str]:
     return out
 
 
-def _parser() -> argparse.ArgumentParser:
+def build_parser() -> argparse.ArgumentParser:
+    """The command line (tests/packaging/test_cli_flags.py reads it)."""
     p = argparse.ArgumentParser(prog="edgebert-bench", description=__doc__.split("\n")[0])
     p.add_argument("program", help="program to run (.ebin; a multi-task program needs --task or --single), or an "
                    "ONNX model with exit heads: compiled per threshold, exit policy and latency target (a sweep)")
     src = p.add_mutually_exclusive_group(required=True)
-    src.add_argument("--inputs", action="append", metavar="NPZ | NAME=NPZ",
-                     help=".npz with one array per program input, leading sentence axis (full runs); with --single: "
-                          "NAME=NPZ, once per task")
-    src.add_argument("--entropy-trace", help="recorded entropies, one sentence per line (timing-only replay)")
-    p.add_argument("--task", help="multi-task program: bench this task in the three modes (its block resident)")
+    add_inputs(src, "a leading sentence axis (full runs; an extra `labels` array gives the accuracy); with "
+                    "--single: NAME=NPZ, once per task", metavar="NPZ|NAME=NPZ", action="append")
+    add_entropy_trace(src, "a timing-only replay through the real program")
+    add_task(p, "bench in the three modes (its block resident)")
     p.add_argument("--single", action="append", metavar="NAME=EBIN",
                    help="multi-task program: compare with this task's single-task binary (repeat per task)")
     p.add_argument("--stream", choices=(*STREAM_KINDS, "both"),
                    help="with --single: the mixed stream's order, round-robin (a task switch before every "
                         "sentence; default), blocked (all sentences of one task, then the next) or both")
-    p.add_argument("--latency-target", action="append", metavar="TARGET",
-                   help="per-sentence latency target, e.g. 50ms (default: the program's plan); a sweep takes several "
-                   "(repeat or comma-separate; `1.5x`: times the all-fastest latency of every layer)")
-    p.add_argument("--limit", type=int, help="only the first N sentences (per task with --single)")
-    p.add_argument("--json", help="write the results here (JSON)")
-    p.add_argument("--plot", help="draw latency CDFs, energy and exit layers to this image")
-    p.add_argument("--hw", metavar="NAME|FILE", help="hardware config: a bundled name (ideal-256mac, edgebert-cmod) "
-                   "or a TOML file (default: the config the program was compiled for)")
+    from edgebert.compiler.options import early_exit_flag
+
+    p.add_argument("--latency-target", action="append", **early_exit_flag(
+        "--latency-target", "or `1.5x`: times the all-fastest latency of every layer (default: the .ebin's plan); a "
+        "sweep takes several (repeat or comma-separate)"))
+    p.add_argument("--limit", type=int, metavar="N", help="only the first N sentences (per task with --single)")
+    add_json(p, "the results (per mode: latency percentiles, energy, exit layers, accuracy; savings; per sentence)")
+    add_csv(p, "one row per sentence and mode (latency, energy, exit layer, cycles)")
+    add_plot(p, "latency CDFs against the target, energy per sentence and exit layers per mode (a sweep: energy "
+                "against the target per threshold)")
+    add_hw(p, "the config the program was compiled for")
     p.add_argument("--no-path-cache", action="store_true",
                    help="emulate every sentence of an entropy replay (default: one emulation per control path, "
                         "identical numbers; docs/bench.md)")
-    p.add_argument("-q", "--quiet", action="store_true", help="no table on the terminal")
+    add_verbosity(p)
+    add_version(p)
     add_sweep_arguments(p)
     return p
 
@@ -147,14 +176,6 @@ def _parse_pairs(specs: Sequence[str], what: str) -> dict[str, str]:
     return out
 
 
-def _plan_target(program: Any, task: str | None) -> float | None:
-    """The latency target the program's (or the task's) DVFS plan was made for."""
-    table = program.metadata.get("dvfs_table")
-    if task is not None:
-        table = next(d for d in program.metadata["multitask"]["tasks"] if d["name"] == task).get("dvfs_table")
-    return (table or {}).get("target_s") or (program.metadata.get("latency_target_s") if task else None)
-
-
 def _run_compare(args: argparse.Namespace, multi: Any, hw: Any) -> int:
     """--single: single-task binaries vs the multi-task one (multitask_compare.compare), markdown tables."""
     tasks = task_names(multi)
@@ -162,7 +183,7 @@ def _run_compare(args: argparse.Namespace, multi: Any, hw: Any) -> int:
         raise EdgebertError(f"--single: {args.program} is not a multi-task program (no multitask metadata); "
                             "bench it without --single")
     for opt, value in (("--task", args.task), ("--entropy-trace", args.entropy_trace), ("--plot", args.plot),
-                       ("--latency-target", args.latency_target)):
+                       ("--csv", args.csv), ("--latency-target", args.latency_target)):
         if value:
             raise EdgebertError(f"{opt} does not apply to the comparison with single-task binaries (--single)")
     single_paths = _parse_pairs(args.single, "--single")
@@ -233,21 +254,25 @@ def _run(args: argparse.Namespace) -> int:
         raise EdgebertError(f"--task: {args.program} is not a multi-task program (no multitask metadata)")
     if args.task is not None and args.task not in tasks:
         raise EdgebertError(f"--task: unknown task '{args.task}' ({args.program} has tasks: {', '.join(tasks)})")
-    sentences, labels = load_sentences(args, program)
+    if args.inputs and len(args.inputs) > 1:
+        raise EdgebertError("--inputs: give one .npz (NAME=NPZ, once per task, is for --single)")
     targets = parse_targets(args.latency_target) if args.latency_target else []
     if len(targets) > 1:
         raise EdgebertError("several --latency-target values need the ONNX model (the DVFS plan is compiled into the "
                             "program, one compile per target): give the .onnx instead of the .ebin")
-    target = parse_duration(targets[0]) if targets else _plan_target(program, args.task)
-    result = run_bench(program, hw, sentences, timing_only=bool(args.entropy_trace), target_s=target,
-                       task=args.task, labels=labels, path_cache=not args.no_path_cache)
+    from edgebert.api import bench
+
+    with terminal_progress(args.quiet) as progress:
+        result = bench(program, inputs=args.inputs[0] if args.inputs else None, entropies=args.entropy_trace,
+                       latency_target=targets[0] if targets else None, hw=hw, task=args.task, limit=args.limit,
+                       path_cache=not args.no_path_cache, progress=progress)
     result["program"] = str(args.program)
     if args.json:
-        write_json(args.json, result, indent=1)
+        result.save_json(args.json)
+    if args.csv:
+        result.save_csv(args.csv)
     if args.plot:
-        from edgebert.emulator.bench.mode_plots import plot_bench
-
-        plot_bench(result, args.plot)
+        result.plot(args.plot)
     if not args.quiet:
         print_table(result)
     return 0
@@ -255,14 +280,14 @@ def _run(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of `edgebert-bench`; returns the exit code (2 on any edgebert error)."""
-    args = _parser().parse_args(argv)
+    args = build_parser().parse_args(argv)
 
     def bench() -> int:
         from edgebert.isa.safe_io import refuse_overwrite
 
         inputs = [args.program, args.entropy_trace, args.hw, *(spec.partition("=")[2] or spec for spec in args.inputs or []),
                   *(spec.partition("=")[2] for spec in args.single or [])]
-        for output in (args.json, args.plot):
+        for output in (args.json, args.csv, args.plot):
             refuse_overwrite(inputs, output)
         return _run(args)
 

@@ -13,7 +13,7 @@ accuracy of each mode's exits (the `logits` output's argmax).
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,6 +26,7 @@ from edgebert.emulator.runner import Runner
 from edgebert.isa.abi import R_PRED
 from edgebert.isa.errors import EdgebertError
 from edgebert.isa.exit_rule import natural_exits
+from edgebert.isa.progress import Progress, ProgressTask, progress_or_silent
 
 #: mode name -> (disable_early_exit, disable_dvfs), in report order.
 MODES: dict[str, tuple[bool, bool]] = {
@@ -41,6 +42,8 @@ MODE_TITLES = {
     "ee+dvfs": "early exit + latency-aware DVFS",
     ORACLE: "oracle: exit known, cheapest point in time",
 }
+#: Short mode names (table headers, axes).
+MODE_SHORT = {"no-exit": "no exit", "early-exit": "early exit", "ee+dvfs": "early exit + DVFS", ORACLE: "oracle"}
 PERCENTILES = (50, 90, 99)
 #: The paper's reported energy savings of ee+dvfs (MICRO'21): vs no early exit, vs latency-unbounded early exit.
 PAPER_SAVINGS = {"vs_no_exit": 7.0, "vs_early_exit": 2.5}
@@ -74,7 +77,7 @@ def _record(res: Any, label: int | None) -> SentenceRun:
 
 def run_mode(runner: Runner, sentences: Sequence[Mapping[str, Any]], mode: str, *, timing_only: bool,
              task: str | None = None, replay: Sequence[SentenceRun] | None = None,
-             labels: Sequence[int] | None = None, progress: Callable[[str, int], None] | None = None,
+             labels: Sequence[int] | None = None, progress: ProgressTask | None = None,
              races: dict[str, int] | None = None) -> list[SentenceRun]:
     """Every sentence in one of MODES. `replay`: runs of the same sentences whose entropy logs drive a timing-only
     run instead (their exits must be this mode's; correctness is copied)."""
@@ -100,14 +103,14 @@ def run_mode(runner: Runner, sentences: Sequence[Mapping[str, Any]], mode: str, 
                                     f"run it replays after {ref.exit_layer}")
             run.correct = ref.correct
         out.append(run)
-        if progress:
-            progress(mode, i)
+        if progress is not None:
+            progress.advance()
     return out
 
 
 def run_oracle(program: Any, hw: Any, sentences: Sequence[Mapping[str, Any]], early: Sequence[SentenceRun],
                target_s: float, *, task: str | None = None,
-               progress: Callable[[str, int], None] | None = None) -> list[SentenceRun]:
+               progress: ProgressTask | None = None) -> list[SentenceRun]:
     """Each sentence of the early-exit runs `early` at its oracle point (oracle.py), replayed timing-only."""
     oracle = OracleRunner(program, hw)
     out = []
@@ -126,8 +129,8 @@ def run_oracle(program: Any, hw: Any, sentences: Sequence[Mapping[str, Any]], ea
         check_model(f"sentence {i}, mode {ORACLE} at point {x}", options[x], res.report)
         run.correct, run.points = ref.correct, [x]
         out.append(run)
-        if progress:
-            progress(ORACLE, i)
+        if progress is not None:
+            progress.advance()
     return out
 
 
@@ -195,7 +198,7 @@ def bench(
     *,
     timing_only: bool,
     target_s: float | None,
-    progress: Callable[[str, int], None] | None = None,
+    progress: Progress | None = None,
     task: str | None = None,
     labels: Sequence[int] | None = None,
     modes: Sequence[str] = ALL_MODES,
@@ -208,19 +211,29 @@ def bench(
     differs only in its DVFS tables), reused as they are.
 
     `task`: the task of a multi-task program, run with its block already resident (steady state). `path_cache`:
-    timing-only replays cost one emulation per control path (`path_cache.ReplayRunner`; identical numbers)."""
+    timing-only replays cost one emulation per control path (`path_cache.ReplayRunner`; identical numbers).
+    A program without DVFS instructions (compiled without a latency target) skips ee+dvfs, which would equal early
+    exit: the result's `notes` say so. `progress`: one bar per mode, a step per sentence."""
     runner = ReplayRunner(program, hw) if path_cache else Runner(program, hw)
     runs: dict[str, list[SentenceRun]] = dict(reference or {})
     races: dict[str, int] = {}  # race detection runs on the first sentence of each mode only (speed)
+    notes = []
+    if "ee+dvfs" in modes and "ee+dvfs" not in runs and not has_dvfs(program):
+        modes = [m for m in modes if m != "ee+dvfs"]
+        notes.append("the program has no DVFS instructions (compiled without a latency target): early exit + DVFS "
+                     "would equal early exit, so it is not run; compile with --latency-target to compare it")
+    bars = progress_or_silent(progress)
     t0 = time.perf_counter()
     for mode in MODES:
         if mode not in modes or mode in runs:
             continue
         replay = runs.get("early-exit") if mode == "ee+dvfs" and not timing_only else None
-        runs[mode] = run_mode(runner, sentences, mode, timing_only=timing_only, task=task, replay=replay,
-                              labels=labels, progress=progress, races=races)
+        with bars.task(f"{MODE_TITLES[mode]}", total=len(sentences)) as bar:
+            runs[mode] = run_mode(runner, sentences, mode, timing_only=timing_only, task=task, replay=replay,
+                                  labels=labels, progress=bar, races=races)
     if ORACLE in modes and target_s is not None and "early-exit" in runs and ORACLE not in runs:
-        runs[ORACLE] = run_oracle(program, hw, sentences, runs["early-exit"], target_s, task=task, progress=progress)
+        with bars.task(MODE_TITLES[ORACLE], total=len(sentences)) as bar:
+            runs[ORACLE] = run_oracle(program, hw, sentences, runs["early-exit"], target_s, task=task, progress=bar)
     order = [m for m in ALL_MODES if m in runs and m in modes]
     stats = {}
     for mode in order:
@@ -258,5 +271,36 @@ def bench(
         "wall_seconds": time.perf_counter() - t0,
         "path_cache": dict(runner.stats) if path_cache else None,
         "per_sentence": per_sentence,
+        "early_exit": _exit_settings(program),
+        "notes": notes,
     }
     return result, runs
+
+
+def has_dvfs(program: Any) -> bool:
+    """Whether the program can change its operating point (a dvfs or dvfsr instruction)."""
+    return any(inst.mnemonic in ("dvfs", "dvfsr") for inst in program.code)
+
+
+def _exit_settings(program: Any) -> dict[str, Any] | None:
+    """The program's early-exit threshold, policy and comparison (None without early exit)."""
+    early = program.metadata.get("early_exit")
+    if not isinstance(early, dict):
+        return None
+    return {k: early.get(k) for k in ("threshold", "policy", "compare", "num_layers")}
+
+
+def per_sentence_rows(result: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """One row per (sentence, mode) of a bench result: latency (s), energy (J), exit layer, cycles, and the oracle's
+    operating point and the exit's correctness when known."""
+    rows = []
+    for mode, per in result["per_sentence"].items():
+        for i in range(len(per["latency_s"])):
+            row = {"sentence": i, "mode": mode, "latency_s": per["latency_s"][i], "energy_j": per["energy_j"][i],
+                   "exit_layer": per["exit_layer"][i], "cycles": per["cycles"][i]}
+            if "point" in per:
+                row["operating_point"] = per["point"][i]
+            if "correct" in per:
+                row["correct"] = per["correct"][i]
+            rows.append(row)
+    return rows

@@ -12,7 +12,7 @@ import dataclasses
 import math
 import re
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,7 +22,8 @@ from edgebert.emulator.bench.program_cache import compiled
 from edgebert.emulator.bench.savings import best_means
 from edgebert.isa.errors import EdgebertError
 from edgebert.isa.hardware import HardwareConfig
-from edgebert.isa.units import parse_duration
+from edgebert.isa.progress import Progress, progress_or_silent
+from edgebert.isa.units import format_time, parse_duration
 
 #: The latency target the first compile of each (threshold, policy) plans for (it is planned again per target).
 PROBE_TARGET_S = 1.0
@@ -87,21 +88,26 @@ def _entry(res: dict[str, Any], program: Any, threshold: float, policy: str, spe
 
 def run_sweep(model: str | Path, hw: HardwareConfig, sentences: list[dict[str, Any]], cfg: SweepConfig, *,
               timing_only: bool, labels: Sequence[int] | None = None,
-              progress: Callable[[str], None] | None = None) -> dict[str, Any]:
-    """Every (threshold, policy, target) of `cfg` on `sentences` (module docstring); JSON-ready."""
+              progress: Progress | None = None) -> dict[str, Any]:
+    """Every (threshold, policy, target) of `cfg` on `sentences` (module docstring); JSON-ready. `progress`: a bar
+    over the runs and a note per run."""
     from edgebert.compiler.early_exit import retarget
 
     t0 = time.perf_counter()
     runs: list[dict[str, Any]] = []
     targets_s: dict[str, float] = {}
+    say = progress_or_silent(progress)
+    bar = say.task("sweep: threshold x policy x target", total=len(cfg.thresholds) * len(cfg.policies)
+                   * len(cfg.targets))
     for threshold in cfg.thresholds:
         for policy in cfg.policies:
             opts = dataclasses.replace(cfg.base, threshold=None if threshold is None else float(threshold),
                                        policy=policy, latency_target_s=PROBE_TARGET_S)
             tc = time.perf_counter()
+            bar.update(description=f"threshold {threshold}, {policy}: compiling")
             program = compiled(model, opts, hw, cfg.cache_dir)
-            if progress:
-                progress(f"threshold {threshold} {policy}: program ready in {time.perf_counter() - tc:.1f} s")
+            say.note(f"threshold {threshold} {policy}: program ready in {time.perf_counter() - tc:.1f} s")
+            bar.update(description=f"threshold {threshold}, {policy}: no exit, early exit")
             _, base_runs = bench(program, hw, sentences, timing_only=timing_only, target_s=None, labels=labels,
                                  modes=("no-exit", "early-exit"))
             for spec in cfg.targets:
@@ -109,17 +115,18 @@ def run_sweep(model: str | Path, hw: HardwareConfig, sentences: list[dict[str, A
                 if not math.isfinite(target) or target <= 0:
                     raise EdgebertError(f"latency target {spec}: not a positive duration")
                 targets_s[spec] = target
+                bar.update(description=f"threshold {threshold}, {policy}, target {spec}")
                 prog_t, _ = retarget(program, hw, target, dataclasses.replace(opts, latency_target_s=target))
                 res, _ = bench(prog_t, hw, sentences, timing_only=timing_only, target_s=target, labels=labels,
                                reference=base_runs)
                 used = float(prog_t.metadata["early_exit"]["threshold"])  # the model's when none is given
                 runs.append(_entry(res, prog_t, used, policy, spec, target, cfg.per_sentence))
-                if progress:
-                    s = res["savings"]
-                    progress(f"  target {spec} ({target * 1e3:.3f} ms): ee+dvfs {s['vs_no_exit']['mean']:.2f}x vs "
-                             f"no exit, {s['vs_early_exit']['mean']:.2f}x vs early exit, "
-                             f"{s['vs_oracle']['mean']:.3f}x the oracle's energy, "
-                             f"{100 * res['modes']['ee+dvfs']['within_target']:.1f} % within the target")
+                s = res["savings"]
+                say.note(f"  target {spec} ({format_time(target)}): ee+dvfs {s['vs_no_exit']['mean']:.2f}x vs no "
+                         f"exit, {s['vs_early_exit']['mean']:.2f}x vs early exit, {s['vs_oracle']['mean']:.3f}x the "
+                         f"oracle's energy, {100 * res['modes']['ee+dvfs']['within_target']:.1f} % within the target")
+                bar.advance()
+    bar.close()
     return {
         "hw": hw.name,
         "model": str(model),

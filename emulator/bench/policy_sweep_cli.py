@@ -4,9 +4,7 @@ command line, its markdown tables, and the sentence loading both forms of edgebe
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import os
-import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -14,6 +12,7 @@ from typing import Any
 import numpy as np
 
 from edgebert.isa.errors import EdgebertError
+from edgebert.isa.progress import terminal_progress
 
 #: Compile options of a sweep: (flag, attribute, default), errors with an .ebin (its options are compiled in).
 _SWEEP_FLAGS = (("--threshold", "threshold", None), ("--exit-policy", "exit_policy", None),
@@ -27,23 +26,22 @@ _SWEEP_FLAGS = (("--threshold", "threshold", None), ("--exit-policy", "exit_poli
 
 def add_sweep_arguments(p: argparse.ArgumentParser) -> None:
     """The options of a sweep (the program argument an ONNX model)."""
-    from edgebert.compiler.options import DVFS_PLANNERS, EXIT_POLICIES, LAYER1_POINTS
+    from edgebert.compiler.options import DVFS_PLANNERS, EXIT_POLICIES, LAYER1_POINTS, early_exit_flag
     from edgebert.isa.table import EXIT_COMPARES
 
+    several = "a sweep takes several (repeat or comma-separate)"
     g = p.add_argument_group("sweep (an ONNX model: compiled per threshold, exit policy and latency target, cached)")
-    g.add_argument("--threshold", action="append", metavar="T", help="exit entropy threshold(s) (repeat or comma-"
-                   "separate; default: the model's)")
-    g.add_argument("--exit-policy", action="append", metavar="POLICY",
-                   help=f"exit policies to compare ({', '.join(EXIT_POLICIES)}; repeat or comma-separate; default "
-                   "recover)")
-    g.add_argument("--predictor-table", metavar="CSV", help="entropy lookup table (EdgeBERT's format)")
-    g.add_argument("--calibration-entropies", metavar="FILE",
-                   help="entropy trace the DVFS plan is optimised for (and the table built from, without one)")
-    g.add_argument("--exit-compare", choices=EXIT_COMPARES, default="lt", help="exit when H < T (lt) or H <= T (le)")
-    g.add_argument("--dvfs-planner", choices=DVFS_PLANNERS, default="table", help="DVFS planner (docs/compiler.md)")
-    g.add_argument("--layer1-point", choices=LAYER1_POINTS, default="planned", help="where layer 1 runs under DVFS")
-    g.add_argument("--dvfs-bins-scale", type=float, metavar="S", help="bins planner: the entropy scale")
-    g.add_argument("--dvfs-margin", type=float, default=0.0, help="fraction of the target the plan keeps in reserve")
+    g.add_argument("--threshold", action="append", **early_exit_flag(
+        "--threshold", f"default: the model's edgebert.entropy_threshold; {several}"))
+    g.add_argument("--exit-policy", action="append", **early_exit_flag("--exit-policy", f"{several}; forced needs a "
+                                                                      f"predictor ({', '.join(EXIT_POLICIES)})"))
+    g.add_argument("--predictor-table", **early_exit_flag("--predictor-table"))
+    g.add_argument("--calibration-entropies", **early_exit_flag("--calibration-entropies"))
+    g.add_argument("--exit-compare", choices=EXIT_COMPARES, default="lt", **early_exit_flag("--exit-compare"))
+    g.add_argument("--dvfs-planner", choices=DVFS_PLANNERS, default="table", **early_exit_flag("--dvfs-planner"))
+    g.add_argument("--layer1-point", choices=LAYER1_POINTS, default="planned", **early_exit_flag("--layer1-point"))
+    g.add_argument("--dvfs-bins-scale", type=float, **early_exit_flag("--dvfs-bins-scale"))
+    g.add_argument("--dvfs-margin", type=float, default=0.0, **early_exit_flag("--dvfs-margin"))
     g.add_argument("--cache", metavar="DIR", help="compiled programs cache (default: $XDG_CACHE_HOME/edgebert/programs "
                    "or ~/.cache/edgebert/programs)")
     g.add_argument("--per-sentence", action="store_true", help="keep every run's per-sentence energies in --json")
@@ -67,27 +65,37 @@ def _split(values: Sequence[str] | None) -> list[str]:
 
 def load_sentences(args: argparse.Namespace, program: Any) -> tuple[list[dict[str, Any]], list[int] | None]:
     """The sentences of `--entropy-trace` or `--inputs` (the latter's optional `labels` array: their classes)."""
-    from edgebert.emulator.run_files import load_inputs, load_sentence_inputs
     from edgebert.isa.traces import read_entropy_trace
 
-    labels = None
     if args.entropy_trace:
-        sentences: list[dict[str, Any]] = [{"entropies": row} for row in read_entropy_trace(args.entropy_trace)]
-    else:
-        if len(args.inputs) > 1:
-            raise EdgebertError("--inputs: give one .npz (NAME=NPZ, once per task, is for --single)")
-        path = args.inputs[0]
-        specs = program.metadata.get("inputs", [])
-        sentences = [{"inputs": x} for x in load_sentence_inputs(path, specs)]
-        if not sentences:
-            raise EdgebertError(f"{path}: no sentences")
-        arrays = load_inputs(path)
-        if "labels" in arrays and "labels" not in {e["name"] for e in specs}:
-            labels = np.asarray(arrays["labels"]).astype(np.int64).ravel().tolist()
-            if len(labels) != len(sentences):
-                raise EdgebertError(f"{path}: {len(labels)} labels for {len(sentences)} sentences")
-    sentences = sentences[: args.limit]
-    return sentences, (labels[: args.limit] if labels is not None else None)
+        return sentences_from(program, rows=read_entropy_trace(args.entropy_trace), limit=args.limit)
+    if len(args.inputs) > 1:
+        raise EdgebertError("--inputs: give one .npz (NAME=NPZ, once per task, is for --single)")
+    return sentences_from(program, inputs=args.inputs[0], limit=args.limit)
+
+
+def sentences_from(program: Any, *, rows: Sequence[Sequence[float]] | None = None,
+                   inputs: str | Path | Mapping[str, Any] | None = None, limit: int | None = None
+                   ) -> tuple[list[dict[str, Any]], list[int] | None]:
+    """Sentences for the bench harness: recorded entropy `rows` (a replay), or `inputs` (an .npz path or arrays by
+    input name, a leading sentence axis; an extra `labels` array gives their classes); the first `limit`."""
+    from edgebert.emulator.run_files import load_inputs, split_sentences
+
+    if rows is not None:
+        return [{"entropies": list(r)} for r in rows][:limit], None
+    arrays = load_inputs(inputs) if isinstance(inputs, (str, Path)) else {k: np.asarray(v)
+                                                                         for k, v in (inputs or {}).items()}
+    where = inputs if isinstance(inputs, (str, Path)) else "inputs"
+    specs = program.metadata.get("inputs", [])
+    sentences = [{"inputs": x} for x in split_sentences(arrays, specs, where)]
+    if not sentences:
+        raise EdgebertError(f"{where}: no sentences")
+    labels = None
+    if "labels" in arrays and "labels" not in {e["name"] for e in specs}:
+        labels = np.asarray(arrays["labels"]).astype(np.int64).ravel().tolist()
+        if len(labels) != len(sentences):
+            raise EdgebertError(f"{where}: {len(labels)} labels for {len(sentences)} sentences")
+    return sentences[:limit], (labels[:limit] if labels is not None else None)
 
 
 def default_cache() -> Path:
@@ -174,10 +182,8 @@ def write_outputs(result: Mapping[str, Any], json_path: str | None, plot_path: s
 
 def run_sweep_cli(args: argparse.Namespace) -> int:
     """`edgebert-bench model.onnx --latency-target ... [--threshold ...] [--exit-policy ...] ...`."""
-    from edgebert.compiler.options import EXIT_POLICIES, EarlyExitOptions
-    from edgebert.emulator.bench.policy_sweep import PROBE_TARGET_S, SweepConfig, parse_targets, run_sweep
-    from edgebert.emulator.bench.program_cache import compiled
-    from edgebert.isa.hardware import load_config
+    from edgebert.compiler.options import EXIT_POLICIES
+    from edgebert.emulator.bench.policy_sweep import parse_targets
 
     if not Path(args.program).is_file():
         raise EdgebertError(f"{args.program}: no such file")
@@ -200,18 +206,18 @@ def run_sweep_cli(args: argparse.Namespace) -> int:
     bad = [p for p in policies if p not in EXIT_POLICIES]
     if bad:
         raise EdgebertError(f"--exit-policy: unknown policy '{bad[0]}' ({', '.join(EXIT_POLICIES)})")
-    hw = load_config(args.hw)
-    base = EarlyExitOptions(None, None, args.predictor_table, args.calibration_entropies, args.dvfs_margin,
-                            compare=args.exit_compare, planner=args.dvfs_planner, layer1_point=args.layer1_point,
-                            bins_scale=args.dvfs_bins_scale)
-    cache = Path(args.cache) if args.cache else default_cache()
-    probe = compiled(args.program, dataclasses.replace(base, threshold=thresholds[0], policy=policies[0],
-                                                       latency_target_s=PROBE_TARGET_S), hw, cache)
-    sentences, labels = load_sentences(args, probe)
-    cfg = SweepConfig(thresholds, targets, base, policies, cache, args.per_sentence)
-    say = None if args.quiet else (lambda line: print(line, file=sys.stderr))
-    result = run_sweep(args.program, hw, sentences, cfg, timing_only=bool(args.entropy_trace), labels=labels,
-                       progress=say)
+    if args.inputs and len(args.inputs) > 1:
+        raise EdgebertError("--inputs: give one .npz (NAME=NPZ, once per task, is for --single)")
+    from edgebert.api import policy_sweep
+
+    with terminal_progress(args.quiet) as progress:
+        result = policy_sweep(
+            args.program, latency_targets=targets, thresholds=None if thresholds == [None] else thresholds,
+            policies=policies, inputs=args.inputs[0] if args.inputs else None, entropies=args.entropy_trace,
+            hw=args.hw, predictor_table=args.predictor_table, calibration_entropies=args.calibration_entropies,
+            exit_compare=args.exit_compare, dvfs_planner=args.dvfs_planner, layer1_point=args.layer1_point,
+            dvfs_bins_scale=args.dvfs_bins_scale, dvfs_margin=args.dvfs_margin, limit=args.limit, cache=args.cache,
+            per_sentence=args.per_sentence, progress=progress)
     write_outputs(result, args.json, args.plot)
     if not args.quiet:
         print("\n".join(sweep_markdown(result) + bound_lines(result)))

@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from edgebert.emulator.plot import pyplot, save_figure
+from edgebert.emulator.plot import paper_style, save_figure
 
 #: (mode, policy or None for policy-free) -> (label, colour, line style, marker)
 _STYLE = {
@@ -21,7 +21,7 @@ _STYLE = {
 }
 
 
-def _curves(runs: list[Mapping[str, Any]], threshold: float, scale: float
+def _curves(runs: list[Mapping[str, Any]], threshold: float, scale: float, energy_scale: float
             ) -> dict[tuple[str, str | None], list[tuple[float, float]]]:
     out: dict[tuple[str, str | None], list[tuple[float, float]]] = {}
     for run in runs:
@@ -31,38 +31,40 @@ def _curves(runs: list[Mapping[str, Any]], threshold: float, scale: float
             key = (mode, None if mode == "no-exit" else run["policy"])
             if key == ("no-exit", None) and any(x == run["target_s"] * scale for x, _ in out.get(key, [])):
                 continue  # the same with either policy
-            out.setdefault(key, []).append((run["target_s"] * scale, stats["energy_j"]["mean"] * 1e6))
+            out.setdefault(key, []).append((run["target_s"] * scale, stats["energy_j"]["mean"] * energy_scale))
     return {k: sorted(v) for k, v in out.items()}
 
 
 def _oracle_panel(ax: Any, runs: list[Mapping[str, Any]], thresholds: list[float], scale: float, unit: str) -> None:
-    """ee+dvfs energy / oracle energy per threshold and policy, against the 1.15x bar."""
+    """ee+dvfs energy / oracle energy per threshold (marker and line style) and policy (colour, as in the other
+    panels), against the 1.15x bar."""
+    markers, styles = "osD^vP*X", ("-", "--", "-.", ":")
     for i, thr in enumerate(thresholds):
-        for policy, style in (("recover", "-"), ("forced", "--")):
+        for policy in ("recover", "forced"):
             pts = sorted((r["target_s"] * scale, r["savings"]["vs_oracle"]["mean"]) for r in runs
                          if r["threshold"] == thr and r["policy"] == policy and "vs_oracle" in r["savings"])
             if pts:
-                ax.plot([x for x, _ in pts], [y for _, y in pts], ls=style, marker="o", ms=3, lw=1.2,
-                        color=f"C{i}", label=f"{thr:g} {policy}")
+                ax.plot([x for x, _ in pts], [y for _, y in pts], ls=styles[i % len(styles)],
+                        marker=markers[i % len(markers)], ms=3.5, lw=1.2, color=_STYLE[("ee+dvfs", policy)][1],
+                        label=f"{thr:g} {policy}")
     ax.axhline(1.15, color="k", ls=":", lw=1)
     ax.axhline(1.0, color="0.5", lw=0.8)
     ax.set_title("ee+dvfs energy / oracle energy", fontsize=10)
     ax.set_xlabel(f"latency target ({unit})")
     ax.grid(True, alpha=0.25)
-    ax.legend(fontsize=6, ncol=2, title="threshold, policy", title_fontsize=6)
+    ax.legend(fontsize=6, ncol=2, title="threshold, policy", title_fontsize=6, loc="best")
 
 
 def plot_sweep(result: Mapping[str, Any], path: str, *, title: str | None = None, columns: int = 3) -> None:
-    """Energy per sentence (uJ) vs latency target (ms): one panel per threshold of the sweep."""
+    """Energy per sentence vs latency target (units scaled to the data; a log energy axis when the curves span a
+    decade or more): one panel per threshold of the sweep, and ee+dvfs / oracle."""
     thresholds = list(result["thresholds"])
     panels = len(thresholds) + 1  # + ee+dvfs / oracle
     cols = min(columns, panels)
     rows = -(-panels // cols)
-    plt = pyplot()
-    from matplotlib import rc_context, ticker
+    from matplotlib import ticker
 
-    # text stays text in SVG / PDF; fixed ids: the same result gives the same bytes
-    with rc_context({"svg.fonttype": "none", "pdf.fonttype": 42, "svg.hashsalt": "edgebert"}):
+    with paper_style() as plt:  # text stays text in SVG / PDF; fixed ids: the same result gives the same bytes
         _draw(plt, ticker, result, path, title, thresholds, panels, cols, rows)
 
 
@@ -70,11 +72,16 @@ def _draw(plt: Any, ticker: Any, result: Mapping[str, Any], path: str, title: st
           panels: int, cols: int, rows: int) -> None:
     fig, axes = plt.subplots(rows, cols, figsize=(4.6 * cols, 3.6 * rows + 0.9), squeeze=False)
     handles: dict[str, Any] = {}
-    tiny = max(r["target_s"] for r in result["runs"]) < 1e-3
-    scale, unit = (1e6, "us") if tiny else (1e3, "ms")
+    from edgebert.isa.units import ENERGY_UNITS, TIME_UNITS, pick_unit
+
+    unit, time_factor = pick_unit([max(r["target_s"] for r in result["runs"])], TIME_UNITS)
+    scale = 1 / time_factor
+    energies = [s["energy_j"]["mean"] for r in result["runs"] for s in r["modes"].values() if s["energy_j"]["mean"]]
+    energy_unit, energy_factor = pick_unit(energies, ENERGY_UNITS)
+    log = max(energies) >= 10 * min(energies)
     for k, thr in enumerate(thresholds):
         ax = axes[k // cols][k % cols]
-        for key, points in _curves(result["runs"], thr, scale).items():
+        for key, points in _curves(result["runs"], thr, scale, 1 / energy_factor).items():
             if key not in _STYLE:
                 continue
             label, colour, style, marker = _STYLE[key]
@@ -84,11 +91,14 @@ def _draw(plt: Any, ticker: Any, result: Mapping[str, Any], path: str, title: st
         ax.set_title(f"entropy threshold {thr:g}", fontsize=10)
         ax.set_xlabel(f"latency target ({unit})")
         if k % cols == 0:
-            ax.set_ylabel("energy per sentence (uJ)")
-        ax.set_yscale("log")  # no exit is 3-5x above the rest: a log axis keeps every curve readable
-        ax.yaxis.set_major_formatter(ticker.FuncFormatter(lambda v, _: f"{v:g}"))
-        ax.yaxis.set_minor_formatter(ticker.FuncFormatter(lambda v, _: f"{v:g}" if str(f"{v:g}")[0] in "2358" else ""))
-        ax.tick_params(axis="y", which="minor", labelsize=7)
+            ax.set_ylabel(f"energy per sentence ({energy_unit})")
+        if log:  # no exit can be 3-10x above the rest: a log axis keeps every curve readable
+            ax.set_yscale("log")
+            ax.yaxis.set_major_formatter(ticker.FuncFormatter(lambda v, _: f"{v:g}"))
+            ax.yaxis.set_minor_formatter(ticker.FuncFormatter(lambda v, _: f"{v:g}" if f"{v:g}"[0] in "2358" else ""))
+            ax.tick_params(axis="y", which="minor", labelsize=7)
+        else:
+            ax.set_ylim(0, max(energies) / energy_factor * 1.08)
         ax.grid(True, which="both", alpha=0.25)
     ax = axes[len(thresholds) // cols][len(thresholds) % cols]
     _oracle_panel(ax, result["runs"], thresholds, scale, unit)
@@ -101,9 +111,7 @@ def _draw(plt: Any, ticker: Any, result: Mapping[str, Any], path: str, title: st
     # below the panels, outside the axes: the saved canvas grows to hold it (bbox_inches="tight")
     fig.legend([handles[label] for label in order], order, loc="upper center", bbox_to_anchor=(0.5, 0.0),
                ncol=min(3, len(order)), fontsize=8, frameon=False)
-    suffix = Path(path).suffix.lower()
-    stamp = {".svg": {"Date": None}, ".pdf": {"CreationDate": None}}.get(suffix)  # reproducible bytes
-    save_figure(fig, path, bbox_inches="tight", **({"metadata": stamp} if stamp else {}))
+    save_figure(fig, path)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -111,12 +119,14 @@ def main(argv: list[str] | None = None) -> int:
     import argparse
     import json
 
+    from edgebert.isa.cli_common import add_version
     from edgebert.isa.errors import EdgebertError, run_cli
 
     p = argparse.ArgumentParser(prog="python -m edgebert.emulator.bench.sweep_plots", description=__doc__.split("\n")[0])
     p.add_argument("json", help="a sweep's --json (edgebert-bench model.onnx, benchmarks/bench_sst2_compiled.py)")
     p.add_argument("output", help="the figure (.svg / .pdf: vector, .png)")
-    p.add_argument("--title")
+    p.add_argument("--title", help="the figure's title (default: sentences, config and what is plotted)")
+    add_version(p)
     args = p.parse_args(argv)
 
     def go() -> int:

@@ -40,6 +40,7 @@ from edgebert.emulator.sweep.strategies import make_strategy
 from edgebert.emulator.sweep.workloads import WorkloadPayload, resolve
 from edgebert.isa.errors import EdgebertError
 from edgebert.isa.hardware import parse_config_text
+from edgebert.isa.progress import Progress, ProgressTask, progress_or_silent
 
 #: Threads per worker: one core per actor (BLAS and TVM would otherwise each take every core).
 WORKER_ENV = {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "TVM_NUM_THREADS": "1"}
@@ -135,22 +136,8 @@ def _start_ray(address: str | None, workers: int) -> bool:
     return True
 
 
-def _progress(enabled: bool | None) -> Any:
-    from rich.console import Console
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
-
-    console = Console(stderr=True)
-    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                    TextColumn("failures {task.fields[failures]}"), TimeElapsedColumn(), TextColumn("ETA"),
-                    TimeRemainingColumn(), console=console, transient=False,
-                    disable=not console.is_terminal if enabled is None else not enabled)
+def _bar_text(name: str, failures: int) -> str:
+    return f"{name}: points ({failures} infeasible or failed)"
 
 
 def check_out_dir(spec: Spec, out_dir: Path, resume: bool) -> None:
@@ -166,12 +153,13 @@ def check_out_dir(spec: Spec, out_dir: Path, resume: bool) -> None:
 
 
 def run_sweep(spec: Spec, out_dir: str | Path, *, workers: int = 1, address: str | None = None, resume: bool = False,
-              retry_errors: bool = False, progress: bool | None = None,
+              retry_errors: bool = False, progress: Progress | None = None,
               on_row: Callable[[dict[str, Any]], None] | None = None) -> SweepSummary:
     """Run (or with `resume`, continue) a sweep into `out_dir`; see the module docstring. `retry_errors` (with
-    `resume`): evaluate the points whose row is an `error` again (e.g. a worker killed for memory). `progress`: None =
-    a rich bar when stderr is a terminal. `on_row` is called after each row is journaled. An interrupt
-    (KeyboardInterrupt) stops the workers, writes the outputs of the rows done and propagates."""
+    `resume`): evaluate the points whose row is an `error` again (e.g. a worker killed for memory). `progress`: a bar
+    over the points (edgebert-sweep passes rich bars on a terminal; None: silent). `on_row` is called after each row
+    is journaled. An interrupt (KeyboardInterrupt) stops the workers, writes the outputs of the rows done and
+    propagates."""
     import ray
 
     if workers < 1:
@@ -190,7 +178,6 @@ def run_sweep(spec: Spec, out_dir: str | Path, *, workers: int = 1, address: str
     summary = SweepSummary(out, rows)
     started_ray = False
     actors: list[Any] = []
-    bar = _progress(progress)
     try:
         started_ray = _start_ray(address, workers)  # first: a wrong --address fails before any model is built
         cache = _Cache(out / "cache")
@@ -203,11 +190,10 @@ def run_sweep(spec: Spec, out_dir: str | Path, *, workers: int = 1, address: str
         worker_cls = ray.remote(num_cpus=1, max_restarts=0)(SweepWorker)
         actors = [worker_cls.remote() for _ in range(workers)]
         ray.get([a.ready.remote() for a in actors])
-        with bar:
-            task_id = bar.add_task(spec.name, total=strategy.total, completed=strategy.done_count,
-                                   failures=sum(r["status"] != "ok" for r in rows))
-            _drive(spec, strategy, payloads, payload_refs, actors, worker_cls, cache, journal, summary, bar, task_id,
-                   on_row)
+        with progress_or_silent(progress).task(_bar_text(spec.name, sum(r["status"] != "ok" for r in rows)),
+                                               total=strategy.total) as bar:
+            bar.update(completed=strategy.done_count)
+            _drive(spec, strategy, payloads, payload_refs, actors, worker_cls, cache, journal, summary, bar, on_row)
         summary.complete = True
     finally:
         for a in actors:
@@ -219,8 +205,8 @@ def run_sweep(spec: Spec, out_dir: str | Path, *, workers: int = 1, address: str
 
 
 def _drive(spec: Spec, strategy: Any, payloads: dict[str, WorkloadPayload], payload_refs: dict[str, Any],
-           actors: list[Any], worker_cls: Any, cache: _Cache, journal: Journal, summary: SweepSummary, bar: Any,
-           task_id: Any, on_row: Callable[[dict[str, Any]], None] | None) -> None:
+           actors: list[Any], worker_cls: Any, cache: _Cache, journal: Journal, summary: SweepSummary,
+           bar: ProgressTask, on_row: Callable[[dict[str, Any]], None] | None) -> None:
     """The scheduling loop (module docstring)."""
     import ray
 
@@ -238,7 +224,7 @@ def _drive(spec: Spec, strategy: Any, payloads: dict[str, WorkloadPayload], payl
         summary.rows.append(row)
         strategy.observe(point, row)
         failures += row["status"] != "ok"
-        bar.update(task_id, advance=1, failures=failures)
+        bar.advance(description=_bar_text(spec.name, failures))
         if on_row is not None:
             on_row(row)
 

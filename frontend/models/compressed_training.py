@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from edgebert.frontend.models.compressed_albert import CompressedAlbert, early_exit_layer, exit_entropy
 from edgebert.frontend.models.pruning import Pruner
 from edgebert.frontend.models.synthetic_tasks import DIFFICULTIES, TaskData
+from edgebert.isa.progress import Progress, progress_or_silent
 
 log = logging.getLogger(__name__)
 
@@ -96,13 +97,17 @@ def train_step(
     sched: torch.optim.lr_scheduler.LRScheduler,
     pruner: Pruner | None = None,
     ramp: tuple[int, int] = (0, 1),
+    correct: list[int] | None = None,
 ) -> float:
     """One optimisation step on (input_ids, attention_mask, labels): the joint exit loss (+ span penalty while the
-    spans learn); with a pruner, its masks at ramp step `ramp[0]` of `ramp[1]` and its scores accumulated. The loss."""
+    spans learn); with a pruner, its masks at ramp step `ramp[0]` of `ramp[1]` and its scores accumulated. The loss;
+    `correct` (when given) gains the last exit's right answers in the batch."""
     ids, mask, labels = batch
     if pruner is not None:
         pruner.step(*ramp)
     out = model(ids, mask)
+    if correct is not None:
+        correct.append(int((out.exit_logits[-1].detach().argmax(-1) == labels).sum()))
     loss = joint_exit_loss(out.exit_logits, labels)
     if settings.span_penalty and model.compression.span_enabled and not model.span.frozen:
         loss = loss + settings.span_penalty * model.span.penalty()
@@ -121,8 +126,13 @@ def train(
     settings: TrainSettings,
     pruner: Pruner | None = None,
     on_epoch: Callable[[int, float], None] | None = None,
+    progress: Progress | None = None,
+    phase: str = "train",
 ) -> list[float]:
-    """Jointly train all exits; with a pruner, ramp its masks to the target sparsity over the run. Mean loss/epoch."""
+    """Jointly train all exits; with a pruner, ramp its masks to the target sparsity over the run. Mean loss/epoch.
+    `progress`: a bar over the batches (the running loss in its description, ETA) and a note per epoch (loss and the
+    last exit's accuracy on the training batches), labelled `phase`."""
+    say = progress_or_silent(progress)
     torch.manual_seed(settings.seed)
     rng = np.random.default_rng(settings.seed)
     params = [p for p in model.parameters() if p.requires_grad]
@@ -133,17 +143,25 @@ def train(
     ids, mask, labels = (torch.from_numpy(a) for a in (data.input_ids, data.attention_mask, data.labels))
     losses, step = [], 0
     model.train()
+    bar = say.task(f"[{phase}] epoch 1/{settings.epochs}", total=total)
     for epoch in range(settings.epochs):
-        total_loss = 0.0
+        total_loss, seen, correct = 0.0, 0, []
         for idx in _batches(len(data), settings.batch_size, rng):
             batch = (ids[idx], mask[idx], labels[idx])
-            loss = train_step(model, batch, settings, opt, sched, pruner, (min(step, ramp_steps), ramp_steps))
+            loss = train_step(model, batch, settings, opt, sched, pruner, (min(step, ramp_steps), ramp_steps),
+                              correct)
             total_loss += loss * len(idx)
+            seen += len(idx)
             step += 1
+            bar.advance(description=f"[{phase}] epoch {epoch + 1}/{settings.epochs}, loss {total_loss / seen:.4f}")
         losses.append(total_loss / len(data))
+        accuracy = sum(correct) / len(data)
         log.info("epoch %d: loss %.4f", epoch + 1, losses[-1])
+        say.note(f"[{phase}] epoch {epoch + 1}/{settings.epochs}: loss {losses[-1]:.4f}, accuracy {100 * accuracy:.1f} % "
+                 "(last exit, training batches)")
         if on_epoch is not None:
             on_epoch(epoch + 1, losses[-1])
+    bar.close()
     if pruner is not None:
         pruner.apply(1.0)
     model.eval()
@@ -185,16 +203,20 @@ def evaluate_exits(model: CompressedAlbert, data: TaskData, threshold: float | N
 
 
 @torch.no_grad()
-def record_activation_ranges(model: CompressedAlbert, data: TaskData, batch_size: int = 256) -> None:
+def record_activation_ranges(model: CompressedAlbert, data: TaskData, batch_size: int = 256,
+                             progress: Progress | None = None) -> None:
     """Run `data` through `model` (eval) with its activation quantizer recording each point's largest magnitude."""
     model.eval()
     model.activation_quant.mode = "calibrate"
-    for idx in _batches(len(data), batch_size, None):
-        model(torch.from_numpy(data.input_ids[idx]), torch.from_numpy(data.attention_mask[idx]))
+    with progress_or_silent(progress).task("[calibrate] AF8 activation ranges", total=len(data)) as bar:
+        for idx in _batches(len(data), batch_size, None):
+            model(torch.from_numpy(data.input_ids[idx]), torch.from_numpy(data.attention_mask[idx]))
+            bar.advance(len(idx))
 
 
-def calibrate_activations(model: CompressedAlbert, data: TaskData, batch_size: int = 256) -> dict[str, int]:
+def calibrate_activations(model: CompressedAlbert, data: TaskData, batch_size: int = 256,
+                          progress: Progress | None = None) -> dict[str, int]:
     """Record activation ranges at every matmul input on `data`, fix their AF8 biases, enable quantization."""
-    record_activation_ranges(model, data, batch_size)
+    record_activation_ranges(model, data, batch_size, progress)
     model.compression.quantize_activations = True
     return model.activation_quant.finish_calibration()

@@ -21,6 +21,7 @@ from edgebert.frontend.models.compressed_training import (
 from edgebert.frontend.models.multitask_albert import MultiTaskAlbert
 from edgebert.frontend.models.pruning import Pruner
 from edgebert.frontend.models.synthetic_tasks import TaskData
+from edgebert.isa.progress import Progress, progress_or_silent
 
 log = logging.getLogger(__name__)
 
@@ -47,12 +48,16 @@ def pretrain_backbone(
     datasets: dict[str, TaskData],
     settings: TrainSettings,
     pruner: Pruner | None = None,
+    progress: Progress | None = None,
+    phase: str = "pre-train",
 ) -> list[float]:
     """Train backbone + each task's exit heads jointly on mixed batches of `datasets` (adapters bypassed).
 
     Batches hold one task each, shuffled across tasks; the loss is compressed_training.joint_exit_loss. With a
     pruner the backbone masks ramp to their targets over 2/3 of the run (as compressed_training.train). Mean loss/epoch.
+    `progress`: a bar over the batches and a note per epoch (loss, last exit's accuracy), labelled `phase`.
     """
+    say = progress_or_silent(progress)
     torch.manual_seed(settings.seed)
     rng = np.random.default_rng(settings.seed)
     mt.set_use_adapters(False)
@@ -70,20 +75,25 @@ def pretrain_backbone(
     losses, step = [], 0
     for m in models.values():
         m.train()
+    bar = say.task(f"[{phase}] epoch 1/{settings.epochs}", total=total)
     for epoch in range(settings.epochs):
         orders = {t: rng.permutation(len(d)) for t, d in datasets.items()}
-        total_loss, count = 0.0, 0
+        total_loss, count, correct = 0.0, 0, []
         for j in rng.permutation(len(plan)):
             task, k = plan[j]
             idx = orders[task][k * settings.batch_size : (k + 1) * settings.batch_size]
             ids, mask, labels = tensors[task]
             loss = train_step(models[task], (ids[idx], mask[idx], labels[idx]), settings, opt, sched, pruner,
-                              (min(step, ramp_steps), ramp_steps))
+                              (min(step, ramp_steps), ramp_steps), correct)
             total_loss += loss * len(idx)
             count += len(idx)
             step += 1
+            bar.advance(description=f"[{phase}] epoch {epoch + 1}/{settings.epochs}, loss {total_loss / count:.4f}")
         losses.append(total_loss / count)
         log.info("pre-train epoch %d: loss %.4f", epoch + 1, losses[-1])
+        say.note(f"[{phase}] epoch {epoch + 1}/{settings.epochs}: loss {losses[-1]:.4f}, accuracy "
+                 f"{100 * sum(correct) / count:.1f} % (last exit, training batches, all tasks)")
+    bar.close()
     if pruner is not None:
         pruner.apply(1.0)
     for m in mt.tasks.values():
@@ -108,6 +118,7 @@ def train_task_adapters(
     settings: TrainSettings,
     seed: int | None = None,
     use_adapters: bool = True,
+    progress: Progress | None = None,
 ) -> list[float]:
     """Fresh adapters and exit heads for `task`, trained with the backbone frozen (compressed_training.train).
 
@@ -122,7 +133,8 @@ def train_task_adapters(
     model.reset_task_parameters(settings.seed if seed is None else seed)
     for name in model.task_parameter_names():  # biases chosen per forward while the weights move
         model.frozen_weight_biases.pop(name, None)
-    losses = train(model, data, settings)
+    losses = train(model, data, settings, progress=progress,
+                   phase=f"{'adapters' if use_adapters else 'heads only'} {task}")
     if model.compression.quantize_weights:
         model.freeze_weight_biases()
     return losses
@@ -159,6 +171,7 @@ def calibrate_task_activations(
     batch_size: int = 256,
     tie_layers: bool | None = None,
     attention: bool = False,
+    progress: Progress | None = None,
 ) -> dict[str, int]:
     """AF8 activations for every task: record each point's largest magnitude over every task's `datasets` (each
     through its own task model), fix one bias per point shared by all tasks, and switch quantization on.
@@ -170,7 +183,7 @@ def calibrate_task_activations(
     quant = mt.backbone.activation_quant
     quant.amax = {}  # a fresh calibration (not widened by an earlier one)
     for task, data in datasets.items():
-        record_activation_ranges(mt.task(task), data, batch_size)
+        record_activation_ranges(mt.task(task), data, batch_size, progress)
     mt.set_compression(quantize_activations=True)
     if tie_layers is None:
         tie_layers = not mt.adapter_config.per_depth
@@ -183,36 +196,39 @@ def evaluate_tasks(mt: MultiTaskAlbert, datasets: dict[str, TaskData]) -> dict[s
 
 
 def run_recipe(
-    mt: MultiTaskAlbert, train_sets: dict[str, TaskData], eval_sets: dict[str, TaskData], recipe: MultiTaskRecipe
+    mt: MultiTaskAlbert, train_sets: dict[str, TaskData], eval_sets: dict[str, TaskData], recipe: MultiTaskRecipe,
+    progress: Progress | None = None,
 ) -> MultiTaskReport:
     """Pre-train (and prune / AF8-fine-tune) the backbone, freeze it, then train every task's adapters and heads
-    (and, with af8_activations, calibrate one AF8 bias per activation point over every task's training data)."""
+    (and, with af8_activations, calibrate one AF8 bias per activation point over every task's training data).
+    `progress`: every phase's bar and per-epoch notes."""
     if recipe.af8_activations and not recipe.af8:
         raise ValueError("AF8 activations need AF8 weights (MultiTaskRecipe.af8=True)")
     if recipe.af8_attention and not recipe.af8_activations:
         raise ValueError("AF8 attention needs AF8 activations (MultiTaskRecipe.af8_activations=True)")
     pre = recipe.pretrain_tasks or mt.task_names
     pre_sets = {t: train_sets[t] for t in pre}
-    losses = pretrain_backbone(mt, pre_sets, recipe.pretrain)
+    losses = pretrain_backbone(mt, pre_sets, recipe.pretrain, progress=progress)
     if recipe.prune_method != "none":
         pruner = make_backbone_pruner(mt, recipe.prune_method, recipe.sparsity_targets)
-        losses += pretrain_backbone(mt, pre_sets, recipe.prune, pruner)
+        losses += pretrain_backbone(mt, pre_sets, recipe.prune, pruner, progress, f"prune {recipe.prune_method}")
     if mt.backbone.compression.span_enabled:
         mt.backbone.span.freeze()
     if recipe.af8:
         mt.set_compression(quantize_weights=True)
-        losses += pretrain_backbone(mt, pre_sets, recipe.qat)
+        losses += pretrain_backbone(mt, pre_sets, recipe.qat, progress=progress, phase="af8 fine-tune")
         mt.freeze_backbone_weight_biases()
     heads_only = {}
     if recipe.heads_only_baseline:
         for t in mt.task_names:
-            train_task_adapters(mt, t, train_sets[t], recipe.adapters, use_adapters=False)
+            train_task_adapters(mt, t, train_sets[t], recipe.adapters, use_adapters=False, progress=progress)
             heads_only[t] = evaluate_exits(mt.task(t), eval_sets[t])
-    adapter_losses = {t: train_task_adapters(mt, t, train_sets[t], recipe.adapters) for t in mt.task_names}
+    adapter_losses = {t: train_task_adapters(mt, t, train_sets[t], recipe.adapters, progress=progress)
+                      for t in mt.task_names}
     if recipe.af8:
         mt.share_task_weight_biases()
     before = {}
     if recipe.af8_activations:
         before = evaluate_tasks(mt, eval_sets)
-        calibrate_task_activations(mt, train_sets, attention=recipe.af8_attention)
+        calibrate_task_activations(mt, train_sets, attention=recipe.af8_attention, progress=progress)
     return MultiTaskReport(evaluate_tasks(mt, eval_sets), losses, adapter_losses, heads_only, before)

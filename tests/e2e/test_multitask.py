@@ -249,7 +249,7 @@ def test_equal_tensors_inside_one_task_keep_the_block_layout(case, tmp_path):
 def test_clis(case, tmp_path, capsys):
     paths = case["paths"]
     out = tmp_path / "multi.ebin"
-    argv = [str(paths["sentiment"]), str(paths["topic"]), "--task", f"valence={paths['valence']}", "-o", str(out)]
+    argv = [str(paths["sentiment"]), str(paths["topic"]), f"valence={paths['valence']}", "-o", str(out)]
     argv += [f"--task-threshold={t}={v}" for t, v in case["thr"].items()]
     assert compiler_cli.main(argv) == 0
     prog = load_ebin(out)
@@ -258,7 +258,7 @@ def test_clis(case, tmp_path, capsys):
     x = case["xs"]["topic"][1]
     np.savez(tmp_path / "in.npz", **x)
     rep = tmp_path / "r.json"
-    assert emu_cli.main([str(out), "--task", "topic", "--inputs", str(tmp_path / "in.npz"), "--report", str(rep),
+    assert emu_cli.main([str(out), "--task", "topic", "--inputs", str(tmp_path / "in.npz"), "--json", str(rep),
                          "--outputs", str(tmp_path / "o.npz")]) == 0
     text = capsys.readouterr().out
     assert "task switch to topic" in text and "footprint: shared" in text
@@ -423,7 +423,8 @@ def test_bench_cli(case, tmp_path, capsys):
 
 
 def test_bench_cli_one_task(case, tmp_path):
-    """edgebert-bench multi.ebin --task NAME --inputs X.npz: the three modes on one task, its block resident."""
+    """edgebert-bench multi.ebin --task NAME --inputs X.npz: the modes on one task, its block resident (no DVFS
+    compiled: early exit + DVFS is not run, and the result says why)."""
     from edgebert.emulator import bench
 
     multi, _ = _bench_files(case, tmp_path, n=4)
@@ -436,12 +437,13 @@ def test_bench_cli_one_task(case, tmp_path):
     want = [_reference_exit(o, case["thr"]["topic"]) for o in case["refs"]["topic"][:4]]
     runner = Runner(case["res"].program)
     warm = [runner.run(x, task="topic", resident_task="topic") for x in case["xs"]["topic"][:4]]
-    assert per["early-exit"]["exit_layer"] == per["ee+dvfs"]["exit_layer"] == want == [w.exit_layer for w in warm]
+    assert list(r["modes"]) == ["no-exit", "early-exit", "oracle"] and "no DVFS instructions" in r["notes"][0]
+    assert per["early-exit"]["exit_layer"] == per["oracle"]["exit_layer"] == want == [w.exit_layer for w in warm]
     assert per["no-exit"]["exit_layer"] == [len(case["refs"]["topic"][0])] * 4
     # steady state: the task's block is resident, so no run pays for loading it
     cold = runner.run(case["xs"]["topic"][0], task="topic")
-    assert per["ee+dvfs"]["energy_j"] == pytest.approx([w.report["energy_j"] for w in warm], rel=1e-12)
-    assert per["ee+dvfs"]["cycles"][0] == warm[0].report["cycles"] < cold.report["cycles"]
+    assert per["early-exit"]["energy_j"] == pytest.approx([w.report["energy_j"] for w in warm], rel=1e-12)
+    assert per["early-exit"]["cycles"][0] == warm[0].report["cycles"] < cold.report["cycles"]
     assert r["modes"]["no-exit"]["energy_j"]["mean"] > r["modes"]["early-exit"]["energy_j"]["mean"]
 
 

@@ -55,7 +55,7 @@ def files(tmp_path: Path) -> dict[str, Path]:
 
 def test_cli_end_to_end(files: dict[str, Path], capsys) -> None:
     f = files
-    rc = main([str(f["p.ebin"]), "--inputs", str(f["in.npz"]), "--outputs", str(f["out.npz"]), "--report",
+    rc = main([str(f["p.ebin"]), "--inputs", str(f["in.npz"]), "--outputs", str(f["out.npz"]), "--json",
                str(f["r.json"]), "--trace", str(f["t.json"]), "--plot", str(f["e.png"])])
     assert rc == 0
     out = capsys.readouterr().out
@@ -75,7 +75,7 @@ def test_cli_end_to_end(files: dict[str, Path], capsys) -> None:
 def test_cli_trap_writes_partial_report_and_exits_2(tmp_path: Path, capsys) -> None:
     prog = Program([make("li", rd=1, imm=1), make("jmp", target=0)], hw_fingerprint=default_config().fingerprint)
     save_ebin(prog, tmp_path / "loop.ebin")
-    rc = main([str(tmp_path / "loop.ebin"), "--max-cycles", "500", "--report", str(tmp_path / "r.json")])
+    rc = main([str(tmp_path / "loop.ebin"), "--max-cycles", "500", "--json", str(tmp_path / "r.json")])
     assert rc == 2
     err = capsys.readouterr().err
     assert err.startswith("edgebert-emu: error: pc ") and "cycle budget of 500" in err and "Traceback" not in err
@@ -120,7 +120,7 @@ def test_cli_entropy_trace(tmp_path: Path) -> None:
     save_ebin(prog, tmp_path / "exit.ebin")
     for row, layer in ((0, 3), (1, 1)):
         rc = main([str(tmp_path / "exit.ebin"), "--entropy-trace", str(trace), "--row", str(row), "-q",
-                   "--report", str(tmp_path / "r.json")])
+                   "--json", str(tmp_path / "r.json")])
         assert rc == 0
         assert json.loads((tmp_path / "r.json").read_text())["exit_layer"] == layer
     assert main([str(tmp_path / "exit.ebin"), "--entropy-trace", str(trace), "--row", "5", "-q"]) == 2
@@ -145,11 +145,11 @@ def test_cli_runs_a_program_on_the_config_it_embeds(tmp_path: Path, capsys) -> N
     code = [make("ld", dst=0, src=0, src_space=DRAM, rows=16, cols=16, dtype=3), make("halt")]
     save_ebin(Program(code, metadata={"hw_config": text}, hw_fingerprint=hw.fingerprint), tmp_path / "p.ebin")
     report = tmp_path / "r.json"
-    assert main([str(tmp_path / "p.ebin"), "-q", "--report", str(report)]) == 0
+    assert main([str(tmp_path / "p.ebin"), "-q", "--json", str(report)]) == 0
     r = json.loads(report.read_text())
     assert r["hw"] == "my-cmod" and r["cycles"] == 2 * 16 + 5 + 8 + 1  # AXI: 2 cycles per 16-byte vector
     assert capsys.readouterr().err == ""
-    assert main([str(tmp_path / "p.ebin"), "-q", "--hw", "ideal-256mac", "--report", str(report)]) == 0
+    assert main([str(tmp_path / "p.ebin"), "-q", "--hw", "ideal-256mac", "--json", str(report)]) == 0
     err = capsys.readouterr().err
     assert err.startswith("edgebert-emu: warning: ") and hw.fingerprint.hex()[:16] in err
     assert load_config("ideal-256mac").fingerprint.hex()[:16] in err and json.loads(report.read_text())["hw"] == (

@@ -115,10 +115,10 @@ def test_non_utf8_entropy_trace(prog: Path, tmp_path: Path, capsys) -> None:
 
 @pytest.mark.parametrize(("flag", "target", "message"), [
     ("--outputs", "DIR", "is a directory"),
-    ("--report", "missing/r.json", "does not exist"),
+    ("--json", "missing/r.json", "does not exist"),
     ("--plot", "energy.xyz", "unknown image format"),
     ("--trace", "PROG", "refusing to overwrite the input file"),
-    ("--report", "INPUTS", "refusing to overwrite the input file"),
+    ("--json", "INPUTS", "refusing to overwrite the input file"),
 ])
 def test_unusable_output_paths_fail_before_the_run(prog: Path, tmp_path: Path, capsys, flag, target, message) -> None:
     inputs = _npz(tmp_path / "in.npz", input_ids=IDS, mask=MASK)
@@ -131,19 +131,19 @@ def test_unusable_output_paths_fail_before_the_run(prog: Path, tmp_path: Path, c
 def test_two_outputs_on_one_path_are_refused(prog: Path, tmp_path: Path, capsys) -> None:
     inputs = _npz(tmp_path / "in.npz", input_ids=IDS, mask=MASK)
     same = str(tmp_path / "r.json")
-    assert "refusing to overwrite" in _error(capsys, [str(prog), "--inputs", str(inputs), "--report", same,
+    assert "refusing to overwrite" in _error(capsys, [str(prog), "--inputs", str(inputs), "--json", same,
                                                       "--trace", same])
 
 
 def test_unwritable_paths_are_clean_errors(prog: Path, tmp_path: Path, capsys) -> None:
     inputs = _npz(tmp_path / "in.npz", input_ids=IDS, mask=MASK)
-    assert "cannot write" in _error(capsys, [str(prog), "--inputs", str(inputs), "--report", "/proc/version", "-q"])
+    assert "cannot write" in _error(capsys, [str(prog), "--inputs", str(inputs), "--json", "/proc/version", "-q"])
 
 
 def test_report_is_strict_json_and_written_on_trap(prog: Path, tmp_path: Path, capsys) -> None:
     inputs = _npz(tmp_path / "in.npz", input_ids=IDS * 5, mask=np.full((1, 8), np.nan, np.float32))
     report = tmp_path / "r.json"
-    assert "gather index 5 (row 1) out of range" in _error(capsys, [str(prog), "--inputs", str(inputs), "--report",
+    assert "gather index 5 (row 1) out of range" in _error(capsys, [str(prog), "--inputs", str(inputs), "--json",
                                                                    str(report), "-q"])
     data = json.loads(report.read_text(), parse_constant=lambda c: pytest.fail(f"non-strict JSON {c}"))
     assert data["trap"].startswith("pc 7 (gather")

@@ -199,7 +199,7 @@ def test_cli_switches(tiny_early_exit: Program, tmp_path: Path) -> None:
     trace.write_text("0.9, 0.01, 0.9, 0.9\n")
     assert main([str(prog), "--timing-only", "-q"]) == 2  # no entropies
     report = tmp_path / "r.json"
-    args = [str(prog), "--entropy-trace", str(trace), "--row", "0", "-q", "--report", str(report)]
+    args = [str(prog), "--entropy-trace", str(trace), "--row", "0", "-q", "--json", str(report)]
     assert main([*args, "--timing-only"]) == 0
     import json
 

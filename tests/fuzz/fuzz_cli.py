@@ -184,7 +184,7 @@ def campaign_inputs(count: int, seed: int = 0, deadline: float | None = None) ->
         path = d / "in.npz"
         path.write_bytes(raw)
         argv = [str(d / "prog.ebin"), "--inputs", str(path), "-q", *extra,
-                "--outputs", str(d / "out.npz"), "--report", str(d / "report.json")]
+                "--outputs", str(d / "out.npz"), "--json", str(d / "report.json")]
         if data.draw(st.integers(0, 5)) == 0:
             trace = data.draw(st.sampled_from([b"\xff\xfe0.5\n", b"", b"nan, 1\n", b"-1\n", b"0.1, x\n", b"1e999\n",
                                                b"0.2\n" * 3, b"0.3, 0.1\n"]))
@@ -219,7 +219,7 @@ def random_argv(data: Any, d: Path) -> tuple[str, list[str]]:
     tool = data.draw(st.sampled_from(sorted(TOOLS)))
     argv = [data.draw(st.sampled_from(paths["in"]))]
     flags = {
-        "edgebert-emu": ["--inputs", "--outputs", "--report", "--trace", "--plot", "--hw", "--max-cycles",
+        "edgebert-emu": ["--inputs", "--outputs", "--json", "--trace", "--plot", "--hw", "--max-cycles",
                          "--max-instructions", "--entropy-trace", "--row", "--check-uninit", "--race-trap",
                          "--timing-only", "--no-early-exit", "--no-dvfs", "--task", "--resident-task", "-q"],
         "edgebert-as": ["-o"],
@@ -228,7 +228,7 @@ def random_argv(data: Any, d: Path) -> tuple[str, list[str]]:
     for _ in range(data.draw(st.integers(0, 5))):
         flag = data.draw(st.sampled_from(flags))
         argv.append(flag)
-        if flag in ("--outputs", "--report", "--trace", "--plot", "-o"):
+        if flag in ("--outputs", "--json", "--trace", "--plot", "-o"):
             argv.append(data.draw(st.sampled_from(paths["out"])))
         elif flag == "--hw":
             argv.append(data.draw(st.sampled_from(HW_PATHS + [str(d / "prog.ebin"), str(d / "nope"), str(d / "sub")])))

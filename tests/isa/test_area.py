@@ -108,7 +108,7 @@ def test_edgebert_emu_report_has_area(tmp_path: Path) -> None:
     prog = Program(code, metadata={"hw_name": hw.name, "hw_config": hw.toml_text()}, hw_fingerprint=hw.fingerprint)
     ebin, report = tmp_path / "p.ebin", tmp_path / "r.json"
     save_ebin(prog, ebin)
-    assert emu_main([str(ebin), "--report", str(report), "-q"]) == 0
+    assert emu_main([str(ebin), "--json", str(report), "-q"]) == 0
     r = json.loads(report.read_text())
     assert r["area_mm2"] == pytest.approx(area_mm2(hw))
     assert r["area_mm2"]["total"] > r["area_mm2"]["envm"] > 0

@@ -21,6 +21,14 @@ def test_every_package_folder_is_declared() -> None:
             assert mapping.get(name) == rel.as_posix(), f"package-dir does not map {name} to {rel}"
 
 
+def test_the_public_api_package_is_declared() -> None:
+    """`edgebert/` (the public API, `import edgebert`) is a real package the wheel ships, not a namespace."""
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+    assert "edgebert" in config["packages"] and config["package-dir"].get("edgebert") == "edgebert"
+    assert (ROOT / "edgebert" / "__init__.py").is_file()
+    assert not [p for p in (ROOT / "edgebert").rglob("__init__.py") if p.parent != ROOT / "edgebert"]
+
+
 def test_console_scripts_point_at_existing_mains() -> None:
     import importlib
 
