@@ -13,6 +13,7 @@ import numpy as np
 
 from edgebert.compiler import emitters as em
 from edgebert.compiler.compression import CompressionOptions
+from edgebert.compiler.hierarchy.optrace import OpTrace, Site
 from edgebert.compiler.matmul import PackedWeight, StagingRing
 from edgebert.compiler.relax_passes import composite_attrs
 from edgebert.compiler.relax_passes.exprs import vars_in
@@ -23,6 +24,9 @@ from edgebert.isa.hardware import HardwareConfig
 
 #: Relax dtype -> storage dtype (bool is stored as fp32 0.0/1.0: masks feed float arithmetic).
 STORAGE = {"float32": "f32", "bool": "f32", "int64": "i32", "int32": "i32"}
+#: ops whose result is (usually) a view of their argument: a tensor in DRAM stays there
+VIEW_OPS = {"relax.reshape", "relax.permute_dims", "relax.broadcast_to", "relax.squeeze", "relax.expand_dims",
+            "relax.flatten", "relax.take"}
 
 
 @dataclass
@@ -214,6 +218,27 @@ class Lowerer:
         self.pinned: set[int] = set()  # ids of buffers never overwritten in place (inputs, loop carries)
         self.loop_depth = 0
         self.compression: CompressionOptions | None = None  # AF8 / sparse weights (compiler/compression.py)
+        self.trace = OpTrace()  # what this walk lowered, op by op (the memory-hierarchy plan reads it)
+        self.notes: dict[str, Any] = {}  # facts a handler reports about the op being lowered (e.g. a_exp)
+        #: the blocked lowering of a memory-hierarchy plan (lower/blocked.py), None: every tensor stays in SRAM
+        self.blocked: Any = None
+        self._occurrences: dict[tuple[int, str], int] = {}
+
+    def next_site(self, fname: str, var: Any) -> Site:
+        """The site of this lowering of binding `var` of function `fname` (the n-th time it is lowered)."""
+        key = (hash(var), fname)  # the IR node (its Python wrapper changes between accesses)
+        n = self._occurrences.get(key, 0)
+        self._occurrences[key] = n + 1
+        return (hash(var), fname, n)
+
+    def record(self, kind: str, name: str, fname: str, site: Site | None, args: list[Any], result: Any,
+               start: int, expr: Any = None, attrs: dict[str, Any] | None = None,
+               new_value: bool | None = None, var: Any = None) -> None:
+        """Append an event to the op trace (with the notes the handler left)."""
+        notes = {**(attrs or {}), **self.notes}
+        self.notes = {}
+        self.trace.record(kind, name, fname, site, args, result, start, len(self.prog.insts), self.loop_depth,
+                          expr, notes, new_value, var)
 
     # ---- buffers ---------------------------------------------------------------------------------
     def buffer_name(self, base: str) -> str:
@@ -290,8 +315,11 @@ class Lowerer:
         self._consts = {h: b for h, b in self._consts.items() if id(b) not in dead}
 
     def to_sram(self, value: Value, what: str) -> Tensor:
-        """A tensor in SRAM: constants are loaded (once per use) into a fresh activation buffer."""
+        """A tensor in SRAM: constants are loaded (once per use) into a fresh activation buffer, a tensor the
+        memory-hierarchy plan spilled to DRAM is loaded whole."""
         if isinstance(value, Tensor):
+            if self.blocked is not None and value.view.buffer.space != "sram":
+                return self.blocked.to_sram(value, what)
             return value
         if isinstance(value, Const):
             src = self.const_buffer(value.array, value.dtype)
@@ -412,6 +440,10 @@ class Scope:
     # ---- bindings ----------------------------------------------------------------------------------
     def lower_binding(self, b: Any) -> None:
         var, expr = b.var, b.value
+        site = self.low.next_site(self.fname, var)
+        blocked = self.low.blocked
+        if blocked is not None and blocked.lower(self, b, site):  # a group of the memory-hierarchy plan
+            return
         name = op_name(expr)
         if name is None:
             kind = type(expr).__name__
@@ -419,7 +451,7 @@ class Scope:
                 self.env[var] = self.value_of(expr)
                 return
             if kind == "Call" and type(expr.op).__name__ == "GlobalVar":
-                self.env[var] = self._lower_call(var, expr)
+                self.env[var] = self._lower_call(var, expr, site)
                 return
             raise CompileError(f"{self.fname}: binding '{var.name}' ({kind}) cannot be lowered")
         handler = self.low.ops.get(name)
@@ -432,7 +464,13 @@ class Scope:
         if fold is not None and all(isinstance(a, Const) for a in args if a is not None and not isinstance(a, tuple)):
             self.env[var] = Const(fold(var, *[a.array for a in args if a is not None]), dtype_of(var))
             return
+        start = len(self.prog.insts)
+        if blocked is not None and name not in VIEW_OPS:
+            args = blocked.resident_args(self, args)
         self.env[var] = self._guarded(var, name, lambda: handler(self, var, expr, args))
+        if blocked is not None:
+            self.env[var] = blocked.place_result(self, site, self.env[var])
+        self.low.record(name, var.name, self.fname, site, args, self.env[var], start, expr, var=var)
 
     def _guarded(self, var: Any, what: str, lower: Callable[[], Value]) -> Value:
         try:
@@ -445,7 +483,7 @@ class Scope:
                 f"{self.fname}: internal error lowering '{var.name}' ({what}): {type(exc).__name__}: {exc}"
             ) from exc
 
-    def _lower_call(self, var: Any, expr: Any) -> Value:
+    def _lower_call(self, var: Any, expr: Any, site: Site) -> Value:
         """A call of a composite (its handler) or of another function (lowered inline, e.g. an unrolled layer)."""
         low = self.low
         callee = low.mod[expr.op]
@@ -458,8 +496,18 @@ class Scope:
                                    f"({expr.op.name_hint}), which the edgebert backend does not lower")
             reusable = tuple(isinstance(a, Tensor) and is_var(e) and self.dead_after(e, var)
                              for e, a in zip(expr.args, args, strict=True))
-            call = CompositeCall(composite, Dest.of(var), tuple(args), reusable, low.composite_attrs(expr.op, callee))
-            return self._guarded(var, composite, lambda: handler(self, call))
+            start = len(self.prog.insts)
+            if low.blocked is not None:  # tensors in DRAM are loaded whole (small ones: the plan blocks the rest)
+                loaded = low.blocked.resident_args(self, args)
+                reusable = tuple(r or (a is not b) for r, a, b in zip(reusable, args, loaded, strict=True))
+                args = loaded
+            attrs = low.composite_attrs(expr.op, callee)
+            call = CompositeCall(composite, Dest.of(var), tuple(args), reusable, attrs)
+            value = self._guarded(var, composite, lambda: handler(self, call))
+            if low.blocked is not None:
+                value = low.blocked.place_result(self, site, value)
+            low.record(composite, var.name, self.fname, site, args, value, start, expr, attrs, var=var)
+            return value
         pins = set()
         for a_expr, a in zip(expr.args, args, strict=True):
             if isinstance(a, Tensor) and not (is_var(a_expr) and self.dead_after(a_expr, var)):

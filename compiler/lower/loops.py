@@ -28,15 +28,40 @@ def loop_carry(scope: Scope, call: Any) -> tuple[Tensor, list[Value]]:
     pinned: the body never writes over them in place."""
     low = scope.low
     name = call.op.name_hint
-    init = low.to_sram(scope.value_of(call.args[0]), name)
+    start = len(low.prog.insts)
+    site = carry_site(call)
+    first = scope.value_of(call.args[0])
     rest = [scope.value_of(a) for a in call.args[1:]]
-    carry = low.new_tensor(f"{name}.carry", init.shape, init.dtype)
+    if low.blocked is not None:  # the memory-hierarchy plan decides where the carried state lives
+        carry = low.blocked.loop_carry(scope, site, first, f"{name}.carry")
+    else:
+        init = low.to_sram(first, name)
+        carry = low.new_tensor(f"{name}.carry", init.shape, init.dtype)
+        em.emit_unary(low.prog, "vmov", carry.view, init.view)
     low.pinned.add(id(carry.view.buffer))
     for a in rest:
         if isinstance(a, Tensor):
             low.pinned.add(id(a.view.buffer))
-    em.emit_unary(low.prog, "vmov", carry.view, init.view)
+    low.record("carry", f"{name}.carry", scope.fname, site, [first], carry, start, new_value=True)
     return carry, rest
+
+
+def carry_site(call: Any) -> tuple[int, str, int]:
+    """The site of a layer loop's carried state (keyed by the loop's first call)."""
+    return (hash(call), "carry", 0)
+
+
+def update_carry(scope: Scope, carry: Tensor, result: Tensor) -> None:
+    """carry <- the layer's result at the end of the body (nothing when the layer wrote it in place)."""
+    low = scope.low
+    if result.view == carry.view:
+        return
+    start = len(low.prog.insts)
+    if low.blocked is not None:
+        low.blocked.copy(carry.view, result.view, f"{carry.view.buffer.name}.update")
+    else:
+        em.emit_unary(low.prog, "vmov", carry.view, result.view)
+    low.record("carry-update", carry.view.buffer.name, scope.fname, None, [result], carry, start, new_value=False)
 
 
 def open_loop(prog: TileProgram, name: str, trips: int) -> tuple[str, int]:
@@ -75,8 +100,7 @@ class LayerLoopStep(Step):
         low.loop_depth -= 1
         if not isinstance(result, Tensor) or result.shape != carry.shape:
             raise CompileError(f"{name}: a layer-loop body must return one tensor shaped like its first argument")
-        if result.view != carry.view:
-            em.emit_unary(prog, "vmov", carry.view, result.view)
+        update_carry(scope, carry, result)
         close_loop(prog, label, start, len(self.calls))
         for b in self.calls:
             scope.env[b.var] = carry
