@@ -21,7 +21,7 @@ from edgebert.isa.hardware import HardwareConfig
 from edgebert.isa.table import DTYPES, FORMATS, SPACES
 
 #: block counts tried when splitting a dimension (1 = the whole dimension)
-SPLITS = (1, 2, 3, 4, 5, 6, 8, 10, 12, 16, 20, 24, 32, 48, 64, 96, 128, 192, 256)
+SPLITS = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64, 96, 128, 192)
 SFU_UNIT = "sfu"
 
 

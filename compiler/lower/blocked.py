@@ -17,9 +17,11 @@ from edgebert.compiler import emitters as em
 from edgebert.compiler.hierarchy.plan import GroupPlan, MemoryPlan
 from edgebert.compiler.lower import plain_ops
 from edgebert.compiler.lower.core import Const, Dest, Lowerer, Out, Scope, Tensor, Value, storage
-from edgebert.compiler.tile_ir import ITEMSIZE, Buffer, TileProgram
+from edgebert.compiler.tile_ir import ITEMSIZE, Buffer, TileInst, TileProgram
+from edgebert.compiler.tiling import MAX_FIELD
 from edgebert.compiler.views import View, fresh_view
 from edgebert.isa.errors import CompileError
+from edgebert.isa.table import DTYPES
 
 #: the value a streamed (fused) intermediate has in the lowering environment: nothing outside its op reads it
 STREAMED = ("streamed",)
@@ -65,6 +67,7 @@ class Slots:
         self.buffers = [prog.buffer(f"{name}.slot{i}", 1, "act") for i in range(max(count, 1))]
         self.next = 0
         self.nbytes = 0  # for StagingRing compatibility (weight tiles): the dense size of one tile
+        self.start = len(prog.insts)
 
     def take(self) -> Buffer:
         buf = self.buffers[self.next % len(self.buffers)]
@@ -79,20 +82,37 @@ class Slots:
     def finish(self) -> None:
         """Grow each buffer to the furthest byte an instruction touched (weight tiles are sized by their encoding)."""
         ids = {id(b): b for b in self.buffers}
-        for inst in self.prog.insts:
+        for inst in self.prog.insts[self.start:]:
             for ref in inst.refs:
                 b = ids.get(id(ref.buffer))
                 if b is not None:
                     b.nbytes = max(b.nbytes, ref.offset + ref.extent)
 
 
+def _dma(prog: TileProgram, mnemonic: str, dst: View, src: View) -> None:
+    """One DMA of two [rows, cols] views dense along their columns (the blocks of this module), else emit_dma."""
+    if len(dst.shape) != 2 or dst.shape != src.shape or dst.dtype != src.dtype or \
+            (dst.shape[1] > 1 and (dst.strides[1] != 1 or src.strides[1] != 1)) or \
+            max(dst.shape) > MAX_FIELD or max(dst.strides[0], src.strides[0]) > MAX_FIELD:
+        em.emit_dma(prog, mnemonic, dst, src)
+        return
+    rows, cols = dst.shape
+    d_stride = dst.strides[0] if rows > 1 and dst.strides[0] != cols else 0
+    s_stride = src.strides[0] if rows > 1 and src.strides[0] != cols else 0
+    inst = TileInst(mnemonic, {"rows": rows, "cols": cols, "dst_stride": d_stride, "src_stride": s_stride,
+                               "dtype": DTYPES.index(dst.dtype)})
+    em.add_operand(inst, "src", src, src.offset, (rows - 1) * (s_stride or cols) + cols, False)
+    em.add_operand(inst, "dst", dst, dst.offset, (rows - 1) * (d_stride or cols) + cols, True)
+    prog.emit(inst)
+
+
 def load(prog: TileProgram, dst: View, src: View) -> None:
     """`ld` a strided view into SRAM (from DRAM, eNVM or SRAM)."""
-    em.emit_dma(prog, "ld", dst, src)
+    _dma(prog, "ld", dst, src)
 
 
 def store(prog: TileProgram, dst: View, src: View) -> None:
-    em.emit_dma(prog, "st", dst, src)
+    _dma(prog, "st", dst, src)
 
 
 def row_blocks(total: int, block: int) -> list[tuple[int, int]]:
