@@ -46,6 +46,14 @@ class PackedWeight:
     tiles: list[tuple[int, int, int, int, Buffer, bool]] = field(default_factory=list)
     #: the whole weight as one SRAM constant (InPlaceFormat), made on first use
     whole: Buffer | None = None
+    #: AF8 codes of the whole weight (tiles are slices of it; compression.CompressionOptions.af8_codes)
+    codes: np.ndarray | None = None
+
+    def tile_bytes(self, k0: int, kk: int, n0: int, nn: int, sparse: bool) -> bytes:
+        """The stored bytes of one tile (encode_tile, from the cached codes when there are some)."""
+        tile = self.values[k0 : k0 + kk, n0 : n0 + nn]
+        codes = self.codes[k0 : k0 + kk, n0 : n0 + nn] if self.codes is not None else None
+        return encode_tile(tile, self.fmt, sparse, codes)
 
 
 def sram_const(prog: TileProgram, raw: bytes) -> Buffer:
@@ -88,11 +96,10 @@ def _load_packed_tile(
 ) -> tuple[View, dict[str, int]]:
     """`ld` one encoded weight tile into a staging buffer; returns the matmul's b view and format fields."""
     fmt = packed.fmt
-    tile = packed.values[k0 : k0 + kk, n0 : n0 + nn]
-    raw = encode_tile(tile, fmt, fmt.sparse)
+    raw = packed.tile_bytes(k0, kk, n0, nn, fmt.sparse)
     sparse = fmt.sparse and len(raw) <= ring.nbytes and len(raw) < kk * nn * fmt.itemsize
     if not sparse and fmt.sparse:
-        raw = encode_tile(tile, fmt, False)
+        raw = packed.tile_bytes(k0, kk, n0, nn, False)
     stage = ring.take()
     if sparse:  # raw bytes: bitmask then packed non-zeros, as rows of at most MAX_FIELD bytes (zero padded)
         rows = -(-len(raw) // MAX_FIELD)

@@ -164,12 +164,15 @@ def weight_tile_bytes(geo: DenseGeo, stats: WeightStats | None, k_t: int, n_t: i
 
 
 def dense_options(geo: DenseGeo, a_home: str, out_home: str, a_bytes: int, out_bytes: int, s: Scorer,
-                  stats: WeightStats | None, w_level: str = "envm") -> list[Estimate]:
+                  stats: WeightStats | None, w_level: str = "envm", a_pre: bool = False,
+                  out_q: bool = False) -> list[Estimate]:
     """Output-stationary tilings of a dense: each output block stays in SRAM while the reduction streams through it.
 
     A (`a_home` sram: read in place; dram: loaded per block, or one row block whole) and the weight tiles (from
     `w_level`) are double buffered. With an AF8 activation the reduction is never split (the sums stay exact): the
-    row block of A is quantized once (from SRAM, or loaded in chunks) and reused for every output block."""
+    row block of A is quantized once (from SRAM, or loaded in chunks) and reused for every output block; `a_pre`:
+    A is already AF8 codes (its producer quantized it). `out_q`: each output block is quantized to AF8 codes after
+    the epilogue (for the next dense, which reads only them) and stored as such; `out_bytes` is their size."""
     hw = s.hw
     vs = s.vs
     m, k, n = geo.m, geo.k, geo.n
@@ -198,19 +201,23 @@ def dense_options(geo: DenseGeo, a_home: str, out_home: str, a_bytes: int, out_b
                                  nn_ * wb if not geo.sparse else weight_tile_bytes(geo, stats, kk, nn_),
                                  nn_ == n or geo.sparse) * ck * cn
                            for kk, ck in _counts(k, k_t) for nn_, cn in _counts(n, n_t)) * nm
-                envm = int(k * n * wb * (density if geo.sparse else 1.0) * nm) + bias
-                st = sum(s.dma("sram", "dram", mm, nn_ * 4, nn_ == n) * cm * cn
+                envm = int(k * n * (wb * (density if geo.sparse else 1.0) + (0.125 if geo.sparse else 0)) * nm) + bias
+                o_item = 1 if out_q else 4
+                st = sum(s.dma("sram", "dram", mm, nn_ * o_item, nn_ == n) * cm * cn
                          for mm, cm in _counts(m, m_t) for nn_, cn in _counts(n, n_t)) if out_home == "dram" else 0
-                sfu = sum(s.sfu(op, mm, nn_) * cm * cn for op in geo.epilogue
+                ops = [*geo.epilogue, *(["quant"] if out_q else [])]
+                sfu = sum(s.sfu(op, mm, nn_) * cm * cn for op in ops
                           for mm, cm in _counts(m, m_t) for nn_, cn in _counts(n, n_t))
-                dram_out = m * n * 4 if out_home == "dram" else 0
-                for out_slots in ((2, 1) if out_home == "dram" else (0,)):
-                    out_ws = out_slots * m_t * n_t * 4 if out_home == "dram" else out_bytes
+                dram_out = m * n * o_item if out_home == "dram" else 0
+                for out_slots in ((2, 1) if out_home == "dram" or out_q else (0,)):
+                    out_ws = out_slots * m_t * n_t * (4 + (1 if out_q and out_home == "dram" else 0))
+                    if out_home != "dram":
+                        out_ws += out_bytes
                     base = dict(m_t=m_t, k_t=k_t, n_t=n_t, out_slots=out_slots)
                     # one output slot: the next block waits for the store of the last one
                     st_serial = st if out_slots == 1 else 0
                     out.extend(_dense_candidates(geo, s, a_home, a_bytes, m_t, k_t, n_t, pu + st_serial, sfu, w_ld,
-                                                 st, envm, dram_out, out_ws, w_tile, bias, base, a_fmt, nm, nn))
+                                                 st, envm, dram_out, out_ws, w_tile, bias, base, a_fmt, nm, nn, a_pre))
     for e in out:
         e.what = _dense_what(geo, e)
     return out
@@ -218,10 +225,21 @@ def dense_options(geo: DenseGeo, a_home: str, out_home: str, a_bytes: int, out_b
 
 def _dense_candidates(geo: DenseGeo, s: Scorer, a_home: str, a_bytes: int, m_t: int, k_t: int, n_t: int, pu: float,
                       sfu: float, w_ld: float, st: float, envm: int, dram_out: int, out_ws: int, w_tile: int,
-                      bias: int, base: dict[str, Any], a_fmt: int, nm: int, nn: int) -> list[Estimate]:
+                      bias: int, base: dict[str, Any], a_fmt: int, nm: int, nn: int,
+                      a_pre: bool = False) -> list[Estimate]:
     """The ways of feeding A to one (m_t, k_t, n_t) tiling (dense_options)."""
     m, k = geo.m, geo.k
     out: list[Estimate] = []
+    if a_pre:  # AF8 codes already: a row block read in place, or loaded once per row block
+        for slots in (2, 1):
+            a_ws = a_bytes if a_home == "sram" else m_t * k * (2 if nm > 1 else 1)
+            a_ld = 0 if a_home == "sram" else sum(s.dma("dram", "sram", mm, k, True) * cm for mm, cm in _counts(m, m_t))
+            e = Estimate(a_ws + slots * w_tile + out_ws + bias, pu, sfu, w_ld + a_ld, st, envm,
+                         dram_out + (0 if a_home == "sram" else m * k), {**base, "a": "af8", "w_slots": slots})
+            if slots == 1:
+                e.pu = pu + w_ld
+            out.append(e)
+        return out
     if geo.a_exp is not None:  # A's row block quantized once, reused by every output block
         for chunk in ([k] if a_home == "sram" else splits(k, s.vs, k)[:6]):
             a_ws = a_bytes + m_t * k if a_home == "sram" else m_t * k + 2 * m_t * chunk * 4
@@ -252,7 +270,8 @@ def _dense_candidates(geo: DenseGeo, s: Scorer, a_home: str, a_bytes: int, m_t: 
 
 def _dense_what(geo: DenseGeo, e: Estimate) -> str:
     t = e.tiling
-    a = {"sram": "x in SRAM", "blocks": "x blocks streamed", "rows": "x row blocks loaded once"}.get(t.get("a"), "")
+    a = {"sram": "x in SRAM", "blocks": "x blocks streamed", "rows": "x row blocks loaded once",
+         "af8": "x as AF8 codes"}.get(t.get("a"), "")
     if "a_chunk" in t:
         a = f"x quantized per row block (chunks of {t['a_chunk']})"
     return f"{t['m_t']}x{t['k_t']}x{t['n_t']} output-stationary, {a}"
@@ -374,17 +393,18 @@ def attention_options(geo: AttentionGeo, homes: dict[int, str], sizes: dict[int,
     head = S * D * 4
     kv_ld = s.dma("dram", "sram", S, D * 4, H == 1)
     widest = max((min(S, 16 + 2 * w) if w is not None else S) for w in geo.windows)
-    r_opts = [S] if geo.span else splits(S, s.vs, min(S, s.hw.pu.max_m))
+    span_rows = min(S, s.vs) if all(w is not None for w in geo.windows) else min(S, s.hw.pu.max_m)  # span.row_block
+    r_opts = [span_rows] if geo.span else splits(S, s.vs, min(S, s.hw.pu.max_m))
     for r, kv_slots, slots in ((r, kv, sl) for r in r_opts for kv in (2, 1) for sl in (2, 1)):
         nb = ceil_div(S, r)
         ws, ld, st, dram = S * 4, 0.0, 0.0, 0
-        for v in (geo.k, geo.v):
-            if homes.get(v) == "dram":
-                ws += kv_slots * head + (kv_slots * S * D if geo.af8 else 0)
+        for i, v in enumerate((geo.k, geo.v)):
+            if homes.get(v) == "dram":  # AF8: K and V share one fp32 staging ring (quantized right after loading)
+                ws += (kv_slots * head if i == 0 or not geo.af8 else 0) + (kv_slots * S * D if geo.af8 else 0)
                 ld += H * kv_ld
                 dram += sizes[v]
             else:
-                ws += sizes[v] + (S * D if geo.af8 else 0)
+                ws += sizes[v] + (kv_slots * S * D if geo.af8 else 0)
         if homes.get(geo.q) == "dram":
             ws += slots * r * D * 4 + (r * D if geo.af8 else 0)
             ld += H * nb * s.dma("dram", "sram", r, D * 4, False)
@@ -397,7 +417,7 @@ def attention_options(geo: AttentionGeo, homes: dict[int, str], sizes: dict[int,
             dram += sizes[geo.out]
         else:
             ws += sizes[geo.out]
-        srows = 16 if geo.span else r
+        srows = r
         ws += slots * srows * widest * 4 + (srows * widest if geo.af8 else 0)
         if geo.pu:
             pu = sum(s.matmul(m, k, n, a, b) for m, k, n, a, b in geo.pu)

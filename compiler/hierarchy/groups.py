@@ -25,8 +25,7 @@ UNARY = {"edgebert.gelu_tanh": "gelu", "relax.tanh": "tanh", "relax.nn.relu": "r
 BINARY = {"relax.add": "vadd", "relax.subtract": "vsub", "relax.multiply": "vmul", "relax.divide": "vdiv",
           "relax.maximum": "vmax", "relax.minimum": "vmin"}
 #: row-local ops: each output row depends only on the same row of its row-shaped operands
-ROW_LOCAL = {*UNARY, *BINARY, "relax.negative", "relax.abs", "relax.sigmoid", "relax.power", "relax.astype",
-             "relax.nn.layer_norm", "relax.nn.softmax", "relax.where", "edgebert.layer_norm", "edgebert.embedding"}
+ROW_LOCAL = {*UNARY, *BINARY, "relax.nn.layer_norm", "relax.nn.softmax", "edgebert.layer_norm", "edgebert.embedding"}
 DENSE = {"edgebert.dense", "edgebert.pooler", "relax.matmul"}
 ATTENTION = {"edgebert.attention", "edgebert.attention_span"}
 #: events that are not ops of the plan: the lowering handles them itself

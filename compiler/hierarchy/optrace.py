@@ -58,6 +58,7 @@ class OpTrace:
         self.events: list[TEvent] = []
         self.values: list[TValue] = []
         self._by_buffer: dict[int, int] = {}  # id(buffer) -> latest value written into it
+        self.loops: list[Any] = []  # the traced program's LoopRanges (event i is in one when its start is inside)
 
     def value_of(self, view: Any) -> int | None:
         """The value a tensor view reads (None: not a traced buffer, e.g. a constant)."""

@@ -225,10 +225,12 @@ class _Planner:
                     return []
                 return ffn_options(d1, d2, self.sizes[d1.a], self.sizes[d2.out], s, self._dense_stats(d1),
                                    self._dense_stats(d2))
-            f1 = pareto(dense_options(d1, h(d1.a), h(hv), self.sizes[d1.a], self.sizes[hv], s,
-                                      self._dense_stats(d1)), s)
-            f2 = pareto(dense_options(d2, h(hv), h(d2.out), self.sizes[hv], self.sizes[d2.out], s,
-                                      self._dense_stats(d2)), s)
+            q = d2.a_exp is not None  # the intermediate stored as dense2's AF8 codes (a quarter of the bytes)
+            hb = self.sizes[hv] // 4 if q else self.sizes[hv]
+            f1 = pareto(dense_options(d1, h(d1.a), h(hv), self.sizes[d1.a], hb, s, self._dense_stats(d1),
+                                      out_q=q), s)
+            f2 = pareto(dense_options(d2, h(hv), h(d2.out), hb, self.sizes[d2.out], s, self._dense_stats(d2),
+                                      a_pre=q), s)
             x_live = self.sizes[d1.a] if h(d1.a) == "sram" else 0  # x stays resident while dense2 runs
             return [a.add(b, b.ws + x_live) for a in f1 for b in f2]
         if g.kind == "attention":

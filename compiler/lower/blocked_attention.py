@@ -37,7 +37,8 @@ class HeadSource:
     """One of q, k, v: per head an SRAM [S, D] view (read in place, or loaded from DRAM into a slot), quantized to
     AF8 when the attention is calibrated."""
 
-    def __init__(self, bl: BlockedLowering, value: Any, seq: int, hidden: int, name: str, slots: int) -> None:
+    def __init__(self, bl: BlockedLowering, value: Any, seq: int, hidden: int, name: str, slots: int,
+                 staging: Slots | None = None) -> None:
         self.prog = bl.low.prog
         self.low = bl.low
         if isinstance(value, Const):
@@ -46,7 +47,8 @@ class HeadSource:
         if self.view is None:
             raise CompileError(f"internal: {name}: attention operand is not row-major")
         self.dram = in_dram(value)
-        self.slots = Slots(self.prog, name, slots) if self.dram else None
+        self.slots = (staging or Slots(self.prog, name, slots)) if self.dram else None
+        self.count = slots
         self.qslots: Slots | None = None
         self.name = name
 
@@ -60,7 +62,7 @@ class HeadSource:
             v = dst
         if exp_bias is not None:
             if self.qslots is None:
-                self.qslots = Slots(self.prog, f"{self.name}.af8")
+                self.qslots = Slots(self.prog, f"{self.name}.af8", self.count)
             q = self.qslots.view(v.shape, "af8")
             em.emit_unary(self.prog, "quant", q, v, exp_bias=exp_bias)
             v = q
@@ -94,8 +96,11 @@ def lower_attention_blocked(bl: BlockedLowering, scope: Scope, gp: GroupPlan, e:
     o2 = matrix(out.view, S, H * D)
     kv_slots = gp.choice.tiling.get("kv_slots", 2)
     slots = gp.choice.tiling.get("slots", 2)
-    q, k, v = (HeadSource(bl, a, S, H * D, f"{e.name}.{n}", s)
-               for a, n, s in zip(args[:3], "qkv", (slots, kv_slots, kv_slots), strict=True))
+    # with AF8 operands, K_h and V_h are quantized right after their load: they share one fp32 staging ring
+    staging = Slots(scope.prog, f"{e.name}.kv", kv_slots) if geo.af8 else None
+    q = HeadSource(bl, args[0], S, H * D, f"{e.name}.q", slots)
+    k = HeadSource(bl, args[1], S, H * D, f"{e.name}.k", kv_slots, staging)
+    v = HeadSource(bl, args[2], S, H * D, f"{e.name}.v", kv_slots, staging)
     o_slots = Slots(scope.prog, f"{e.name}.ctx", slots) if in_dram(out) else None
     if geo.span:
         _span(bl, scope, e, args, geo, q, k, v, o2, o_slots, slots)
@@ -103,6 +108,8 @@ def lower_attention_blocked(bl: BlockedLowering, scope: Scope, gp: GroupPlan, e:
         _dense(bl, scope, e, args, geo, gp.choice.tiling["r"], q, k, v, o2, o_slots, slots)
     for s in (q, k, v):
         s.finish()
+    if staging is not None:
+        staging.finish()
     if o_slots is not None:
         o_slots.finish()
     scope.env[e.var] = out
@@ -174,18 +181,18 @@ def _span(bl: BlockedLowering, scope: Scope, e: Any, args: list[Any], geo: Any, 
     sc_scale = float(scale.array.reshape(-1)[0])
     sc_slots = Slots(prog, f"{e.name}.scores", slots)
     for h in range(H):
-        qh = q.head(h, D, exp_bias=qk and qk[0])
         kh = k.head(h, D, exp_bias=qk and qk[1])
         vh = v.head(h, D, exp_bias=pv and pv[1])
-        oh, final = _out_block(o2, o_slots, (0, S), h, D)
         win = sp.window(*plans[h])
         mb = sp.row_block(low.hw, S, win)
         for r0 in range(0, S, mb):
             r1 = min(S, r0 + mb)
             c0, c1 = sp.column_range(r0, r1, win, S)
+            qb = q.head(h, D, (r0, r1 - r0), exp_bias=qk and qk[0])
+            ob, final = _out_block(o2, o_slots, (r0, r1 - r0), h, D)
             tile = sc_slots.view((r1 - r0, c1 - c0))
-            sp.span_block(scope, sp.SpanBlock(h, r0, r1, c0, c1, plans[h]), tile, qh, kh, vh, oh, sc_scale, row,
+            sp.span_block(scope, sp.SpanBlock(h, r0, r1, c0, c1, plans[h]), tile, qb, kh, vh, ob, sc_scale, row,
                           None, None, qk, pv, e.name)
-        if o_slots is not None:
-            store(prog, final, oh)
+            if o_slots is not None:
+                store(prog, final, ob)
     sc_slots.finish()

@@ -63,8 +63,9 @@ class DenseOperands:
 
 
 def emit_dense(low: Lowerer, geo: DenseGeo, t: dict[str, Any], x: Tensor, ops: DenseOperands, out: Tensor,
-               epilogue: list[str]) -> None:
-    """out[M, N] = epilogue(x[M, K] @ W + bias) block by block (module docstring)."""
+               epilogue: list[str], out_exp: int | None = None) -> None:
+    """out[M, N] = epilogue(x[M, K] @ W + bias) block by block (module docstring). `out_exp`: out holds AF8 codes
+    with that bias, each block quantized after its epilogue; an x holding AF8 codes is used as such (a_exp)."""
     prog, name = low.prog, ops.name
     m, k, n = geo.m, geo.k, geo.n
     x2, o2 = matrix(x.view, m, k), matrix(out.view, m, n)
@@ -75,16 +76,22 @@ def emit_dense(low: Lowerer, geo: DenseGeo, t: dict[str, Any], x: Tensor, ops: D
     a_exp = ops.a_exp
     w_ring = Slots(prog, f"{name}.w", t.get("w_slots", 2))
     w_ring.nbytes = k_t * n_t * geo.w_item  # a sparse tile is stored sparse only when smaller than this
-    a_ring = Slots(prog, f"{name}.x") if x_dram else None
-    q_ring = Slots(prog, f"{name}.xq", 2 if m > m_t else 1) if a_exp is not None else None
-    o_ring = Slots(prog, f"{name}.out", max(t.get("out_slots", 2), 1)) if out_dram else None
+    a_pre = x.view.dtype == "af8"
+    a_ring = Slots(prog, f"{name}.x") if x_dram and not a_pre else None
+    q_ring = Slots(prog, f"{name}.xq", 2 if m > m_t else 1) if a_exp is not None and (x_dram or not a_pre) else None
+    o_ring = Slots(prog, f"{name}.out", max(t.get("out_slots", 2), 1)) if out_dram or out_exp is not None else None
+    oq_ring = Slots(prog, f"{name}.outq", max(t.get("out_slots", 2), 1)) if out_dram and out_exp is not None else None
     mode = t.get("a", "sram") if x_dram else "sram"
     if x_dram and mode == "sram":  # the plan kept x in SRAM but it arrived in DRAM: stream its blocks
         mode = "blocks"
     for m0, mm in row_blocks(m, m_t):
         x_rows = x2.index(0, m0, mm)
         a_src, a_k = x_rows, True  # a_k: index a by the reduction offset
-        if a_exp is not None:  # the row block in AF8, quantized once (from SRAM, or loaded chunk by chunk)
+        if a_pre:  # AF8 codes already (quantized by their producer): read in place, or loaded once per row block
+            if x_dram:
+                a_src = q_ring.view((mm, k), "af8")
+                load(prog, a_src, x_rows)
+        elif a_exp is not None:  # the row block in AF8, quantized once (from SRAM, or loaded chunk by chunk)
             q = q_ring.view((mm, k), "af8")
             for c0, cc in row_blocks(k, t.get("a_chunk", k)):
                 src = x_rows.index(1, c0, cc)
@@ -98,7 +105,8 @@ def emit_dense(low: Lowerer, geo: DenseGeo, t: dict[str, Any], x: Tensor, ops: D
             a_src = a_ring.view((mm, k))
             load(prog, a_src, x_rows)
         for n0, nn in row_blocks(n, n_t):
-            dst = o_ring.view((mm, nn)) if out_dram else o2.index(0, m0, mm).index(1, n0, nn)
+            final = o2.index(0, m0, mm).index(1, n0, nn)
+            dst = o_ring.view((mm, nn)) if o_ring is not None else final
             for k0, kk in row_blocks(k, k_t):
                 if x_dram and a_exp is None and mode == "blocks":
                     a_view = a_ring.view((mm, kk))
@@ -112,9 +120,14 @@ def emit_dense(low: Lowerer, geo: DenseGeo, t: dict[str, Any], x: Tensor, ops: D
                                  bias, a_exp, name)
             for op in epilogue:
                 em.emit_unary(prog, op, dst, dst)
-            if out_dram:
-                store(prog, o2.index(0, m0, mm).index(1, n0, nn), dst)
-    for ring in (w_ring, a_ring, q_ring, o_ring):
+            if out_exp is not None:  # AF8 codes for the next dense: in place in SRAM, or a slot then stored
+                codes = oq_ring.view((mm, nn), "af8") if out_dram else final
+                em.emit_unary(prog, "quant", codes, dst, exp_bias=out_exp)
+                if out_dram:
+                    store(prog, final, codes)
+            elif out_dram:
+                store(prog, final, dst)
+    for ring in (w_ring, a_ring, q_ring, o_ring, oq_ring):
         if ring is not None:
             ring.finish()
 
@@ -153,7 +166,10 @@ def lower_ffn_group(bl: BlockedLowering, scope: Scope, gp: GroupPlan, events: li
     ops1 = DenseOperands(low, d1, w1, b1, e1.name)
     if not t.get("fused"):
         h = home_tensor(low, Dest(e_mid.name, low_shape(e_mid), e_dtype(e_mid)), bl.home_of(e_mid))
-        emit_dense(low, d1, t, x, ops1, h, d1.epilogue)
+        if d2.a_exp is not None:  # stored as dense2's AF8 codes (its only reader)
+            h.view.buffer.nbytes = max(1, int(np.prod(h.shape)))
+            h = Tensor(fresh_view(h.view.buffer, h.shape, "af8"), h.dtype)
+        emit_dense(low, d1, t, x, ops1, h, d1.epilogue, d2.a_exp)
         w2, b2 = (scope.value_of(a) for a in e2.expr.args[1:3])
         ops2 = DenseOperands(low, d2, w2, b2, e2.name)
         y = home_tensor(low, Dest(e2.name, low_shape(e2), e_dtype(e2)), bl.home_of(e2))

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from edgebert.compiler import emitters as em
-from edgebert.compiler.compression import CompressionOptions
+from edgebert.compiler.compression import CompressionOptions, InPlaceFormat
 from edgebert.compiler.hierarchy.optrace import OpTrace, Site
 from edgebert.compiler.matmul import PackedWeight, StagingRing
 from edgebert.compiler.relax_passes import composite_attrs
@@ -223,6 +223,17 @@ class Lowerer:
         #: the blocked lowering of a memory-hierarchy plan (lower/blocked.py), None: every tensor stays in SRAM
         self.blocked: Any = None
         self._occurrences: dict[tuple[int, str], int] = {}
+        self._arrays: dict[int, np.ndarray] = {}  # Relax constant (its IR node) -> its array, read-only
+
+    def constant(self, expr: Any) -> np.ndarray:
+        """The array of a Relax constant, one read-only numpy array per IR node: every use of a shared weight sees
+        the same array, so content keys and encodings computed for it are computed once (compression.py)."""
+        key = hash(expr)
+        arr = self._arrays.get(key)
+        if arr is None:
+            arr = self._arrays[key] = const_array(expr)
+            arr.flags.writeable = False
+        return arr
 
     def next_site(self, fname: str, var: Any) -> Site:
         """The site of this lowering of binding `var` of function `fname` (the n-th time it is lowered)."""
@@ -291,6 +302,8 @@ class Lowerer:
         if fmt is None:
             return None
         packed = PackedWeight(np.ascontiguousarray(w, np.float32), fmt, self.raw_const)
+        if fmt.af8_bias is not None and not isinstance(fmt, InPlaceFormat):
+            packed.codes = self.compression.af8_codes(w, fmt.af8_bias)
         self.prog.packed_weights.append(packed)
         return packed
 
@@ -385,7 +398,7 @@ class Scope:
                 raise CompileError(f"{self.fname}: '{expr.name}' used before definition")
             return self.env[expr]
         if is_const(expr):
-            return Const(const_array(expr), dtype_of(expr))
+            return Const(self.low.constant(expr), dtype_of(expr))
         kind = type(expr).__name__
         if kind == "Tuple":
             return tuple(self.value_of(f) for f in expr.fields)

@@ -96,6 +96,7 @@ def _lower(mod: Any, hw: HardwareConfig, layer_loops: list[LayerLoop], staging_f
                           loop_exits)
         bindings = plan.bindings
     prog.trace = low.trace
+    low.trace.loops = prog.loops
     result = low.lower_function(main, args, "main", bindings, main_steps(bindings, layer_loops, main, exits, plan))
     if exits is not None:
         prog.outputs.append(exits.finish())

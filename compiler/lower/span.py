@@ -164,8 +164,9 @@ def lower_attention_span(scope: Scope, call: CompositeCall) -> Tensor:
         mm, nc = r1 - r0, c1 - c0
         tile = View(scores.buffer, scores.offset + b * rows_max * widest, (mm, nc), (nc, 1), "f32")
         hd = (h * head_dim, head_dim)
-        span_block(scope, SpanBlock(h, r0, r1, c0, c1, plans[h]), tile, qv.index(1, *hd), kv.index(1, *hd),
-                   vv.index(1, *hd), ov.index(1, *hd), sc_scale, row, full_mask, log_mask, qk_exp, pv_exp, name)
+        span_block(scope, SpanBlock(h, r0, r1, c0, c1, plans[h]), tile, qv.index(0, r0, mm).index(1, *hd),
+                   kv.index(1, *hd), vv.index(1, *hd), ov.index(0, r0, mm).index(1, *hd), sc_scale, row, full_mask,
+                   log_mask, qk_exp, pv_exp, name)
     return Tensor(out.view.reshape(call.dest.shape), "float32")
 
 
@@ -181,15 +182,15 @@ class SpanBlock:
     plan: tuple[int, int] | None
 
 
-def span_block(scope: Scope, blk: SpanBlock, tile: View, qh: View, kh: View, vh: View, oh: View, sc_scale: float,
-               row: View | None, full_mask: View | None, log_mask: View | None, qk_exp: Any, pv_exp: Any,
-               name: str) -> None:
+def span_block(scope: Scope, blk: SpanBlock, tile: View, q_blk: View, kh: View, vh: View, o_blk: View,
+               sc_scale: float, row: View | None, full_mask: View | None, log_mask: View | None, qk_exp: Any,
+               pv_exp: Any, name: str) -> None:
     """One block: tile = q_blk @ k_cols^T, the windowed softmax (or scale + additive masks + plain softmax), then
-    o_blk = p @ v_cols. qh, kh, vh, oh: the head's [S, D] views (SRAM)."""
+    o_blk = p @ v_cols. q_blk, o_blk: the block's query and context rows [r1 - r0, D]; kh, vh: the head's [S, D]
+    keys and values (all in SRAM)."""
     low = scope.low
     h, r0, r1, c0, c1 = blk.h, blk.r0, blk.r1, blk.c0, blk.c1
     mm, nc = r1 - r0, c1 - c0
-    q_blk = qh.index(0, r0, mm)
     k_t = kh.index(0, c0, nc).permute((1, 0))
     emit_matmul(scope.prog, low.hw, low.ring, tile, q_blk, k_t, name=f"{name}.qk",
                 a_exp=qk_exp and qk_exp[0], b_exp=qk_exp and qk_exp[1])
@@ -208,7 +209,6 @@ def span_block(scope: Scope, blk: SpanBlock, tile: View, qh: View, kh: View, vh:
     else:
         _softmax(scope, tile, sc_scale, row.index(0, c0, nc) if row is not None else None, span, ramp, r0, c0)
     v_blk = vh.index(0, c0, nc)
-    o_blk = oh.index(0, r0, mm)
     probs = tile
     if pv_exp is not None:
         probs = quantize_view(low, tile, pv_exp[0], f"{name}.p_af8")
