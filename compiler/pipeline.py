@@ -390,8 +390,9 @@ def _run_blocked(c: Compilation, stages: list[Stage]) -> None:
     guess = failure.suggest if isinstance(failure, SramTooSmall) else size + size // 8
     for _ in range(8):
         guess = -(-guess // 4096) * 4096
-        trial = dataclasses.replace(c, hw=_with_sram(c.hw, guess), timings={})
-        if _fit_blocked(trial, stages) is None:
+        trial_hw = _with_sram(c.hw, guess)
+        if _fit_blocked(dataclasses.replace(c, hw=trial_hw, timings={}), stages) is None:
+            guess = trial_hw.memory.sram.size_bytes
             break
         guess += guess // 8
     else:
@@ -403,8 +404,17 @@ def _run_blocked(c: Compilation, stages: list[Stage]) -> None:
 
 
 def _with_sram(hw: HardwareConfig, size: int) -> HardwareConfig:
-    """`hw` with another SRAM size (a config without a buffer set: the what-if of the minimum-size error)."""
-    sram = dataclasses.replace(hw.memory.sram, size_bytes=size, buffers=())
+    """`hw` with at least `size` bytes of SRAM (the what-if of the minimum-size error); with a buffer set, the PU's
+    operand buffers grow (the others keep their sizes)."""
+    sram = hw.memory.sram
+    if sram.buffers:
+        grow = next(b for b in sram.buffers if b.name == hw.pu.operand_buffer)
+        step = -(-max(size - sram.size_bytes, 0) // grow.count // sram.align_bytes) * sram.align_bytes
+        buffers = tuple(dataclasses.replace(b, size_bytes=b.size_bytes + step) if b is grow else b
+                        for b in sram.buffers)
+        sram = dataclasses.replace(sram, size_bytes=sram.size_bytes + step * grow.count, buffers=buffers)
+    else:
+        sram = dataclasses.replace(sram, size_bytes=size)
     return dataclasses.replace(hw, memory=dataclasses.replace(hw.memory, sram=sram))
 
 

@@ -231,13 +231,13 @@ def _dense_candidates(geo: DenseGeo, s: Scorer, a_home: str, a_bytes: int, m_t: 
     m, k = geo.m, geo.k
     out: list[Estimate] = []
     if a_pre:  # AF8 codes already: a row block read in place, or loaded once per row block
-        for slots in (2, 1):
-            a_ws = a_bytes if a_home == "sram" else m_t * k * (2 if nm > 1 else 1)
-            a_ld = 0 if a_home == "sram" else sum(s.dma("dram", "sram", mm, k, True) * cm for mm, cm in _counts(m, m_t))
+        a_ld = 0 if a_home == "sram" else sum(s.dma("dram", "sram", mm, k, True) * cm for mm, cm in _counts(m, m_t))
+        for slots, a_slots in ((2, 2), (1, 2), (2, 1), (1, 1)):
+            a_ws = a_bytes if a_home == "sram" else m_t * k * (a_slots if nm > 1 else 1)
             e = Estimate(a_ws + slots * w_tile + out_ws + bias, pu, sfu, w_ld + a_ld, st, envm,
-                         dram_out + (0 if a_home == "sram" else m * k), {**base, "a": "af8", "w_slots": slots})
-            if slots == 1:
-                e.pu = pu + w_ld
+                         dram_out + (0 if a_home == "sram" else m * k),
+                         {**base, "a": "af8", "w_slots": slots, "a_slots": a_slots})
+            e.pu += (w_ld if slots == 1 else 0) + (a_ld if a_slots == 1 and nm > 1 else 0)  # loads no longer overlap
             out.append(e)
         return out
     if geo.a_exp is not None:  # A's row block quantized once, reused by every output block

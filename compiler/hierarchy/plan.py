@@ -77,6 +77,8 @@ class MemoryPlan:
     lifetimes: dict[int, tuple[int, int]]
     ring_bytes: int  # the program-wide weight staging buffers of ops lowered whole
     resident_overflow: str = ""  # why every tensor in SRAM did not fit
+    #: value -> the loop-carried value whose DRAM home it is written into (the layer's result: no copy per layer)
+    aliases: dict[int, int] = field(default_factory=dict)
     by_site: dict[Site, int] = field(default_factory=dict)  # site -> trace event index
     by_event: dict[int, GroupPlan] = field(default_factory=dict)
 
@@ -364,4 +366,24 @@ def build_plan(trace: OpTrace, insts: list[Any], loops: list[Any], hw: HardwareC
     for gi, hv in planner.ffn_h.items():  # the unfused FFN's intermediate lives where dense1 put it
         if homes.get(hv) == "stream" and not decided[gi].choice.tiling.get("fused"):
             homes[hv] = "dram"
-    return MemoryPlan(size, budget, fraction, trace, homes, decided, planner.lifetimes, ring_bytes)
+    plan = MemoryPlan(size, budget, fraction, trace, homes, decided, planner.lifetimes, ring_bytes)
+    plan.aliases = _carry_aliases(trace, homes, plan)
+    return plan
+
+
+def _carry_aliases(trace: OpTrace, homes: dict[int, str], plan: MemoryPlan) -> dict[int, int]:
+    """A layer's result written straight into the loop's carried state in DRAM, when its op comes after the body's
+    last read of the carried state (the copy at the end of every layer disappears)."""
+    out = {}
+    for u in trace.events:
+        carry = u.attrs.get("carry") if u.kind == "carry-update" else None
+        if carry is None or not u.reads or u.reads[0] < 0:
+            continue
+        r = u.reads[0]
+        gp = plan.by_event.get(trace.values[r].producer)
+        if homes.get(r) != "dram" or homes.get(carry) != "dram" or gp is None or gp.group.kind == "whole":
+            continue
+        reads = [c for c in trace.values[carry].consumers if c < u.index]
+        if gp.group.first > max(reads, default=-1):
+            out[r] = carry
+    return out

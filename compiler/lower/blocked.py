@@ -122,12 +122,21 @@ def row_blocks(total: int, block: int) -> list[tuple[int, int]]:
 # ---- the hook --------------------------------------------------------------------------------------------------------
 
 
+class Member:
+    """One binding of a planned op in the current walk: its own var and call, the traced event's facts."""
+
+    def __init__(self, event: Any, binding: Any) -> None:
+        self.event, self.var, self.expr, self.name = event, binding.var, binding.value, binding.var.name
+        self.index, self.writes, self.kind, self.attrs = event.index, event.writes, event.kind, event.attrs
+
+
 class BlockedLowering:
     """Lowers a program the way `plan` decided (module docstring)."""
 
     def __init__(self, low: Lowerer, plan: MemoryPlan) -> None:
         self.low, self.plan = low, plan
         self.aliases: dict[int, int] = {}  # hash(var) -> hash(var) of the binding whose decisions it takes
+        self.carries: dict[int, Tensor] = {}  # value id of a loop's carried state -> its tensor
         self.copy_rows_bytes = max(1024, min(plan.budget // 8, 32768))
 
     # ---- sites -----------------------------------------------------------------------------------------------
@@ -155,7 +164,7 @@ class BlockedLowering:
             if binding.var not in scope.env:
                 raise CompileError(f"internal: binding '{binding.var.name}' of op {gp.group.name} lowered out of order")
             return True
-        events = [self.plan.trace.events[i] for i in gp.group.events]
+        events = self.members(scope, binding, gp)
         from edgebert.compiler.lower.blocked_matmul import lower_dense_group, lower_ffn_group
 
         executor = {"dense": lower_dense_group, "ffn": lower_ffn_group, "rows": lower_rows_group,
@@ -163,8 +172,24 @@ class BlockedLowering:
         executor(self, scope, gp, events)
         return True
 
+    def members(self, scope: Scope, binding: Any, gp: GroupPlan) -> list[Member]:
+        """The bindings of the op in this walk (from `binding` on), each with its trace event: a trial lowering of
+        exit head k follows head 1's decisions with head k's own bindings."""
+        start = scope.position.get(hash(binding.var))
+        events = [self.plan.trace.events[i] for i in gp.group.events]
+        if start is None or start + len(events) > len(scope.order):
+            raise CompileError(f"internal: binding '{binding.var.name}': op {gp.group.name} not found in the walk")
+        return [Member(e, b) for e, b in zip(events, scope.order[start:start + len(events)], strict=True)]
+
     def home_of(self, event: Any) -> str:
         return self.plan.home_of_event(event.index)
+
+    def result_home(self, event: Any, dtype: str | None = None) -> Tensor:
+        """Where `event`'s result goes: the loop's carried state when the plan aliases it, else a new home."""
+        carry = self.carries.get(self.plan.aliases.get(event.writes, -1))
+        if carry is not None and carry.shape == low_shape(event):
+            return carry
+        return home_tensor(self.low, Dest(event.name, low_shape(event), dtype or e_dtype(event)), self.home_of(event))
 
     def resident_args(self, scope: Scope, args: list[Value]) -> list[Value]:
         """Arguments living in DRAM loaded whole into SRAM (ops the plan does not block: small tensors)."""
@@ -197,6 +222,8 @@ class BlockedLowering:
         carry = spill_tensor(low, name, first.shape, first.dtype) if home == "dram" else \
             low.new_tensor(name, first.shape, first.dtype)
         self.copy(carry.view, first.view, name)
+        if index is not None and self.plan.trace.events[index].writes is not None:
+            self.carries[self.plan.trace.events[index].writes] = carry
         return carry
 
     def copy(self, dst: View, src: View, name: str) -> None:
@@ -310,7 +337,7 @@ def lower_rows_group(bl: BlockedLowering, scope: Scope, gp: GroupPlan, events: l
     homes: dict[Any, Tensor] = {}
     for e in events:
         if e.writes in outputs:
-            homes[e.var] = home_tensor(low, Dest(e.name, low_shape(e), e_dtype(e)), bl.home_of(e))
+            homes[e.var] = bl.result_home(e)
     out_slots = {e.var: Slots(prog, f"{e.name}.out") for e in events if e.var in homes and in_dram(homes[e.var])}
     for r0, rb in row_blocks(rows, r):
         env: dict[Any, Value] = {}
@@ -352,7 +379,7 @@ def lower_rows_group(bl: BlockedLowering, scope: Scope, gp: GroupPlan, events: l
         slots.finish()
     for e in events:
         scope.env[e.var] = homes.get(e.var, STREAMED)
-        if e.var in homes:
+        if e.var in homes and homes[e.var].shape != low_shape(e):
             scope.env[e.var] = Tensor(homes[e.var].view.reshape(low_shape(e)) or homes[e.var].view, e_dtype(e))
 
 

@@ -18,16 +18,13 @@ from edgebert.compiler.lower import span as sp
 from edgebert.compiler.lower.blocked import (
     BlockedLowering,
     Slots,
-    e_dtype,
-    home_tensor,
     in_dram,
     load,
-    low_shape,
     matrix,
     row_blocks,
     store,
 )
-from edgebert.compiler.lower.core import Const, Dest, Scope
+from edgebert.compiler.lower.core import Const, Scope
 from edgebert.compiler.matmul import emit_matmul
 from edgebert.compiler.views import View
 from edgebert.isa.errors import CompileError
@@ -88,11 +85,10 @@ def _mask_row(scope: Scope, bl: BlockedLowering, mask: Any, seq: int) -> View | 
 
 
 def lower_attention_blocked(bl: BlockedLowering, scope: Scope, gp: GroupPlan, e: Any) -> None:
-    low = scope.low
     geo = gp.group.geo
     args = [scope.value_of(a) for a in e.expr.args]
     S, H, D = geo.seq, geo.heads, geo.head_dim
-    out = home_tensor(low, Dest(e.name, low_shape(e), e_dtype(e)), bl.home_of(e))
+    out = bl.result_home(e)
     o2 = matrix(out.view, S, H * D)
     kv_slots = gp.choice.tiling.get("kv_slots", 2)
     slots = gp.choice.tiling.get("slots", 2)

@@ -21,7 +21,6 @@ from edgebert.compiler.lower.blocked import (
     BlockedLowering,
     Slots,
     e_dtype,
-    home_tensor,
     in_dram,
     load,
     low_shape,
@@ -29,7 +28,7 @@ from edgebert.compiler.lower.blocked import (
     row_blocks,
     store,
 )
-from edgebert.compiler.lower.core import Const, Dest, Lowerer, Scope, Tensor
+from edgebert.compiler.lower.core import Const, Lowerer, Scope, Tensor
 from edgebert.compiler.matmul import PackedWeight, emit_matmul_tile, load_weight_tile
 from edgebert.compiler.tile_ir import Buffer
 from edgebert.compiler.views import View, fresh_view
@@ -78,7 +77,8 @@ def emit_dense(low: Lowerer, geo: DenseGeo, t: dict[str, Any], x: Tensor, ops: D
     w_ring.nbytes = k_t * n_t * geo.w_item  # a sparse tile is stored sparse only when smaller than this
     a_pre = x.view.dtype == "af8"
     a_ring = Slots(prog, f"{name}.x") if x_dram and not a_pre else None
-    q_ring = Slots(prog, f"{name}.xq", 2 if m > m_t else 1) if a_exp is not None and (x_dram or not a_pre) else None
+    q_count = t.get("a_slots", 2) if m > m_t else 1
+    q_ring = Slots(prog, f"{name}.xq", q_count) if a_exp is not None and (x_dram or not a_pre) else None
     o_ring = Slots(prog, f"{name}.out", max(t.get("out_slots", 2), 1)) if out_dram or out_exp is not None else None
     oq_ring = Slots(prog, f"{name}.outq", max(t.get("out_slots", 2), 1)) if out_dram and out_exp is not None else None
     mode = t.get("a", "sram") if x_dram else "sram"
@@ -149,7 +149,7 @@ def lower_dense_group(bl: BlockedLowering, scope: Scope, gp: GroupPlan, events: 
     first, last = events[0], events[-1]
     x, w, bias = _dense_args(scope, first)
     ops = DenseOperands(low, geo, w, bias, first.name)
-    out = home_tensor(low, Dest(last.name, low_shape(last), e_dtype(last)), bl.home_of(last))
+    out = bl.result_home(last)
     emit_dense(low, geo, gp.choice.tiling, x, ops, out, geo.epilogue)
     for e in events[:-1]:
         scope.env[e.var] = STREAMED
@@ -165,14 +165,14 @@ def lower_ffn_group(bl: BlockedLowering, scope: Scope, gp: GroupPlan, events: li
     x, w1, b1 = _dense_args(scope, e1)
     ops1 = DenseOperands(low, d1, w1, b1, e1.name)
     if not t.get("fused"):
-        h = home_tensor(low, Dest(e_mid.name, low_shape(e_mid), e_dtype(e_mid)), bl.home_of(e_mid))
+        h = bl.result_home(e_mid)
         if d2.a_exp is not None:  # stored as dense2's AF8 codes (its only reader)
             h.view.buffer.nbytes = max(1, int(np.prod(h.shape)))
             h = Tensor(fresh_view(h.view.buffer, h.shape, "af8"), h.dtype)
         emit_dense(low, d1, t, x, ops1, h, d1.epilogue, d2.a_exp)
         w2, b2 = (scope.value_of(a) for a in e2.expr.args[1:3])
         ops2 = DenseOperands(low, d2, w2, b2, e2.name)
-        y = home_tensor(low, Dest(e2.name, low_shape(e2), e_dtype(e2)), bl.home_of(e2))
+        y = bl.result_home(e2)
         emit_dense(low, d2, t["then"], h, ops2, y, d2.epilogue)
         scope.env[e1.var] = STREAMED
         scope.env[e_mid.var] = h

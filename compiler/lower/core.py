@@ -390,6 +390,8 @@ class Scope:
         for v in vars_in(result):
             self.users[v].append(None)
         self.all_defs = {b.var: b.value for b in bindings}
+        self.order = list(bindings)  # the bindings in lowering order (an op of the memory-hierarchy plan spans several)
+        self.position = {hash(b.var): i for i, b in enumerate(self.order)}
 
     # ---- values ------------------------------------------------------------------------------------
     def value_of(self, expr: Any) -> Value:

@@ -54,14 +54,19 @@ def carry_site(call: Any) -> tuple[int, str, int]:
 def update_carry(scope: Scope, carry: Tensor, result: Tensor) -> None:
     """carry <- the layer's result at the end of the body (nothing when the layer wrote it in place)."""
     low = scope.low
-    if result.view == carry.view:
-        return
     start = len(low.prog.insts)
+    same = result.view.buffer is carry.view.buffer and result.view.offset == carry.view.offset and \
+        result.shape == carry.shape and result.view.is_contiguous()
+    if result.view == carry.view or low.blocked is not None and same:  # written in place: nothing to copy
+        low.record("carry-update", carry.view.buffer.name, scope.fname, None, [result], carry, start,
+                   new_value=False, attrs={"carry": low.trace.value_of(carry.view)})
+        return
     if low.blocked is not None:
         low.blocked.copy(carry.view, result.view, f"{carry.view.buffer.name}.update")
     else:
         em.emit_unary(low.prog, "vmov", carry.view, result.view)
-    low.record("carry-update", carry.view.buffer.name, scope.fname, None, [result], carry, start, new_value=False)
+    low.record("carry-update", carry.view.buffer.name, scope.fname, None, [result], carry, start, new_value=False,
+               attrs={"carry": low.trace.value_of(carry.view)})
 
 
 def open_loop(prog: TileProgram, name: str, trips: int) -> tuple[str, int]:
