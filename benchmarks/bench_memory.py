@@ -8,7 +8,8 @@ buffer set), prints, measured in the same run:
   cycles, energy, bytes per memory level, max abs error vs onnxruntime (fp32), instructions, compile wall time;
   cycles / roofline: the roofline is the max over resources of PU MACs at the config's peak rate
     (`Costs.peak_macs_per_cycle` for the operand formats the program multiplies: fp32, AF8), every memory level's
-    bytes / bandwidth (DRAM and eNVM included) and the SFU's work (its busy cycles) - target <= 1.25x;
+    bytes / bandwidth (DRAM and eNVM; SRAM: the bytes its DMA port carries, the PU's and SFU's operand reads being
+    in their own terms) and the SFU's work (its busy cycles) - target <= 1.25x;
   DRAM + eNVM bytes / the compulsory-traffic lower bound (compiler/hierarchy/traffic_bound.py) - target <= 1.5x;
 then the smallest SRAM that compiles (a search over 4 KiB steps). `--compressed`: the AF8 + pruned + span model of
 bench_compression.py --base with early exit and DVFS at the same sizes: exit layers and logits of a few sentences
@@ -45,8 +46,12 @@ def roofline(report: dict, hw) -> tuple[float, str, dict[str, float]]:
     costs = Costs(hw)
     macs = report["macs_by_format"]
     bounds = {"pu": float(macs["f32"] / costs.peak_macs_per_cycle(4, 4) + macs["af8"] / costs.peak_macs_per_cycle())}
-    for level, traffic in report["traffic_bytes"].items():
-        bounds[level] = (traffic["read"] + traffic["write"]) / hw.memory.level(level).bandwidth
+    t = report["traffic_bytes"]
+    for level in ("dram", "envm"):
+        bounds[level] = (t[level]["read"] + t[level]["write"]) / hw.memory.level(level).bandwidth
+    # SRAM: the bytes its DMA port carries (every byte moved to or from DRAM / eNVM). The PU's operand reads are the
+    # PU term (the peak rate includes the operand feed), the SFU's reads the SFU term (its per-vector read cycles).
+    bounds["sram"] = sum(t[lv]["read"] + t[lv]["write"] for lv in ("dram", "envm")) / hw.memory.sram.bandwidth
     bounds["sfu"] = float(report["units"]["sfu"]["busy_cycles"])
     best = max(bounds, key=bounds.get)
     return bounds[best], best, bounds
@@ -74,6 +79,8 @@ def row(label: str, hw, model, inputs, want) -> dict:
     t = rep["traffic_bytes"]
     offchip = sum(t[lv]["read"] + t[lv]["write"] for lv in ("dram", "envm"))
     lb = traffic_bound(res.trace, res.trace.loops, hw.memory.sram.size_bytes)
+    print(f"# {label}: bounds (cycles) " + ", ".join(f"{k} {v:,.0f}" for k, v in roofline(rep, hw)[2].items()),
+          flush=True)
     return {"label": label, "cycles": rep["cycles"], "bound": bound, "by": by, "energy_uj": rep["energy_j"] * 1e6,
             "dram": t["dram"]["read"] + t["dram"]["write"], "envm": t["envm"]["read"] + t["envm"]["write"],
             "sram": t["sram"]["read"] + t["sram"]["write"], "lb": lb.bytes, "offchip": offchip, "err": err,

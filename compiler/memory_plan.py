@@ -104,6 +104,7 @@ class _Roles:
         self.dma: set[int] = set()  # written or read by a DMA (its SRAM port sets the transfer rate)
         self.sfu_rows: dict[int, set[str]] = {}  # row operand of an SFU op -> the buffers that op reads besides its input
         self.partners: dict[int, set[int]] = {}  # matmul a <-> b
+        self.operands: set[int] = set()  # read or written by the PU
         operand = hw.pu.operand_buffer
         for inst in prog.insts:
             names = {n: b for n, (b, _) in inst.addrs.items()}
@@ -114,6 +115,7 @@ class _Roles:
             elif inst.mnemonic == "matmul" and "a" in names and "b" in names:
                 self.partners.setdefault(id(names["a"]), set()).add(id(names["b"]))
                 self.partners.setdefault(id(names["b"]), set()).add(id(names["a"]))
+                self.operands.update(id(b) for n, b in names.items() if n in ("a", "b", "dst"))
             elif inst.unit == "sfu" and inst.mnemonic in hw.sfu.ops:
                 extra = {b for b in hw.sfu.ops[inst.mnemonic].reads if b != operand}
                 for n, b in names.items():
@@ -125,17 +127,18 @@ def _region_order(buf: Buffer, regions: tuple, roles: _Roles, placed: list, lo: 
                   bus: int) -> list[tuple[int, int, object]]:
     """The config's SRAM buffers in the order `buf` should try them: a DMA'd tensor avoids ports slower than the
     bus (they would slow every transfer), an SFU row operand (gamma, beta, the mask row) goes where that op reads
-    rows from, the rest to the PU's operand buffers - and a matmul operand away from its partner's buffer."""
+    rows from, a PU operand to the PU's operand buffers and away from its matmul partner's; then the smallest buffer
+    that holds it (small tensors stay out of the large buffers the blocks need)."""
     if len(regions) == 1:
         return list(regions)
-    want = roles.sfu_rows.get(id(buf)) or {hw.pu.operand_buffer}
+    want = roles.sfu_rows.get(id(buf)) or ({hw.pu.operand_buffer} if id(buf) in roles.operands else set())
     partners = roles.partners.get(id(buf), set())
 
     def key(item: tuple[int, int, object]) -> tuple:
         r_lo, r_hi, spec = item
         slow = id(buf) in roles.dma and spec.port_bytes_per_cycle < bus
         near = sum(s for (s0, s1, a, s, b) in placed if id(b) in partners and s0 <= hi and lo <= s1 and r_lo <= a < r_hi)
-        return (slow, spec.name not in want, near, -(r_hi - r_lo), r_lo)
+        return (slow, bool(want) and spec.name not in want, near, r_hi - r_lo, r_lo)
 
     return sorted(regions, key=key)
 

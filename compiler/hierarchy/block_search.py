@@ -21,7 +21,7 @@ from edgebert.isa.hardware import HardwareConfig
 from edgebert.isa.table import DTYPES, FORMATS, SPACES
 
 #: block counts tried when splitting a dimension (1 = the whole dimension)
-SPLITS = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64, 96, 128, 192)
+SPLITS = (1, 2, 3, 4, 5, 6, 8, 10, 12, 16, 20, 24, 32, 48, 64, 96, 128, 192)
 SFU_UNIT = "sfu"
 
 
@@ -67,7 +67,7 @@ class Scorer:
         self.largest_region = max(hi - lo for lo, hi, _ in regions)
         self.vs = hw.pu.vector_size
         #: weight of one byte moved off chip in the score: a tie-break worth a quarter of its DRAM transfer time
-        self.byte_weight = 0.25 / hw.memory.dram.bandwidth
+        self.byte_weight = 1.0 / hw.memory.dram.bandwidth
 
     def score(self, e: Estimate) -> float:
         return e.cycles + self.byte_weight * e.offchip
@@ -242,16 +242,17 @@ def _dense_candidates(geo: DenseGeo, s: Scorer, a_home: str, a_bytes: int, m_t: 
         return out
     if geo.a_exp is not None:  # A's row block quantized once, reused by every output block
         for chunk in ([k] if a_home == "sram" else splits(k, s.vs, k)[:6]):
-            a_ws = a_bytes + m_t * k if a_home == "sram" else m_t * k + 2 * m_t * chunk * 4
             a_ld = 0 if a_home == "sram" else sum(s.dma("dram", "sram", mm, kc * 4, kc == k) * cm * ckc
                                                   for mm, cm in _counts(m, m_t) for kc, ckc in _counts(k, chunk))
             q = sum(s.sfu("quant", mm, kc) * cm * ckc for mm, cm in _counts(m, m_t) for kc, ckc in _counts(k, chunk))
-            for slots in (2, 1):
+            for slots, a_slots in ((2, 2), (1, 2), (2, 1), (1, 1)):
+                blocks = a_slots if nm > 1 else 1  # AF8 row blocks: the next one quantized while this one is used
+                a_ws = (a_bytes if a_home == "sram" else 2 * m_t * chunk * 4) + blocks * m_t * k
                 e = Estimate(a_ws + slots * w_tile + out_ws + bias, pu, sfu + q, w_ld + a_ld, st, envm,
-                             dram_out + (0 if a_home == "sram" else m * k * 4), {**base, "a_chunk": chunk,
-                                                                                 "w_slots": slots})
-                if slots == 1:  # weight loads no longer overlap the matmuls
-                    e.pu = pu + w_ld
+                             dram_out + (0 if a_home == "sram" else m * k * 4),
+                             {**base, "a_chunk": chunk, "w_slots": slots, "a_slots": a_slots})
+                # single buffers: weight loads, or the next row block's loads and quantization, no longer overlap
+                e.pu += (w_ld if slots == 1 else 0) + ((a_ld + q) if blocks == 1 and nm > 1 else 0)
                 out.append(e)
         return out
     if a_home == "sram":

@@ -44,7 +44,7 @@ from edgebert.isa.hardware import HardwareConfig
 #: tensors up to budget / SMALL_FRACTION bytes start in SRAM (masks, logits, pooled rows)
 SMALL_FRACTION = 64
 #: budget fractions of the SRAM the pipeline tries, largest first
-BUDGET_FRACTIONS = (0.9, 0.8, 0.7, 0.6, 0.5)
+BUDGET_FRACTIONS = (0.97, 0.9, 0.8, 0.7, 0.6, 0.5)
 
 
 @dataclass
