@@ -117,7 +117,7 @@ class Compilation:
     sram_peak_bytes: int = 0
     token_pairs: int = 0
     program: Program | None = None
-    resident_overflow: SramOverflow | None = None  # why every tensor in SRAM did not fit (the hierarchy stages run)
+    resident_overflow: CompileError | None = None  # why every tensor in SRAM did not fit (the hierarchy stages run)
     traced: TileProgram | None = None  # the resident lowering whose op trace the hierarchy plan reads
     budget_fraction: float = BUDGET_FRACTIONS[0]
     memory_plan: MemoryPlan | None = None
@@ -358,8 +358,13 @@ def _run_resident(c: Compilation, stages: list[Stage]) -> None:
                 c.traced = c.tile_program
                 if live_act_peak(c.tile_program) > c.hw.memory.sram.size_bytes:
                     break
-    if not isinstance(failure, SramOverflow):
-        raise failure
+    if c.traced is None:  # no staging size even lowered: trace with the whole SRAM as staging (never placed)
+        try:
+            c.staging_fraction = 1
+            lower(c)
+            c.traced = c.tile_program
+        except StagingTooSmall:
+            raise failure from None
     c.staging_fraction = STAGING_FRACTIONS[0]
     c.resident_overflow = failure
 
