@@ -372,7 +372,9 @@ def _run_resident(c: Compilation, stages: list[Stage]) -> None:
 def _fit_blocked(c: Compilation, stages: list[Stage]) -> SramOverflow | None:
     """Plan, lower and place within a budget of the SRAM, largest first; None when one fits, else why not."""
     failure: SramOverflow | None = None
-    for fraction in BUDGET_FRACTIONS:
+    # a buffer set packs coarser (every tensor inside one buffer): start a step lower
+    fractions = BUDGET_FRACTIONS[1:] if c.hw.memory.sram.buffers else BUDGET_FRACTIONS
+    for fraction in fractions:
         c.budget_fraction = fraction
         try:
             for stage in stages:
