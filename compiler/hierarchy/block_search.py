@@ -65,6 +65,7 @@ class Scorer:
         regions = hw.memory.sram.regions("sram")
         self.port = max(b.port_bytes_per_cycle for _, _, b in regions)
         self.largest_region = max(hi - lo for lo, hi, _ in regions)
+        self.buffer_set = len(regions) > 1
         self.vs = hw.pu.vector_size
         #: weight of one byte moved off chip in the score: a tie-break worth a quarter of its DRAM transfer time
         self.byte_weight = 1.0 / hw.memory.dram.bandwidth
@@ -191,29 +192,37 @@ def dense_options(geo: DenseGeo, a_home: str, out_home: str, a_bytes: int, out_b
         nm = ceil_div(m, m_t)
         for n_t in n_opts:
             nn = ceil_div(n, n_t)
+            # an output block larger than one SRAM buffer of a buffer set: column sub-blocks in separate buffers,
+            # each with its own weight tile, all sharing x's block (x is re-read once per n_t, not per sub-block)
+            sub = n_t
+            if m_t * n_t * 4 > s.largest_region and s.buffer_set:
+                sub = min(n_t, ceil_div(ceil_div(n_t, 2), vs) * vs)
+            if m_t * sub * 4 > s.largest_region:
+                continue
             for k_t in k_opts:
-                w_tile = weight_tile_bytes(geo, stats, k_t, n_t)
-                if w_tile > s.largest_region or m_t * n_t * 4 > s.largest_region:
+                w_tile = weight_tile_bytes(geo, stats, k_t, sub)
+                if w_tile > s.largest_region:
                     continue
                 pu = sum(s.matmul(mm, kk, nn_, a_fmt, wb, density) * cm * ck * cn
-                         for mm, cm in _counts(m, m_t) for kk, ck in _counts(k, k_t) for nn_, cn in _counts(n, n_t))
+                         for mm, cm in _counts(m, m_t) for kk, ck in _counts(k, k_t) for nn_, cn in _counts(n, sub))
                 w_ld = sum(s.dma(w_level, "sram", kk if not geo.sparse else 1,
                                  nn_ * wb if not geo.sparse else weight_tile_bytes(geo, stats, kk, nn_),
                                  nn_ == n or geo.sparse) * ck * cn
-                           for kk, ck in _counts(k, k_t) for nn_, cn in _counts(n, n_t)) * nm
+                           for kk, ck in _counts(k, k_t) for nn_, cn in _counts(n, sub)) * nm
                 envm = int(k * n * (wb * (density if geo.sparse else 1.0) + (0.125 if geo.sparse else 0)) * nm) + bias
                 o_item = 1 if out_q else 4
                 st = sum(s.dma("sram", "dram", mm, nn_ * o_item, nn_ == n) * cm * cn
-                         for mm, cm in _counts(m, m_t) for nn_, cn in _counts(n, n_t)) if out_home == "dram" else 0
+                         for mm, cm in _counts(m, m_t) for nn_, cn in _counts(n, sub)) if out_home == "dram" else 0
                 ops = [*geo.epilogue, *(["quant"] if out_q else [])]
                 sfu = sum(s.sfu(op, mm, nn_) * cm * cn for op in ops
-                          for mm, cm in _counts(m, m_t) for nn_, cn in _counts(n, n_t))
+                          for mm, cm in _counts(m, m_t) for nn_, cn in _counts(n, sub))
                 dram_out = m * n * o_item if out_home == "dram" else 0
                 for out_slots in ((2, 1) if out_home == "dram" or out_q else (0,)):
                     out_ws = out_slots * m_t * n_t * (4 + (1 if out_q and out_home == "dram" else 0))
                     if out_home != "dram":
                         out_ws += out_bytes
-                    base = dict(m_t=m_t, k_t=k_t, n_t=n_t, out_slots=out_slots)
+                    base = dict(m_t=m_t, k_t=k_t, n_t=n_t, out_slots=out_slots, **({"n_sub": sub} if sub < n_t
+                                                                                  else {}))
                     # one output slot: the next block waits for the store of the last one
                     st_serial = st if out_slots == 1 else 0
                     out.extend(_dense_candidates(geo, s, a_home, a_bytes, m_t, k_t, n_t, pu + st_serial, sfu, w_ld,
@@ -275,7 +284,8 @@ def _dense_what(geo: DenseGeo, e: Estimate) -> str:
          "af8": "x as AF8 codes"}.get(t.get("a"), "")
     if "a_chunk" in t:
         a = f"x quantized per row block (chunks of {t['a_chunk']})"
-    return f"{t['m_t']}x{t['k_t']}x{t['n_t']} output-stationary, {a}"
+    subs = f" (output in {-(-t['n_t'] // t['n_sub'])} buffers)" if "n_sub" in t else ""
+    return f"{t['m_t']}x{t['k_t']}x{t['n_t']} output-stationary{subs}, {a}"
 
 
 # ---- fused FFN -----------------------------------------------------------------------------------------------------
@@ -332,18 +342,20 @@ def rows_options(geo: RowsGeo, homes: dict[int, str], sizes: dict[int, int], out
     """The chain per block of r rows: DRAM inputs loaded per block (double buffered), outputs stored per block."""
     out = []
     rows = geo.rows
+
+    def streamed(v: int, r: int, src: str, dst: str) -> tuple[int, float, int]:
+        """(SRAM, transfer cycles, DRAM bytes) of a row-shaped tensor: two block slots in DRAM, else whole."""
+        rb = geo.row_bytes[v]
+        if homes.get(v) != "dram":
+            return sizes[v], 0.0, 0
+        return 2 * r * rb, sum(s.dma(src, dst, rr, rb, True) * c for rr, c in _counts(rows, r)), rows * rb
+
     for r in splits(rows, 1, rows):
-        ws = 0
+        ws = dram = 0
         ld = st = 0.0
-        dram = 0
         for v in geo.sliced:
-            rb = geo.row_bytes[v]
-            if homes.get(v) == "dram":
-                ws += 2 * r * rb
-                ld += sum(s.dma("dram", "sram", rr, rb, True) * c for rr, c in _counts(rows, r))
-                dram += rows * rb
-            else:
-                ws += sizes[v]
+            w, t, d = streamed(v, r, "dram", "sram")
+            ws, ld, dram = ws + w, ld + t, dram + d
         for v in geo.whole:
             ws += sizes[v]
             if homes.get(v) == "dram":
@@ -356,13 +368,8 @@ def rows_options(geo: RowsGeo, homes: dict[int, str], sizes: dict[int, int], out
         for v in internal:
             ws += r * geo.row_bytes[v]
         for v in outputs:
-            rb = geo.row_bytes[v]
-            if homes.get(v) == "dram":
-                ws += 2 * r * rb
-                st += sum(s.dma("sram", "dram", rr, rb, True) * c for rr, c in _counts(rows, r))
-                dram += rows * rb
-            else:
-                ws += sizes[v]
+            w, t, d = streamed(v, r, "sram", "dram")
+            ws, st, dram = ws + w, st + t, dram + d
         for grows, gbytes in gathers:  # embedding rows gathered from eNVM per block
             ld += sum(s.dma("envm", "sram", rr * grows // rows, gbytes // max(grows, 1), False) * c
                       for rr, c in _counts(rows, r))

@@ -218,7 +218,7 @@ def _rows_geo(trace: OpTrace, events: list[TEvent]) -> RowsGeo:
                 if e.kind == "edgebert.embedding":
                     continue  # the table: rows gathered straight from eNVM
                 if tuple(arr.shape) == out_shape and rows > 1:
-                    const_row += arr.nbytes // rows * (4 // max(arr.itemsize, 1) if arr.itemsize < 4 else 1)
+                    const_row += arr.size // rows * 4  # stored fp32 / int32
                 else:
                     const_whole += max(arr.size * 4, 4)
         v = trace.values[e.writes]
@@ -348,7 +348,6 @@ def find_groups(trace: OpTrace) -> list[Group]:
                 if _rows(trace.values[nxt.writes].shape)[0] != rows:
                     break
                 idx.append(nxt.index)
-            # an intermediate read after the chain ends it there (it must exist whole)
             add("rows", idx, _rows_geo(trace, [events[j] for j in idx]))
             i = idx[-1] + 1
             continue

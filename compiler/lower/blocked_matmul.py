@@ -79,8 +79,12 @@ def emit_dense(low: Lowerer, geo: DenseGeo, t: dict[str, Any], x: Tensor, ops: D
     a_ring = Slots(prog, f"{name}.x") if x_dram and not a_pre else None
     q_count = t.get("a_slots", 2) if m > m_t else 1
     q_ring = Slots(prog, f"{name}.xq", q_count) if a_exp is not None and (x_dram or not a_pre) else None
-    o_ring = Slots(prog, f"{name}.out", max(t.get("out_slots", 2), 1)) if out_dram or out_exp is not None else None
-    oq_ring = Slots(prog, f"{name}.outq", max(t.get("out_slots", 2), 1)) if out_dram and out_exp is not None else None
+    sub = t.get("n_sub", n_t)  # column sub-blocks of an output block, each in its own buffer
+    nsub = -(-n_t // sub)
+    count = max(t.get("out_slots", 2), 1)
+    o_rings = [Slots(prog, f"{name}.out{i}", count) for i in range(nsub)] if out_dram or out_exp is not None else None
+    oq_rings = [Slots(prog, f"{name}.outq{i}", count) for i in range(nsub)] if out_dram and out_exp is not None \
+        else None
     mode = t.get("a", "sram") if x_dram else "sram"
     if x_dram and mode == "sram":  # the plan kept x in SRAM but it arrived in DRAM: stream its blocks
         mode = "blocks"
@@ -105,8 +109,9 @@ def emit_dense(low: Lowerer, geo: DenseGeo, t: dict[str, Any], x: Tensor, ops: D
             a_src = a_ring.view((mm, k))
             load(prog, a_src, x_rows)
         for n0, nn in row_blocks(n, n_t):
-            final = o2.index(0, m0, mm).index(1, n0, nn)
-            dst = o_ring.view((mm, nn)) if o_ring is not None else final
+            subs = [(n0 + s0, sw) for s0, sw in row_blocks(nn, sub)]
+            finals = [o2.index(0, m0, mm).index(1, c0, cw) for c0, cw in subs]
+            dsts = [o_rings[i].view((mm, cw)) for i, (_, cw) in enumerate(subs)] if o_rings is not None else finals
             for k0, kk in row_blocks(k, k_t):
                 if x_dram and a_exp is None and mode == "blocks":
                     a_view = a_ring.view((mm, kk))
@@ -114,20 +119,22 @@ def emit_dense(low: Lowerer, geo: DenseGeo, t: dict[str, Any], x: Tensor, ops: D
                     a_off = 0
                 else:
                     a_view, a_off = a_src, k0 if a_k else 0
-                b_view, trans, b_stride, fields = ops.tile(prog, w_ring, k0, kk, n0, nn)
-                bias = ops.bias.index(0, n0, nn) if ops.bias is not None and k0 == 0 else None
-                emit_matmul_tile(prog, dst, a_view, b_view, trans, b_stride, fields, 0, mm, a_off, kk, 0, nn, k0 > 0,
-                                 bias, a_exp, name)
-            for op in epilogue:
-                em.emit_unary(prog, op, dst, dst)
-            if out_exp is not None:  # AF8 codes for the next dense: in place in SRAM, or a slot then stored
-                codes = oq_ring.view((mm, nn), "af8") if out_dram else final
-                em.emit_unary(prog, "quant", codes, dst, exp_bias=out_exp)
-                if out_dram:
-                    store(prog, final, codes)
-            elif out_dram:
-                store(prog, final, dst)
-    for ring in (w_ring, a_ring, q_ring, o_ring, oq_ring):
+                for (c0, cw), dst in zip(subs, dsts, strict=True):
+                    b_view, trans, b_stride, fields = ops.tile(prog, w_ring, k0, kk, c0, cw)
+                    bias = ops.bias.index(0, c0, cw) if ops.bias is not None and k0 == 0 else None
+                    emit_matmul_tile(prog, dst, a_view, b_view, trans, b_stride, fields, 0, mm, a_off, kk, 0, cw,
+                                     k0 > 0, bias, a_exp, name)
+            for i, ((_, cw), dst, final) in enumerate(zip(subs, dsts, finals, strict=True)):
+                for op in epilogue:
+                    em.emit_unary(prog, op, dst, dst)
+                if out_exp is not None:  # AF8 codes for the next dense: in place in SRAM, or a slot then stored
+                    codes = oq_rings[i].view((mm, cw), "af8") if out_dram else final
+                    em.emit_unary(prog, "quant", codes, dst, exp_bias=out_exp)
+                    if out_dram:
+                        store(prog, final, codes)
+                elif out_dram:
+                    store(prog, final, dst)
+    for ring in (w_ring, a_ring, q_ring, *(o_rings or []), *(oq_rings or [])):
         if ring is not None:
             ring.finish()
 
