@@ -173,7 +173,7 @@ def weight_key(w: np.ndarray) -> bytes:
     a = np.ascontiguousarray(w, dtype=np.float32)
     key = hashlib.sha256(repr(a.shape).encode() + a.tobytes()).digest()
     if not w.flags.writeable:
-        if len(_KEYS) > 4096:
+        if len(_KEYS) > 256:
             _KEYS.clear()
         _KEYS[id(w)] = (w, key)
     return key

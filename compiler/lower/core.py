@@ -24,6 +24,10 @@ from edgebert.isa.hardware import HardwareConfig
 
 #: Relax dtype -> storage dtype (bool is stored as fp32 0.0/1.0: masks feed float arithmetic).
 STORAGE = {"float32": "f32", "bool": "f32", "int64": "i32", "int32": "i32"}
+#: The constants of the module being compiled, shared by its lowerings (the resident attempt and the blocked one):
+#: Relax constant node (pointer hash) -> (node, read-only array), id(array) -> (array, storage, bytes, content key).
+#: Entries hold their node / array, so no pointer is reused while cached; a new module clears them.
+_CACHE: dict[str, Any] = {"mod": None, "arrays": {}, "raw": {}}
 #: ops whose result is (usually) a view of their argument: a tensor in DRAM stays there
 VIEW_OPS = {"relax.reshape", "relax.permute_dims", "relax.broadcast_to", "relax.squeeze", "relax.expand_dims",
             "relax.flatten", "relax.take"}
@@ -223,16 +227,18 @@ class Lowerer:
         #: the blocked lowering of a memory-hierarchy plan (lower/blocked.py), None: every tensor stays in SRAM
         self.blocked: Any = None
         self._occurrences: dict[tuple[int, str], int] = {}
-        self._arrays: dict[int, np.ndarray] = {}  # Relax constant (its IR node) -> its array, read-only
 
     def constant(self, expr: Any) -> np.ndarray:
         """The array of a Relax constant, one read-only numpy array per IR node: every use of a shared weight sees
         the same array, so content keys and encodings computed for it are computed once (compression.py)."""
-        key = hash(expr)
-        arr = self._arrays.get(key)
-        if arr is None:
-            arr = self._arrays[key] = const_array(expr)
-            arr.flags.writeable = False
+        if _CACHE["mod"] is not self.mod:
+            _CACHE.update(mod=self.mod, arrays={}, raw={})
+        hit = _CACHE["arrays"].get(hash(expr))
+        if hit is not None and hit[0].same_as(expr):
+            return hit[1]
+        arr = const_array(expr)
+        arr.flags.writeable = False
+        _CACHE["arrays"][hash(expr)] = (expr, arr)
         return arr
 
     def next_site(self, fname: str, var: Any) -> Site:
@@ -286,8 +292,15 @@ class Lowerer:
             if array.size and (array.max() > 2**31 - 1 or array.min() < -(2**31)):
                 raise CompileError("integer constant does not fit int32")
             data = np.ascontiguousarray(array, dtype=np.int32)
-        raw = data.tobytes()
-        key = hashlib.sha256(raw + st.encode()).digest()
+        cached = not data.flags.writeable and _CACHE["mod"] is self.mod  # a constant of the module (Lowerer.constant)
+        hit = _CACHE["raw"].get(id(data)) if cached else None
+        if hit is not None and hit[0] is data and hit[1] == st:
+            raw, key = hit[2], hit[3]
+        else:
+            raw = data.tobytes()
+            key = hashlib.sha256(raw + st.encode()).digest()
+            if cached:
+                _CACHE["raw"][id(data)] = (data, st, raw, key)
         buf = self._consts.get(key)
         if buf is None:
             buf = self.prog.buffer(f"const.{len(self._consts)}", max(len(raw), 4), "const", "envm", raw)
