@@ -67,6 +67,7 @@ class RowsGeo:
     const_row_bytes: int  # bytes of one row of the row-shaped constants (loaded per block)
     const_bytes: int  # bytes of the broadcast constants (gamma, beta, ...: loaded once)
     sfu: list[tuple[str, int, int]]  # (mnemonic, rows, cols) of the traced SFU instructions, whole tensors
+    gathers: list[tuple[int, int]] = field(default_factory=list)  # (rows, bytes) of the traced embedding gathers
 
 
 @dataclass

@@ -105,16 +105,6 @@ class MemoryPlan:
         v = self.trace.events[index].writes
         return self.homes.get(v, "sram") if v is not None else "sram"
 
-    @property
-    def estimate(self) -> Estimate:
-        """The plan's ops one after the other (a score, not a prediction of overlap between ops)."""
-        total = Estimate(0)
-        for gp in self.groups:
-            c = gp.choice
-            total = Estimate(max(total.ws, c.ws), total.pu + c.pu, total.sfu + c.sfu, total.ld + c.ld,
-                             total.st + c.st, total.envm + c.envm, total.dram + c.dram)
-        return total
-
 
 class _Planner:
     def __init__(self, trace: OpTrace, insts: list[Any], loops: list[Any], hw: HardwareConfig, budget: int) -> None:
@@ -210,7 +200,7 @@ class _Planner:
         if g.kind == "rows":
             r = g.geo
             return ("rows", r.rows, tuple(sorted(r.row_bytes.items())), r.const_row_bytes, r.const_bytes,
-                    tuple(r.sfu), tuple(getattr(r, "gathers", [])), tuple(r.sliced), tuple(r.whole), io,
+                    tuple(r.sfu), tuple(r.gathers), tuple(r.sliced), tuple(r.whole), io,
                     tuple(g.outputs), tuple(g.internal))
         return ("whole", g.index, io)
 
@@ -238,7 +228,7 @@ class _Planner:
         if g.kind == "attention":
             return attention_options(g.geo, homes, self.sizes, s)
         if g.kind == "rows":
-            return rows_options(g.geo, homes, self.sizes, g.outputs, g.internal, s, getattr(g.geo, "gathers", []))
+            return rows_options(g.geo, homes, self.sizes, g.outputs, g.internal, s, g.geo.gathers)
         return [whole_estimate(g, g.geo.insts, homes, self.sizes, g.geo.temp_bytes, s)]
 
     def around(self, g: Group, homes: dict[int, str]) -> int:
