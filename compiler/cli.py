@@ -158,6 +158,16 @@ def compile_multitask_cli(args: argparse.Namespace, hw: HardwareConfig):
                              seq_len=args.seq_len, dvfs=dvfs)
 
 
+def memory_lines(result: object) -> list[str]:
+    """-v: the memory-hierarchy plan (compiler/hierarchy/plan_report.py), or that every tensor stays in SRAM."""
+    plan = getattr(result, "memory_plan", None)
+    if plan is None:
+        return ["memory plan: every tensor in SRAM"] if hasattr(result, "memory_plan") else []
+    from edgebert.compiler.hierarchy.plan_report import format_plan
+
+    return format_plan(plan, result.tile_program)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_intermixed_args(argv)
     named_models(args)
@@ -233,6 +243,8 @@ def main(argv: list[str] | None = None) -> int:
             f"{result.token_pairs} token pairs -> {out}",
             file=sys.stderr,
         )
+        for line in memory_lines(result):
+            print(line, file=sys.stderr)
         if "early_exit" in result.program.metadata:
             print(f"early exit: {result.program.metadata['early_exit'].get('layout')}", file=sys.stderr)
         for line in result.program.metadata.get("dvfs_plan", []):

@@ -54,6 +54,8 @@ class CompressionOptions:
     task_formats: dict[bytes, int | None] = field(default_factory=dict)
     task_weights_in_place: bool = False  # task weights: one SRAM constant each, read in place (InPlaceFormat)
     _uses: dict[bytes, int] = field(default_factory=dict)
+    _formats: dict[bytes, WeightFormat | None] = field(default_factory=dict)  # weight key -> weight_format
+    _codes: dict[tuple[bytes, int], np.ndarray] = field(default_factory=dict)  # (key, bias) -> AF8 codes
 
     def reset(self) -> None:
         """Forget the per-weight use counts (before each lowering attempt)."""
@@ -110,7 +112,24 @@ class CompressionOptions:
         return out[0], out[1]
 
     def weight_format(self, w: np.ndarray) -> WeightFormat | None:
-        """The storage of the constant matmul weight `w` [K, N], or None for plain dense fp32."""
+        """The storage of the constant matmul weight `w` [K, N], or None for plain dense fp32 (remembered by
+        content: a shared weight is checked once per compile)."""
+        key = weight_key(w) if w.ndim == 2 else None
+        if key is not None and key in self._formats:
+            return self._formats[key]
+        fmt = self._weight_format(w)
+        if key is not None:
+            self._formats[key] = fmt
+        return fmt
+
+    def af8_codes(self, w: np.ndarray, bias: int) -> np.ndarray:
+        """adaptivfloat.encode of the whole weight (remembered: its tiles are slices of it)."""
+        key = (weight_key(w), bias)
+        if key not in self._codes:
+            self._codes[key] = adaptivfloat.encode(np.ascontiguousarray(w, np.float32), bias)
+        return self._codes[key]
+
+    def _weight_format(self, w: np.ndarray) -> WeightFormat | None:
         if self.task_formats:
             key = weight_key(w)
             if key in self.task_formats:
@@ -142,10 +161,22 @@ class CompressionOptions:
         )
 
 
+#: id(array) -> (the array, its content key) for read-only arrays (the lowering's constants: lower.core.Lowerer)
+_KEYS: dict[int, tuple[np.ndarray, bytes]] = {}
+
+
 def weight_key(w: np.ndarray) -> bytes:
-    """Content key of a float32 weight matrix (shape included)."""
-    w = np.ascontiguousarray(w, dtype=np.float32)
-    return hashlib.sha256(repr(w.shape).encode() + w.tobytes()).digest()
+    """Content key of a float32 weight matrix (shape included); remembered for read-only arrays."""
+    hit = _KEYS.get(id(w))
+    if hit is not None and hit[0] is w:
+        return hit[1]
+    a = np.ascontiguousarray(w, dtype=np.float32)
+    key = hashlib.sha256(repr(a.shape).encode() + a.tobytes()).digest()
+    if not w.flags.writeable:
+        if len(_KEYS) > 256:
+            _KEYS.clear()
+        _KEYS[id(w)] = (w, key)
+    return key
 
 
 def options_from_model(model: Any, metadata: Any) -> CompressionOptions:
@@ -209,11 +240,12 @@ def activation_points(name: str, layers: int, groups: int, depth_shared: bool = 
     return []
 
 
-def encode_tile(tile: np.ndarray, fmt: WeightFormat, sparse: bool) -> bytes:
-    """A [k, n] weight tile as stored: dense (fp32 or AF8 codes, row-major) or bitmask + packed non-zeros."""
+def encode_tile(tile: np.ndarray, fmt: WeightFormat, sparse: bool, codes: np.ndarray | None = None) -> bytes:
+    """A [k, n] weight tile as stored: dense (fp32 or AF8 codes, row-major) or bitmask + packed non-zeros.
+    `codes`: the tile's AF8 codes when already known (a slice of the whole weight's, encoded once)."""
     tile = np.ascontiguousarray(tile, dtype=np.float32)
     if fmt.af8_bias is not None:
-        values = adaptivfloat.encode(tile, fmt.af8_bias)
+        values = np.ascontiguousarray(codes) if codes is not None else adaptivfloat.encode(tile, fmt.af8_bias)
         nonzero = values != 0
     else:
         values = tile

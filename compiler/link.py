@@ -18,6 +18,7 @@ from typing import Any
 
 from edgebert.compiler.emit import emit_program, symbol_name
 from edgebert.compiler.errors import TaskRegionError
+from edgebert.compiler.memory_plan import place_spills
 from edgebert.compiler.tile_ir import Buffer, Ref, TileProgram
 from edgebert.isa.abi import (
     EXIT_WORD,
@@ -211,6 +212,10 @@ def link_tasks(tasks: list[Any], results: list[Any], hw: HardwareConfig, *, plac
         top["dram"] = max(top["dram"], t["dram"])
     select_word = _align(top["dram"], hw.memory.dram.align_bytes)
     top["dram"] = select_word + 4
+    for prog in progs:  # tensors the memory-hierarchy plan spilled: their DRAM homes above everything linked
+        place_spills(prog, hw, base=top["dram"])
+    top["dram"] = max([top["dram"]] + [b.address + b.nbytes for prog in progs for b in prog.buffers
+                                       if b.kind == "spill"])
     if top["dram"] > hw.memory.dram.size_bytes:
         raise CompileError(f"shared weights, task store and I/O need {top['dram']} bytes of DRAM; the hardware "
                            f"has {hw.memory.dram.size_bytes}")

@@ -46,6 +46,14 @@ class PackedWeight:
     tiles: list[tuple[int, int, int, int, Buffer, bool]] = field(default_factory=list)
     #: the whole weight as one SRAM constant (InPlaceFormat), made on first use
     whole: Buffer | None = None
+    #: AF8 codes of the whole weight (tiles are slices of it; compression.CompressionOptions.af8_codes)
+    codes: np.ndarray | None = None
+
+    def tile_bytes(self, k0: int, kk: int, n0: int, nn: int, sparse: bool) -> bytes:
+        """The stored bytes of one tile (encode_tile, from the cached codes when there are some)."""
+        tile = self.values[k0 : k0 + kk, n0 : n0 + nn]
+        codes = self.codes[k0 : k0 + kk, n0 : n0 + nn] if self.codes is not None else None
+        return encode_tile(tile, self.fmt, sparse, codes)
 
 
 def sram_const(prog: TileProgram, raw: bytes) -> Buffer:
@@ -88,11 +96,10 @@ def _load_packed_tile(
 ) -> tuple[View, dict[str, int]]:
     """`ld` one encoded weight tile into a staging buffer; returns the matmul's b view and format fields."""
     fmt = packed.fmt
-    tile = packed.values[k0 : k0 + kk, n0 : n0 + nn]
-    raw = encode_tile(tile, fmt, fmt.sparse)
+    raw = packed.tile_bytes(k0, kk, n0, nn, fmt.sparse)
     sparse = fmt.sparse and len(raw) <= ring.nbytes and len(raw) < kk * nn * fmt.itemsize
     if not sparse and fmt.sparse:
-        raw = encode_tile(tile, fmt, False)
+        raw = packed.tile_bytes(k0, kk, n0, nn, False)
     stage = ring.take()
     if sparse:  # raw bytes: bitmask then packed non-zeros, as rows of at most MAX_FIELD bytes (zero padded)
         rows = -(-len(raw) // MAX_FIELD)
@@ -141,6 +148,89 @@ def _check_stride(what: str, stride: int) -> int:
     return stride
 
 
+def load_weight_tile(prog: TileProgram, ring: StagingRing, b: View, packed: PackedWeight | None, k0: int, kk: int,
+                     n0: int, nn: int, name: str) -> tuple[View, int, int, dict[str, int]]:
+    """One [kk, nn] tile of a constant b (rows k0.., columns n0..): loaded into the next staging buffer (or, for an
+    in-place weight, a view of the SRAM constant). Returns the matmul's b view, trans_b, b_stride and format fields."""
+    if packed is not None and isinstance(packed.fmt, InPlaceFormat):
+        b_view, fmt_fields, b_stride = _in_place_tile(prog, packed, k0, kk, n0, nn)
+        return b_view, 0, b_stride, fmt_fields
+    if packed is not None:
+        b_view, fmt_fields = _load_packed_tile(prog, ring, packed, k0, kk, n0, nn)
+        return b_view, 0, 0, fmt_fields
+    stage = ring.take()
+    tile = View(stage, 0, (kk, nn), (nn, 1), b.dtype)
+    src = b.index(0, k0, kk).index(1, n0, nn)
+    inst = TileInst(
+        "ld",
+        {
+            "rows": kk,
+            "cols": nn,
+            "dst_stride": 0,
+            "src_stride": _check_stride(f"{name} weights", src.strides[0] if kk > 1 else 0),
+            "dtype": DTYPES.index(b.dtype),
+        },
+    )
+    add_operand(inst, "src", src, src.offset, (kk - 1) * src.strides[0] + nn if kk > 1 else nn, False)
+    add_operand(inst, "dst", tile, 0, kk * nn, True)
+    prog.emit(inst)
+    return tile, 0, 0, {}
+
+
+def activation_tile(b: View, k0: int, kk: int, n0: int, nn: int, name: str,
+                    b_exp: int | None) -> tuple[View, int, int, dict[str, int]]:
+    """A [kk, nn] tile of an activation b read in place (dense along either axis: trans_b when along rows)."""
+    b_view = b.index(0, k0, kk).index(1, n0, nn)
+    if b_view.strides[1] == 1 or nn == 1:
+        trans, b_stride = 0, b_view.strides[0] if kk > 1 else 0
+    elif b_view.strides[0] == 1 or kk == 1:
+        trans, b_stride = 1, b_view.strides[1] if nn > 1 else 0
+    else:
+        raise CompileError(f"internal: {name} b operand is not dense along either axis")
+    fmt_fields = {"b_fmt": FORMATS.index("af8"), "b_exp": b_exp} if b_exp is not None else {}
+    return b_view, trans, _check_stride(f"{name} b", b_stride), fmt_fields
+
+
+def emit_matmul_tile(prog: TileProgram, dst: View, a: View, b_view: View, trans: int, b_stride: int,
+                     fmt_fields: dict[str, int], m0: int, mm: int, k0: int, kk: int, n0: int, nn: int, acc: bool,
+                     bias: View | None, a_exp: int | None, name: str) -> None:
+    """dst[m0:m0+mm, n0:n0+nn] (+)= a[m0:m0+mm, k0:k0+kk] @ b tile (+ bias[n0:n0+nn]): one matmul instruction.
+    a and dst are dense along their last axis; their row strides come from the views."""
+    a_stride = _check_stride(f"{name} a", a.strides[0] if a.shape[0] > 1 else 0)
+    d_stride = _check_stride(f"{name} dst", dst.strides[0] if dst.shape[0] > 1 else 0)
+    inst = TileInst(
+        "matmul",
+        {
+            "m": mm,
+            "k": kk,
+            "n": nn,
+            "dst_stride": d_stride,
+            "a_stride": a_stride,
+            "b_stride": b_stride,
+            "acc": int(acc),
+            "has_bias": int(bias is not None),
+            "trans_b": trans,
+            **fmt_fields,
+            **({"a_fmt": FORMATS.index("af8"), "a_exp": a_exp} if a_exp is not None else {}),
+        },
+    )
+    a_off = a.offset + m0 * a.strides[0] + k0 * a.strides[1]
+    add_operand(inst, "a", a, a_off, (mm - 1) * (a_stride or kk) + kk, False)
+    if fmt_fields.get("sparse"):
+        add_operand(inst, "b", b_view, b_view.offset, b_view.shape[0] * b_view.shape[1], False)
+    elif trans:
+        add_operand(inst, "b", b_view, b_view.offset, (nn - 1) * (b_stride or kk) + kk, False)
+    else:
+        add_operand(inst, "b", b_view, b_view.offset, (kk - 1) * (b_stride or nn) + nn, False)
+    if bias is not None:
+        add_operand(inst, "bias", bias, bias.offset + n0, nn, False)
+    d_off = dst.offset + m0 * dst.strides[0] + n0 * dst.strides[1]
+    if acc:
+        add_operand(inst, "dst", dst, d_off, (mm - 1) * (d_stride or nn) + nn, False)
+    add_operand(inst, "dst", dst, d_off, (mm - 1) * (d_stride or nn) + nn, True)
+    prog.emit(inst)
+
+
 def emit_matmul(
     prog: TileProgram,
     hw: HardwareConfig,
@@ -174,79 +264,20 @@ def emit_matmul(
     else:
         k_t, n_t = min(k_all, hw.pu.max_k), min(n_all, hw.pu.max_n)
     m_t = min(m_all, hw.pu.max_m)
-    a_stride = _check_stride(f"{name} a", a.strides[0] if m_all > 1 else 0)
-    d_stride = _check_stride(f"{name} dst", dst.strides[0] if m_all > 1 else 0)
+    a_stride = a.strides[0] if m_all > 1 else 0
+    d_stride = dst.strides[0] if m_all > 1 else 0
+    a_m = View(a.buffer, a.offset, a.shape, (a_stride, a.strides[1]), a.dtype)
+    dst_m = View(dst.buffer, dst.offset, dst.shape, (d_stride, dst.strides[1]), dst.dtype)
     for n0 in range(0, n_all, n_t):
         nn = min(n_t, n_all - n0)
         for k0 in range(0, k_all, k_t):
             kk = min(k_t, k_all - k0)
-            fmt_fields: dict[str, int] = {}
-            if in_place:
-                b_view, fmt_fields, b_stride = _in_place_tile(prog, packed, k0, kk, n0, nn)  # type: ignore[arg-type]
-                trans = 0
-            elif const_b and packed is not None:
-                b_view, fmt_fields = _load_packed_tile(prog, ring, packed, k0, kk, n0, nn)
-                trans, b_stride = 0, 0
-            elif const_b:
-                stage = ring.take()
-                tile = View(stage, 0, (kk, nn), (nn, 1), b.dtype)
-                src = b.index(0, k0, kk).index(1, n0, nn)
-                inst = TileInst(
-                    "ld",
-                    {
-                        "rows": kk,
-                        "cols": nn,
-                        "dst_stride": 0,
-                        "src_stride": _check_stride(f"{name} weights", src.strides[0] if kk > 1 else 0),
-                        "dtype": DTYPES.index(b.dtype),
-                    },
-                )
-                add_operand(inst, "src", src, src.offset, (kk - 1) * src.strides[0] + nn if kk > 1 else nn, False)
-                add_operand(inst, "dst", tile, 0, kk * nn, True)
-                prog.emit(inst)
-                b_view, trans, b_stride = tile, 0, 0
+            if const_b:
+                b_view, trans, b_stride, fmt_fields = load_weight_tile(prog, ring, b, packed, k0, kk, n0, nn, name)
             else:
-                b_view = b.index(0, k0, kk).index(1, n0, nn)
-                if b_view.strides[1] == 1 or nn == 1:
-                    trans, b_stride = 0, b_view.strides[0] if kk > 1 else 0
-                elif b_view.strides[0] == 1 or kk == 1:
-                    trans, b_stride = 1, b_view.strides[1] if nn > 1 else 0
-                else:
-                    raise CompileError(f"internal: {name} b operand is not dense along either axis")
-                b_stride = _check_stride(f"{name} b", b_stride)
-                if b_exp is not None:
-                    fmt_fields = {"b_fmt": FORMATS.index("af8"), "b_exp": b_exp}
+                b_view, trans, b_stride, fmt_fields = activation_tile(b, k0, kk, n0, nn, name, b_exp)
             for m0 in range(0, m_all, m_t):
                 mm = min(m_t, m_all - m0)
                 use_bias = bias is not None and k0 == 0
-                inst = TileInst(
-                    "matmul",
-                    {
-                        "m": mm,
-                        "k": kk,
-                        "n": nn,
-                        "dst_stride": d_stride,
-                        "a_stride": a_stride,
-                        "b_stride": b_stride,
-                        "acc": int(k0 > 0),
-                        "has_bias": int(use_bias),
-                        "trans_b": trans,
-                        **fmt_fields,
-                        **({"a_fmt": FORMATS.index("af8"), "a_exp": a_exp} if a_exp is not None else {}),
-                    },
-                )
-                a_off = a.offset + m0 * a.strides[0] + k0 * a.strides[1]
-                add_operand(inst, "a", a, a_off, (mm - 1) * (a_stride or kk) + kk, False)
-                if fmt_fields.get("sparse"):
-                    add_operand(inst, "b", b_view, b_view.offset, b_view.shape[0] * b_view.shape[1], False)
-                elif trans:
-                    add_operand(inst, "b", b_view, b_view.offset, (nn - 1) * (b_stride or kk) + kk, False)
-                else:
-                    add_operand(inst, "b", b_view, b_view.offset, (kk - 1) * (b_stride or nn) + nn, False)
-                if use_bias:
-                    add_operand(inst, "bias", bias, bias.offset + n0, nn, False)
-                d_off = dst.offset + m0 * dst.strides[0] + n0 * dst.strides[1]
-                if k0 > 0:
-                    add_operand(inst, "dst", dst, d_off, (mm - 1) * (d_stride or nn) + nn, False)
-                add_operand(inst, "dst", dst, d_off, (mm - 1) * (d_stride or nn) + nn, True)
-                prog.emit(inst)
+                emit_matmul_tile(prog, dst_m, a_m, b_view, trans, b_stride, fmt_fields, m0, mm, k0, kk, n0, nn,
+                                 k0 > 0, bias if use_bias else None, a_exp, name)

@@ -69,9 +69,84 @@ def trim_staging(prog: TileProgram) -> None:
             buf.nbytes = min(buf.nbytes, max(used.get(id(buf), 0), 1))
 
 
+def live_act_peak(prog: TileProgram) -> int:
+    """The most SRAM activation bytes live at one instruction (a lower bound on any placement's peak)."""
+    spans = live_intervals(prog)
+    deltas: dict[int, int] = {}
+    for b in prog.buffers:
+        if b.space == "sram" and b.kind == "act" and id(b) in spans:
+            lo, hi = spans[id(b)]
+            deltas[lo] = deltas.get(lo, 0) + b.nbytes
+            deltas[hi + 1] = deltas.get(hi + 1, 0) - b.nbytes
+    peak = live = 0
+    for i in sorted(deltas):
+        live += deltas[i]
+        peak = max(peak, live)
+    return peak
+
+
+def _first_fit(placed: list[tuple[int, int, int, int, Buffer]], lo: int, hi: int, size: int, r_lo: int, r_hi: int,
+               align: int) -> int | None:
+    """The lowest address in [r_lo, r_hi) where `size` bytes are free during [lo, hi], or None."""
+    busy = sorted((a, a + s) for (s0, s1, a, s, _) in placed if s0 <= hi and lo <= s1 and a < r_hi and a + s > r_lo)
+    addr = r_lo
+    for a0, a1 in busy:
+        if addr + size <= a0:
+            break
+        addr = max(addr, _align(a1, align))
+    return addr if addr + size <= r_hi else None
+
+
+class _Roles:
+    """What the instructions do with each SRAM buffer (for placement into a config's buffer set)."""
+
+    def __init__(self, prog: TileProgram, hw: HardwareConfig) -> None:
+        self.dma: set[int] = set()  # written or read by a DMA (its SRAM port sets the transfer rate)
+        self.sfu_rows: dict[int, set[str]] = {}  # row operand of an SFU op -> the buffers that op reads besides its input
+        self.partners: dict[int, set[int]] = {}  # matmul a <-> b
+        self.operands: set[int] = set()  # read or written by the PU
+        operand = hw.pu.operand_buffer
+        for inst in prog.insts:
+            names = {n: b for n, (b, _) in inst.addrs.items()}
+            if inst.mnemonic in ("ld", "gather") and "dst" in names:
+                self.dma.add(id(names["dst"]))
+            elif inst.mnemonic == "st" and "src" in names:
+                self.dma.add(id(names["src"]))
+            elif inst.mnemonic == "matmul" and "a" in names and "b" in names:
+                self.partners.setdefault(id(names["a"]), set()).add(id(names["b"]))
+                self.partners.setdefault(id(names["b"]), set()).add(id(names["a"]))
+                self.operands.update(id(b) for n, b in names.items() if n in ("a", "b", "dst"))
+            elif inst.unit == "sfu" and inst.mnemonic in hw.sfu.ops:
+                extra = {b for b in hw.sfu.ops[inst.mnemonic].reads if b != operand}
+                for n, b in names.items():
+                    if n not in ("src", "dst", "a", "b") and extra:
+                        self.sfu_rows.setdefault(id(b), set()).update(extra)
+
+
+def _region_order(buf: Buffer, regions: tuple, roles: _Roles, placed: list, lo: int, hi: int, hw: HardwareConfig,
+                  bus: int) -> list[tuple[int, int, object]]:
+    """The config's SRAM buffers in the order `buf` should try them: a DMA'd tensor avoids ports slower than the
+    bus (they would slow every transfer), an SFU row operand (gamma, beta, the mask row) goes where that op reads
+    rows from, a PU operand to the PU's operand buffers and away from its matmul partner's; then the smallest buffer
+    that holds it (small tensors stay out of the large buffers the blocks need)."""
+    if len(regions) == 1:
+        return list(regions)
+    want = roles.sfu_rows.get(id(buf)) or ({hw.pu.operand_buffer} if id(buf) in roles.operands else set())
+    partners = roles.partners.get(id(buf), set())
+
+    def key(item: tuple[int, int, object]) -> tuple:
+        r_lo, r_hi, spec = item
+        slow = id(buf) in roles.dma and spec.port_bytes_per_cycle < bus
+        near = sum(s for (s0, s1, a, s, b) in placed if id(b) in partners and s0 <= hi and lo <= s1 and r_lo <= a < r_hi)
+        return (slow, bool(want) and spec.name not in want, near, r_hi - r_lo, r_lo)
+
+    return sorted(regions, key=key)
+
+
 def plan_sram(prog: TileProgram, hw: HardwareConfig) -> int:
     """Give every SRAM buffer an address; buffers with disjoint live intervals share memory. Staging buffers are
-    first trimmed to what their tiles use (trim_staging).
+    first trimmed to what their tiles use (trim_staging). With a buffer set (`memory.sram.buffers`) every tensor lies
+    inside one buffer, placed by the roles its instructions give it (_region_order).
 
     Returns the peak SRAM use in bytes; raises SramOverflow naming the buffer that does not fit.
     """
@@ -80,6 +155,9 @@ def plan_sram(prog: TileProgram, hw: HardwareConfig) -> int:
     align = sram.align_bytes
     spans = live_intervals(prog)
     whole = (-1, len(prog.insts) + 1)
+    regions = sram.regions("sram")
+    roles = _Roles(prog, hw) if len(regions) > 1 else None
+    bus = max(hw.memory.dram.bandwidth, hw.memory.envm.bandwidth)
     bufs = [b for b in prog.buffers if b.space == "sram" and b.kind in ("act", "stage")]
     placed: list[tuple[int, int, int, int, Buffer]] = []  # (start, end, addr, size)
     peak = 0
@@ -88,13 +166,12 @@ def plan_sram(prog: TileProgram, hw: HardwareConfig) -> int:
     for buf in order:
         lo, hi = whole if buf.kind == "stage" else spans.get(id(buf), (0, 0))
         size = _align(buf.nbytes, align)
-        busy = sorted((a, a + s) for (s0, s1, a, s, _) in placed if s0 <= hi and lo <= s1)
-        addr = 0
-        for a0, a1 in busy:
-            if addr + size <= a0:
+        addr = None
+        for r_lo, r_hi, _ in _region_order(buf, regions, roles, placed, lo, hi, hw, bus):
+            addr = _first_fit(placed, lo, hi, size, r_lo, r_hi, align)
+            if addr is not None:
                 break
-            addr = max(addr, _align(a1, align))
-        if addr + size > sram.size_bytes:
+        if addr is None:
             live = sum(s for (s0, s1, a, s, _) in placed if s0 <= hi and lo <= s1)
             raise SramOverflow(buf.name, buf.what, buf.nbytes, live, sram.size_bytes)
         buf.address = addr
@@ -108,3 +185,26 @@ def plan_sram(prog: TileProgram, hw: HardwareConfig) -> int:
             buf.address = _align(top, 64)
             top = buf.address + buf.nbytes
     return peak
+
+
+def place_spills(prog: TileProgram, hw: HardwareConfig, base: int | None = None) -> None:
+    """DRAM homes of spilled tensors (kind "spill"), by liveness above `base` (default: above every other DRAM
+    buffer); a layer loop reuses the same homes in every iteration."""
+    dram = hw.memory.dram
+    spills = [b for b in prog.buffers if b.kind == "spill"]
+    if not spills:
+        return
+    if base is None:
+        base = max((b.address + b.nbytes for b in prog.buffers
+                    if b.space == "dram" and b.kind != "spill" and b.address is not None), default=0)
+    base = _align(base, dram.align_bytes)
+    spans = live_intervals(prog)
+    placed: list[tuple[int, int, int, int, Buffer]] = []
+    for buf in sorted(spills, key=lambda b: (-b.nbytes, spans.get(id(b), (0, 0))[0])):
+        lo, hi = spans.get(id(buf), (0, 0))
+        size = _align(buf.nbytes, dram.align_bytes)
+        addr = _first_fit(placed, lo, hi, size, base, dram.size_bytes, dram.align_bytes)
+        if addr is None:
+            raise CompileError(f"spilled tensors need more than the {dram.size_bytes} bytes of DRAM")
+        buf.address = addr
+        placed.append((lo, hi, addr, size, buf))

@@ -292,7 +292,16 @@ def _place(build: _TaskBuild, hw: HardwareConfig, placement: str, labels: int) -
         reserved = dataclasses.replace(hw, memory=dataclasses.replace(
             hw.memory, sram=dataclasses.replace(sram, size_bytes=max(sram.size_bytes - exc.reserve, 0))))
         try:
-            return link_tasks(build.tasks, build.compile_all(reserved, True), hw, placement="sram", padded_labels=labels)
+            results = build.compile_all(reserved, True)
+            res = link_tasks(build.tasks, results, hw, placement="sram", padded_labels=labels)
+            plans = [r.memory_plan for r in results if r.memory_plan is not None]
+            how = (f"their memory-hierarchy plan spills {sum(h == 'dram' for h in plans[0].homes.values())} tensors to "
+                   "DRAM" if plans else "every tensor still in SRAM")
+            res.notes.append(f"the SRAM task region ({exc.reserve} bytes at the top) did not fit beside the "
+                             f"activations: they are planned in the {reserved.memory.sram.size_bytes} bytes below it "
+                             f"({how})")
+            res.program.metadata["multitask"]["notes"] = res.notes
+            return res
         except CompileError as again:
             if placement == "sram":
                 raise CompileError(f"{exc}; with the activations planned below the task region: {again}") from None

@@ -1,22 +1,28 @@
 """The compiler's table of contents: `STAGES`, run in order on one `Compilation` (docs/compiler.md has the diagram).
 
-  stage        what it reads -> what it hands on                                  where
-  load         ONNX path/proto -> LoadedModel (checked, static shapes, metadata)  edgebert.frontend.loader
-  import       LoadedModel -> Relax IRModule                                      edgebert.frontend.loader
-  relax        IRModule -> IRModule with edgebert.* composites, layer functions   compiler/relax_passes
-  check        every binding the backend cannot lower, in one error              compiler/lower/support.py
-  layer-loops  IRModule -> [LayerLoop] (what OutlineLayerLoops made; found once)  relax_passes.find_layer_loops
-  compression  model metadata (+ task weights) -> CompressionOptions              compiler/compression.py
-  early-exit   metadata + EarlyExitOptions -> EarlyExitSpec (heads, threshold,     compiler/early_exit.py
-               policy, predictor, placeholder DVFS tables)
-  lower        IRModule, loops, spec -> TileProgram (symbolic buffers)            compiler/lower
-  plan-memory  TileProgram -> addresses (eNVM/DRAM constants, SRAM by liveness)   compiler/memory_plan.py
-  schedule     TileProgram -> loads hoisted, dependency tokens                    compiler/schedule.py
-  emit         TileProgram -> Program (code, segments, symbols, metadata)         compiler/emit.py
-  dvfs-plan    Program -> measured cycles, energies -> DVFS tables written in     compiler/dvfs_plan.py
+  stage          what it reads -> what it hands on                                  where
+  load           ONNX path/proto -> LoadedModel (checked, static shapes, metadata)  edgebert.frontend.loader
+  import         LoadedModel -> Relax IRModule                                      edgebert.frontend.loader
+  relax          IRModule -> IRModule with edgebert.* composites, layer functions   compiler/relax_passes
+  check          every binding the backend cannot lower, in one error              compiler/lower/support.py
+  layer-loops    IRModule -> [LayerLoop] (what OutlineLayerLoops made; found once)  relax_passes.find_layer_loops
+  compression    model metadata (+ task weights) -> CompressionOptions              compiler/compression.py
+  early-exit     metadata + EarlyExitOptions -> EarlyExitSpec (heads, threshold,     compiler/early_exit.py
+                 policy, predictor, placeholder DVFS tables)
+  lower          IRModule, loops, spec -> TileProgram (symbolic buffers, op trace)  compiler/lower
+  plan-memory    TileProgram -> addresses (eNVM/DRAM constants, SRAM by liveness)   compiler/memory_plan.py
+  hierarchy      op trace -> MemoryPlan: tensors resident / spilled / streamed,     compiler/hierarchy
+                 a tiling per op (only when every tensor in SRAM does not fit)
+  lower-blocked  IRModule + MemoryPlan -> TileProgram lowered block by block        compiler/lower/blocked*.py
+  plan-memory-blocked  the same placement, spilled tensors' DRAM homes too          compiler/memory_plan.py
+  schedule       TileProgram -> loads hoisted, dependency tokens                    compiler/schedule.py
+  emit           TileProgram -> Program (code, segments, symbols, metadata)         compiler/emit.py
+  dvfs-plan      Program -> measured cycles, energies -> DVFS tables written in     compiler/dvfs_plan.py
 
-`lower` and `plan-memory` run once per weight staging size (largest first) until the activations fit (SramOverflow,
-StagingTooSmall). Options (compiler/options.py) switch stages on: `early-exit` and `dvfs-plan` run only when asked.
+`lower` and `plan-memory` run once per weight staging size (largest first) until every tensor fits in SRAM
+(SramOverflow, StagingTooSmall); when none does, `hierarchy`, `lower-blocked` and `plan-memory-blocked` run once per
+planning budget (a fraction of the SRAM, largest first) until the blocked program fits (SramTooSmall when no tiling
+can). Options (compiler/options.py) switch stages on: `early-exit` and `dvfs-plan` run only when asked.
 Entry points: `compile_model` (every stage), `compile_onnx` (its keyword form), `compile_relax` (a Relax module that
 went through the Relax passes: the stages from `layer-loops` on); the multi-task compile (compiler/multitask.py)
 runs `compile_model` once per task, then links.
@@ -24,6 +30,8 @@ runs `compile_model` once per task, then links.
 
 from __future__ import annotations
 
+import dataclasses
+import gc
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -37,10 +45,11 @@ from edgebert.compiler.compression import CompressionOptions, options_from_model
 from edgebert.compiler.dvfs_plan import plan_program_dvfs
 from edgebert.compiler.early_exit import EarlyExitSpec, exit_spec
 from edgebert.compiler.emit import emit_program
-from edgebert.compiler.errors import SramOverflow, StagingTooSmall
+from edgebert.compiler.errors import SramOverflow, SramTooSmall, StagingTooSmall
+from edgebert.compiler.hierarchy.plan import BUDGET_FRACTIONS, MemoryPlan, build_plan
 from edgebert.compiler.lower.program import lower_program
 from edgebert.compiler.lower.support import check_supported
-from edgebert.compiler.memory_plan import place_constants_and_io, plan_sram
+from edgebert.compiler.memory_plan import live_act_peak, place_constants_and_io, place_spills, plan_sram
 from edgebert.compiler.options import CompileOptions, EarlyExitOptions
 from edgebert.compiler.relax_passes import (
     CanonicalizeCompositeArgs,
@@ -87,6 +96,10 @@ class CompileResult:
     sram_peak_bytes: int
     token_pairs: int
     timings: dict[str, float] = field(default_factory=dict)
+    #: the memory-hierarchy plan (None: every tensor stays in SRAM)
+    memory_plan: MemoryPlan | None = None
+    #: the op trace of the walk (hierarchy/optrace.py): what traffic bounds and reports read
+    trace: Any = None
 
 
 @dataclass
@@ -111,10 +124,16 @@ class Compilation:
     sram_peak_bytes: int = 0
     token_pairs: int = 0
     program: Program | None = None
+    resident_overflow: CompileError | None = None  # why every tensor in SRAM did not fit (the hierarchy stages run)
+    traced: TileProgram | None = None  # the resident lowering whose op trace the hierarchy plan reads
+    budget_fraction: float = BUDGET_FRACTIONS[0]
+    memory_plan: MemoryPlan | None = None
 
     def result(self) -> CompileResult:
         """What the caller gets back."""
-        return CompileResult(self.program, self.tile_program, self.sram_peak_bytes, self.token_pairs, self.timings)
+        trace = (self.traced or self.tile_program).trace if self.tile_program is not None else None
+        return CompileResult(self.program, self.tile_program, self.sram_peak_bytes, self.token_pairs, self.timings,
+                             self.memory_plan, trace)
 
 
 # ---- the stages ----------------------------------------------------------------------------------------------------
@@ -188,6 +207,36 @@ def plan_memory(c: Compilation) -> None:
     c.sram_peak_bytes = plan_sram(c.tile_program, c.hw)
 
 
+def plan_hierarchy(c: Compilation) -> None:
+    """The memory-hierarchy plan from the resident lowering's op trace, within the current budget fraction."""
+    prog = c.traced
+    c.memory_plan = build_plan(prog.trace, prog.insts, prog.loops, c.hw, c.budget_fraction, ring_bytes(c.hw))
+    c.memory_plan.resident_overflow = str(c.resident_overflow)
+
+
+def lower_blocked(c: Compilation) -> None:
+    """IRModule -> TileProgram with the plan's tensors spilled and its ops blocked."""
+    c.tile_program = lower_program(c.mod, c.hw, c.layer_loops, staging_fraction=c.staging_fraction,
+                                   output_names=c.output_names, early_exit=c.exit_spec, compression=c.compression,
+                                   plan=c.memory_plan)
+    if c.output_shapes is not None:
+        _check_output_shapes(c.tile_program, c.output_shapes)
+
+
+def plan_memory_blocked(c: Compilation) -> None:
+    """Constants, I/O and the spilled tensors' DRAM homes, then SRAM (buffer by buffer when the config has a set)."""
+    place_constants_and_io(c.tile_program, c.hw)
+    place_spills(c.tile_program, c.hw)
+    c.sram_peak_bytes = plan_sram(c.tile_program, c.hw)
+
+
+def ring_bytes(hw: HardwareConfig) -> int:
+    """Each of the two program-wide weight staging buffers of a blocked program (the planned ops stream their tiles
+    through their own slots; only a constant matmul lowered whole, which ALBERT has none of, uses them)."""
+    align = hw.memory.sram.align_bytes
+    return max(align, min(1024, hw.memory.sram.size_bytes // 64) // align * align)
+
+
 def schedule(c: Compilation) -> None:
     """Loads hoisted for double buffering, then the dependency tokens."""
     hoist_loads(c.tile_program)
@@ -210,12 +259,16 @@ def plan_dvfs_tables(c: Compilation) -> None:
                       c.exit_spec.threshold)
 
 
-def _early_exit(o: CompileOptions) -> bool:
-    return o.early_exit is not None
+def _early_exit(c: Compilation) -> bool:
+    return c.options.early_exit is not None
 
 
-def _latency_target(o: CompileOptions) -> bool:
-    return o.early_exit is not None and o.early_exit.latency_target_s is not None
+def _latency_target(c: Compilation) -> bool:
+    return c.options.early_exit is not None and c.options.early_exit.latency_target_s is not None
+
+
+def _overflowed(c: Compilation) -> bool:
+    return c.resident_overflow is not None
 
 
 def _relax_text(c: Compilation) -> str:
@@ -233,8 +286,8 @@ class Stage:
     name: str
     run: Callable[[Compilation], None]
     backend: bool = True  # part of `compile_relax` (a Relax module that went through the Relax passes)
-    when: Callable[[CompileOptions], bool] | None = None  # None: always
-    sized: bool = False  # rerun per weight staging size until the activations fit
+    when: Callable[[Compilation], bool] | None = None  # None: always (asked when the stage is reached)
+    retry: str | None = None  # "resident": per staging size; "blocked": per planning budget (RETRIES)
     dump: tuple[str, Callable[[Compilation], str]] | None = None  # (file name, listing of what the stage made)
 
 
@@ -247,8 +300,11 @@ STAGES: tuple[Stage, ...] = (
     Stage("layer-loops", find_loops),
     Stage("compression", choose_compression),
     Stage("early-exit", resolve_early_exit, when=_early_exit),
-    Stage("lower", lower, sized=True, dump=("50-lowered.txt", _tile_text)),
-    Stage("plan-memory", plan_memory, sized=True),
+    Stage("lower", lower, retry="resident", dump=("50-lowered.txt", _tile_text)),
+    Stage("plan-memory", plan_memory, retry="resident"),
+    Stage("hierarchy", plan_hierarchy, when=_overflowed, retry="blocked"),
+    Stage("lower-blocked", lower_blocked, when=_overflowed, retry="blocked", dump=("55-lowered-blocked.txt", _tile_text)),
+    Stage("plan-memory-blocked", plan_memory_blocked, when=_overflowed, retry="blocked"),
     Stage("schedule", schedule, dump=("60-scheduled.txt", _tile_text)),
     Stage("emit", emit),
     Stage("dvfs-plan", plan_dvfs_tables, when=_latency_target),
@@ -256,18 +312,33 @@ STAGES: tuple[Stage, ...] = (
 
 
 def run_stages(c: Compilation, stages: tuple[Stage, ...] | list[Stage]) -> CompileResult:
-    """Run `stages` in order on `c` (timing each into `c.timings`)."""
-    stages = [s for s in stages if s.when is None or s.when(c.options)]
+    """Run `stages` in order on `c` (timing each into `c.timings`); consecutive stages with one `retry` kind run as
+    a group, once per attempt, until one attempt fits. Python's cyclic garbage collector is paused meanwhile: a
+    blocked ALBERT-base lowering allocates ~10^6 small objects and the collector would rescan the heap again and
+    again (the compile's own objects hold no cycles worth collecting early)."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        return _run_stages(c, list(stages))
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def _run_stages(c: Compilation, stages: list[Stage]) -> CompileResult:
     i = 0
     while i < len(stages):
-        if not stages[i].sized:
+        if stages[i].when is not None and not stages[i].when(c):
+            i += 1
+            continue
+        if stages[i].retry is None:
             _timed(c, stages[i])
             i += 1
             continue
         j = i
-        while j < len(stages) and stages[j].sized:
+        while j < len(stages) and stages[j].retry == stages[i].retry:
             j += 1
-        _run_sized(c, stages[i:j])
+        (_run_resident if stages[i].retry == "resident" else _run_blocked)(c, stages[i:j])
         i = j
     return c.result()
 
@@ -284,9 +355,10 @@ def _timed(c: Compilation, stage: Stage) -> None:
         (c.options.dump_dir / stage.dump[0]).write_text(stage.dump[1](c))
 
 
-def _run_sized(c: Compilation, stages: list[Stage]) -> None:
-    """Bigger weight staging buffers mean fewer, wider matmuls: try the sizes largest first until one fits; report
-    the last SRAM overflow (else the first staging error) when none does."""
+def _run_resident(c: Compilation, stages: list[Stage]) -> None:
+    """Bigger weight staging buffers mean fewer, wider matmuls: try the sizes largest first until every tensor fits;
+    when none does, keep the overflow for the hierarchy stages (a first attempt whose activations alone exceed the
+    SRAM ends the search: smaller staging buffers cannot help)."""
     failure: CompileError | None = None
     for fraction in STAGING_FRACTIONS:
         c.staging_fraction = fraction
@@ -296,7 +368,75 @@ def _run_sized(c: Compilation, stages: list[Stage]) -> None:
             return
         except (SramOverflow, StagingTooSmall) as exc:
             failure = exc if isinstance(exc, SramOverflow) or failure is None else failure
-    raise failure
+            if isinstance(exc, SramOverflow):
+                c.traced = c.tile_program
+                if live_act_peak(c.tile_program) > c.hw.memory.sram.size_bytes:
+                    break
+    if c.traced is None:  # no staging size even lowered: trace with the whole SRAM as staging (never placed)
+        try:
+            c.staging_fraction = 1
+            lower(c)
+            c.traced = c.tile_program
+        except StagingTooSmall:
+            raise failure from None
+    c.staging_fraction = STAGING_FRACTIONS[0]
+    c.resident_overflow = failure
+
+
+def _fit_blocked(c: Compilation, stages: list[Stage]) -> SramOverflow | None:
+    """Plan, lower and place within a budget of the SRAM, largest first; None when one fits, else why not."""
+    failure: SramOverflow | None = None
+    # a buffer set packs coarser (every tensor inside one buffer): start a step lower
+    fractions = BUDGET_FRACTIONS[1:] if c.hw.memory.sram.buffers else BUDGET_FRACTIONS
+    for fraction in fractions:
+        c.budget_fraction = fraction
+        try:
+            for stage in stages:
+                _timed(c, stage)
+            return None
+        except SramTooSmall as exc:
+            return failure or exc  # a smaller budget has no plan: report why the larger ones did not pack
+        except SramOverflow as exc:  # the estimate missed fragmentation: plan again with less
+            failure = exc
+    return failure
+
+
+def _run_blocked(c: Compilation, stages: list[Stage]) -> None:
+    """The hierarchy stages until the blocked program fits; else SramTooSmall with an SRAM size that compiles (the
+    plan's guess, verified by planning, lowering and placing at that size: each step adds an eighth)."""
+    failure = _fit_blocked(c, stages)
+    if failure is None:
+        return
+    size = c.hw.memory.sram.size_bytes
+    guess = failure.suggest if isinstance(failure, SramTooSmall) else size + size // 8
+    for _ in range(8):
+        guess = -(-guess // 4096) * 4096
+        trial_hw = _with_sram(c.hw, guess)
+        if _fit_blocked(dataclasses.replace(c, hw=trial_hw, timings={}), stages) is None:
+            guess = trial_hw.memory.sram.size_bytes
+            break
+        guess += guess // 8
+    else:
+        guess = 0
+    if isinstance(failure, SramTooSmall):
+        raise SramTooSmall(failure.op, failure.block, failure.need, size, guess)
+    raise SramTooSmall(failure.tensor, f"its blocks do not pack into {size} bytes at any planning budget: {failure}",
+                       failure.nbytes, size, guess)
+
+
+def _with_sram(hw: HardwareConfig, size: int) -> HardwareConfig:
+    """`hw` with at least `size` bytes of SRAM (the what-if of the minimum-size error); with a buffer set, the PU's
+    operand buffers grow (the others keep their sizes)."""
+    sram = hw.memory.sram
+    if sram.buffers:
+        grow = next(b for b in sram.buffers if b.name == hw.pu.operand_buffer)
+        step = -(-max(size - sram.size_bytes, 0) // grow.count // sram.align_bytes) * sram.align_bytes
+        buffers = tuple(dataclasses.replace(b, size_bytes=b.size_bytes + step) if b is grow else b
+                        for b in sram.buffers)
+        sram = dataclasses.replace(sram, size_bytes=sram.size_bytes + step * grow.count, buffers=buffers)
+    else:
+        sram = dataclasses.replace(sram, size_bytes=size)
+    return dataclasses.replace(hw, memory=dataclasses.replace(hw.memory, sram=sram))
 
 
 def format_timings(timings: dict[str, float]) -> list[str]:

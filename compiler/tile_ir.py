@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -79,6 +80,8 @@ class TileProgram:
     packed_weights: list = field(default_factory=list)
     #: early exit: "looped" (layers and heads in one loop) or "unrolled[: why]"; None without early exit
     exit_layout: str | None = None
+    #: the op trace the lowering recorded (hierarchy.optrace.OpTrace): what the memory-hierarchy plan reads
+    trace: Any = None
 
     def buffer(self, name: str, nbytes: int, kind: str, space: str = "sram", data: bytes | None = None) -> Buffer:
         buf = Buffer(name, nbytes, kind, space, data)

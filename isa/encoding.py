@@ -51,11 +51,18 @@ def make(mnemonic: str, **values: int) -> Inst:
     return inst
 
 
+#: id(field) -> its value range (fields are module constants of the table; compiling ALBERT-base checks ~10^5)
+_RANGES: dict[int, tuple[int, int]] = {}
+
+
 def check_field(spec: Instruction, f: Field, value: int) -> None:
     """Raise EncodingError naming the field if `value` does not fit it."""
     if not isinstance(value, int) or isinstance(value, bool) and f.kind is not Kind.FLAG:
         raise EncodingError(f"'{spec.mnemonic}' field '{f.name}': value {value!r:.60} is not an integer")
-    lo, hi = f.value_range()
+    rng = _RANGES.get(id(f))
+    if rng is None:
+        rng = _RANGES[id(f)] = f.value_range()
+    lo, hi = rng
     if not lo <= value <= hi:
         raise EncodingError(
             f"'{spec.mnemonic}' field '{f.name}': value {show_int(value)} does not fit ({f.width} bits, range {lo}..{hi})"

@@ -12,4 +12,8 @@
   exits.py          the exit code of early exit and latency-aware DVFS
   exit_loop.py      layers + exit heads as one loop body, the heads' weights as a strided table
   program.py        `lower_program`: inputs, main's steps, outputs
+  blocked.py        the memory-hierarchy plan's hook into the walk (tensors in DRAM, ops emitted block by block),
+                    row-local chains
+  blocked_matmul.py blocked denses and FFNs (output-stationary, the FFN fused by intermediate blocks)
+  blocked_attention.py  attention per head and query block
 """

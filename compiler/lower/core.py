@@ -12,7 +12,8 @@ from typing import Any
 import numpy as np
 
 from edgebert.compiler import emitters as em
-from edgebert.compiler.compression import CompressionOptions
+from edgebert.compiler.compression import CompressionOptions, InPlaceFormat
+from edgebert.compiler.hierarchy.optrace import OpTrace, Site
 from edgebert.compiler.matmul import PackedWeight, StagingRing
 from edgebert.compiler.relax_passes import composite_attrs
 from edgebert.compiler.relax_passes.exprs import vars_in
@@ -23,6 +24,13 @@ from edgebert.isa.hardware import HardwareConfig
 
 #: Relax dtype -> storage dtype (bool is stored as fp32 0.0/1.0: masks feed float arithmetic).
 STORAGE = {"float32": "f32", "bool": "f32", "int64": "i32", "int32": "i32"}
+#: The constants of the module being compiled, shared by its lowerings (the resident attempt and the blocked one):
+#: Relax constant node (pointer hash) -> (node, read-only array), id(array) -> (array, storage, bytes, content key).
+#: Entries hold their node / array, so no pointer is reused while cached; a new module clears them.
+_CACHE: dict[str, Any] = {"mod": None, "arrays": {}, "raw": {}}
+#: ops whose result is (usually) a view of their argument: a tensor in DRAM stays there
+VIEW_OPS = {"relax.reshape", "relax.permute_dims", "relax.broadcast_to", "relax.squeeze", "relax.expand_dims",
+            "relax.flatten", "relax.take"}
 
 
 @dataclass
@@ -214,6 +222,40 @@ class Lowerer:
         self.pinned: set[int] = set()  # ids of buffers never overwritten in place (inputs, loop carries)
         self.loop_depth = 0
         self.compression: CompressionOptions | None = None  # AF8 / sparse weights (compiler/compression.py)
+        self.trace = OpTrace()  # what this walk lowered, op by op (the memory-hierarchy plan reads it)
+        self.notes: dict[str, Any] = {}  # facts a handler reports about the op being lowered (e.g. a_exp)
+        #: the blocked lowering of a memory-hierarchy plan (lower/blocked.py), None: every tensor stays in SRAM
+        self.blocked: Any = None
+        self._occurrences: dict[tuple[int, str], int] = {}
+
+    def constant(self, expr: Any) -> np.ndarray:
+        """The array of a Relax constant, one read-only numpy array per IR node: every use of a shared weight sees
+        the same array, so content keys and encodings computed for it are computed once (compression.py)."""
+        if _CACHE["mod"] is not self.mod:
+            _CACHE.update(mod=self.mod, arrays={}, raw={})
+        hit = _CACHE["arrays"].get(hash(expr))
+        if hit is not None and hit[0].same_as(expr):
+            return hit[1]
+        arr = const_array(expr)
+        arr.flags.writeable = False
+        _CACHE["arrays"][hash(expr)] = (expr, arr)
+        return arr
+
+    def next_site(self, fname: str, var: Any) -> Site:
+        """The site of this lowering of binding `var` of function `fname` (the n-th time it is lowered)."""
+        key = (hash(var), fname)  # the IR node (its Python wrapper changes between accesses)
+        n = self._occurrences.get(key, 0)
+        self._occurrences[key] = n + 1
+        return (hash(var), fname, n)
+
+    def record(self, kind: str, name: str, fname: str, site: Site | None, args: list[Any], result: Any,
+               start: int, expr: Any = None, attrs: dict[str, Any] | None = None,
+               new_value: bool | None = None, var: Any = None) -> None:
+        """Append an event to the op trace (with the notes the handler left)."""
+        notes = {**(attrs or {}), **self.notes}
+        self.notes = {}
+        self.trace.record(kind, name, fname, site, args, result, start, len(self.prog.insts), self.loop_depth,
+                          expr, notes, new_value, var)
 
     # ---- buffers ---------------------------------------------------------------------------------
     def buffer_name(self, base: str) -> str:
@@ -250,8 +292,15 @@ class Lowerer:
             if array.size and (array.max() > 2**31 - 1 or array.min() < -(2**31)):
                 raise CompileError("integer constant does not fit int32")
             data = np.ascontiguousarray(array, dtype=np.int32)
-        raw = data.tobytes()
-        key = hashlib.sha256(raw + st.encode()).digest()
+        cached = not data.flags.writeable and _CACHE["mod"] is self.mod  # a constant of the module (Lowerer.constant)
+        hit = _CACHE["raw"].get(id(data)) if cached else None
+        if hit is not None and hit[0] is data and hit[1] == st:
+            raw, key = hit[2], hit[3]
+        else:
+            raw = data.tobytes()
+            key = hashlib.sha256(raw + st.encode()).digest()
+            if cached:
+                _CACHE["raw"][id(data)] = (data, st, raw, key)
         buf = self._consts.get(key)
         if buf is None:
             buf = self.prog.buffer(f"const.{len(self._consts)}", max(len(raw), 4), "const", "envm", raw)
@@ -266,6 +315,8 @@ class Lowerer:
         if fmt is None:
             return None
         packed = PackedWeight(np.ascontiguousarray(w, np.float32), fmt, self.raw_const)
+        if fmt.af8_bias is not None and not isinstance(fmt, InPlaceFormat):
+            packed.codes = self.compression.af8_codes(w, fmt.af8_bias)
         self.prog.packed_weights.append(packed)
         return packed
 
@@ -290,8 +341,11 @@ class Lowerer:
         self._consts = {h: b for h, b in self._consts.items() if id(b) not in dead}
 
     def to_sram(self, value: Value, what: str) -> Tensor:
-        """A tensor in SRAM: constants are loaded (once per use) into a fresh activation buffer."""
+        """A tensor in SRAM: constants are loaded (once per use) into a fresh activation buffer, a tensor the
+        memory-hierarchy plan spilled to DRAM is loaded whole."""
         if isinstance(value, Tensor):
+            if self.blocked is not None and value.view.buffer.space != "sram":
+                return self.blocked.to_sram(value, what)
             return value
         if isinstance(value, Const):
             src = self.const_buffer(value.array, value.dtype)
@@ -349,6 +403,8 @@ class Scope:
         for v in vars_in(result):
             self.users[v].append(None)
         self.all_defs = {b.var: b.value for b in bindings}
+        self.order = list(bindings)  # the bindings in lowering order (an op of the memory-hierarchy plan spans several)
+        self.position = {hash(b.var): i for i, b in enumerate(self.order)}
 
     # ---- values ------------------------------------------------------------------------------------
     def value_of(self, expr: Any) -> Value:
@@ -357,7 +413,7 @@ class Scope:
                 raise CompileError(f"{self.fname}: '{expr.name}' used before definition")
             return self.env[expr]
         if is_const(expr):
-            return Const(const_array(expr), dtype_of(expr))
+            return Const(self.low.constant(expr), dtype_of(expr))
         kind = type(expr).__name__
         if kind == "Tuple":
             return tuple(self.value_of(f) for f in expr.fields)
@@ -412,6 +468,10 @@ class Scope:
     # ---- bindings ----------------------------------------------------------------------------------
     def lower_binding(self, b: Any) -> None:
         var, expr = b.var, b.value
+        site = self.low.next_site(self.fname, var)
+        blocked = self.low.blocked
+        if blocked is not None and blocked.lower(self, b, site):  # a group of the memory-hierarchy plan
+            return
         name = op_name(expr)
         if name is None:
             kind = type(expr).__name__
@@ -419,7 +479,7 @@ class Scope:
                 self.env[var] = self.value_of(expr)
                 return
             if kind == "Call" and type(expr.op).__name__ == "GlobalVar":
-                self.env[var] = self._lower_call(var, expr)
+                self.env[var] = self._lower_call(var, expr, site)
                 return
             raise CompileError(f"{self.fname}: binding '{var.name}' ({kind}) cannot be lowered")
         handler = self.low.ops.get(name)
@@ -432,7 +492,13 @@ class Scope:
         if fold is not None and all(isinstance(a, Const) for a in args if a is not None and not isinstance(a, tuple)):
             self.env[var] = Const(fold(var, *[a.array for a in args if a is not None]), dtype_of(var))
             return
+        start = len(self.prog.insts)
+        if blocked is not None and name not in VIEW_OPS:
+            args = blocked.resident_args(self, args)
         self.env[var] = self._guarded(var, name, lambda: handler(self, var, expr, args))
+        if blocked is not None:
+            self.env[var] = blocked.place_result(self, site, self.env[var])
+        self.low.record(name, var.name, self.fname, site, args, self.env[var], start, expr, var=var)
 
     def _guarded(self, var: Any, what: str, lower: Callable[[], Value]) -> Value:
         try:
@@ -445,7 +511,7 @@ class Scope:
                 f"{self.fname}: internal error lowering '{var.name}' ({what}): {type(exc).__name__}: {exc}"
             ) from exc
 
-    def _lower_call(self, var: Any, expr: Any) -> Value:
+    def _lower_call(self, var: Any, expr: Any, site: Site) -> Value:
         """A call of a composite (its handler) or of another function (lowered inline, e.g. an unrolled layer)."""
         low = self.low
         callee = low.mod[expr.op]
@@ -458,8 +524,18 @@ class Scope:
                                    f"({expr.op.name_hint}), which the edgebert backend does not lower")
             reusable = tuple(isinstance(a, Tensor) and is_var(e) and self.dead_after(e, var)
                              for e, a in zip(expr.args, args, strict=True))
-            call = CompositeCall(composite, Dest.of(var), tuple(args), reusable, low.composite_attrs(expr.op, callee))
-            return self._guarded(var, composite, lambda: handler(self, call))
+            start = len(self.prog.insts)
+            if low.blocked is not None:  # tensors in DRAM are loaded whole (small ones: the plan blocks the rest)
+                loaded = low.blocked.resident_args(self, args)
+                reusable = tuple(r or (a is not b) for r, a, b in zip(reusable, args, loaded, strict=True))
+                args = loaded
+            attrs = low.composite_attrs(expr.op, callee)
+            call = CompositeCall(composite, Dest.of(var), tuple(args), reusable, attrs)
+            value = self._guarded(var, composite, lambda: handler(self, call))
+            if low.blocked is not None:
+                value = low.blocked.place_result(self, site, value)
+            low.record(composite, var.name, self.fname, site, args, value, start, expr, attrs, var=var)
+            return value
         pins = set()
         for a_expr, a in zip(expr.args, args, strict=True):
             if isinstance(a, Tensor) and not (is_var(a_expr) and self.dead_after(a_expr, var)):

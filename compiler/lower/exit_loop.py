@@ -23,12 +23,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from edgebert.compiler import emitters as em
 from edgebert.compiler.errors import ExitLoopUnfit, StagingTooSmall
 from edgebert.compiler.lower.core import Lowerer, Scope, Step, Tensor
 from edgebert.compiler.lower.exit_plan import ExitLoopPlan
 from edgebert.compiler.lower.exits import ExitCode
-from edgebert.compiler.lower.loops import close_loop, loop_carry, open_loop
+from edgebert.compiler.lower.loops import close_loop, loop_carry, open_loop, update_carry
 from edgebert.compiler.tile_ir import Buffer, Ref, TileInst, TileProgram
 from edgebert.isa.abi import HEAD_TABLE, R_HEAD, R_LAYER, R_TMP
 from edgebert.isa.errors import CompileError
@@ -86,8 +85,7 @@ def _lower_exit_loop(scope: Scope, bindings: list[Any], plan: ExitLoopPlan, exit
     low.pinned -= pins
     low.loop_depth -= 1
     exits.loop_exit(head, low)
-    if layer_out.view != carry.view:
-        em.emit_unary(prog, "vmov", carry.view, layer_out.view)
+    update_carry(scope, carry, layer_out)
     close_loop(prog, label, start, L)
     for k in range(L):
         scope.env[bindings[plan.calls[k]].var] = ("skipped",)
@@ -114,17 +112,22 @@ def _lower_heads(scope: Scope, bindings: list[Any], plan: ExitLoopPlan, result: 
     slots: dict[int, list[Buffer | None]] = {}
     for k in range(1, L):
         nbk, npk, fences = len(prog.buffers), len(prog.packed_weights), set(prog.fences)
-        consts = low.snapshot_consts()
+        consts, mark = low.snapshot_consts(), low.trace.mark()
         low.ring.next = ring0
         scope.env[bindings[plan.calls[k]].var] = result
+        if low.blocked is not None:  # head k takes head 1's memory-hierarchy decisions
+            low.blocked.alias([bindings[i].var for i in plan.segments[k]], [bindings[i].var for i in plan.segments[0]])
         for i in plan.segments[k]:
             scope.lower_binding(bindings[i])
+        if low.blocked is not None:
+            low.blocked.unalias()
         _match(prog.insts[s:e1], prog.insts[e1:], new1, {id(b) for b in prog.buffers[nbk:]}, slots, k, L)
         del prog.insts[e1:]
         del prog.buffers[nbk:]
         del prog.packed_weights[npk:]
         prog.fences = fences
         low.restore_consts(consts)
+        low.trace.rollback(mark)  # a trial lowering: not part of the program's op trace
     low.ring.next = ring1
     _stack(prog, low, slots, s, e1, li, new1, L)
     return head

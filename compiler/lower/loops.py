@@ -34,15 +34,45 @@ def loop_carry(scope: Scope, call: Any) -> tuple[Tensor, list[Value]]:
     pinned: the body never writes over them in place."""
     low = scope.low
     name = call.op.name_hint
-    init = low.to_sram(scope.value_of(call.args[0]), name)
+    start = len(low.prog.insts)
+    site = carry_site(call)
+    first = scope.value_of(call.args[0])
     rest = [scope.value_of(a) for a in call.args[1:]]
-    carry = low.new_tensor(f"{name}.carry", init.shape, init.dtype)
+    if low.blocked is not None:  # the memory-hierarchy plan decides where the carried state lives
+        carry = low.blocked.loop_carry(scope, site, first, f"{name}.carry")
+    else:
+        init = low.to_sram(first, name)
+        carry = low.new_tensor(f"{name}.carry", init.shape, init.dtype)
+        em.emit_unary(low.prog, "vmov", carry.view, init.view)
     low.pinned.add(id(carry.view.buffer))
     for a in rest:
         if isinstance(a, Tensor):
             low.pinned.add(id(a.view.buffer))
-    em.emit_unary(low.prog, "vmov", carry.view, init.view)
+    low.record("carry", f"{name}.carry", scope.fname, site, [first], carry, start, new_value=True)
     return carry, rest
+
+
+def carry_site(call: Any) -> tuple[int, str, int]:
+    """The site of a layer loop's carried state (keyed by the loop's first call)."""
+    return (hash(call), "carry", 0)
+
+
+def update_carry(scope: Scope, carry: Tensor, result: Tensor) -> None:
+    """carry <- the layer's result at the end of the body (nothing when the layer wrote it in place)."""
+    low = scope.low
+    start = len(low.prog.insts)
+    same = result.view.buffer is carry.view.buffer and result.view.offset == carry.view.offset and \
+        result.shape == carry.shape and result.view.is_contiguous()
+    if result.view == carry.view or low.blocked is not None and same:  # written in place: nothing to copy
+        low.record("carry-update", carry.view.buffer.name, scope.fname, None, [result], carry, start,
+                   new_value=False, attrs={"carry": low.trace.value_of(carry.view)})
+        return
+    if low.blocked is not None:
+        low.blocked.copy(carry.view, result.view, f"{carry.view.buffer.name}.update")
+    else:
+        em.emit_unary(low.prog, "vmov", carry.view, result.view)
+    low.record("carry-update", carry.view.buffer.name, scope.fname, None, [result], carry, start, new_value=False,
+               attrs={"carry": low.trace.value_of(carry.view)})
 
 
 def open_loop(prog: TileProgram, name: str, trips: int) -> tuple[str, int]:
@@ -110,8 +140,7 @@ def _lower_loop(scope: Scope, calls: list[Any], num_weights: int) -> None:
     low.loop_depth -= 1
     if not isinstance(result, Tensor) or result.shape != carry.shape:
         raise CompileError(f"{name}: a layer-loop body must return one tensor shaped like its first argument")
-    if result.view != carry.view:
-        em.emit_unary(prog, "vmov", carry.view, result.view)
+    update_carry(scope, carry, result)
     close_loop(prog, label, start, len(calls))
     for b in calls:
         scope.env[b.var] = carry
@@ -127,6 +156,7 @@ class _Snapshot:
         self.fences, self.labels = set(prog.fences), dict(prog.labels)
         self.consts, self.ring, self.pinned, self.depth = low.snapshot_consts(), low.ring.next, set(low.pinned), \
             low.loop_depth
+        self.mark = low.trace.mark()
 
     def restore(self) -> None:
         low, prog = self.low, self.low.prog
@@ -138,3 +168,4 @@ class _Snapshot:
         prog.fences, prog.labels = self.fences, self.labels
         low.restore_consts(self.consts)
         low.ring.next, low.pinned, low.loop_depth = self.ring, self.pinned, self.depth
+        low.trace.rollback(self.mark)

@@ -85,6 +85,9 @@ def lower_matmul(low: Lowerer, out: Out, a: Value, b: Value, bias: np.ndarray | 
             a_exp, b_exp = biases
             a_b = quantize_view(low, a_b, a_exp, f"{name}.a_af8")
             b_b = quantize_view(low, b_b, b_exp, f"{name}.b_af8")
+    low.notes.setdefault("matmuls", []).append({"weight": barr if isinstance(b, Const) else None,
+                                                "fmt": packed.fmt if packed is not None else None,
+                                                "a_exp": a_exp, "b_exp": b_exp, "batch": batch})
     for idx in np.ndindex(*batch) if batch else [()]:
         av, bv, ov = a_b, b_b, o_view
         for i in idx:

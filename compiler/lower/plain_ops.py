@@ -241,8 +241,9 @@ def select(low: Lowerer, out: Out, cond: Value, x: Value, y: Value) -> Tensor:
     return dst
 
 
-def take(low: Lowerer, dest: Dest, data: Value, idx: Value, axis: int) -> Value:
-    """data[idx] along `axis`: constant indices as views (or copies), runtime indices as a `gather` (axis 0)."""
+def take(low: Lowerer, dest: Dest, data: Value, idx: Value, axis: int, into: Tensor | None = None) -> Value:
+    """data[idx] along `axis`: constant indices as views (or copies), runtime indices as a `gather` (axis 0) into
+    `into` when given (a dense [rows, cols] tensor), else a fresh tensor."""
     dshape = data.array.shape if isinstance(data, Const) else data.shape
     axis %= len(dshape)
     if isinstance(idx, Const):
@@ -274,7 +275,7 @@ def take(low: Lowerer, dest: Dest, data: Value, idx: Value, axis: int) -> Value:
     iv = idx.view.reshape((rows,))
     if iv is None or iv.strides[0] != 1 and rows > 1:
         iv = low.dense_copy(idx, f"{dest.name}.idx").view.reshape((rows,))
-    out = low.new_tensor(dest.name, (rows, table2.shape[1]), data.dtype)
+    out = into if into is not None else low.new_tensor(dest.name, (rows, table2.shape[1]), data.dtype)
     em.emit_gather(low.prog, out.view, table2, iv)
     return Tensor(out.view.reshape(dest.shape), data.dtype)
 

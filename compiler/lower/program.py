@@ -10,6 +10,8 @@ from edgebert.compiler import emitters as em
 from edgebert.compiler.compression import CompressionOptions
 from edgebert.compiler.early_exit import EarlyExitSpec
 from edgebert.compiler.errors import ExitLoopUnfit
+from edgebert.compiler.hierarchy.plan import MemoryPlan
+from edgebert.compiler.lower.blocked import BlockedLowering
 from edgebert.compiler.lower.composites import COMPOSITES
 from edgebert.compiler.lower.core import (
     STORAGE,
@@ -52,6 +54,7 @@ def lower_program(
     output_names: list[str] | None = None,
     early_exit: EarlyExitSpec | None = None,
     compression: CompressionOptions | None = None,
+    plan: MemoryPlan | None = None,
 ) -> TileProgram:
     """Lower `mod["main"]` (static shapes): inputs are loaded from DRAM, outputs stored back to DRAM.
 
@@ -59,8 +62,9 @@ def lower_program(
     `early_exit`: the program's only output is `logits`, the first exit head whose entropy is below the threshold
     (else the last), and it writes the exit layer word; the layers and heads form one loop when they can, else the
     program is lowered again with the layers unrolled (`TileProgram.exit_layout` says which and why).
-    `compression`: AF8 / bitmask-sparse weight storage (compiler/compression.py); None = dense fp32."""
-    args = (mod, hw, layer_loops, staging_fraction, output_names, early_exit, compression)
+    `compression`: AF8 / bitmask-sparse weight storage (compiler/compression.py); None = dense fp32.
+    `plan`: the memory-hierarchy plan (compiler/hierarchy): spilled tensors in DRAM, its ops blocked."""
+    args = (mod, hw, layer_loops, staging_fraction, output_names, early_exit, compression, plan)
     try:
         return _lower(*args, loop_exits=True)
     except ExitLoopUnfit as exc:
@@ -71,12 +75,14 @@ def lower_program(
 
 def _lower(mod: Any, hw: HardwareConfig, layer_loops: list[LayerLoop], staging_fraction: int,
            output_names: list[str] | None, early_exit: EarlyExitSpec | None, compression: CompressionOptions | None,
-           loop_exits: bool) -> TileProgram:
+           plan: MemoryPlan | None, loop_exits: bool) -> TileProgram:
     prog = TileProgram()
-    size = staging_bytes(hw, staging_fraction)
+    size = staging_bytes(hw, staging_fraction) if plan is None else plan.ring_bytes
     ring = StagingRing([prog.buffer(f"stage.{i}", size, "stage") for i in range(STAGING_BUFFERS)], size)
     low = Lowerer(mod, hw, prog, ring, LOWERED_OPS, COMPOSITES, FOLDABLE)
     low.compression = compression
+    if plan is not None:
+        low.blocked = BlockedLowering(low, plan)
     if compression is not None:
         compression.reset()
     main = mod["main"]
@@ -90,6 +96,8 @@ def _lower(mod: Any, hw: HardwareConfig, layer_loops: list[LayerLoop], staging_f
         plan = plan_exits(bindings, main.body.body, early_exit.heads, outputs, _layer_call_vars(main, layer_loops),
                           loop_exits)
         bindings = plan.bindings
+    prog.trace = low.trace
+    low.trace.loops = prog.loops
     result = low.lower_function(main, args, "main", bindings, main_steps(bindings, layer_loops, main, exits, plan))
     if exits is not None:
         prog.outputs.append(exits.finish())
@@ -110,9 +118,11 @@ def _load_input(low: Lowerer, param: Any) -> Tensor:
         raise CompileError(f"input '{param.name}': dtype {dtype} is not supported (float32, int32, int64)")
     dram = prog.buffer(f"input.{param.name}", max(1, _numel(shape)) * 4, "input", "dram")
     prog.inputs.append((param.name, dram, shape, dtype))
+    start = len(prog.insts)
     t = low.new_tensor(param.name, shape, dtype)
     em.emit_dma(prog, "ld", t.view, fresh_view(dram, shape, STORAGE[dtype]))
     low.pinned.add(id(t.view.buffer))
+    low.record("input", param.name, "main", None, [], t, start)
     return t
 
 
@@ -125,12 +135,17 @@ def _store_output(low: Lowerer, name: str, val: Any) -> None:
     shape = val.array.shape if isinstance(val, Const) else val.shape
     dram = prog.buffer(f"output.{name}", max(1, _numel(shape)) * 4, "output", "dram")
     prog.outputs.append((name, dram, tuple(shape), "float32"))
+    start = len(prog.insts)
     if isinstance(val, Const):
         src = low.const_buffer(val.array, "float32")
         t = low.new_tensor(f"{name}.const", tuple(shape), "float32")
         em.emit_dma(prog, "ld", t.view, src)
         val = t
-    em.emit_dma(prog, "st", fresh_view(dram, tuple(shape), "f32"), val.view)
+    if low.blocked is not None:
+        low.blocked.copy(fresh_view(dram, tuple(shape), "f32"), val.view, f"output.{name}")
+    else:
+        em.emit_dma(prog, "st", fresh_view(dram, tuple(shape), "f32"), val.view)
+    low.record("output", name, "main", None, [val], None, start)
 
 
 def _layer_call_vars(main: Any, layer_loops: list[LayerLoop]) -> set[Any]:

@@ -3,6 +3,7 @@ QK^T and PV computed only over the key columns inside each row block's span + ra
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -162,32 +163,57 @@ def lower_attention_span(scope: Scope, call: CompositeCall) -> Tensor:
     for b, (h, r0, r1, c0, c1) in enumerate(blocks):
         mm, nc = r1 - r0, c1 - c0
         tile = View(scores.buffer, scores.offset + b * rows_max * widest, (mm, nc), (nc, 1), "f32")
-        q_blk = qv.index(0, r0, mm).index(1, h * head_dim, head_dim)
-        k_t = kv.index(0, c0, nc).index(1, h * head_dim, head_dim).permute((1, 0))
-        emit_matmul(scope.prog, low.hw, low.ring, tile, q_blk, k_t, name=f"{name}.qk",
-                    a_exp=qk_exp and qk_exp[0], b_exp=qk_exp and qk_exp[1])
-        span, ramp = plans[h] if plans[h] is not None else (0, 0)
-        extra = []
-        if full_mask is not None:
-            extra.append(full_mask.index(0, h, 1).index(1, r0, mm).index(2, c0, nc))
-        if plans[h] is None:
-            extra.append(log_mask.index(0, h, 1).index(1, r0, mm).index(2, c0, nc))
-        if extra:  # scale first, then the additive terms, then a plain softmax
-            em.emit_immediate(scope.prog, "vmuli", tile, tile, sc_scale)
-            for e in extra:
-                e2 = View(e.buffer, e.offset, (mm, nc), e.strides[1:], e.dtype)
-                em.emit_binary(scope.prog, "vadd", tile, tile, e2)
-            _softmax(scope, tile, 1.0, row.index(0, c0, nc) if row is not None else None, span, ramp, r0, c0)
-        else:
-            _softmax(scope, tile, sc_scale, row.index(0, c0, nc) if row is not None else None, span, ramp, r0, c0)
-        v_blk = vv.index(0, c0, nc).index(1, h * head_dim, head_dim)
-        o_blk = ov.index(0, r0, mm).index(1, h * head_dim, head_dim)
-        probs = tile
-        if pv_exp is not None:
-            probs = quantize_view(low, tile, pv_exp[0], f"{name}.p_af8")
-        emit_matmul(scope.prog, low.hw, low.ring, o_blk, probs, v_blk, name=f"{name}.pv",
-                    a_exp=pv_exp and pv_exp[0], b_exp=pv_exp and pv_exp[1])
+        hd = (h * head_dim, head_dim)
+        span_block(scope, SpanBlock(h, r0, r1, c0, c1, plans[h]), tile, qv.index(0, r0, mm).index(1, *hd),
+                   kv.index(1, *hd), vv.index(1, *hd), ov.index(0, r0, mm).index(1, *hd), sc_scale, row, full_mask,
+                   log_mask, qk_exp, pv_exp, name)
     return Tensor(out.view.reshape(call.dest.shape), "float32")
+
+
+@dataclass(frozen=True)
+class SpanBlock:
+    """Query rows [r0, r1) of head h against key columns [c0, c1); plan: the head's (span, ramp), None: dense."""
+
+    h: int
+    r0: int
+    r1: int
+    c0: int
+    c1: int
+    plan: tuple[int, int] | None
+
+
+def span_block(scope: Scope, blk: SpanBlock, tile: View, q_blk: View, kh: View, vh: View, o_blk: View,
+               sc_scale: float, row: View | None, full_mask: View | None, log_mask: View | None, qk_exp: Any,
+               pv_exp: Any, name: str) -> None:
+    """One block: tile = q_blk @ k_cols^T, the windowed softmax (or scale + additive masks + plain softmax), then
+    o_blk = p @ v_cols. q_blk, o_blk: the block's query and context rows [r1 - r0, D]; kh, vh: the head's [S, D]
+    keys and values (all in SRAM)."""
+    low = scope.low
+    h, r0, r1, c0, c1 = blk.h, blk.r0, blk.r1, blk.c0, blk.c1
+    mm, nc = r1 - r0, c1 - c0
+    k_t = kh.index(0, c0, nc).permute((1, 0))
+    emit_matmul(scope.prog, low.hw, low.ring, tile, q_blk, k_t, name=f"{name}.qk",
+                a_exp=qk_exp and qk_exp[0], b_exp=qk_exp and qk_exp[1])
+    span, ramp = blk.plan if blk.plan is not None else (0, 0)
+    extra = []
+    if full_mask is not None:
+        extra.append(full_mask.index(0, h, 1).index(1, r0, mm).index(2, c0, nc))
+    if blk.plan is None:
+        extra.append(log_mask.index(0, h, 1).index(1, r0, mm).index(2, c0, nc))
+    if extra:  # scale first, then the additive terms, then a plain softmax
+        em.emit_immediate(scope.prog, "vmuli", tile, tile, sc_scale)
+        for e in extra:
+            e2 = View(e.buffer, e.offset, (mm, nc), e.strides[1:], e.dtype)
+            em.emit_binary(scope.prog, "vadd", tile, tile, e2)
+        _softmax(scope, tile, 1.0, row.index(0, c0, nc) if row is not None else None, span, ramp, r0, c0)
+    else:
+        _softmax(scope, tile, sc_scale, row.index(0, c0, nc) if row is not None else None, span, ramp, r0, c0)
+    v_blk = vh.index(0, c0, nc)
+    probs = tile
+    if pv_exp is not None:
+        probs = quantize_view(low, tile, pv_exp[0], f"{name}.p_af8")
+    emit_matmul(scope.prog, low.hw, low.ring, o_blk, probs, v_blk, name=f"{name}.pv",
+                a_exp=pv_exp and pv_exp[0], b_exp=pv_exp and pv_exp[1])
 
 
 def lower_masked_softmax(scope: Scope, call: CompositeCall) -> Tensor:

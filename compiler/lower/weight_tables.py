@@ -97,7 +97,7 @@ def lower_copies(low: Lowerer, first: Any, others: list[Any]) -> tuple[range, se
     count = len(others) + 1
     for k, lower in enumerate(others, start=1):
         nbk, npk, fences = len(prog.buffers), len(prog.packed_weights), set(prog.fences)
-        consts = low.snapshot_consts()
+        consts, mark = low.snapshot_consts(), low.trace.mark()
         low.ring.next = ring0
         lower()
         try:
@@ -108,5 +108,6 @@ def lower_copies(low: Lowerer, first: Any, others: list[Any]) -> tuple[range, se
             del prog.packed_weights[npk:]
             prog.fences = fences
             low.restore_consts(consts)
+            low.trace.rollback(mark)  # a trial lowering: not part of the program's op trace
     low.ring.next = ring1
     return range(s, e1), new1, slots

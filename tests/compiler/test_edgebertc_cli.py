@@ -73,16 +73,16 @@ def test_unsupported_op_is_one_line_error(tmp_path, capsys):
     assert "the_cos" in err and "Cos" in err
 
 
-def test_sram_overflow_names_the_tensor(tiny_model, tmp_path, capsys):
+def test_sram_too_small_names_the_op_and_a_size(tiny_model, tmp_path, capsys):
     from edgebert.isa.hardware import bundled_config_text
 
     text = bundled_config_text("ideal-256mac")
-    small = re.sub(r"(\[memory\.sram\]\s*\nsize_bytes = )\d+", r"\g<1>8192", text)
+    small = re.sub(r"(\[memory\.sram\]\s*\nsize_bytes = )\d+", r"\g<1>2048", text)
     hw = tmp_path / "small.toml"
     hw.write_text(small)
     err = _one_line_error(capsys, edgebertc([str(tiny_model), "--hw", str(hw), "-o", str(tmp_path / "x.ebin")]))
-    assert "SRAM overflow" in err and "tensor '" in err and "8192" in err
-    assert re.search(r"tensor '[^']+' \(float32\[\d+(, \d+)*\], \d+ bytes\)", err), err
+    assert "SRAM too small: op '" in err and "memory.sram.size_bytes is 2048" in err, err
+    assert re.search(r"needs \d+ bytes for its smallest block \(.+\).*memory\.sram\.size_bytes = \d+\)", err), err
 
 
 def test_wrong_seq_len_is_rejected(tiny_model, tmp_path, capsys):

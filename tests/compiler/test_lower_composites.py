@@ -7,7 +7,7 @@ import pytest
 from relax_helpers import tensor_var
 from tvm import relax
 
-from edgebert.compiler.errors import SramOverflow
+from edgebert.compiler.errors import SramOverflow, SramTooSmall
 from edgebert.compiler.lower import core
 from edgebert.compiler.lower.composites import COMPOSITES
 from edgebert.compiler.pipeline import STAGES, compile_onnx, compile_relax, format_timings
@@ -78,25 +78,33 @@ def test_composites_are_lowered_as_units_never_inlined(tiny, monkeypatch):
             "edgebert.mask_bias", "edgebert.pooler"} <= set(calls)
 
 
-def test_sram_overflow_is_typed(tiny):
+def test_sram_too_small_is_typed_and_suggests_a_size_that_compiles(tiny):
+    """Below the smallest SRAM one block of the largest op fits in, the error names the op, its block and the bytes
+    it needs, and suggests a size; that size compiles (the memory-hierarchy plan)."""
     import dataclasses
 
     hw = default_config()
-    small = dataclasses.replace(hw, memory=dataclasses.replace(
-        hw.memory, sram=dataclasses.replace(hw.memory.sram, size_bytes=8192)))
+
+    def sized(n: int):
+        return dataclasses.replace(hw, memory=dataclasses.replace(hw.memory, sram=dataclasses.replace(hw.memory.sram,
+                                                                                                    size_bytes=n)))
+
     with pytest.raises(SramOverflow) as info:
-        compile_onnx(tiny, hw=small)
+        compile_onnx(tiny, hw=sized(8192))
     err = info.value
-    assert err.size == 8192 and err.nbytes > 0 and err.tensor in str(err) and "SRAM overflow" in str(err)
+    assert isinstance(err, SramTooSmall) and err.size == 8192 and err.need > 8192 * 0.9 and err.op in str(err)
+    assert "SRAM too small" in str(err) and f"memory.sram.size_bytes = {err.suggest}" in str(err)
+    assert compile_onnx(tiny, hw=sized(err.suggest)).memory_plan is not None
 
 
 def test_stage_list_is_the_table_of_contents(tiny):
     assert [s.name for s in STAGES] == ["load", "import", "relax", "check", "layer-loops", "compression", "early-exit",
-                                        "lower", "plan-memory", "schedule", "emit", "dvfs-plan"]
+                                        "lower", "plan-memory", "hierarchy", "lower-blocked", "plan-memory-blocked",
+                                        "schedule", "emit", "dvfs-plan"]
     timings: dict[str, float] = {}
     compile_onnx(tiny, timings=timings)
     ran = [line.split()[0] for line in format_timings(timings) if not line.startswith("relax:")]
-    # early-exit and dvfs-plan only run when the options ask for them
+    # early-exit and dvfs-plan only run when the options ask for them, the hierarchy stages when SRAM overflows
     assert ran == ["load", "import", "relax", "check", "layer-loops", "compression", "lower", "plan-memory",
                    "schedule", "emit", "total"]
 
