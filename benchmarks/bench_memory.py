@@ -123,7 +123,7 @@ def compressed_rows(work: Path, sizes: list[tuple[str, int]], cmod) -> None:
     from edgebert.compiler.options import EarlyExitOptions
     from edgebert.emulator import run
     from edgebert.frontend.models.synthetic_tasks import make_dataset
-    from edgebert.isa.hardware import default_config
+    from edgebert.isa.hardware import load_config
     from edgebert.isa.traces import write_entropy_trace
 
     path = work / "albert_base_compressed.onnx"
@@ -137,12 +137,12 @@ def compressed_rows(work: Path, sizes: list[tuple[str, int]], cmod) -> None:
     xs = [{"input_ids": ds.input_ids[i:i + 1].astype(np.int64),
            "attention_mask": ds.attention_mask[i:i + 1].astype(np.int64)} for i in range(6)]
     # the threshold: between the middle exit-1 entropies of these sentences (the all-heads program, emulated)
-    heads = compile_timed(path, default_config())[0].program
+    heads = compile_timed(path, load_config("ideal-256mac"))[0].program
     ents = sorted(_entropy(run(heads, x).outputs["exit_1_logits"]) for x in xs)
     threshold = (ents[2] + ents[3]) / 2
     print(f"threshold {threshold:.6f} (exit-1 entropies {', '.join(f'{e:.6f}' for e in ents)})")
     opts = EarlyExitOptions(threshold=threshold, latency_target_s=0.5, calibration_entropies=cal)
-    base = default_config()
+    base = load_config("ideal-256mac")
     configs = [(label, with_sram(base, size) if size != base.memory.sram.size_bytes else base)
                for label, size in sizes] + ([("edgebert-cmod", cmod)] if cmod is not None else [])
     ref = None
@@ -175,18 +175,20 @@ def _entropy(logits: np.ndarray) -> float:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--sizes", default="4M,1M,256K,128K")
-    p.add_argument("--no-cmod", action="store_true")
+    p.add_argument("--sizes", default="4M,1M,256K,128K",
+                   help="SRAM sizes (K/M suffixes) to compile ideal-256mac for, comma-separated")
+    p.add_argument("--no-cmod", action="store_true", help="skip the edgebert-cmod row (its buffer set)")
     p.add_argument("--no-min", action="store_true", help="skip the search for the smallest SRAM that compiles")
     p.add_argument("--compressed", action="store_true", help="also the AF8 + pruned + span early-exit model")
     p.add_argument("--no-fp32", action="store_true", help="skip the fp32 table (with --compressed)")
-    p.add_argument("--work", type=Path, default=None)
+    p.add_argument("--work", type=Path, default=None,
+                   help="where the models and programs are written (default: a temporary folder)")
     args = p.parse_args(argv)
 
     import onnxruntime as ort
 
     from edgebert.frontend.models.hf_albert_export import ExportSpec, build_and_export, make_inputs
-    from edgebert.isa.hardware import default_config, load_config
+    from edgebert.isa.hardware import load_config
 
     tmp = tempfile.TemporaryDirectory()
     work = args.work or Path(tmp.name)
@@ -198,7 +200,7 @@ def main(argv: list[str] | None = None) -> int:
     sess = ort.InferenceSession(str(model), providers=["CPUExecutionProvider"])
     want = dict(zip([o.name for o in sess.get_outputs()], sess.run(None, inputs), strict=True))
 
-    base = default_config()
+    base = load_config("ideal-256mac")
     sizes = [(s, SIZES[s]) for s in args.sizes.split(",")]
     cmod = None if args.no_cmod else load_config("edgebert-cmod")
     if args.no_fp32:
