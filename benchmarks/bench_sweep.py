@@ -86,6 +86,8 @@ SWEEP = """
 [sweep]
 name = "bench"
 strategy = "grid"
+[hardware]
+base = "ideal-256mac"
 [hardware.params]
 "pu.lanes" = [8, 16, 32, 64]
 [compiler.params]

@@ -60,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
                    help="exit entropy thresholds (default: both of the authors' sets)")
     p.add_argument("--policies", nargs="+", default=["recover", "forced"], choices=["recover", "forced"],
                    help="exit policies (default both)")
-    p.add_argument("--hw", default=None, metavar="NAME|FILE", help="hardware config (default ideal-256mac)")
+    p.add_argument("--hw", default=None, metavar="NAME|FILE", help="hardware config (default: edgebert-cmod)")
     p.add_argument("--json", metavar="FILE", help="write the sweep's results here (JSON)")
     p.add_argument("--plot", metavar="FILE", help="the figure (.png; .svg/.pdf: vector)")
     args = p.parse_args(argv)

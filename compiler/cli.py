@@ -19,7 +19,7 @@ from edgebert.compiler.options import (
 )
 from edgebert.isa.cli_common import add_hw, add_json, add_verbosity, add_version
 from edgebert.isa.errors import EdgebertError
-from edgebert.isa.hardware import HardwareConfig
+from edgebert.isa.hardware import DEFAULT_CONFIG, HardwareConfig
 from edgebert.isa.progress import terminal_progress
 from edgebert.isa.table import EXIT_COMPARES
 from edgebert.isa.units import parse_duration
@@ -46,7 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="output file (default: the model name with .ebin, or .s with -S)")
     p.add_argument("--seq-len", type=int, default=None, metavar="N",
                    help="fix the sequence length of [batch, seq] inputs (dynamic axes)")
-    add_hw(p, "ideal-256mac")
+    add_hw(p, DEFAULT_CONFIG)
     p.add_argument("-S", dest="assembly", action="store_true", help="write assembly instead of a binary")
     p.add_argument("--dump-ir", metavar="DIR", default=None, help="write the IR after each pass into DIR")
     add_json(p, "the compile summary (instructions, bytes per memory level, SRAM peak, each stage's wall time)")

@@ -23,6 +23,13 @@ class LayerCycles:
     prologue: int  # before layer 1 (embedding)
     layer: int  # one layer and its exit head
     epilogue: int  # after the loop (final store, exit word)
+    spread: int = 0  # the longest layer minus the shortest: where the model puts a layer boundary, up to this early
+    layers: int = 0  # the program's layers (0: unknown)
+    last_epilogue: int = 0  # after the last layer when no exit is taken (its way out of the loop); 0: `epilogue`
+
+    def epilogue_after(self, exit_layer: int) -> int:
+        """The epilogue of a sentence that exits after `exit_layer` (runs every layer when it is the last)."""
+        return self.last_epilogue if self.layers and exit_layer >= self.layers and self.last_epilogue else self.epilogue
 
 
 @dataclass(frozen=True)
@@ -74,7 +81,7 @@ class Path:
 def sentence_path(cycles: LayerCycles, energy: PartEnergy | None, first: int, q: int, r: int, predicted: int,
                   exit_layer: int, *, policy: str = "recover", initial: int | None = None) -> Path:
     """The module docstring's execution of one sentence (energy None: cycles only)."""
-    P, C, E = cycles.prologue, cycles.layer, cycles.epilogue
+    P, C, E = cycles.prologue, cycles.layer, cycles.epilogue_after(exit_layer)
     en = energy or PartEnergy(0.0, 0.0, 0.0)
     parts: dict[int, list] = {}
 
@@ -100,7 +107,8 @@ def sentence_path(cycles: LayerCycles, energy: PartEnergy | None, first: int, q:
                 switches.append(r)
             add(r, (e - p) * C, (e - p) * en.layer_dyn, (e - p) * en.layer_fixed)
             last = r
-    add(last, E, en.epilogue_dyn, en.epilogue_fixed)
+    extra = (E - cycles.epilogue) / C if C else 0.0  # a longer way out: charged as that share of a layer
+    add(last, E, en.epilogue_dyn + extra * en.layer_dyn, en.epilogue_fixed + extra * en.layer_fixed)
     return Path({x: (v[0], v[1], v[2]) for x, v in parts.items()}, tuple(switches))
 
 
@@ -140,4 +148,5 @@ def sentence_energy_j(hw: HardwareConfig, cycles: LayerCycles, energy: PartEnerg
 
 def all_fastest_s(hw: HardwareConfig, cycles: LayerCycles, fastest: int, exit_layer: int) -> float:
     """Latency of a sentence exiting after `exit_layer` with every layer at the fastest point."""
-    return (cycles.prologue + exit_layer * cycles.layer + cycles.epilogue) / (hw.dvfs.points[fastest].mhz * 1e6)
+    return (cycles.prologue + exit_layer * cycles.layer + cycles.epilogue_after(exit_layer)) / \
+        (hw.dvfs.points[fastest].mhz * 1e6)

@@ -163,7 +163,8 @@ class DvfsPlan:
         lines = [
             f"latency-aware DVFS plan ({self.planner} planner, {self.policy} policy): L = {self.num_layers}, target "
             f"{self.target_s * 1e3:.3f} ms (margin {self.margin:.1%}), layer {self.cycles.layer:,} cycles, prologue "
-            f"{self.cycles.prologue:,}, epilogue {self.cycles.epilogue:,}; prologue and layer 1 at {pt(s)}"
+            f"{self.cycles.prologue:,}, epilogue {self.cycles.epilogue:,} ({self.cycles.epilogue_after(self.num_layers):,} after every layer); "
+            f"prologue and layer 1 at {pt(s)}"
             f"{' (fastest, by request)' if self.layer1_mode == 'fastest' else ''}",
             f"all-fastest latency for L layers: {all_fastest_s(hw, self.cycles, self.fastest, self.num_layers) * 1e3:.3f}"
             f" ms; optimised for {self.samples.source if self.samples else 'nothing'}"
@@ -196,7 +197,7 @@ class DvfsPlan:
             "layer1_mode": self.layer1_mode,
             "policy": self.policy,
             "planner": self.planner,
-            "cycles": {"prologue": self.cycles.prologue, "layer": self.cycles.layer, "epilogue": self.cycles.epilogue},
+            "cycles": dataclasses.asdict(self.cycles),
             "exit_table": self.exit_table.tolist(),
             "point_table": self.point_table.tolist(),
             "recovery_table": self.recovery_table.tolist(),
@@ -339,7 +340,10 @@ def plan_dvfs(
         dvfs_bins.check_scale(bins_scale if bins_scale is not None else math.nan)
     req = PlanRequest(L, exits, policy, planner, layer1_point, margin, samples, bins_scale)
     energy = energy or PartEnergy.dynamic_only(cycles)
-    pl = _Planner(hw, cycles, energy, req, target_s * (1.0 - margin), threshold)
+    # each layer is modelled at the longest layer's cycles, so a modelled switch can come up to `spread` cycles per
+    # layer later than the real one: keep that many cycles at the slowest point in reserve (a bound, not a guess)
+    slack = L * cycles.spread / (hw.dvfs.points[by_speed(hw)[0]].mhz * 1e6)
+    pl = _Planner(hw, cycles, energy, req, target_s * (1.0 - margin) - slack, threshold)
     F = pl.F
     firsts = [F] if layer1_point == "fastest" or len(pl.feasible) < L else \
         [F] + [x for x in reversed(pl.order) if x != F]
@@ -371,10 +375,12 @@ def measure_parts(program: Any, hw: HardwareConfig) -> tuple[LayerCycles, PartEn
 
     The program must run one `bexit` per layer (after its exit head) and be valid timing-only (control flow
     depends only on entropies). Runs it timing-only without DVFS, with early exit forced after layer 1 and
-    after layer 2; the layer is the distance between the first two `bexit` ends (its energy the difference of the
-    two runs), the prologue what precedes the first minus one layer, the epilogue what follows the first exit
-    (its energy: the layer's per cycle). Compile with placeholder tables, measure, plan, then write the plan's
-    tables: cycles and energies do not depend on the tables.
+    after layer 2 (the layer's energy is the difference of the two runs), and once through every layer: the layer
+    is the longest distance between consecutive `bexit` ends (units overlap across layer boundaries, so a layer in
+    the steady state can take a few cycles more than layer 2: the longest keeps the plan's latencies upper bounds),
+    the prologue what precedes the first minus one layer, the epilogue what follows the first exit (its energy: the
+    layer's per cycle). Compile with placeholder tables, measure, plan, then write the plan's tables: cycles and
+    energies do not depend on the tables.
     """
     from edgebert.emulator.runner import Runner  # the emulator only when measuring
 
@@ -390,8 +396,17 @@ def measure_parts(program: Any, hw: HardwareConfig) -> tuple[LayerCycles, PartEn
             raise CompileError("cannot measure layer cycles: the program does not run one bexit per layer")
         runs.append((ends, res.report["cycles"], _split_energy(res.report["energy_breakdown_j"], hw)))
     (first, total1, (dyn1, fix1)), (second, _, (dyn2, fix2)) = runs
-    layer = second[1] - second[0]
-    cycles = LayerCycles(prologue=first[0] - layer, layer=layer, epilogue=total1 - first[0])
+    every = runner.run(entropy_values=[math.inf] * 4096, timing_only=True, disable_dvfs=True, check_races=False)
+    ends = [end for _, _, end, pc in every.machine.trace if code[pc].mnemonic in ("bexit", "bexitr")]
+    gaps = [second[1] - second[0]] + [b - a for a, b in zip(ends, ends[1:], strict=False)]
+    layer = max(gaps)
+    # two epilogues: after an exit, and after the last layer when none exits (the last layer may run no bexit, and
+    # the way out of the loop can cost more than an exit's)
+    num_layers = int((program.metadata.get("early_exit") or {}).get("num_layers") or len(ends) + 1)
+    prologue = first[0] - layer
+    cycles = LayerCycles(prologue=prologue, layer=layer, epilogue=total1 - first[0], spread=layer - min(gaps),
+                         layers=num_layers,
+                         last_epilogue=max(every.report["cycles"] - prologue - num_layers * layer, 0))
     per = cycles.epilogue / layer if layer else 0.0
     layer_dyn, layer_fix = dyn2 - dyn1, fix2 - fix1
     energy = PartEnergy(dyn1 - per * layer_dyn, layer_dyn, per * layer_dyn,

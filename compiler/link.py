@@ -18,7 +18,7 @@ from typing import Any
 
 from edgebert.compiler.emit import emit_program, symbol_name
 from edgebert.compiler.errors import TaskRegionError
-from edgebert.compiler.memory_plan import place_spills
+from edgebert.compiler.memory_plan import place_spills, task_region
 from edgebert.compiler.tile_ir import Buffer, Ref, TileProgram
 from edgebert.isa.abi import (
     EXIT_WORD,
@@ -183,19 +183,19 @@ def link_tasks(tasks: list[Any], results: list[Any], hw: HardwareConfig, *, plac
 
     peak = max(r.sram_peak_bytes for r in results)
     sram = hw.memory.sram
-    loaded_word = max(sram.size_bytes - 64, 0) // 64 * 64
-    region = (loaded_word - block) // sram.align_bytes * sram.align_bytes
+    region, loaded_word, used = task_region([b for p in progs for b in p.buffers], hw, block, peak)
     notes = []
-    fits = region >= peak
+    fits = region >= used
     in_place = any(b.space == "sram" for b in own[0])  # compiled for the SRAM placement (matmuls read the region)
     if placement == "envm" and in_place:
         raise CompileError("internal: task programs compiled to read their weights in place from SRAM cannot be "
                            "linked with the eNVM placement (compile them with the weights staged)")
     if (placement == "sram" or in_place) and not fits:
+        where = (f"the top of an '{hw.pu.operand_buffer}' buffer, above its tensors ({used} bytes into SRAM)"
+                 if sram.buffers else f"the top of SRAM, above the activations' peak ({peak} bytes)")
         raise TaskRegionError(sram.size_bytes - region,
             f"task-specific weights do not fit in SRAM: a task block ({block} bytes: adapters and heads of one "
-            f"task) + 64 bytes above the activations' peak ({peak} bytes) exceed memory.sram.size_bytes "
-            f"{sram.size_bytes}"
+            f"task) + 64 bytes do not fit at {where} (memory.sram.size_bytes {sram.size_bytes})"
         )
     mode = "sram" if placement == "sram" or (placement == "auto" and fits) else "envm"
     task_space = "sram" if mode == "sram" else store_level

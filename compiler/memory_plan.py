@@ -148,7 +148,8 @@ def plan_sram(prog: TileProgram, hw: HardwareConfig) -> int:
     first trimmed to what their tiles use (trim_staging). With a buffer set (`memory.sram.buffers`) every tensor lies
     inside one buffer, placed by the roles its instructions give it (_region_order).
 
-    Returns the peak SRAM use in bytes; raises SramOverflow naming the buffer that does not fit.
+    Returns the peak SRAM use in bytes (with a buffer set: the sum of each buffer's high-water mark); raises
+    SramOverflow naming the buffer that does not fit.
     """
     trim_staging(prog)
     sram = hw.memory.sram
@@ -177,14 +178,44 @@ def plan_sram(prog: TileProgram, hw: HardwareConfig) -> int:
         buf.address = addr
         placed.append((lo, hi, addr, size, buf))
         peak = max(peak, addr + size)
-    # constants read in place from SRAM (a multi-task program's task weights, compiler/compression.InPlaceFormat): above
-    # the activations' peak, which they do not count in; compiler/link.py moves them into the SRAM task region
-    top = peak
-    for buf in prog.buffers:
-        if buf.kind == "const" and buf.space == "sram":
+    # constants read in place from SRAM (a multi-task program's task weights, compiler/compression.InPlaceFormat): where
+    # compiler/link.py puts the SRAM task region (above the activations' peak, which they do not count in; or at the
+    # top of an operand buffer), so that the task program runs as compiled (its DVFS plan measures it)
+    in_place = [b for b in prog.buffers if b.kind == "const" and b.space == "sram"]
+    if in_place:
+        block = _align(max(sum(_align(b.nbytes, 64) for b in in_place), 1), 64)
+        region, _, used = task_region(prog.buffers, hw, block, peak)
+        top = region if sram.buffers and region >= used else peak
+        for buf in in_place:
             buf.address = _align(top, 64)
             top = buf.address + buf.nbytes
+    if len(regions) > 1:  # a buffer set: the bytes in use, buffer by buffer (not the highest address)
+        return sum(max([lo] + [a + n for (_, _, a, n, _) in placed if lo <= a < hi]) - lo for lo, hi, _ in regions)
     return peak
+
+
+def task_region(buffers: list[Buffer], hw: HardwareConfig, block: int, peak: int) -> tuple[int, int, int]:
+    """Where the SRAM task region of a multi-task program lies: (region address, loaded-task word, the highest byte
+    the placed SRAM tensors in `buffers` use below it); the region fits when its address is at least that. One SRAM:
+    at the top, above the activations' `peak`. A buffer set: at the top of the PU's operand buffer (the matmuls read
+    the task weights in place) whose tensors leave the most room, the loaded-task word in its last 64 bytes."""
+    sram = hw.memory.sram
+    if not sram.buffers:
+        loaded_word = max(sram.size_bytes - 64, 0) // 64 * 64
+        return (loaded_word - block) // sram.align_bytes * sram.align_bytes, loaded_word, peak
+    best: tuple[int, int, int] | None = None
+    for lo, hi, buf in sram.regions("sram"):
+        if buf.name != hw.pu.operand_buffer:
+            continue
+        used = max([lo] + [b.address + b.nbytes for b in buffers
+                           if b.space == "sram" and b.kind in ("act", "stage") and lo <= b.address < hi])
+        loaded_word = (hi - 64) // 64 * 64
+        region = (loaded_word - block) // sram.align_bytes * sram.align_bytes
+        if best is None or region - used > best[0] - best[2]:
+            best = (region, loaded_word, used)
+    if best is None:
+        raise CompileError(f"the SRAM buffer set has no '{hw.pu.operand_buffer}' buffer (pu.operand_buffer)")
+    return best
 
 
 def place_spills(prog: TileProgram, hw: HardwareConfig, base: int | None = None) -> None:

@@ -287,8 +287,16 @@ def _place(build: _TaskBuild, hw: HardwareConfig, placement: str, labels: int) -
     try:
         return link_tasks(build.tasks, build.compile_all(hw, True), hw, placement="sram", padded_labels=labels)
     except TaskRegionError as exc:
-        # plan the activations in the SRAM below a reserved task region, and try again
         sram = hw.memory.sram
+        if sram.buffers:  # the buffers' sizes are the hardware's: no replanning below a reserved region
+            if placement == "sram":
+                raise
+            res = link_tasks(build.tasks, build.compile_all(hw, False), hw, placement="envm", padded_labels=labels)
+            res.notes.append(f"SRAM placement impossible ({exc}): task weights streamed (staged) from "
+                             f"{res.program.metadata['multitask']['tasks'][0]['block']['space']}")
+            res.program.metadata["multitask"]["notes"] = res.notes
+            return res
+        # plan the activations in the SRAM below a reserved task region, and try again
         reserved = dataclasses.replace(hw, memory=dataclasses.replace(
             hw.memory, sram=dataclasses.replace(sram, size_bytes=max(sram.size_bytes - exc.reserve, 0))))
         try:

@@ -40,7 +40,7 @@ def progress_bars(quiet: bool = False) -> Any:
 
 def hardware(hw: HardwareLike = None) -> HardwareConfig:
     """A hardware config: a bundled name (`ideal-256mac`, `edgebert-cmod`), a TOML file, a loaded config (returned as
-    is), or None for the default (`ideal-256mac`)."""
+    is), or None for the default (`edgebert-cmod`, `isa.hardware.DEFAULT_CONFIG`)."""
     if isinstance(hw, HardwareConfig):
         return hw
     from edgebert.isa.hardware import load_config
@@ -111,7 +111,7 @@ def compile(  # the verb users expect (`edgebert.compile`); Python's builtin sta
     timings: dict[str, float] | None = None,
     progress: Progress | None = None,
 ) -> Program:
-    """Compile an ONNX model (path or `onnx.ModelProto`) for `hw` (default `ideal-256mac`): `edgebertc`'s pipeline.
+    """Compile an ONNX model (path or `onnx.ModelProto`) for `hw` (default `edgebert-cmod`): `edgebertc`'s pipeline.
 
     `seq_len` fixes dynamic sequence axes; `compress=False` ignores the model's AF8/pruning settings (dense fp32).
     Early exit (models with exit heads): `early_exit=True`, implied by `threshold` (default: the model's),

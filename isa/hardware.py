@@ -28,7 +28,7 @@ from edgebert.isa.table import INSTRUCTIONS
 
 LEVELS = ("dram", "envm", "sram")
 #: The config `default_config()` returns. Flipping the default machine is this one line (then re-measure).
-DEFAULT_CONFIG = "ideal-256mac"
+DEFAULT_CONFIG = "edgebert-cmod"
 #: How the PU's operand loads relate to its compute: one after the other, double-buffered, or never a bottleneck.
 OPERAND_FEEDS = ("serial", "overlapped", "free")
 #: SFU instructions: each needs one entry in `sfu.ops`; their SRAM operand names are what `reads` may not name.

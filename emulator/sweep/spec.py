@@ -25,7 +25,7 @@ from typing import Any
 
 from edgebert.emulator.bench.modes import MODES
 from edgebert.isa.errors import EdgebertError, HardwareConfigError
-from edgebert.isa.hardware import bundled_config_text, bundled_configs, parse_config
+from edgebert.isa.hardware import DEFAULT_CONFIG, bundled_config_text, bundled_configs, parse_config
 from edgebert.isa.units import parse_duration
 
 STRATEGIES = ("grid", "random", "optuna")
@@ -346,7 +346,7 @@ def parse_spec(data: dict[str, Any], path: Path, text: str = "") -> Spec:
         raise r.fail("sweep.sampler", f"'{sampler}' is not one of {', '.join(SAMPLERS)}")
     name = sweep.get("name", path.stem)
     hardware = r.table(data, "hardware", "", ("base", "params"))
-    base = hardware.get("base", "ideal-256mac")
+    base = hardware.get("base", DEFAULT_CONFIG)
     if not isinstance(base, str):
         raise r.fail("hardware.base", "expected a bundled config name or a TOML path")
     if base in bundled_configs():

@@ -15,7 +15,7 @@ from edgebert.compiler.relax_passes import fusion
 from edgebert.frontend.models.hf_albert_export import ExportSpec, build_and_export
 from edgebert.isa import abi
 from edgebert.isa.errors import CompileError
-from edgebert.isa.hardware import default_config
+from edgebert.isa.hardware import load_config
 
 
 @pytest.fixture(scope="module")
@@ -83,7 +83,7 @@ def test_sram_too_small_is_typed_and_suggests_a_size_that_compiles(tiny):
     it needs, and suggests a size; that size compiles (the memory-hierarchy plan)."""
     import dataclasses
 
-    hw = default_config()
+    hw = load_config("ideal-256mac")  # one SRAM to resize (a buffer set is fixed)
 
     def sized(n: int):
         return dataclasses.replace(hw, memory=dataclasses.replace(hw.memory, sram=dataclasses.replace(hw.memory.sram,

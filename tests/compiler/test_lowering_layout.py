@@ -7,13 +7,14 @@ import pytest
 from edgebert.compiler.memory_plan import live_intervals
 from edgebert.compiler.pipeline import compile_onnx
 from edgebert.frontend.models.hf_albert_export import ExportSpec, build_and_export
+from edgebert.isa.hardware import load_config
 
 
 @pytest.fixture(scope="module")
 def compiled(tmp_path_factory):
     d = tmp_path_factory.mktemp("lower")
     path, _ = build_and_export(d / "m.onnx", preset="tiny", spec=ExportSpec(seq_len=16), seed=7, num_attention_heads=4)
-    return compile_onnx(path)
+    return compile_onnx(path, hw=load_config("ideal-256mac"))  # one SRAM shared by liveness (no buffer set)
 
 
 def _body(compiled):

@@ -15,16 +15,18 @@ from edgebert.compiler.hierarchy.traffic_bound import traffic_bound
 from edgebert.compiler.options import EarlyExitOptions
 from edgebert.compiler.pipeline import compile_onnx
 from edgebert.emulator import run
-from edgebert.isa.hardware import default_config, load_config
+from edgebert.isa.hardware import load_config
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "e2e"))
 from albert_cases import export_albert, max_abs_errors, onnxruntime_outputs  # noqa: E402
 
 TOL = 1e-4
+#: the unbuffered machine whose one SRAM these tests resize (edgebert-cmod's buffers are the hardware's)
+IDEAL = load_config("ideal-256mac")
 
 
 def sram(size: int, hw=None):
-    hw = hw or default_config()
+    hw = hw or IDEAL
     return dataclasses.replace(hw, memory=dataclasses.replace(hw.memory, sram=dataclasses.replace(hw.memory.sram,
                                                                                                 size_bytes=size)))
 
@@ -169,8 +171,8 @@ def test_compressed_early_exit_dvfs_is_bit_identical_at_small_srams(compressed):
     all-resident program (AF8 sums are never split; the SFU ops see the same rows)."""
     path, seq, cal, xs, threshold = compressed
     opts = EarlyExitOptions(threshold=threshold, latency_target_s=60e-6, calibration_entropies=cal)
-    ref_prog = compile_onnx(path, seq, early_exit=opts).program
-    ref = _exits(ref_prog, default_config(), xs)
+    ref_prog = compile_onnx(path, seq, IDEAL, early_exit=opts).program
+    ref = _exits(ref_prog, IDEAL, xs)
     assert len({e for e, _ in ref}) > 1  # several exit layers
     for size in (32768, 16384):
         hw = sram(size)
@@ -194,7 +196,7 @@ def test_looped_early_exit_survives_blocking(tmp_path):
     xs = [{"input_ids": ds.input_ids[i:i + 1].astype(np.int64),
            "attention_mask": ds.attention_mask[i:i + 1].astype(np.int64)} for i in range(4)]
     opts = EarlyExitOptions(threshold=0.6925)
-    ref = _exits(compile_onnx(path, early_exit=opts).program, default_config(), xs)
+    ref = _exits(compile_onnx(path, hw=IDEAL, early_exit=opts).program, IDEAL, xs)
     hw = sram(8192)
     compiled = compile_onnx(path, hw=hw, early_exit=opts)
     assert compiled.memory_plan is not None

@@ -87,9 +87,11 @@ def test_albert_base_compiles_runs_and_loops(tmp_path):
     code = compiled.program.code
     outside = [i for i in code[: body.start] + code[body.end :] if i.mnemonic == "matmul"]
     inside = [i for i in code[body.start : body.end] if i.mnemonic == "matmul"]
-    # outside the loop: only the embedding projection, the pooler and the classifier
-    assert len(outside) <= 3 * 4 and len(inside) > len(outside)
-    assert sum(i["m"] * i["k"] * i["n"] for i in inside) * 12 > 0.95 * result.report["macs"]
+    # outside the loop: only the embedding projection, the pooler and the classifier (on edgebert-cmod's buffers
+    # the projection is blocked into many small matmuls: count their MACs, not their instructions)
+    macs_outside = sum(i["m"] * i["k"] * i["n"] for i in outside)
+    assert inside and sum(i["m"] * i["k"] * i["n"] for i in inside) * 12 > 0.95 * result.report["macs"]
+    assert macs_outside < 0.02 * result.report["macs"]
     assert np.isfinite(result.report["cycles"])
 
 

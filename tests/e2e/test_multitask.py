@@ -22,7 +22,7 @@ from edgebert.isa import asm_cli
 from edgebert.isa.disassembler import disassemble
 from edgebert.isa.ebin import load_ebin, save_ebin
 from edgebert.isa.errors import CompileError
-from edgebert.isa.hardware import default_config
+from edgebert.isa.hardware import default_config, load_config
 
 N_SENTENCES = 10
 
@@ -169,7 +169,7 @@ def test_task_switch_loads_only_the_new_task_block(case):
 
 
 def _sram(size: int):
-    hw = default_config()
+    hw = load_config("ideal-256mac")  # one SRAM to resize (a buffer set is fixed)
     return dataclasses.replace(hw, memory=dataclasses.replace(hw.memory, sram=dataclasses.replace(
         hw.memory.sram, size_bytes=size)))
 

@@ -13,6 +13,7 @@ from edgebert.emulator.profile import OP_CLASSES, check_table_covered, op_class
 from edgebert.emulator.report_view import CSV_COLUMNS, csv_rows
 from edgebert.emulator.run_files import write_csv
 from edgebert.isa.assembler import assemble, assemble_file
+from edgebert.isa.hardware import load_config
 from edgebert.isa.table import INSTRUCTIONS, UNITS
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -94,7 +95,9 @@ def test_unrolled_program_layers_end_at_exit_branches(entropies: list[float], ex
 
 
 def test_roofline_of_an_ideal_matmul_is_its_compute_bound() -> None:
-    result = run(assemble_file(EARLY_EXIT), entropy_values=[0.9] * 6, profile=True)
+    ideal = load_config("ideal-256mac")
+    text = EARLY_EXIT.read_text().replace(".hwdefault", f".hw {ideal.fingerprint.hex()}")
+    result = run(assemble(text, str(EARLY_EXIT), EARLY_EXIT.parent), hw=ideal, entropy_values=[0.9] * 6, profile=True)
     roof = result.report["breakdown"]["roofline"]["op_classes"]
     macs = result.report["breakdown"]["op_classes"]["matmul"]["macs"]
     assert roof["matmul"]["roof_cycles"] == pytest.approx(macs / 256)  # ideal-256mac: 256 MACs per cycle
