@@ -24,24 +24,24 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _assemble(args: argparse.Namespace) -> int:
+    """Assemble, write the .ebin and (unless -q) print one summary line."""
+    if args.output is None and not args.source.name:
+        raise FileAccessError(f"'{args.source}': no file name to derive the output from (give -o)")
+    output = args.output or args.source.with_suffix(".ebin")
+    refuse_overwrite([args.source], output)
+    program = assemble_file(args.source)
+    save_ebin(program, output)
+    if not args.quiet:
+        print(f"edgebert-as: {output}: {len(program.code):,} instructions, "
+              f"{sum(len(s.data) for s in program.segments):,} bytes of data")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     """Assemble `source` to `-o` (default: the source path with suffix .ebin); exit 2 on an error."""
-    parser = build_parser()
-    args = parser.parse_args(argv)
-
-    def body() -> int:
-        if args.output is None and not args.source.name:
-            raise FileAccessError(f"'{args.source}': no file name to derive the output from (give -o)")
-        output = args.output or args.source.with_suffix(".ebin")
-        refuse_overwrite([args.source], output)
-        program = assemble_file(args.source)
-        save_ebin(program, output)
-        if not args.quiet:
-            print(f"edgebert-as: {output}: {len(program.code):,} instructions, "
-                  f"{sum(len(s.data) for s in program.segments):,} bytes of data")
-        return 0
-
-    return run_cli(parser.prog, body)
+    args = build_parser().parse_args(argv)
+    return run_cli("edgebert-as", lambda: _assemble(args))
 
 
 if __name__ == "__main__":

@@ -22,21 +22,21 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _disassemble(args: argparse.Namespace) -> int:
+    """Print (or with -o write) the assembly."""
+    refuse_overwrite([args.binary], args.output)
+    text = disassemble(load_ebin(args.binary))
+    if args.output is None:
+        sys.stdout.write(text)
+    else:
+        write_atomic(args.output, text)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     """Disassemble `binary` to stdout or `-o`; exit 2 on an error."""
-    parser = build_parser()
-    args = parser.parse_args(argv)
-
-    def body() -> int:
-        refuse_overwrite([args.binary], args.output)
-        text = disassemble(load_ebin(args.binary))
-        if args.output is None:
-            sys.stdout.write(text)
-        else:
-            write_atomic(args.output, text)
-        return 0
-
-    return run_cli(parser.prog, body)
+    args = build_parser().parse_args(argv)
+    return run_cli("edgebert-dis", lambda: _disassemble(args))
 
 
 if __name__ == "__main__":

@@ -2,8 +2,8 @@
 instruction streams checked equal up to the constants they read, those constants laid out as L blocks of S bytes
 (block k = layer k's), and the first layer's code re-addressed at R[base] + offset with base = r1 * S.
 
-Used by layer loops whose layers have their own weights (compiler/lower/loops.py: BERT's 12 layers); the looped
-exit heads (compiler/lower/exit_loop.py) do the same for their head weights.
+Used by layer loops whose layers have their own weights (compiler/lower/loops.py: BERT's 12 layers) and by the looped
+exit heads for their head weights (compiler/lower/exit_loop.py).
 """
 
 from __future__ import annotations
@@ -19,11 +19,14 @@ class TableUnfit(Exception):
 
 
 def match_copy(ref: list[TileInst], got: list[TileInst], new1: set[int], newk: set[int],
-               slots: dict[int, list[Buffer | None]], k: int, count: int) -> None:
+               slots: dict[int, list[Buffer | None]], k: int, count: int,
+               names: tuple[str, str] = ("copy", "copy")) -> None:
     """Copy k's code must be copy 0's up to the constants it reads (same sizes); records them in `slots`
-    (copy 0's constant buffer id -> the buffer each copy reads in its place)."""
+    (copy 0's constant buffer id -> the buffer each copy reads in its place). `names`: what errors call copy k and
+    copy 0 (e.g. "exit head", "head")."""
+    this, first = names
     if len(ref) != len(got):
-        raise TableUnfit(f"copy {k + 1} lowers to {len(got)} instructions, copy 1 to {len(ref)}")
+        raise TableUnfit(f"{this} {k + 1} lowers to {len(got)} instructions, {first} 1 to {len(ref)}")
     amap: dict[int, Buffer] = {}
 
     def same(b1: Buffer, bk: Buffer) -> bool:
@@ -45,7 +48,7 @@ def match_copy(ref: list[TileInst], got: list[TileInst], new1: set[int], newk: s
         ok = ok and all((r1.offset, r1.extent, r1.write) == (rk.offset, rk.extent, rk.write) and
                         same(r1.buffer, rk.buffer) for r1, rk in zip(i1.refs, ik.refs, strict=True))
         if not ok:
-            raise TableUnfit(f"copy {k + 1}'s code differs from copy 1's ({i1.mnemonic} vs {ik.mnemonic})")
+            raise TableUnfit(f"{this} {k + 1}'s code differs from {first} 1's ({i1.mnemonic} vs {ik.mnemonic})")
 
 
 def stack_table(prog: TileProgram, low: Lowerer, slots: dict[int, list[Buffer | None]], code: range,
@@ -85,9 +88,11 @@ def stack_table(prog: TileProgram, low: Lowerer, slots: dict[int, list[Buffer | 
     return size
 
 
-def lower_copies(low: Lowerer, first: Any, others: list[Any]) -> tuple[range, set[int], dict[int, list[Buffer | None]]]:
-    """Lower `first()` (emitting code), then each of `others` as a trial lowering matched against it and discarded.
-    Returns the first copy's instruction range, the ids of the buffers it made, and the constant slots."""
+def lower_copies(low: Lowerer, first: Any, others: list[Any], names: tuple[str, str] = ("copy", "copy")
+                 ) -> tuple[range, set[int], dict[int, list[Buffer | None]]]:
+    """Lower `first()` (emitting code), then each of `others` as a trial lowering matched against it and discarded
+    (`match_copy`, which `names` the copies in its errors). Returns the first copy's instruction range, the ids of the
+    buffers it made, and the constant slots."""
     prog = low.prog
     s, nb, ring0 = len(prog.insts), len(prog.buffers), low.ring.next
     first()
@@ -101,7 +106,8 @@ def lower_copies(low: Lowerer, first: Any, others: list[Any]) -> tuple[range, se
         low.ring.next = ring0
         lower()
         try:
-            match_copy(prog.insts[s:e1], prog.insts[e1:], new1, {id(b) for b in prog.buffers[nbk:]}, slots, k, count)
+            match_copy(prog.insts[s:e1], prog.insts[e1:], new1, {id(b) for b in prog.buffers[nbk:]}, slots, k, count,
+                       names)
         finally:
             del prog.insts[e1:]
             del prog.buffers[nbk:]

@@ -21,7 +21,7 @@ import numpy as np
 import tvm
 from tvm import relax
 
-from edgebert.compiler.relax_passes.exprs import non_composite_functions, replace_functions
+from edgebert.compiler.relax_passes.exprs import rebind_matches
 
 _RTOL = 1e-5
 
@@ -47,29 +47,28 @@ def _is(expr, want: float) -> bool:
     return value is not None and math.isclose(value, want, rel_tol=_RTOL)
 
 
-def _operands(call) -> list[tuple]:
-    """Both orders of a commutative binary call's operands."""
+def _orders(expr, var2val: dict, name: str) -> list[tuple]:
+    """Both orders of the operands of `expr` when it is (or is bound to) a binary call of commutative op `name`,
+    else none."""
+    call = _op(expr, var2val, name)
+    if call is None:
+        return []
     a, b = call.args
     return [(a, b), (b, a)]
 
 
 def _erf_term(expr, var2val: dict):
     """x when `expr` is 1 + erf(x / sqrt 2) (or erf(x * 1/sqrt 2) + 1), else None."""
-    add = _op(expr, var2val, "relax.add")
-    if add is None:
-        return None
-    for erf_expr, one in _operands(add):
+    for erf_expr, one in _orders(expr, var2val, "relax.add"):
         erf = _op(erf_expr, var2val, "relax.erf")
         if erf is None or not _is(one, 1.0):
             continue
         div = _op(erf.args[0], var2val, "relax.divide")
         if div is not None and _is(div.args[1], math.sqrt(2.0)):
             return div.args[0]
-        mul = _op(erf.args[0], var2val, "relax.multiply")
-        if mul is not None:
-            for x, c in _operands(mul):
-                if _is(c, 1.0 / math.sqrt(2.0)):
-                    return x
+        for x, c in _orders(erf.args[0], var2val, "relax.multiply"):
+            if _is(c, 1.0 / math.sqrt(2.0)):
+                return x
     return None
 
 
@@ -81,18 +80,13 @@ def _gelu_of(x, t, var2val: dict) -> bool:
 
 def exact_gelu(value, var2val: dict):
     """`nn.gelu(x)` when `value` is 0.5 x (1 + erf(x / sqrt 2)) in any association order, else None."""
-    outer = _op(value, var2val, "relax.multiply")
-    if outer is None:
-        return None
-    for left, right in _operands(outer):
-        inner = _op(left, var2val, "relax.multiply")
-        for a, b in _operands(inner) if inner is not None else []:
+    for left, right in _orders(value, var2val, "relax.multiply"):
+        for a, b in _orders(left, var2val, "relax.multiply"):
             if _is(right, 0.5) and _gelu_of(a, b, var2val):  # (x * t) * 0.5
                 return relax.op.nn.gelu(a)
             if _is(b, 0.5) and _gelu_of(a, right, var2val):  # (x * 0.5) * t
                 return relax.op.nn.gelu(a)
-        half = _op(right, var2val, "relax.multiply")  # x * (t * 0.5)
-        for t, c in _operands(half) if half is not None else []:
+        for t, c in _orders(right, var2val, "relax.multiply"):  # x * (t * 0.5)
             if _is(c, 0.5) and _gelu_of(left, t, var2val):
                 return relax.op.nn.gelu(left)
     return None
@@ -186,42 +180,14 @@ def stacked_extremum(value, var2val: dict):
 REWRITES: tuple[Callable, ...] = (exact_gelu, decomposed_layer_norm, stacked_extremum)
 
 
+def canonical_form(value, var2val: dict):
+    """The first of REWRITES that matches `value`, else None."""
+    return next((e for rewrite in REWRITES if (e := rewrite(value, var2val)) is not None), None)
+
+
 @tvm.transform.module_pass(opt_level=0, name="edgebert.CanonicalizeDecomposed")
 class CanonicalizeDecomposed:
     """Rebind each matched binding to its canonical op (module docstring); dead intermediate bindings are dropped."""
 
     def transform_module(self, mod: tvm.IRModule, _ctx) -> tvm.IRModule:
-        new = {}
-        for gv, func in non_composite_functions(mod):
-            var2val = relax.analysis.get_var2val(func)
-            found = {}
-            for var, value in var2val.items():
-                for rewrite in REWRITES:
-                    rewritten = rewrite(value, var2val)
-                    if rewritten is not None:
-                        found[var] = rewritten
-                        break
-            if found:
-                new[gv] = _Rebind(found, mod).visit_expr(func)
-        return replace_functions(mod, new)
-
-
-@relax.expr_functor.mutator
-class _Rebind(relax.PyExprMutator):
-    def __init__(self, found: dict, mod: tvm.IRModule):
-        super().__init__(mod)
-        self.found = found
-
-    def visit_var_binding_(self, binding):
-        if binding.var in self.found:
-            value = self.builder_.normalize(self._flat(self.visit_expr(self.found[binding.var])))
-            self.builder_.emit_normalized(relax.VarBinding(binding.var, value))
-            return
-        super().visit_var_binding_(binding)
-
-    def _flat(self, expr):
-        """`expr` with nested calls among its arguments bound first (one op per binding)."""
-        if not isinstance(expr, tvm.ir.Call):
-            return expr
-        args = [self.builder_.emit(self._flat(a)) if isinstance(a, tvm.ir.Call) else a for a in expr.args]
-        return relax.Call(expr.op, args, expr.attrs, expr.ty_args, expr.span)
+        return rebind_matches(mod, canonical_form)

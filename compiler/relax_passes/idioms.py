@@ -10,7 +10,7 @@ from __future__ import annotations
 import tvm
 from tvm import relax
 
-from edgebert.compiler.relax_passes.exprs import non_composite_functions, replace_functions
+from edgebert.compiler.relax_passes.exprs import rebind_matches
 
 
 @tvm.transform.module_pass(opt_level=0, name="edgebert.SimplifyIdentityIdioms")
@@ -18,13 +18,7 @@ class SimplifyIdentityIdioms:
     """Bind each idiom's var to its operand (module docstring), then drop what became dead."""
 
     def transform_module(self, mod: tvm.IRModule, _ctx) -> tvm.IRModule:
-        new = {}
-        for gv, func in non_composite_functions(mod):
-            var2val = relax.analysis.get_var2val(func)
-            aliases = {var: x for var, value in var2val.items() if (x := identity_operand(value, var2val)) is not None}
-            if aliases:
-                new[gv] = _Alias(aliases, mod).visit_expr(func)
-        return replace_functions(mod, new)
+        return rebind_matches(mod, identity_operand)
 
 
 def identity_operand(value, var2val: dict) -> relax.Var | None:
@@ -53,17 +47,3 @@ def _scalar(expr) -> float | None:
         if value.size == 1:
             return float(value.reshape(-1)[0])
     return None
-
-
-@relax.expr_functor.mutator
-class _Alias(relax.PyExprMutator):
-    def __init__(self, aliases: dict, mod: tvm.IRModule):
-        super().__init__(mod)
-        self.aliases = aliases
-
-    def visit_var_binding_(self, binding):
-        if binding.var in self.aliases:
-            value = self.visit_expr(self.aliases[binding.var])
-            self.builder_.emit_normalized(relax.VarBinding(binding.var, value))
-            return
-        super().visit_var_binding_(binding)

@@ -22,7 +22,7 @@ import tvm
 from tvm import relax
 from tvm_ffi import structural_hash
 
-from edgebert.compiler.relax_passes.exprs import vars_in
+from edgebert.compiler.relax_passes.exprs import leaves_in, vars_in
 
 LAYER_PREFIX = "edgebert_layer_"
 _LAYER_NAME = re.compile(r"edgebert_layer_\d+")  # not edgebert_layer_norm*, the layer-norm composites
@@ -206,15 +206,7 @@ def _content_hash(const, hashes: dict[int, int]) -> int:
 
 def _constants(expr) -> list:
     """The constants an expression reads (call arguments, tuple fields), in a fixed traversal order."""
-    if isinstance(expr, tvm.ir.Constant):
-        return [expr]
-    if isinstance(expr, tvm.ir.Call):
-        return [c for a in expr.args for c in _constants(a)]
-    if isinstance(expr, relax.Tuple):
-        return [c for f in expr.fields for c in _constants(f)]
-    if isinstance(expr, relax.TupleGetItem):
-        return _constants(expr.tuple_value)
-    return []
+    return leaves_in(expr, tvm.ir.Constant)
 
 
 def _with_weights(bindings: list, run: _Run, hashes: dict[int, int]) -> bool:

@@ -128,14 +128,7 @@ def _build_torch(opts: BuildOptions) -> Any:
     torch.manual_seed(opts.seed)
     model = CompressedAlbert(cfg, comp)
     model.reset_parameters(seed=opts.seed)
-    gen = torch.Generator().manual_seed(opts.seed + 1)
-    with torch.no_grad():
-        for head in model.exits:
-            head.classifier.weight.normal_(0.0, 2.0, generator=gen)
-        for module in model.modules():
-            if isinstance(module, torch.nn.LayerNorm):
-                module.weight.uniform_(0.5, 1.5, generator=gen)
-                module.bias.normal_(0.0, 0.1, generator=gen)
+    model.spread_untrained(opts.seed + 1)
     targets = {k: v for k, v in (("encoder", opts.encoder_sparsity), ("embedding", opts.embedding_sparsity)) if v}
     if targets:
         Pruner(model, "magnitude", targets).apply()

@@ -144,6 +144,19 @@ class CompressedAlbert(nn.Module):
                 module.weight.fill_(1.0)
                 module.bias.zero_()
 
+    @torch.no_grad()
+    def spread_untrained(self, seed: int) -> None:
+        """After `reset_parameters`, an untrained model's exit heads give ~equal logits (entropy ln 2): draw the heads'
+        classifier weights from normal(0, 2) and LayerNorm weights / biases from U(0.5, 1.5) / normal(0, 0.1)
+        (generator seeded with `seed`), so exits differ and the norms are not trivial."""
+        gen = torch.Generator().manual_seed(seed)
+        for head in self.exits:
+            head.classifier.weight.normal_(0.0, 2.0, generator=gen)
+        for module in self.modules():
+            if isinstance(module, nn.LayerNorm):
+                module.weight.uniform_(0.5, 1.5, generator=gen)
+                module.bias.normal_(0.0, 0.1, generator=gen)
+
     def weight_groups(self) -> dict[str, str]:
         """Prunable weight name -> group ("embedding": word embeddings, "encoder", "exits": matmul weights)."""
         groups = {"embeddings.word_embeddings.weight": "embedding"}

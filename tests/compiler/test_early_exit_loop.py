@@ -118,12 +118,12 @@ def test_layers_that_differ_stay_unrolled(tmp_path):
 def test_heads_with_different_code_are_lowered_again_unrolled(models, monkeypatch):
     """When the trial lowerings of the heads differ (e.g. other AF8 biases), the backend falls back to unrolled."""
     from edgebert.compiler.errors import ExitLoopUnfit
-    from edgebert.compiler.lower import exit_loop
+    from edgebert.compiler.lower import weight_tables
 
     def differ(*args, **kwargs):
         raise ExitLoopUnfit("exit head 2's code differs from head 1's (matmul vs matmul)")
 
-    monkeypatch.setattr(exit_loop, "_match", differ)
+    monkeypatch.setattr(weight_tables, "match_copy", differ)
     prog = compile_onnx(models[3], early_exit=True).program
     assert prog.metadata["early_exit"]["layout"] == "unrolled: exit head 2's code differs from head 1's (matmul vs matmul)"
     assert sum(c.mnemonic == "bexit" for c in prog.code) == 2

@@ -40,14 +40,7 @@ def export_compressed(path: Path, layers: int, threshold: float, seed: int = 0) 
     torch.manual_seed(seed)
     model = CompressedAlbert(cfg, comp)
     model.reset_parameters(seed=seed)
-    gen = torch.Generator().manual_seed(seed + 1)
-    with torch.no_grad():  # ALBERT's init gives every head ~equal logits (entropy ln 2): spread them, and the norms
-        for head in model.exits:
-            head.classifier.weight.normal_(0.0, 2.0, generator=gen)
-        for module in model.modules():
-            if isinstance(module, torch.nn.LayerNorm):
-                module.weight.uniform_(0.5, 1.5, generator=gen)
-                module.bias.normal_(0.0, 0.1, generator=gen)
+    model.spread_untrained(seed + 1)  # ALBERT's init gives every head ~equal logits (entropy ln 2)
     Pruner(model, "magnitude", {"encoder": 0.5}).apply()
     model.compression.quantize_weights = True
     model.compression.quantize_embeddings = False
