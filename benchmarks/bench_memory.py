@@ -40,21 +40,10 @@ def with_sram(hw, size: int):
 
 
 def roofline(report: dict, hw) -> tuple[float, str, dict[str, float]]:
-    """(bound cycles, the resource bounding it, every resource's cycles) of one run."""
-    from edgebert.isa.costs import Costs
+    """(bound cycles, the resource bounding it, every resource's cycles) of one run: `emulator.roofline`."""
+    from edgebert.emulator.roofline import program_roofline
 
-    costs = Costs(hw)
-    macs = report["macs_by_format"]
-    bounds = {"pu": float(macs["f32"] / costs.peak_macs_per_cycle(4, 4) + macs["af8"] / costs.peak_macs_per_cycle())}
-    t = report["traffic_bytes"]
-    for level in ("dram", "envm"):
-        bounds[level] = (t[level]["read"] + t[level]["write"]) / hw.memory.level(level).bandwidth
-    # SRAM: the bytes its DMA port carries (every byte moved to or from DRAM / eNVM). The PU's operand reads are the
-    # PU term (the peak rate includes the operand feed), the SFU's reads the SFU term (its per-vector read cycles).
-    bounds["sram"] = sum(t[lv]["read"] + t[lv]["write"] for lv in ("dram", "envm")) / hw.memory.sram.bandwidth
-    bounds["sfu"] = float(report["units"]["sfu"]["busy_cycles"])
-    best = max(bounds, key=bounds.get)
-    return bounds[best], best, bounds
+    return program_roofline(report, hw)
 
 
 def compile_timed(model, hw, **kw):

@@ -84,6 +84,7 @@ class Costs:
         operand = sram.buffer("sram", hw.pu.operand_buffer)
         assert operand is not None  # validated with the config
         self.operand_port = operand.port_bytes_per_cycle
+        self._matmul_cycles: dict[tuple, int] = {}  # matmul(): a program repeats its shapes (blocked ones by the 1000)
 
     # ---- processing unit -----------------------------------------------------------------------------
     def block_cycles(self, a_bytes: int, b_bytes: int, density: Fraction = Fraction(1)) -> Fraction:
@@ -114,12 +115,20 @@ class Costs:
         (only configs with `skip_zero_macs` charge by it).
         """
         pu = self.hw.pu
+        key = (m, k, n, a_bytes, b_bytes, nnz if pu.skip_zero_macs else None)
+        cycles = self._matmul_cycles.get(key)
+        if cycles is None:
+            cycles = self._matmul_cycles[key] = self._matmul(m, k, n, a_bytes, b_bytes, key[5])
+        return cycles
+
+    def _matmul(self, m: int, k: int, n: int, a_bytes: int, b_bytes: int, nnz: int | None) -> int:
+        pu = self.hw.pu
         fixed = pu.launch_cycles + pu.job_cycles
         tiles = ceil_div(m, pu.block_m) * ceil_div(n, pu.block_n)
         blocks = ceil_div(k, pu.block_k)
         if tiles == 0 or blocks == 0:
             return fixed
-        density = Fraction(nnz, k * n) if nnz is not None and pu.skip_zero_macs else Fraction(1)
+        density = Fraction(nnz, k * n) if nnz is not None else Fraction(1)
         block = self.block_cycles(a_bytes, b_bytes, density)
         return fixed + ceil_fraction(tile_pipeline(pu, tiles, blocks * block, blocks > 1))
 
