@@ -52,6 +52,20 @@ def _copy(inst: Inst, m: Machine, src_space: int, dst_space: int, track: bool = 
     bursts = m.costs.bursts(rows, bcols, rows <= 1 or bus_stride in (0, cols))
     cycles_at = _cycles_by_port(m, src_space, dst_space, nbytes, bursts)
     static = cycles_at(m.costs.sram_port(0, 0)) if m.costs.uniform_port else None  # no run-time port lookup
+    by_addresses: dict[tuple[int, int], int] = {}  # cycles by (src, dst) address: the ports are fixed by them
+    # Fast path of a checked, aligned, in-bounds copy (anything else goes through `tile`, which faults).
+    src_pitch, dst_pitch = bsrc_stride or bcols, bdst_stride or bcols
+    src_extent = (rows - 1) * src_pitch + bcols if rows and bcols else 0
+    dst_extent = (rows - 1) * dst_pitch + bcols if rows and bcols else 0
+    packed = src_pitch == bcols and dst_pitch == bcols  # both sides one run of bytes
+
+    def cycles(s_addr: int, d_addr: int) -> int:
+        c = by_addresses.get((s_addr, d_addr))
+        if c is None:
+            c = by_addresses[(s_addr, d_addr)] = cycles_at(
+                min(_port(m, src_space, s_addr, rows, bcols, bsrc_stride),
+                    _port(m, dst_space, d_addr, rows, bcols, bdst_stride)))
+        return c
 
     def run() -> int:
         s_addr, d_addr = regs[src_base] + src, regs[dst_base] + dst
@@ -59,19 +73,24 @@ def _copy(inst: Inst, m: Machine, src_space: int, dst_space: int, track: bool = 
             bad, what = (s_addr, "src") if s_addr % esize else (d_addr, "dst")
             raise Fault(f"misaligned {what}: address {bad:#x} is not a multiple of {esize}")
         t = m.timing_only
-        s = tile(None if t else src_buf, src_size, src_space, s_addr, rows, bcols, bsrc_stride, 1, acc, False, "src")
-        d = tile(None if t else dst_buf, dst_size, dst_space, d_addr, rows, bcols, bdst_stride, 1, acc, True, "dst")
-        if not t:
-            d[...] = s
-            if track and rows and bcols:
-                m.dirty.append((dst_space, d_addr, d_addr + (rows - 1) * (bdst_stride or bcols) + bcols))
+        if packed and 0 <= s_addr <= src_size - src_extent and 0 <= d_addr <= dst_size - dst_extent:
+            acc.append((src_space, s_addr, rows, src_pitch, bcols, False))
+            acc.append((dst_space, d_addr, rows, dst_pitch, bcols, True))
+            if not t:
+                dst_buf[d_addr : d_addr + nbytes] = src_buf[s_addr : s_addr + nbytes]
+        else:
+            s = tile(None if t else src_buf, src_size, src_space, s_addr, rows, bcols, bsrc_stride, 1, acc, False,
+                     "src")
+            d = tile(None if t else dst_buf, dst_size, dst_space, d_addr, rows, bcols, bdst_stride, 1, acc, True,
+                     "dst")
+            if not t:
+                d[...] = s
+        if track and not t and rows and bcols:
+            m.dirty.append((dst_space, d_addr, d_addr + dst_extent))
         seg = m.seg
         seg.read[src_space] += nbytes
         seg.written[dst_space] += nbytes
-        if static is not None:
-            return static
-        return cycles_at(min(_port(m, src_space, s_addr, rows, bcols, bsrc_stride),
-                             _port(m, dst_space, d_addr, rows, bcols, bdst_stride)))
+        return static if static is not None else cycles(s_addr, d_addr)
 
     return run
 
