@@ -43,6 +43,10 @@ INSTRUCTION_BUDGET_BASE = 1_000_000
 INSTRUCTION_BUDGET_PER_STATIC = 100
 
 
+#: One instruction's accesses for race checks: (start, end, pc, [(access, space, lo, hi, is_write)]).
+LiveRecord = tuple[int, int, int, list[tuple[Access, int, int, int, bool]]]
+
+
 def default_instruction_budget(program: Program) -> int:
     """Executed instructions a run of `program` may take before it traps as a runaway (see docs/emulator.md)."""
     return INSTRUCTION_BUDGET_BASE + INSTRUCTION_BUDGET_PER_STATIC * len(program.code)
@@ -271,7 +275,7 @@ class Machine:
         queues = [deque(maxlen=depth) for _ in range(nunits)]  # start cycles of each unit's last `depth` ops
         tokens = [[deque() for _ in range(nunits)] for _ in range(nunits)]  # tokens[from][to]: push cycles
         freg_ready = [0] * NUM_FREGS
-        live: list[deque[tuple[int, int, int, tuple[Access, ...], bool]]] = [deque() for _ in range(nunits)]
+        live: list[deque[LiveRecord]] = [deque() for _ in range(nunits)]  # for race checks
         max_cycles = self.max_cycles if self.max_cycles is not None else float("inf")
         budget = self.max_instructions if self.max_instructions is not None else float("inf")
         steps = 0
@@ -384,35 +388,32 @@ class Machine:
         self.cycles = max(end, fe, max(unit_free))
         self.seg.cycles = self.cycles - self.seg.start_cycle
 
-    def _check_races(
-        self, live: list[deque[tuple[int, int, int, tuple[Access, ...], bool]]], unit: int, start: int, end: int,
-        pc: int, fe: int,
-    ) -> None:
+    def _check_races(self, live: list[deque[LiveRecord]], unit: int, start: int, end: int, pc: int, fe: int) -> None:
         """Record every conflicting overlap of this instruction's accesses with other units' live accesses.
 
-        `live[u]` holds unit u's recent (start, end, pc, accesses, writes any) per instruction in program order;
-        units run in order, so starts and ends grow along each deque: records ending before `fe` (no later
-        instruction can start earlier) are dropped from the left, and the scan stops at the first record that
-        starts after this instruction ends.
+        `live[u]` holds unit u's recent instructions in program order as (start, end, pc, accesses with their
+        byte spans); units run in order, so starts and ends grow along each deque: records ending before `fe`
+        (no later instruction can start earlier) are dropped from the left, and the scan stops at the first
+        record that starts after this instruction ends. Byte spans that miss each other skip the exact test.
         """
-        accs = tuple(self.acc)
-        writes = any(a[5] for a in accs)
-        for other in range(len(live)):
-            records = live[other]
+        spans = [(a, a[0], a[1], a[1] + (a[2] - 1) * a[3] + a[4] if a[2] else a[1], a[5]) for a in self.acc]
+        for other, records in enumerate(live):
             while records and records[0][1] <= fe:
                 records.popleft()
             if other == unit:
                 continue
-            for o_start, o_end, o_pc, bs, o_writes in records:
+            for o_start, o_end, o_pc, o_spans in records:
                 if o_start >= end:
                     break
-                if start < o_end and (writes or o_writes):
-                    for b in bs:
-                        for a in accs:
-                            if (a[5] or b[5]) and accesses_overlap(a, b):
-                                self._record_race(pc, unit, a, o_pc, other, b, max(start, o_start))
-                                break  # one race per pair of accesses of the other instruction
-        live[unit].append((start, end, pc, accs, writes))
+                if start >= o_end:
+                    continue
+                for b, b_space, b_lo, b_hi, b_write in o_spans:
+                    for a, a_space, a_lo, a_hi, a_write in spans:
+                        if (a_space == b_space and a_lo < b_hi and b_lo < a_hi and (a_write or b_write)
+                                and accesses_overlap(a, b)):
+                            self._record_race(pc, unit, a, o_pc, other, b, max(start, o_start))
+                            break  # one race per pair of accesses of the other instruction
+        live[unit].append((start, end, pc, spans))
 
     def _record_race(self, pc: int, unit: int, a: Access, o_pc: int, o_unit: int, b: Access, cycle: int) -> None:
         self.race_count += 1
