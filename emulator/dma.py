@@ -6,6 +6,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import numpy as np
+from numpy.lib.stride_tricks import as_strided
 
 from edgebert.emulator.memory import ELEMENT_BYTES, SRAM, Fault, tile
 from edgebert.isa.encoding import Inst
@@ -52,6 +53,23 @@ def _copy(inst: Inst, m: Machine, src_space: int, dst_space: int, track: bool = 
     bursts = m.costs.bursts(rows, bcols, rows <= 1 or bus_stride in (0, cols))
     cycles_at = _cycles_by_port(m, src_space, dst_space, nbytes, bursts)
     static = cycles_at(m.costs.sram_port(0, 0)) if m.costs.uniform_port else None  # no run-time port lookup
+    by_sram_address: dict[tuple[int, int], int] = {}  # cycles by the SRAM side's addresses (they fix the ports)
+    # Fast path of an aligned, in-bounds copy (anything else goes through `tile`, which faults).
+    src_pitch, dst_pitch = bsrc_stride or bcols, bdst_stride or bcols
+    src_extent = (rows - 1) * src_pitch + bcols if rows and bcols else 0
+    dst_extent = (rows - 1) * dst_pitch + bcols if rows and bcols else 0
+    packed = src_pitch == bcols and dst_pitch == bcols  # both sides one run of bytes
+
+    def cycles(s_addr: int, d_addr: int) -> int:
+        key = (s_addr if src_space == SRAM else -1, d_addr if dst_space == SRAM else -1)
+        c = by_sram_address.get(key)
+        if c is None:
+            if len(by_sram_address) >= 256:
+                by_sram_address.clear()
+            c = by_sram_address[key] = cycles_at(
+                min(_port(m, src_space, s_addr, rows, bcols, bsrc_stride),
+                    _port(m, dst_space, d_addr, rows, bcols, bdst_stride)))
+        return c
 
     def run() -> int:
         s_addr, d_addr = regs[src_base] + src, regs[dst_base] + dst
@@ -59,21 +77,40 @@ def _copy(inst: Inst, m: Machine, src_space: int, dst_space: int, track: bool = 
             bad, what = (s_addr, "src") if s_addr % esize else (d_addr, "dst")
             raise Fault(f"misaligned {what}: address {bad:#x} is not a multiple of {esize}")
         t = m.timing_only
-        s = tile(None if t else src_buf, src_size, src_space, s_addr, rows, bcols, bsrc_stride, 1, acc, False, "src")
-        d = tile(None if t else dst_buf, dst_size, dst_space, d_addr, rows, bcols, bdst_stride, 1, acc, True, "dst")
-        if not t:
-            d[...] = s
-            if track and rows and bcols:
-                m.dirty.append((dst_space, d_addr, d_addr + (rows - 1) * (bdst_stride or bcols) + bcols))
+        if 0 <= s_addr <= src_size - src_extent and 0 <= d_addr <= dst_size - dst_extent:
+            acc.append((src_space, s_addr, rows, src_pitch, bcols, False))
+            acc.append((dst_space, d_addr, rows, dst_pitch, bcols, True))
+            if t:
+                pass
+            elif packed:
+                dst_buf[d_addr : d_addr + nbytes] = src_buf[s_addr : s_addr + nbytes]
+            else:
+                _rows(dst_buf, d_addr, rows, dst_pitch, bcols, True)[...] = _rows(
+                    src_buf, s_addr, rows, src_pitch, bcols, False)
+        else:
+            s = tile(None if t else src_buf, src_size, src_space, s_addr, rows, bcols, bsrc_stride, 1, acc, False,
+                     "src")
+            d = tile(None if t else dst_buf, dst_size, dst_space, d_addr, rows, bcols, bdst_stride, 1, acc, True,
+                     "dst")
+            if not t:
+                d[...] = s
+        if track and not t and rows and bcols:
+            m.dirty.append((dst_space, d_addr, d_addr + dst_extent))
         seg = m.seg
         seg.read[src_space] += nbytes
         seg.written[dst_space] += nbytes
-        if static is not None:
-            return static
-        return cycles_at(min(_port(m, src_space, s_addr, rows, bcols, bsrc_stride),
-                             _port(m, dst_space, d_addr, rows, bcols, bdst_stride)))
+        return static if static is not None else cycles(s_addr, d_addr)
 
     return run
+
+
+def _rows(buf: np.ndarray, address: int, rows: int, pitch: int, row_bytes: int, write: bool) -> np.ndarray:
+    """The (rows, row_bytes) view of bytes at `address`, rows `pitch` apart (in bounds), as `tile` builds it."""
+    if pitch == row_bytes:
+        return buf[address : address + rows * row_bytes].reshape(rows, row_bytes)
+    if pitch > row_bytes and address + rows * pitch <= len(buf):
+        return buf[address : address + rows * pitch].reshape(rows, pitch)[:, :row_bytes]
+    return as_strided(buf[address:], shape=(rows, row_bytes), strides=(pitch, 1), writeable=write)
 
 
 def compile_ld(inst: Inst, m: Machine) -> Callable[[], int]:

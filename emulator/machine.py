@@ -11,6 +11,8 @@ memory, one of them a write, are recorded as races (the program failed to guard 
 
 from __future__ import annotations
 
+import functools
+import gc
 from collections import deque
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -41,6 +43,10 @@ INSTRUCTION_BUDGET_BASE = 1_000_000
 INSTRUCTION_BUDGET_PER_STATIC = 100
 
 
+#: One instruction's accesses for race checks: (start, end, pc, [(access, space, lo, hi, is_write)]).
+LiveRecord = tuple[int, int, int, list[tuple[Access, int, int, int, bool]]]
+
+
 def default_instruction_budget(program: Program) -> int:
     """Executed instructions a run of `program` may take before it traps as a runaway (see docs/emulator.md)."""
     return INSTRUCTION_BUDGET_BASE + INSTRUCTION_BUDGET_PER_STATIC * len(program.code)
@@ -66,8 +72,8 @@ class Op:
             self.run: Callable[[], Any] = lambda: None
             return
         self.unit = UNITS.index(spec.unit)
-        self.waits = tuple(u for u in range(len(UNITS)) if inst["wait"] >> u & 1)
-        self.signals = tuple(u for u in range(len(UNITS)) if inst["signal"] >> u & 1)
+        self.waits = _unit_set(inst["wait"])
+        self.signals = _unit_set(inst["signal"])
         self.run = factory(inst, m)
         name = inst.mnemonic
         if self.unit != CTL:
@@ -88,6 +94,12 @@ class Op:
             self.freg_reads = (inst["fs"], inst["ft"])
 
 
+@functools.cache
+def _unit_set(mask: int) -> tuple[int, ...]:
+    """The units whose bits are set in a wait/signal mask."""
+    return tuple(u for u in range(len(UNITS)) if mask >> u & 1)
+
+
 def _take_tokens(tokens: list[list[deque[int]]], waits: Sequence[int], unit: int, start: int) -> int:
     """Pop one token per unit `unit` waits on (FIFO per pair); the instruction starts no earlier than the latest."""
     for w in waits:
@@ -98,6 +110,22 @@ def _take_tokens(tokens: list[list[deque[int]]], waits: Sequence[int], unit: int
         if p > start:
             start = p
     return start
+
+
+def _decode(code: Sequence[Inst], m: Machine) -> list[Op]:
+    """Decode every instruction into its Op.
+
+    The cyclic garbage collector is paused meanwhile: decoding allocates a few objects per instruction that
+    all stay alive, and on a blocked program (tens of thousands of instructions) the full collections those
+    allocations trigger cost several times the decoding itself.
+    """
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        return [Op(pc, inst, m) for pc, inst in enumerate(code)]
+    finally:
+        if enabled:
+            gc.enable()
 
 
 class Machine:
@@ -151,7 +179,7 @@ class Machine:
                     (seg.address, seg.address + len(seg.data), f"data segment '{seg.name or '?'}'"))
         self.reset(entropy_values, timing_only=timing_only, disable_early_exit=disable_early_exit,
                    disable_dvfs=disable_dvfs)
-        self.ops = [Op(pc, inst, self) for pc, inst in enumerate(program.code)]
+        self.ops = _decode(program.code, self)
 
     def reset(
         self,
@@ -247,7 +275,7 @@ class Machine:
         queues = [deque(maxlen=depth) for _ in range(nunits)]  # start cycles of each unit's last `depth` ops
         tokens = [[deque() for _ in range(nunits)] for _ in range(nunits)]  # tokens[from][to]: push cycles
         freg_ready = [0] * NUM_FREGS
-        live: list[deque[tuple[int, int, int, Access]]] = [deque() for _ in range(nunits)]  # for race checks
+        live: list[deque[LiveRecord]] = [deque() for _ in range(nunits)]  # for race checks
         max_cycles = self.max_cycles if self.max_cycles is not None else float("inf")
         budget = self.max_instructions if self.max_instructions is not None else float("inf")
         steps = 0
@@ -360,30 +388,32 @@ class Machine:
         self.cycles = max(end, fe, max(unit_free))
         self.seg.cycles = self.cycles - self.seg.start_cycle
 
-    def _check_races(
-        self, live: list[deque[tuple[int, int, int, Access]]], unit: int, start: int, end: int, pc: int, fe: int
-    ) -> None:
+    def _check_races(self, live: list[deque[LiveRecord]], unit: int, start: int, end: int, pc: int, fe: int) -> None:
         """Record every conflicting overlap of this instruction's accesses with other units' live accesses.
 
-        `live[u]` holds unit u's recent (start, end, pc, access) in program order; units run in order, so
-        ends grow along each deque and records ending before `fe` (no later instruction can start
-        earlier) are dropped from the left.
+        `live[u]` holds unit u's recent instructions in program order as (start, end, pc, accesses with their
+        byte spans); units run in order, so starts and ends grow along each deque: records ending before `fe`
+        (no later instruction can start earlier) are dropped from the left, and the scan stops at the first
+        record that starts after this instruction ends. Byte spans that miss each other skip the exact test.
         """
-        for other in range(len(live)):
-            records = live[other]
+        spans = [(a, a[0], a[1], a[1] + (a[2] - 1) * a[3] + a[4] if a[2] else a[1], a[5]) for a in self.acc]
+        for other, records in enumerate(live):
             while records and records[0][1] <= fe:
                 records.popleft()
-            if other == unit or not records:
+            if other == unit:
                 continue
-            for o_start, o_end, o_pc, b in records:
-                if o_start < end and start < o_end:
-                    for a in self.acc:
-                        if (a[5] or b[5]) and accesses_overlap(a, b):
+            for o_start, o_end, o_pc, o_spans in records:
+                if o_start >= end:
+                    break
+                if start >= o_end:
+                    continue
+                for b, b_space, b_lo, b_hi, b_write in o_spans:
+                    for a, a_space, a_lo, a_hi, a_write in spans:
+                        if (a_space == b_space and a_lo < b_hi and b_lo < a_hi and (a_write or b_write)
+                                and accesses_overlap(a, b)):
                             self._record_race(pc, unit, a, o_pc, other, b, max(start, o_start))
                             break  # one race per pair of accesses of the other instruction
-        records = live[unit]
-        for a in self.acc:
-            records.append((start, end, pc, a))
+        live[unit].append((start, end, pc, spans))
 
     def _record_race(self, pc: int, unit: int, a: Access, o_pc: int, o_unit: int, b: Access, cycle: int) -> None:
         self.race_count += 1

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from edgebert.emulator.memory import SRAM, Fault, check_range, tile
+from edgebert.emulator.memory import SRAM, Fault, Tiles, check_range, tile
 from edgebert.emulator.shadow import sparse_nnz
 from edgebert.isa.adaptivfloat import DECODE_TABLE
 from edgebert.isa.bits import sparse_mask_bytes
@@ -54,6 +54,11 @@ def compile_matmul(inst: Inst, m: Machine) -> Callable[[], int]:
     f32, u8, size = mem.f32[SRAM], mem.u8[SRAM], mem.sizes[SRAM]
     fixed_read = mm * k * a_size + (n * 4 if has_bias else 0) + (mm * n * 4 if acc_flag else 0)
     written = mm * n * 4
+    # The numeric path's operand views, memoised by address.
+    a_tile = Tiles(u8 if a_af8 else f32, size, SRAM, mm, k, a_stride, a_size, acc, False, "a")
+    b_tile = Tiles(u8 if b_af8 else f32, size, SRAM, b_rows, b_cols, b_stride, b_size, acc, False, "b")
+    d_tile = Tiles(f32, size, SRAM, mm, n, d_stride, 4, acc, True, "dst")
+    bias_tile = Tiles(f32, size, SRAM, 1, n, 0, 4, acc, False, "bias")
 
     def check_mask(addr: int) -> None:
         """b's bitmask is aligned and inside SRAM."""
@@ -112,22 +117,21 @@ def compile_matmul(inst: Inst, m: Machine) -> Callable[[], int]:
     def run() -> int:
         if m.timing_only:
             return run_timing()
+        a = a_tile(regs[a_base] + a_off)
         if a_af8:
-            a = a_dec[tile(u8, size, SRAM, regs[a_base] + a_off, mm, k, a_stride, 1, acc, False, "a")]
-        else:
-            a = tile(f32, size, SRAM, regs[a_base] + a_off, mm, k, a_stride, 4, acc, False, "a")
+            a = a_dec[a]
         b_addr = regs[b_base] + b_off
         if sparse:
             b, nnz, b_read = load_sparse_b(b_addr)
             macs, cycles = mm * nnz, sparse_cycles(nnz)
         else:
-            b = tile(u8 if b_af8 else f32, size, SRAM, b_addr, b_rows, b_cols, b_stride, b_size, acc, False, "b")
+            b = b_tile(b_addr)
             b_read, macs, cycles = k * n * b_size, mm * k * n, dense_cycles
         if b_af8:
             b = b_dec[b]
         if trans_b:
             b = b.T
-        d = tile(f32, size, SRAM, regs[d_base] + d_off, mm, n, d_stride, 4, acc, True, "dst")
+        d = d_tile(regs[d_base] + d_off)
         if exact:
             p = np.matmul(a.astype(np.float64), b.astype(np.float64)).astype(np.float32)
         elif not (acc_flag or has_bias):
@@ -137,7 +141,7 @@ def compile_matmul(inst: Inst, m: Machine) -> Callable[[], int]:
         if p is None:
             np.matmul(a, b, out=d)
         elif has_bias:
-            bias = tile(f32, size, SRAM, regs[bias_base] + bias_off, 1, n, 0, 4, acc, False, "bias")
+            bias = bias_tile(regs[bias_base] + bias_off)
             if acc_flag:
                 np.add(d, p, out=p)
             np.add(p, bias, out=d)

@@ -143,6 +143,38 @@ def tile(
     return as_strided(buf[i:], shape=(rows, cols), strides=(pitch * itemsize, itemsize), writeable=write)
 
 
+class Tiles:
+    """`tile` of one operand of one instruction, memoised by address: the checks, the recorded access and the
+    view depend on nothing else (the memories never move), and a program reuses few addresses per instruction.
+    At most `limit` addresses are kept (a loop walking memory does not grow the memo without bound)."""
+
+    __slots__ = ("buf", "size", "space", "shape", "itemsize", "acc", "write", "what", "memo", "limit")
+
+    def __init__(
+        self, buf: np.ndarray, size: int, space: int, rows: int, cols: int, stride: int, itemsize: int,
+        acc: list[Access], write: bool, what: str, limit: int = 64,
+    ) -> None:
+        self.buf, self.size, self.space, self.itemsize = buf, size, space, itemsize
+        self.shape = (rows, cols, stride)
+        self.acc, self.write, self.what = acc, write, what
+        self.memo: dict[int, tuple[np.ndarray, Access]] = {}
+        self.limit = limit
+
+    def __call__(self, address: int) -> np.ndarray:
+        """The view at byte `address` (its access recorded), as `tile` gives it; faults as `tile` does."""
+        hit = self.memo.get(address)
+        if hit is None:
+            rows, cols, stride = self.shape
+            recorded: list[Access] = []
+            view = tile(self.buf, self.size, self.space, address, rows, cols, stride, self.itemsize, recorded,
+                        self.write, self.what)
+            if len(self.memo) >= self.limit:
+                self.memo.clear()
+            hit = self.memo[address] = (view, recorded[0])
+        self.acc.append(hit[1])
+        return hit[0]
+
+
 def word_address(size: int, space: int, address: int, what: str) -> int:
     """Index of the aligned 4-byte word at `address` (checked)."""
     if address % 4:
