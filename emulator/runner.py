@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -304,10 +305,14 @@ class Runner:
         for space, address, data in preload:
             m.mem.write_bytes(SPACE_INDEX[space], address, np.frombuffer(data, np.uint8))
             self._dirty.append((SPACE_INDEX[space], address, address + len(data)))
+        enabled = gc.isenabled()
+        gc.disable()  # the run allocates no cycles; full collections would rescan the decoded program again and again
         try:
             with np.errstate(all="ignore"):
                 m.execute()
         finally:
+            if enabled:
+                gc.enable()
             self._dirty.extend(m.dirty)
         outputs = _read_outputs(m, self.program) if m.trap is None else {}
         exit_layer = _read_exit_layer(m, self.program) if m.trap is None else None
