@@ -3,7 +3,7 @@ latency targets x entropy thresholds x exit policies, the oracle bound, mean and
 the attribution of the gap to the paper's 7x / 2.5x, factor by factor.
 
     python benchmarks/bench_sst2_compiled.py [--compressed] [--json out.json] [--plot fig.svg]
-        [--targets 40ms 50ms 75ms 100ms] [--thresholds 0.23 0.28 0.46 0.09 0.16] [--policies recover forced]
+        [--targets 1.25x 1.5x 2x 3x] [--thresholds 0.23 0.28 0.46 0.09 0.16] [--policies recover forced]
         [--limit N] [--holdout] [--no-attribution] [--work /tmp/edgebert-albert-base-ee] [--hw NAME|FILE]
         [--planner table|bins [--bins-scale S]] [--compare lt|le]
 
@@ -16,7 +16,8 @@ the 872-sentence trace timing-only in every mode (`edgebert.emulator.bench.run_s
 --entropy-trace ...` does). The defaults cover both of the authors' threshold sets (0.23 / 0.28 / 0.46 for plain early
 exit, 0.09 / 0.16 / 0.28 with the predictor) and both exit policies. Then (unless --no-attribution), at threshold
 0.28 (in both sets), the paper's comparison rebuilt: from the configuration this project used to report (recover
-policy, layer 1 at the fastest point, 50 ms, mean savings, 5 mW leakage, 0.5-0.8 V) one factor switched at a time,
+policy, layer 1 at the fastest point, a target 1.5x the all-fastest latency (the paper's 50 ms was 1.56x on the
+idealised machine), mean savings, 5 mW leakage, 0.5-0.8 V) one factor switched at a time,
 cumulatively and alone, each a measured run. Prints markdown tables; `--json` writes everything
 (`runs[].savings.{vs_no_exit,vs_early_exit}.{mean,up_to}`, `runs[].savings.vs_oracle.mean`, `best`, `attribution`),
 `--plot` the figure (energy per sentence vs latency target, one curve per mode and policy). Numbers: docs/bench.md.
@@ -143,21 +144,23 @@ def attribution(model: Path, hw: HardwareConfig, sentences: list, base: EarlyExi
     thr = ATTRIBUTION_THRESHOLD
     old = dataclasses.replace(base, layer1_point="fastest")
     quiet, wide = no_leakage(hw), wider_voltage(no_leakage(hw))
+    # the paper's 50 ms, relative: it was 1.56x the all-fastest 12 layers on ideal-256mac (31.98 ms); 3x: its 100 ms
+    tight, loose = "1.5x", "3x"
     steps = [  # (factor, what changes, policy, target, hw, options)
-        ("start", "recover policy, layer 1 at the fastest point (0.8 V), 50 ms, 5 mW leakage, 0.5-0.8 V",
-         "recover", "50ms", hw, old),
-        ("exit policy", "forced at the predicted layer (the authors')", "forced", "50ms", hw, old),
-        ("latency target", "100 ms instead of 50 ms", "forced", "100ms", hw, old),
-        ("leakage", "0 mW instead of 5 mW", "forced", "100ms", quiet, old),
-        ("voltage range", "0.4-0.8 V instead of 0.5-0.8 V (same clocks)", "forced", "100ms", wide, old),
-        ("layer 1 not at nominal", "the plan chooses layer 1's point", "forced", "100ms", wide, base),
+        ("start", "recover policy, layer 1 at the fastest point (0.8 V), 1.5x target, 5 mW leakage, 0.5-0.8 V",
+         "recover", tight, hw, old),
+        ("exit policy", "forced at the predicted layer (the authors')", "forced", tight, hw, old),
+        ("latency target", "3x the all-fastest latency instead of 1.5x", "forced", loose, hw, old),
+        ("leakage", "0 mW instead of 5 mW", "forced", loose, quiet, old),
+        ("voltage range", "0.4-0.8 V instead of 0.5-0.8 V (same clocks)", "forced", loose, wide, old),
+        ("layer 1 not at nominal", "the plan chooses layer 1's point", "forced", loose, wide, base),
     ]
     alone = {  # the same factor switched alone from the first row
-        "exit policy": ("forced", "50ms", hw, old),
-        "latency target": ("recover", "100ms", hw, old),
-        "leakage": ("recover", "50ms", no_leakage(hw), old),
-        "voltage range": ("recover", "50ms", wider_voltage(hw), old),
-        "layer 1 not at nominal": ("recover", "50ms", hw, base),
+        "exit policy": ("forced", tight, hw, old),
+        "latency target": ("recover", loose, hw, old),
+        "leakage": ("recover", tight, no_leakage(hw), old),
+        "voltage range": ("recover", tight, wider_voltage(hw), old),
+        "layer 1 not at nominal": ("recover", tight, hw, base),
     }
     memo: dict = {}
 
@@ -273,12 +276,12 @@ def main(argv: list[str] | None = None) -> int:
     result = run_sweep(model, hw, sentences, cfg, timing_only=True, progress=say)
     print("\n".join(["", *sweep_markdown(result), "", *bound_lines(result)]))
     ref = next((r for r in result["runs"] if r["threshold"] == 0.23 and r["policy"] == "recover"
-                and abs(r["target_s"] - 0.05) < 1e-12), None)
+                and r["target"] == "1.5x"), None)
     if ref is not None:
         for mode, st in ref["modes"].items():
             parts = ", ".join(f"{k} {v * 1e6:.1f}" for k, v in sorted(st["energy_breakdown_j"].items(),
                                                                       key=lambda kv: -kv[1]) if v * 1e6 >= 0.05)
-            print(f"threshold 0.23, recover, 50 ms, {mode} energy per component (uJ / sentence): {parts}")
+            print(f"threshold 0.23, recover, 1.5x, {mode} energy per component (uJ / sentence): {parts}")
     if not args.no_attribution and ATTRIBUTION_THRESHOLD in args.thresholds:
         result["attribution"] = attribution(model, hw, sentences, base, cache, say)
         print()
