@@ -47,6 +47,7 @@ from edgebert.compiler.early_exit import EarlyExitSpec, exit_spec
 from edgebert.compiler.emit import emit_program
 from edgebert.compiler.errors import SramOverflow, SramTooSmall, StagingTooSmall
 from edgebert.compiler.hierarchy.plan import BUDGET_FRACTIONS, MemoryPlan, build_plan
+from edgebert.compiler.lower.core import Lowerer
 from edgebert.compiler.lower.program import lower_program
 from edgebert.compiler.lower.support import check_supported
 from edgebert.compiler.memory_plan import live_act_peak, place_constants_and_io, place_spills, plan_sram
@@ -80,8 +81,8 @@ def relax_passes(params: dict[str, Any] | None = None, layer_loops: bool = True)
     canonicalisation -> composite fusion -> canonical composite arguments -> identity idioms -> bounded integer
     arithmetic in float32 (run-time position ids) -> layer loop outlining (compiler/relax_passes)."""
     passes = cleanup_passes(params)
-    passes += [CanonicalizeDecomposed(), SimplifyAttentionMask(), fusion_pass(), CanonicalizeCompositeArgs(),
-               SimplifyIdentityIdioms(), IntegerArithmeticInFloat()]
+    passes += [CanonicalizeDecomposed(), relax.transform.CanonicalizeBindings(), SimplifyAttentionMask(),
+               fusion_pass(), CanonicalizeCompositeArgs(), SimplifyIdentityIdioms(), IntegerArithmeticInFloat()]
     if layer_loops:
         passes.append(OutlineLayerLoops())
     return passes
@@ -372,6 +373,7 @@ def _run_resident(c: Compilation, stages: list[Stage]) -> None:
                 c.traced = c.tile_program
                 if live_act_peak(c.tile_program) > c.hw.memory.sram.size_bytes:
                     break
+            _drop_attempt(c)
     if c.traced is None:  # no staging size even lowered: trace with the whole SRAM as staging (never placed)
         try:
             c.staging_fraction = 1
@@ -398,7 +400,18 @@ def _fit_blocked(c: Compilation, stages: list[Stage]) -> SramOverflow | None:
             return failure or exc  # a smaller budget has no plan: report why the larger ones did not pack
         except SramOverflow as exc:  # the estimate missed fragmentation: plan again with less
             failure = exc
+            _drop_attempt(c, constants=True)
     return failure
+
+
+def _drop_attempt(c: Compilation, constants: bool = False) -> None:
+    """Free a failed attempt's lowering before the next (the collector is paused during a compile, and a blocked
+    BERT-base lowering holds gigabytes); `constants`: the constant cache too (the resident attempts' entries are kept
+    for the blocked lowering, which reads the same constants)."""
+    c.tile_program = None
+    if constants:
+        Lowerer.forget_constants()
+    gc.collect()
 
 
 def _run_blocked(c: Compilation, stages: list[Stage]) -> None:

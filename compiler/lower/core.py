@@ -228,6 +228,12 @@ class Lowerer:
         self.blocked: Any = None
         self._occurrences: dict[tuple[int, str], int] = {}
 
+    @staticmethod
+    def forget_constants() -> None:
+        """Empty the module's constant cache (a failed attempt's entries would otherwise stay: each blocked lowering
+        of an unrolled BERT-base adds hundreds of MB)."""
+        _CACHE.update(mod=None, arrays={}, raw={})
+
     def constant(self, expr: Any) -> np.ndarray:
         """The array of a Relax constant, one read-only numpy array per IR node: every use of a shared weight sees
         the same array, so content keys and encodings computed for it are computed once (compression.py)."""

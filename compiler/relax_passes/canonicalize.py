@@ -9,6 +9,11 @@
 * `min` / `max` over axis 0 of `stack((a, b, ...))` (TVM's import of ONNX's variadic Min / Max)  ->  a chain of
   `minimum` / `maximum` of the operands.
 
+* SDPA-exported attention (BERT, RoBERTa, ... from transformers' sdpa path): `matmul(q * c, kT * c)` ->
+  `matmul(q, kT) * c^2`, `where(isnan(softmax(x)), 0, softmax(x))` -> the softmax, and a reshape to the shape it
+  already has -> its operand, so the attention fuses into `edgebert.attention` (the memory-hierarchy plan blocks it
+  per head on small SRAMs; unfused, its [heads, seq, seq] scores had to fit whole).
+
 Constants are checked (sqrt 2, 1, 0.5 to rtol 1e-5); anything else stays as it is (still lowered op by op).
 """
 
@@ -176,8 +181,68 @@ def stacked_extremum(value, var2val: dict):
     return None
 
 
+def scaled_matmul(value, var2val: dict):
+    """`matmul(a, b) * (c1 * c2)` when `value` is `matmul(a * c1, b * c2)` with scalar constants c1 and/or c2 (an
+    SDPA export scales q and k^T by sqrt(1 / sqrt(d)) each), else None: the attention fusion's form. Equal up to
+    float rounding (the scale is applied once, after the sum)."""
+    mm = _op(value, var2val, "relax.matmul")
+    if mm is None or any(isinstance(a, tvm.ir.Constant) for a in mm.args):
+        return None  # activations x activations only (q @ kT): a dense keeps its scaled input (GELU's 0.5 x ...)
+    args, scale = list(mm.args), 1.0
+    for side in (0, 1):
+        mul = _op(args[side], var2val, "relax.multiply")
+        if mul is None:
+            continue
+        for x, c in ((mul.args[0], mul.args[1]), (mul.args[1], mul.args[0])):
+            k = _scalar(c)
+            if k is not None and c.value.numpy().dtype == np.float32 and not isinstance(x, tvm.ir.Constant):
+                args[side], scale = x, scale * k
+                break
+    if args[0].same_as(mm.args[0]) and args[1].same_as(mm.args[1]):
+        return None
+    return relax.op.multiply(relax.op.matmul(args[0], args[1]), relax.const(np.float32(scale), "float32"))
+
+
+def nan_guarded_softmax(value, var2val: dict):
+    """`s` when `value` is `where(isnan(s), 0, s)` with `s` a softmax (the softmax of finite scores is never NaN;
+    `idioms.py` drops the same idiom after fusion, this one before it so the attention fuses), else None."""
+    where = _op(value, var2val, "relax.where")
+    if where is None:
+        return None
+    cond, zero, s = where.args
+    isnan = _op(cond, var2val, "relax.isnan")
+    if isnan is None or not isnan.args[0].same_as(s) or not _is_zero(zero):
+        return None
+    return s if _op(s, var2val, "relax.nn.softmax") is not None else None
+
+
+def _is_zero(expr) -> bool:
+    if not isinstance(expr, tvm.ir.Constant):
+        return False
+    a = expr.value.numpy()
+    return a.size >= 1 and not np.any(a)
+
+
+def same_shape_reshape(value, var2val: dict):
+    """The operand of a reshape to the shape it already has, else None."""
+    r = _op(value, var2val, "relax.reshape")
+    if r is None:
+        return None
+    a, b = _static_shape(r.args[0]), _static_shape(value)
+    return r.args[0] if a is not None and a == b and r.args[0].ty.dtype == value.ty.dtype else None
+
+
+def _static_shape(expr) -> list[int] | None:
+    shape = getattr(expr.ty, "shape", None)
+    try:
+        return [int(d) for d in shape] if shape is not None else None
+    except (TypeError, ValueError):
+        return None
+
+
 #: Each rewrite: (binding value, var -> bound value) -> the canonical expression, or None.
-REWRITES: tuple[Callable, ...] = (exact_gelu, decomposed_layer_norm, stacked_extremum)
+REWRITES: tuple[Callable, ...] = (exact_gelu, decomposed_layer_norm, stacked_extremum, scaled_matmul,
+                                  nan_guarded_softmax, same_shape_reshape)
 
 
 def canonical_form(value, var2val: dict):
