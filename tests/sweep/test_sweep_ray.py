@@ -29,6 +29,8 @@ SPEC = """
 [sweep]
 name = "ci"
 strategy = "grid"
+[hardware]
+base = "ideal-256mac"  # the sweep machinery under test; the targets are sized for this machine
 [hardware.params]
 "pu.lanes" = [8, 16]
 "energy.leakage_mw" = [5.0, 1.0]
@@ -145,6 +147,8 @@ def test_infeasible_points_are_rows_with_reasons(ray_session, folder: Path) -> N
     body = """
 [sweep]
 strategy = "grid"
+[hardware]
+base = "ideal-256mac"  # the sweep machinery under test; the targets are sized for this machine
 [hardware.params]
 "pu.lanes" = [0, 16]
 "memory.sram.size_bytes" = [512, 1048576]
@@ -208,6 +212,8 @@ def test_optuna_strategy_runs_and_resumes(ray_session, folder: Path) -> None:
 strategy = "optuna"
 samples = 4
 seed = 1
+[hardware]
+base = "ideal-256mac"  # the sweep machinery under test; the targets are sized for this machine
 [hardware.params]
 "pu.lanes" = [8, 16, 32]
 "energy.leakage_mw" = { low = 0.5, high = 8.0 }
