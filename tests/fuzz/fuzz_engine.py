@@ -24,6 +24,7 @@ from typing import Any
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import seed as hypothesis_seed
 from hypothesis import strategies as st
+from hypothesis.errors import FlakyStrategyDefinition
 
 from edgebert.isa.errors import EdgebertError
 
@@ -155,7 +156,13 @@ def drive(tally: Tally, body: Callable[[Any], None], count: int, seed: int, dead
                 except Exception:  # noqa: BLE001 - a mutator that cannot build its mutant; targets run in guarded()
                     tally.skipped += 1
 
-        run()
+        try:
+            run()
+        except FlakyStrategyDefinition:
+            # the deadline passed between two runs of one example (the second drew nothing): the budget is spent
+            if deadline is not None and time.monotonic() >= deadline:
+                break
+            raise
         round_ += 1
         if (progress or PROGRESS) is not None:
             (progress or PROGRESS)(tally)
