@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from edgebert.isa.errors import CompileError
+
 FLOAT, FLOAT16 = 1, 10  # onnx.TensorProto.FLOAT, FLOAT16
 
 
@@ -23,7 +25,12 @@ def widen_float16(model: Any) -> bool:
     def widen(t) -> None:
         nonlocal widened
         if t.data_type == FLOAT16:
-            t.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(t).astype(np.float32), t.name))
+            try:
+                data = numpy_helper.to_array(t)
+            except (ValueError, TypeError) as exc:  # data that does not match its dims (a damaged file)
+                raise CompileError(f"float16 tensor '{t.name}' (dims {list(t.dims)}): its data does not match its "
+                                   f"shape ({exc})") from None
+            t.CopyFrom(numpy_helper.from_array(data.astype(np.float32), t.name))
             widened = True
 
     graphs = [model.graph]

@@ -64,3 +64,16 @@ def test_fp32_models_carry_no_note():
     from edgebert.frontend.fp16 import widen_float16
 
     assert widen_float16(model) and not widen_float16(model)  # the second time there is nothing left to widen
+
+
+def test_float16_data_that_does_not_match_its_dims_is_a_compile_error():
+    """A damaged fp16 initializer (raw data for 8x8 behind dims 8x16) is refused naming it, not a numpy traceback
+    (found by scripts/fuzz.py)."""
+    import pytest
+
+    from edgebert.isa.errors import CompileError
+
+    model = _fp16_model()
+    model.graph.initializer[0].dims[:] = [8, 16]
+    with pytest.raises(CompileError, match="float16 tensor 'W'"):
+        load_onnx(model)
