@@ -70,6 +70,7 @@ from edgebert.compiler.tile_ir import TileProgram, format_tile_program
 from edgebert.isa.abi import EXIT_WORD
 from edgebert.isa.errors import CompileError
 from edgebert.isa.hardware import HardwareConfig, default_config
+from edgebert.isa.paused_gc import paused_gc
 from edgebert.isa.program import Program
 
 #: Each weight staging buffer takes 1/fraction of the SRAM; `lower` + `plan-memory` try the largest first.
@@ -317,13 +318,8 @@ def run_stages(c: Compilation, stages: tuple[Stage, ...] | list[Stage]) -> Compi
     a group, once per attempt, until one attempt fits. Python's cyclic garbage collector is paused meanwhile: a
     blocked ALBERT-base lowering allocates ~10^6 small objects and the collector would rescan the heap again and
     again (the compile's own objects hold no cycles worth collecting early)."""
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
+    with paused_gc():
         return _run_stages(c, list(stages))
-    finally:
-        if enabled:
-            gc.enable()
 
 
 def _run_stages(c: Compilation, stages: list[Stage]) -> CompileResult:

@@ -12,7 +12,6 @@ memory, one of them a write, are recorded as races (the program failed to guard 
 from __future__ import annotations
 
 import functools
-import gc
 from collections import deque
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -26,6 +25,7 @@ from edgebert.isa.costs import Costs
 from edgebert.isa.encoding import Inst
 from edgebert.isa.errors import EmulatorTrap
 from edgebert.isa.hardware import HardwareConfig
+from edgebert.isa.paused_gc import paused_gc
 from edgebert.isa.program import Program
 from edgebert.isa.table import BY_MNEMONIC, NUM_FREGS, NUM_REGS, SPACES, UNITS
 
@@ -119,13 +119,8 @@ def _decode(code: Sequence[Inst], m: Machine) -> list[Op]:
     all stay alive, and on a blocked program (tens of thousands of instructions) the full collections those
     allocations trigger cost several times the decoding itself.
     """
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
+    with paused_gc():
         return [Op(pc, inst, m) for pc, inst in enumerate(code)]
-    finally:
-        if enabled:
-            gc.enable()
 
 
 class Machine:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import gc
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -14,6 +13,7 @@ from edgebert.emulator.memory import SPACE_INDEX, SRAM, Fault, check_range
 from edgebert.emulator.report import build_report
 from edgebert.isa.errors import EdgebertError, EmulatorTrap, MetadataError
 from edgebert.isa.hardware import HardwareConfig, default_config
+from edgebert.isa.paused_gc import paused_gc
 from edgebert.isa.program import Program
 from edgebert.isa.program_config import program_config
 from edgebert.isa.program_metadata import check_metadata
@@ -305,14 +305,10 @@ class Runner:
         for space, address, data in preload:
             m.mem.write_bytes(SPACE_INDEX[space], address, np.frombuffer(data, np.uint8))
             self._dirty.append((SPACE_INDEX[space], address, address + len(data)))
-        enabled = gc.isenabled()
-        gc.disable()  # the run allocates no cycles; full collections would rescan the decoded program again and again
         try:
-            with np.errstate(all="ignore"):
+            with paused_gc(), np.errstate(all="ignore"):  # the run makes no cycles: collections only rescan the ops
                 m.execute()
         finally:
-            if enabled:
-                gc.enable()
             self._dirty.extend(m.dirty)
         outputs = _read_outputs(m, self.program) if m.trap is None else {}
         exit_layer = _read_exit_layer(m, self.program) if m.trap is None else None
