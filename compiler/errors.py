@@ -41,12 +41,13 @@ class SramTooSmall(SramOverflow):
     """Even the memory-hierarchy plan cannot fit: one block of `op`'s working set (plus what must stay resident around
     it) needs `need` bytes; `suggest` is an SRAM size the plan fits in."""
 
-    def __init__(self, op: str, block: str, need: int, size: int, suggest: int) -> None:
+    def __init__(self, op: str, block: str, need: int, size: int, suggest: int, tried: int = 0) -> None:
         works = (f"an SRAM of {suggest} bytes compiles (memory.sram.size_bytes = {suggest})" if suggest else
+                 f"no SRAM up to {tried} bytes compiles either" if tried else
                  "no SRAM up to 2.5x this size compiles either")
         CompileError.__init__(
             self,
             f"SRAM too small: op '{op}' needs {need} bytes for its smallest block ({block}); memory.sram.size_bytes "
             f"is {size}. Below that no tiling fits; {works}")
         self.tensor, self.what, self.nbytes, self.live, self.size = op, block, need, 0, size
-        self.op, self.block, self.need, self.suggest = op, block, need, suggest
+        self.op, self.block, self.need, self.suggest, self.tried = op, block, need, suggest, tried

@@ -75,6 +75,10 @@ from edgebert.isa.program import Program
 
 #: Each weight staging buffer takes 1/fraction of the SRAM; `lower` + `plan-memory` try the largest first.
 STAGING_FRACTIONS = (6, 8, 12, 16, 32, 64)
+#: the what-if search of SramTooSmall (an SRAM size that compiles): at most this many steps of +1/8 ...
+WHAT_IF_STEPS = 8
+#: ... and no step started after this many seconds (a large model's blocked attempt takes tens of seconds)
+WHAT_IF_SECONDS = 60.0
 
 
 def relax_passes(params: dict[str, Any] | None = None, layer_loops: bool = True) -> list[tvm.transform.Pass]:
@@ -412,25 +416,29 @@ def _drop_attempt(c: Compilation, constants: bool = False) -> None:
 
 def _run_blocked(c: Compilation, stages: list[Stage]) -> None:
     """The hierarchy stages until the blocked program fits; else SramTooSmall with an SRAM size that compiles (the
-    plan's guess, verified by planning, lowering and placing at that size: each step adds an eighth)."""
+    plan's guess, verified by planning, lowering and placing at that size: each step adds an eighth; the search stops
+    after WHAT_IF_STEPS steps or WHAT_IF_SECONDS, and the error then says how far it looked)."""
     failure = _fit_blocked(c, stages)
     if failure is None:
         return
     size = c.hw.memory.sram.size_bytes
     guess = failure.suggest if isinstance(failure, SramTooSmall) else size + size // 8
-    for _ in range(8):
+    deadline, tried, found = time.perf_counter() + WHAT_IF_SECONDS, 0, 0
+    for step in range(WHAT_IF_STEPS):
+        if step and time.perf_counter() > deadline:
+            break
         guess = -(-guess // 4096) * 4096
         trial_hw = _with_sram(c.hw, guess)
+        tried = trial_hw.memory.sram.size_bytes
         if _fit_blocked(dataclasses.replace(c, hw=trial_hw, timings={}), stages) is None:
-            guess = trial_hw.memory.sram.size_bytes
+            found = tried
             break
+        _drop_attempt(c, constants=True)
         guess += guess // 8
-    else:
-        guess = 0
     if isinstance(failure, SramTooSmall):
-        raise SramTooSmall(failure.op, failure.block, failure.need, size, guess)
+        raise SramTooSmall(failure.op, failure.block, failure.need, size, found, tried)
     raise SramTooSmall(failure.tensor, f"its blocks do not pack into {size} bytes at any planning budget: {failure}",
-                       failure.nbytes, size, guess)
+                       failure.nbytes, size, found, tried)
 
 
 def _with_sram(hw: HardwareConfig, size: int) -> HardwareConfig:

@@ -149,6 +149,12 @@ def _dense_args(scope: Scope, e: Any) -> tuple[Tensor, Const, Any]:
     return x, w, args[2] if len(args) > 2 else None
 
 
+def _weight_args(scope: Scope, e: Any) -> tuple[Any, Any]:
+    """The weight and bias (None: a plain matmul) of a dense whose input is produced inside its group."""
+    args = [scope.value_of(a) for a in e.expr.args[1:3]]
+    return args[0], args[1] if len(args) > 1 else None
+
+
 def lower_dense_group(bl: BlockedLowering, scope: Scope, gp: GroupPlan, events: list[Any]) -> None:
     """A dense (+ its unary epilogue) as the plan tiled it."""
     low = scope.low
@@ -177,7 +183,7 @@ def lower_ffn_group(bl: BlockedLowering, scope: Scope, gp: GroupPlan, events: li
             h.view.buffer.nbytes = max(1, int(np.prod(h.shape)))
             h = Tensor(fresh_view(h.view.buffer, h.shape, "af8"), h.dtype)
         emit_dense(low, d1, t, x, ops1, h, d1.epilogue, d2.a_exp)
-        w2, b2 = (scope.value_of(a) for a in e2.expr.args[1:3])
+        w2, b2 = _weight_args(scope, e2)
         ops2 = DenseOperands(low, d2, w2, b2, e2.name)
         y = bl.result_home(e2)
         emit_dense(low, d2, t["then"], h, ops2, y, d2.epilogue)
@@ -185,7 +191,7 @@ def lower_ffn_group(bl: BlockedLowering, scope: Scope, gp: GroupPlan, events: li
         scope.env[e_mid.var] = h
         scope.env[e2.var] = y
         return
-    w2, b2 = (scope.value_of(a) for a in e2.expr.args[1:3])
+    w2, b2 = _weight_args(scope, e2)
     ops2 = DenseOperands(low, d2, w2, b2, e2.name)
     if ops2.a_exp is not None or in_dram(x):
         raise CompileError(f"internal: {e1.name}: a fused FFN needs x in SRAM and an fp32 second dense")

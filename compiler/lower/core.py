@@ -342,6 +342,15 @@ class Lowerer:
     def restore_consts(self, consts: dict[bytes, Buffer]) -> None:
         self._consts = consts
 
+    def snapshot_sites(self) -> dict[tuple[int, str], int]:
+        """How many times each binding has been lowered (`next_site`): a trial lowering of a layer loop's copy k
+        restores the count from before copy 1, so copy k's bindings have copy 1's sites (and the memory-hierarchy
+        plan's decisions for them)."""
+        return dict(self._occurrences)
+
+    def restore_sites(self, counts: dict[tuple[int, str], int]) -> None:
+        self._occurrences = dict(counts)
+
     def forget_consts(self, dead: set[int]) -> None:
         """Drop buffers (by id) from the constant cache, so nothing later reuses them."""
         self._consts = {h: b for h, b in self._consts.items() if id(b) not in dead}

@@ -156,7 +156,7 @@ class _Snapshot:
         self.fences, self.labels = set(prog.fences), dict(prog.labels)
         self.consts, self.ring, self.pinned, self.depth = low.snapshot_consts(), low.ring.next, set(low.pinned), \
             low.loop_depth
-        self.mark = low.trace.mark()
+        self.mark, self.sites = low.trace.mark(), low.snapshot_sites()
 
     def restore(self) -> None:
         low, prog = self.low, self.low.prog
@@ -169,3 +169,4 @@ class _Snapshot:
         low.restore_consts(self.consts)
         low.ring.next, low.pinned, low.loop_depth = self.ring, self.pinned, self.depth
         low.trace.rollback(self.mark)
+        low.restore_sites(self.sites)

@@ -94,9 +94,9 @@ def lower_copies(low: Lowerer, first: Any, others: list[Any], names: tuple[str, 
     (`match_copy`, which `names` the copies in its errors). Returns the first copy's instruction range, the ids of the
     buffers it made, and the constant slots."""
     prog = low.prog
-    s, nb, ring0 = len(prog.insts), len(prog.buffers), low.ring.next
+    s, nb, ring0, sites0 = len(prog.insts), len(prog.buffers), low.ring.next, low.snapshot_sites()
     first()
-    e1, ring1 = len(prog.insts), low.ring.next
+    e1, ring1, sites1 = len(prog.insts), low.ring.next, low.snapshot_sites()
     new1 = {id(b) for b in prog.buffers[nb:]}
     slots: dict[int, list[Buffer | None]] = {}
     count = len(others) + 1
@@ -104,6 +104,7 @@ def lower_copies(low: Lowerer, first: Any, others: list[Any], names: tuple[str, 
         nbk, npk, fences = len(prog.buffers), len(prog.packed_weights), set(prog.fences)
         consts, mark = low.snapshot_consts(), low.trace.mark()
         low.ring.next = ring0
+        low.restore_sites(sites0)  # copy k at copy 1's sites: the same plan decisions
         lower()
         try:
             match_copy(prog.insts[s:e1], prog.insts[e1:], new1, {id(b) for b in prog.buffers[nbk:]}, slots, k, count,
@@ -116,4 +117,5 @@ def lower_copies(low: Lowerer, first: Any, others: list[Any], names: tuple[str, 
             low.restore_consts(consts)
             low.trace.rollback(mark)  # a trial lowering: not part of the program's op trace
     low.ring.next = ring1
+    low.restore_sites(sites1)
     return range(s, e1), new1, slots

@@ -11,8 +11,9 @@
 
 * SDPA-exported attention (BERT, RoBERTa, ... from transformers' sdpa path): `matmul(q * c, kT * c)` ->
   `matmul(q, kT) * c^2`, `where(isnan(softmax(x)), 0, softmax(x))` -> the softmax, and a reshape to the shape it
-  already has -> its operand, so the attention fuses into `edgebert.attention` (the memory-hierarchy plan blocks it
-  per head on small SRAMs; unfused, its [heads, seq, seq] scores had to fit whole).
+  already has -> its operand, and two consecutive transposes (dynamo's `k.transpose(-1, -2)` after the head split)
+  -> one, so the attention fuses into `edgebert.attention` (the memory-hierarchy plan blocks it per head on small
+  SRAMs; unfused, its [heads, seq, seq] scores had to fit whole).
 
 Constants are checked (sqrt 2, 1, 0.5 to rtol 1e-5); anything else stays as it is (still lowered op by op).
 """
@@ -232,6 +233,26 @@ def same_shape_reshape(value, var2val: dict):
     return r.args[0] if a is not None and a == b and r.args[0].ty.dtype == value.ty.dtype else None
 
 
+def composed_permute(value, var2val: dict):
+    """`permute_dims(x, p1[p2])` when `value` is `permute_dims(permute_dims(x, p1), p2)` (dynamo's `k.transpose(-1,
+    -2)` after the head split: two transposes the attention fusion sees as one), else None."""
+    outer = _op(value, var2val, "relax.permute_dims")
+    if outer is None:
+        return None
+    arg = outer.args[0]
+    noop = same_shape_reshape(var2val.get(arg, arg), var2val) if isinstance(arg, relax.Var) else None
+    inner = _op(noop if noop is not None else arg, var2val, "relax.permute_dims")  # (dynamo reshapes in between)
+    if inner is None:
+        return None
+    ndim = value.ty.ndim
+    p1 = [int(a) for a in inner.attrs.axes] if inner.attrs.axes is not None else list(range(ndim))[::-1]
+    p2 = [int(a) for a in outer.attrs.axes] if outer.attrs.axes is not None else list(range(ndim))[::-1]
+    if len(p1) != ndim or len(p2) != ndim:
+        return None
+    axes = [p1[a] for a in p2]
+    return inner.args[0] if axes == list(range(ndim)) else relax.op.permute_dims(inner.args[0], axes)
+
+
 def _static_shape(expr) -> list[int] | None:
     shape = getattr(expr.ty, "shape", None)
     try:
@@ -242,7 +263,7 @@ def _static_shape(expr) -> list[int] | None:
 
 #: Each rewrite: (binding value, var -> bound value) -> the canonical expression, or None.
 REWRITES: tuple[Callable, ...] = (exact_gelu, decomposed_layer_norm, stacked_extremum, scaled_matmul,
-                                  nan_guarded_softmax, same_shape_reshape)
+                                  nan_guarded_softmax, same_shape_reshape, composed_permute)
 
 
 def canonical_form(value, var2val: dict):

@@ -97,6 +97,31 @@ def test_sram_too_small_is_typed_and_suggests_a_size_that_compiles(tiny):
     assert compile_onnx(tiny, hw=sized(err.suggest)).memory_plan is not None
 
 
+def test_sram_too_small_search_is_bounded_and_says_how_far_it_looked(tiny, monkeypatch):
+    """The what-if search stops after WHAT_IF_STEPS steps or once WHAT_IF_SECONDS have passed (here: after its first
+    step); when no size it tried compiles, the error names the largest one instead of a suggestion."""
+    import dataclasses
+
+    from edgebert.compiler import pipeline
+
+    hw = load_config("ideal-256mac")
+    sram = dataclasses.replace(hw.memory.sram, size_bytes=2048)
+    fit, calls, failures = pipeline._fit_blocked, [], []
+
+    def nothing_fits(c, stages):  # the real first attempt; every what-if step then fails as a too-large model would
+        calls.append(c.hw.memory.sram.size_bytes)
+        failures.append(fit(c, stages) if len(calls) == 1 else failures[0])
+        return failures[-1]
+
+    monkeypatch.setattr(pipeline, "_fit_blocked", nothing_fits)
+    monkeypatch.setattr(pipeline, "WHAT_IF_SECONDS", 0.0)
+    with pytest.raises(SramTooSmall) as info:
+        compile_onnx(tiny, hw=dataclasses.replace(hw, memory=dataclasses.replace(hw.memory, sram=sram)))
+    err = info.value
+    assert len(calls) == 2 and calls[0] == 2048 and err.suggest == 0 and err.tried == calls[1] > 2048, calls
+    assert f"no SRAM up to {err.tried} bytes compiles either" in str(err)
+
+
 def test_stage_list_is_the_table_of_contents(tiny):
     assert [s.name for s in STAGES] == ["load", "import", "relax", "check", "layer-loops", "compression", "early-exit",
                                         "lower", "plan-memory", "hierarchy", "lower-blocked", "plan-memory-blocked",
