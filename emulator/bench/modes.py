@@ -110,9 +110,10 @@ def run_mode(runner: Runner, sentences: Sequence[Mapping[str, Any]], mode: str, 
 
 def run_oracle(program: Any, hw: Any, sentences: Sequence[Mapping[str, Any]], early: Sequence[SentenceRun],
                target_s: float, *, task: str | None = None,
-               progress: ProgressTask | None = None) -> list[SentenceRun]:
-    """Each sentence of the early-exit runs `early` at its oracle point (oracle.py), replayed timing-only."""
-    oracle = OracleRunner(program, hw)
+               progress: ProgressTask | None = None, path_cache: bool = True) -> list[SentenceRun]:
+    """Each sentence of the early-exit runs `early` at its oracle point (oracle.py), replayed timing-only (`path_cache`:
+    one emulation per exit path and point)."""
+    oracle = OracleRunner(program, hw, path_cache)
     out = []
     for i, ref in enumerate(early):
         options = energy_at_points(hw, ref.cycles, ref.breakdown)
@@ -233,7 +234,8 @@ def bench(
                                   labels=labels, progress=bar, races=races)
     if ORACLE in modes and target_s is not None and "early-exit" in runs and ORACLE not in runs:
         with bars.task(MODE_TITLES[ORACLE], total=len(sentences)) as bar:
-            runs[ORACLE] = run_oracle(program, hw, sentences, runs["early-exit"], target_s, task=task, progress=bar)
+            runs[ORACLE] = run_oracle(program, hw, sentences, runs["early-exit"], target_s, task=task, progress=bar,
+                                      path_cache=path_cache)
     order = [m for m in ALL_MODES if m in runs and m in modes]
     stats = {}
     for mode in order:

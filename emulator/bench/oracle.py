@@ -16,6 +16,7 @@ import dataclasses
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from edgebert.emulator.bench.path_cache import ReplayRunner
 from edgebert.emulator.runner import Runner
 from edgebert.isa.errors import EdgebertError
 from edgebert.isa.hardware import HardwareConfig
@@ -52,17 +53,18 @@ def oracle_point(options: Sequence[tuple[float, float]], target_s: float) -> int
 
 
 class OracleRunner:
-    """Runs sentences at a chosen point: one emulator Runner per reset point, made on first use."""
+    """Runs sentences at a chosen point: one emulator Runner per reset point, made on first use (`path_cache`: a
+    `ReplayRunner`, one emulation per exit path and point; identical reports)."""
 
-    def __init__(self, program: Any, hw: HardwareConfig) -> None:
-        self.program, self.hw = program, hw
-        self.runners: dict[int, Runner] = {}
+    def __init__(self, program: Any, hw: HardwareConfig, path_cache: bool = True) -> None:
+        self.program, self.hw, self.path_cache = program, hw, path_cache
+        self.runners: dict[int, Runner | ReplayRunner] = {}
 
     def run(self, point: int, inputs: Any, entropies: Sequence[float] | None, timing_only: bool,
             task: str | None) -> Any:
         if point not in self.runners:
             hw = dataclasses.replace(self.hw, dvfs=dataclasses.replace(self.hw.dvfs, initial=point))
-            self.runners[point] = Runner(self.program, hw)
+            self.runners[point] = ReplayRunner(self.program, hw) if self.path_cache else Runner(self.program, hw)
         return self.runners[point].run(inputs, entropy_values=entropies, timing_only=timing_only, disable_dvfs=True,
                                        check_races=False, task=task, resident_task=task)
 
