@@ -1,6 +1,7 @@
 """The per-path replay cache (emulator/bench/path_cache.py): cached and uncached timing-only replays agree number for
 number (the SST-2 trace through a compiled 12-layer early-exit + DVFS program, random traces in every switch
-combination, race checks on), one emulation per path, and whatever it cannot predict is emulated."""
+combination, race checks on; the oracle's runs at their points too), one emulation per path, and whatever it cannot
+predict is emulated."""
 
 from __future__ import annotations
 
