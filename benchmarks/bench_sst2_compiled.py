@@ -5,7 +5,7 @@ the attribution of the gap to the paper's 7x / 2.5x, factor by factor.
     python benchmarks/bench_sst2_compiled.py [--compressed] [--json out.json] [--plot fig.svg]
         [--targets 1.25x 1.5x 2x 3x] [--thresholds 0.23 0.28 0.46 0.09 0.16] [--policies recover forced]
         [--limit N] [--holdout] [--no-attribution] [--work /tmp/edgebert-albert-base-ee] [--hw NAME|FILE]
-        [--planner table|bins [--bins-scale S]] [--compare lt|le]
+        [--planner table|bins [--bins-scale S]] [--compare lt|le] [--jobs N]
 
 Builds (once, cached in --work) an untrained ALBERT-base-shaped model (hidden 768, 12 heads, FFN 3072, embedding
 128, seq 128): by default fp32 and dense (examples/train_compressed.py --epochs 0); with --compressed, compressed
@@ -26,18 +26,22 @@ cumulatively and alone, each a measured run. Prints markdown tables; `--json` wr
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
+import multiprocessing
 import re
 import runpy
 import sys
 import tempfile
 import time
+from concurrent.futures import Executor, ProcessPoolExecutor
 from pathlib import Path
 
 from edgebert.compiler.options import EarlyExitOptions
 from edgebert.emulator.bench import SweepConfig, run_sweep
 from edgebert.emulator.bench.policy_sweep_cli import bound_lines, sweep_markdown, write_outputs
 from edgebert.isa.hardware import HardwareConfig, load_config
+from edgebert.isa.progress import terminal_progress
 from edgebert.isa.traces import read_entropy_array, write_entropy_trace
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -136,12 +140,9 @@ def _one(model: Path, hw: HardwareConfig, sentences: list, base: EarlyExitOption
     return run_sweep(model, hw, sentences, cfg, timing_only=True)["runs"][0]
 
 
-def attribution(model: Path, hw: HardwareConfig, sentences: list, base: EarlyExitOptions, cache: Path,
-                say) -> dict:
-    """The gap to the paper's 7x / 2.5x, one factor at a time (module docstring): cumulative steps from the
-    configuration this project reported before, and each factor alone from it, every number a measured run; each
-    row with both statistics (the mean over the sentences, and up to: the best sentence)."""
-    thr = ATTRIBUTION_THRESHOLD
+def attribution_specs(hw: HardwareConfig, base: EarlyExitOptions) -> tuple[list, dict]:
+    """The attribution's runs (module docstring): the cumulative steps (factor, what changes, policy, target, hw,
+    options) from the configuration this project reported before, and per factor the same factor switched alone."""
     old = dataclasses.replace(base, layer1_point="fastest")
     quiet, wide = no_leakage(hw), wider_voltage(no_leakage(hw))
     # the paper's 50 ms, relative: it was 1.56x the all-fastest 12 layers on ideal-256mac (31.98 ms); 3x: its 100 ms
@@ -162,12 +163,42 @@ def attribution(model: Path, hw: HardwareConfig, sentences: list, base: EarlyExi
         "voltage range": ("recover", tight, wider_voltage(hw), old),
         "layer 1 not at nominal": ("recover", tight, hw, base),
     }
+    return steps, alone
+
+
+def _run_key(policy: str, target: str, hw_: HardwareConfig, opts: EarlyExitOptions) -> tuple:
+    return (policy, target, hw_.name, opts.layer1_point)
+
+
+def prefetch_attribution(executor: Executor, model: Path, hw: HardwareConfig, sentences: list,
+                         base: EarlyExitOptions, cache: Path) -> dict:
+    """Submit every distinct attribution run to `executor` now (they then overlap the sweep): key -> future."""
+    steps, alone = attribution_specs(hw, base)
+    memo: dict = {}
+    for policy, target, hw_, opts in [s[2:] for s in steps] + list(alone.values()):
+        key = _run_key(policy, target, hw_, opts)
+        if key not in memo:
+            memo[key] = executor.submit(_one, model, hw_, sentences, opts, ATTRIBUTION_THRESHOLD, policy, target,
+                                        cache)
+    return memo
+
+
+def attribution(model: Path, hw: HardwareConfig, sentences: list, base: EarlyExitOptions, cache: Path,
+                say, prefetched: dict | None = None) -> dict:
+    """The gap to the paper's 7x / 2.5x, one factor at a time (module docstring): cumulative steps from the
+    configuration this project reported before, and each factor alone from it, every number a measured run; each
+    row with both statistics (the mean over the sentences, and up to: the best sentence). `prefetched`: runs
+    already submitted (`prefetch_attribution`)."""
+    thr = ATTRIBUTION_THRESHOLD
+    steps, alone = attribution_specs(hw, base)
     memo: dict = {}
 
     def run(policy: str, target: str, hw_: HardwareConfig, opts: EarlyExitOptions) -> dict:
-        key = (policy, target, hw_.name, opts.layer1_point)
+        key = _run_key(policy, target, hw_, opts)
         if key not in memo:
-            memo[key] = _one(model, hw_, sentences, opts, thr, policy, target, cache)
+            future = (prefetched or {}).get(key)
+            memo[key] = future.result() if future is not None else \
+                _one(model, hw_, sentences, opts, thr, policy, target, cache)
             say(f"attribution: {key}")
         return memo[key]
 
@@ -241,6 +272,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--json", help="write the results here")
     p.add_argument("--plot", help="the figure (energy per sentence vs latency target; .svg/.pdf: vector)")
     p.add_argument("--per-sentence", action="store_true", help="keep per-sentence energies in --json")
+    p.add_argument("--jobs", type=int, default=1, help="processes: the (threshold, policy) pairs and the attribution's "
+                   "runs in parallel (default 1; the same numbers)")
     args = p.parse_args(argv)
     hw = load_config(args.hw)
     data, work = Path(args.data), Path(args.work)
@@ -273,19 +306,27 @@ def main(argv: list[str] | None = None) -> int:
     def say(line: str) -> None:
         print(line, file=sys.stderr, flush=True)
 
-    result = run_sweep(model, hw, sentences, cfg, timing_only=True, progress=say)
-    print("\n".join(["", *sweep_markdown(result), "", *bound_lines(result)]))
-    ref = next((r for r in result["runs"] if r["threshold"] == 0.23 and r["policy"] == "recover"
-                and r["target"] == "1.5x"), None)
-    if ref is not None:
-        for mode, st in ref["modes"].items():
-            parts = ", ".join(f"{k} {v * 1e6:.1f}" for k, v in sorted(st["energy_breakdown_j"].items(),
-                                                                      key=lambda kv: -kv[1]) if v * 1e6 >= 0.05)
-            print(f"threshold 0.23, recover, 1.5x, {mode} energy per component (uJ / sentence): {parts}")
-    if not args.no_attribution and ATTRIBUTION_THRESHOLD in args.thresholds:
-        result["attribution"] = attribution(model, hw, sentences, base, cache, say)
-        print()
-        print("\n".join(attribution_markdown(result["attribution"])))
+    attribute = not args.no_attribution and ATTRIBUTION_THRESHOLD in args.thresholds
+    with contextlib.ExitStack() as stack:
+        progress = stack.enter_context(terminal_progress(notes=True))
+        executor = None
+        if args.jobs > 1:  # spawn: TVM's threads do not survive a fork
+            executor = stack.enter_context(ProcessPoolExecutor(args.jobs, multiprocessing.get_context("spawn")))
+        prefetched = prefetch_attribution(executor, model, hw, sentences, base, cache) \
+            if attribute and executor is not None else None
+        result = run_sweep(model, hw, sentences, cfg, timing_only=True, progress=progress, executor=executor)
+        print("\n".join(["", *sweep_markdown(result), "", *bound_lines(result)]))
+        ref = next((r for r in result["runs"] if r["threshold"] == 0.23 and r["policy"] == "recover"
+                    and r["target"] == "1.5x"), None)
+        if ref is not None:
+            for mode, st in ref["modes"].items():
+                parts = ", ".join(f"{k} {v * 1e6:.1f}" for k, v in sorted(st["energy_breakdown_j"].items(),
+                                                                          key=lambda kv: -kv[1]) if v * 1e6 >= 0.05)
+                print(f"threshold 0.23, recover, 1.5x, {mode} energy per component (uJ / sentence): {parts}")
+        if attribute:
+            result["attribution"] = attribution(model, hw, sentences, base, cache, say, prefetched)
+            print()
+            print("\n".join(attribution_markdown(result["attribution"])))
     write_outputs(result, args.json, args.plot, f"SST-2 trace ({len(sentences)} sentences), compiled ALBERT-base"
                   f"{' (compressed)' if args.compressed else ''} on {hw.name}: energy per sentence vs latency target")
     print(f"\n{time.perf_counter() - t0:.0f} s in all", file=sys.stderr)

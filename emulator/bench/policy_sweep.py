@@ -13,6 +13,7 @@ import math
 import re
 import time
 from collections.abc import Sequence
+from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -86,46 +87,77 @@ def _entry(res: dict[str, Any], program: Any, threshold: float, policy: str, spe
     return out
 
 
-def run_sweep(model: str | Path, hw: HardwareConfig, sentences: list[dict[str, Any]], cfg: SweepConfig, *,
-              timing_only: bool, labels: Sequence[int] | None = None,
-              progress: Progress | None = None) -> dict[str, Any]:
-    """Every (threshold, policy, target) of `cfg` on `sentences` (module docstring); JSON-ready. `progress`: a bar
-    over the runs and a note per run."""
+def sweep_pair(model: str | Path, hw: HardwareConfig, sentences: list[dict[str, Any]], cfg: SweepConfig,
+               threshold: float | None, policy: str, timing_only: bool, labels: Sequence[int] | None = None,
+               say: Progress | None = None, bar: Any = None) -> tuple[list[dict[str, Any]], dict[str, float]]:
+    """One (threshold, policy) of the sweep: its compile (cached), no exit and early exit once, then every target
+    (DVFS planned again, ee+dvfs and the oracle run). Returns the run entries and each target's seconds."""
     from edgebert.compiler.early_exit import retarget
 
+    say = progress_or_silent(say)
+    bar = bar if bar is not None else say.task("", total=None)
+    opts = dataclasses.replace(cfg.base, threshold=None if threshold is None else float(threshold),
+                               policy=policy, latency_target_s=PROBE_TARGET_S)
+    tc = time.perf_counter()
+    bar.update(description=f"threshold {threshold}, {policy}: compiling")
+    program = compiled(model, opts, hw, cfg.cache_dir)
+    say.note(f"threshold {threshold} {policy}: program ready in {time.perf_counter() - tc:.1f} s")
+    bar.update(description=f"threshold {threshold}, {policy}: no exit, early exit")
+    _, base_runs = bench(program, hw, sentences, timing_only=timing_only, target_s=None, labels=labels,
+                         modes=("no-exit", "early-exit"))
+    entries: list[dict[str, Any]] = []
+    targets_s: dict[str, float] = {}
+    for spec in cfg.targets:
+        target = resolve_target(spec, program, hw)
+        if not math.isfinite(target) or target <= 0:
+            raise EdgebertError(f"latency target {spec}: not a positive duration")
+        targets_s[spec] = target
+        bar.update(description=f"threshold {threshold}, {policy}, target {spec}")
+        prog_t, _ = retarget(program, hw, target, dataclasses.replace(opts, latency_target_s=target))
+        res, _ = bench(prog_t, hw, sentences, timing_only=timing_only, target_s=target, labels=labels,
+                       reference=base_runs)
+        used = float(prog_t.metadata["early_exit"]["threshold"])  # the model's when none is given
+        entries.append(_entry(res, prog_t, used, policy, spec, target, cfg.per_sentence))
+        say.note(_summary(threshold, policy, entries[-1]))
+        bar.advance()
+    return entries, targets_s
+
+
+def _summary(threshold: float | None, policy: str, e: dict[str, Any]) -> str:
+    s = e["savings"]
+    return (f"  threshold {threshold} {policy}, target {e['target']} ({format_time(e['target_s'])}): ee+dvfs "
+            f"{s['vs_no_exit']['mean']:.2f}x vs no exit, {s['vs_early_exit']['mean']:.2f}x vs early exit, "
+            f"{s['vs_oracle']['mean']:.3f}x the oracle's energy, "
+            f"{100 * e['modes']['ee+dvfs']['within_target']:.1f} % within the target")
+
+
+def run_sweep(model: str | Path, hw: HardwareConfig, sentences: list[dict[str, Any]], cfg: SweepConfig, *,
+              timing_only: bool, labels: Sequence[int] | None = None,
+              progress: Progress | None = None, executor: Executor | None = None) -> dict[str, Any]:
+    """Every (threshold, policy, target) of `cfg` on `sentences` (module docstring); JSON-ready. `progress`: a bar
+    over the runs and a note per run. `executor` (e.g. a ProcessPoolExecutor): the (threshold, policy) pairs run
+    there concurrently (each is independent: its compile, its runs); the result is the same, in the same order."""
     t0 = time.perf_counter()
     runs: list[dict[str, Any]] = []
     targets_s: dict[str, float] = {}
     say = progress_or_silent(progress)
     bar = say.task("sweep: threshold x policy x target", total=len(cfg.thresholds) * len(cfg.policies)
                    * len(cfg.targets))
-    for threshold in cfg.thresholds:
-        for policy in cfg.policies:
-            opts = dataclasses.replace(cfg.base, threshold=None if threshold is None else float(threshold),
-                                       policy=policy, latency_target_s=PROBE_TARGET_S)
-            tc = time.perf_counter()
-            bar.update(description=f"threshold {threshold}, {policy}: compiling")
-            program = compiled(model, opts, hw, cfg.cache_dir)
-            say.note(f"threshold {threshold} {policy}: program ready in {time.perf_counter() - tc:.1f} s")
-            bar.update(description=f"threshold {threshold}, {policy}: no exit, early exit")
-            _, base_runs = bench(program, hw, sentences, timing_only=timing_only, target_s=None, labels=labels,
-                                 modes=("no-exit", "early-exit"))
-            for spec in cfg.targets:
-                target = resolve_target(spec, program, hw)
-                if not math.isfinite(target) or target <= 0:
-                    raise EdgebertError(f"latency target {spec}: not a positive duration")
-                targets_s[spec] = target
-                bar.update(description=f"threshold {threshold}, {policy}, target {spec}")
-                prog_t, _ = retarget(program, hw, target, dataclasses.replace(opts, latency_target_s=target))
-                res, _ = bench(prog_t, hw, sentences, timing_only=timing_only, target_s=target, labels=labels,
-                               reference=base_runs)
-                used = float(prog_t.metadata["early_exit"]["threshold"])  # the model's when none is given
-                runs.append(_entry(res, prog_t, used, policy, spec, target, cfg.per_sentence))
-                s = res["savings"]
-                say.note(f"  target {spec} ({format_time(target)}): ee+dvfs {s['vs_no_exit']['mean']:.2f}x vs no "
-                         f"exit, {s['vs_early_exit']['mean']:.2f}x vs early exit, {s['vs_oracle']['mean']:.3f}x the "
-                         f"oracle's energy, {100 * res['modes']['ee+dvfs']['within_target']:.1f} % within the target")
-                bar.advance()
+    pairs = [(threshold, policy) for threshold in cfg.thresholds for policy in cfg.policies]
+    if executor is not None:
+        futures = [executor.submit(sweep_pair, model, hw, sentences, cfg, threshold, policy, timing_only, labels)
+                   for threshold, policy in pairs]
+        results = (f.result() for f in futures)
+    else:
+        results = (sweep_pair(model, hw, sentences, cfg, threshold, policy, timing_only, labels, say, bar)
+                   for threshold, policy in pairs)
+    for (threshold, policy), (entries, seconds) in zip(pairs, results, strict=True):
+        runs += entries
+        targets_s.update(seconds)
+        if executor is not None:
+            for e in entries:
+                say.note(_summary(threshold, policy, e))
+            bar.advance(len(entries))
     bar.close()
     return {
         "hw": hw.name,

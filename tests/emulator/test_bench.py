@@ -233,6 +233,29 @@ def test_sweep_of_targets_thresholds_and_policies(tiny_onnx: Path, tmp_path: Pat
     assert main(args) == 0  # the second time from the cache
 
 
+def test_sweep_in_worker_processes_gives_the_same_result(tiny_onnx: Path, tmp_path: Path) -> None:
+    """`run_sweep(executor=...)` (bench_sst2_compiled.py --jobs N): the (threshold, policy) pairs in spawned worker
+    processes give the serial sweep's result, number for number and in the same order."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    from edgebert.compiler.options import EarlyExitOptions
+    from edgebert.emulator.bench import SweepConfig, run_sweep
+    from edgebert.isa.hardware import load_config
+
+    hw = load_config()
+    trace = [{"entropies": row} for row in TRACE]
+    cfg = SweepConfig([0.35, 0.2], ["1.3x", "3x"], EarlyExitOptions(calibration_entropies=np.array(TRACE)),
+                      ("recover", "forced"), tmp_path / "cache")
+    serial = run_sweep(tiny_onnx, hw, trace, cfg, timing_only=True)
+    with ProcessPoolExecutor(2, multiprocessing.get_context("spawn")) as pool:
+        parallel = run_sweep(tiny_onnx, hw, trace, cfg, timing_only=True, executor=pool)
+    assert len(serial["runs"]) == 8
+    for r in (serial, parallel):
+        r.pop("wall_seconds")
+    assert json.dumps(parallel, sort_keys=True) == json.dumps(serial, sort_keys=True)
+
+
 def test_bench_refuses_to_overwrite_its_inputs(tmp_path, capsys):
     """`--json` or `--plot` naming an input file is refused before the run (the input survives)."""
     from edgebert.emulator.bench import main
