@@ -245,8 +245,10 @@ def composed_permute(value, var2val: dict):
     if inner is None:
         return None
     ndim = value.ty.ndim
-    p1 = [int(a) for a in inner.attrs.axes] if inner.attrs.axes is not None else list(range(ndim))[::-1]
-    p2 = [int(a) for a in outer.attrs.axes] if outer.attrs.axes is not None else list(range(ndim))[::-1]
+    if ndim < 1:
+        return None
+    p1 = [int(a) % ndim for a in inner.attrs.axes] if inner.attrs.axes is not None else list(range(ndim))[::-1]
+    p2 = [int(a) % ndim for a in outer.attrs.axes] if outer.attrs.axes is not None else list(range(ndim))[::-1]
     if len(p1) != ndim or len(p2) != ndim:
         return None
     axes = [p1[a] for a in p2]

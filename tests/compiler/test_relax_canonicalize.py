@@ -72,16 +72,17 @@ def test_decomposed_layer_norm_becomes_nn_layer_norm(square):
     assert _ops(_layer_norm(square)) == ["relax.nn.layer_norm"]
 
 
-def _transposes(second: list[int]):
-    """Transpose [0, 2, 1], a reshape to the shape it already has, Transpose `second` (dynamo's k^T)."""
+def _transposes(second: list[int] | None):
+    """Transpose [0, 2, 1], a reshape to the shape it already has, Transpose `second` (dynamo's k^T; None: no perm,
+    the dims reversed)."""
     shape = helper.make_tensor("s", TensorProto.INT64, [3], [SHAPE[0], SHAPE[2], SHAPE[1]])
     nodes = [helper.make_node("Transpose", ["x"], ["t"], perm=[0, 2, 1]),
              helper.make_node("Reshape", ["t", "s"], ["r"]),
-             helper.make_node("Transpose", ["r"], ["y"], perm=second)]
+             helper.make_node("Transpose", ["r"], ["y"], **({"perm": second} if second is not None else {}))]
     model = _model(nodes, {})
     model.graph.initializer.append(shape)
     mid = (SHAPE[0], SHAPE[2], SHAPE[1])
-    for dim, p in zip(model.graph.output[0].type.tensor_type.shape.dim, second, strict=True):
+    for dim, p in zip(model.graph.output[0].type.tensor_type.shape.dim, second or [2, 1, 0], strict=True):
         dim.dim_value = mid[p]
     return model
 
@@ -89,10 +90,12 @@ def _transposes(second: list[int]):
 def test_consecutive_transposes_compose():
     assert _ops(_transposes([0, 2, 1])) == []  # they cancel: y is x
     assert _ops(_transposes([1, 0, 2])) == ["relax.permute_dims"]  # [1, 8, 6] -> [8, 1, 6]: x by axes [2, 0, 1]
+    assert _ops(_transposes(None)) == ["relax.permute_dims"]  # reversed: [6, 8, 1], x by axes [1, 2, 0]
 
 
 @pytest.mark.parametrize("build", [lambda: _gelu("dynamo", "mul"), lambda: _layer_norm("mul", 1e-5),
-                                   lambda: _transposes([0, 2, 1]), lambda: _transposes([1, 0, 2])])
+                                   lambda: _transposes([0, 2, 1]), lambda: _transposes([1, 0, 2]),
+                                   lambda: _transposes(None)])
 def test_canonicalised_models_match_onnxruntime(build):
     import onnxruntime as ort
 
