@@ -29,17 +29,17 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
-import multiprocessing
 import re
 import runpy
 import sys
 import tempfile
 import time
-from concurrent.futures import Executor, ProcessPoolExecutor
+from concurrent.futures import Executor
 from pathlib import Path
 
 from edgebert.compiler.options import EarlyExitOptions
 from edgebert.emulator.bench import SweepConfig, run_sweep
+from edgebert.emulator.bench.policy_sweep import worker_pool
 from edgebert.emulator.bench.policy_sweep_cli import bound_lines, sweep_markdown, write_outputs
 from edgebert.isa.hardware import HardwareConfig, load_config
 from edgebert.isa.progress import terminal_progress
@@ -322,9 +322,7 @@ def main(argv: list[str] | None = None) -> int:
     attribute = not args.no_attribution and ATTRIBUTION_THRESHOLD in args.thresholds
     with contextlib.ExitStack() as stack:
         progress = stack.enter_context(terminal_progress(notes=True))
-        executor = None
-        if args.jobs > 1:  # spawn: TVM's threads do not survive a fork
-            executor = stack.enter_context(ProcessPoolExecutor(args.jobs, multiprocessing.get_context("spawn")))
+        executor = stack.enter_context(worker_pool(args.jobs))
         prefetched = prefetch_attribution(executor, model, hw, sentences, base, cache) \
             if attribute and executor is not None else None
         result = run_sweep(model, hw, sentences, cfg, timing_only=True, progress=progress, executor=executor)

@@ -500,14 +500,16 @@ def policy_sweep(
     cache: PathLike | None = None,
     per_sentence: bool = False,
     progress: Progress | None = None,
+    jobs: int = 1,
 ) -> PolicySweepResult:
     """An ONNX model with exit heads over latency targets ("50ms", seconds, or "1.5x": times the all-fastest latency)
     x entropy thresholds (default: the model's) x exit policies: one cached compile per (threshold, policy), the DVFS
-    plan made again per target, EdgeBERT's modes and the oracle per run (`edgebert-bench model.onnx ...`)."""
+    plan made again per target, EdgeBERT's modes and the oracle per run (`edgebert-bench model.onnx ...`). `jobs`:
+    worker processes for the (threshold, policy) pairs (the same result)."""
     import dataclasses
 
     from edgebert.compiler.options import EarlyExitOptions
-    from edgebert.emulator.bench.policy_sweep import PROBE_TARGET_S, SweepConfig, parse_targets, run_sweep
+    from edgebert.emulator.bench.policy_sweep import PROBE_TARGET_S, SweepConfig, parse_targets, run_sweep, worker_pool
     from edgebert.emulator.bench.policy_sweep_cli import default_cache
     from edgebert.emulator.bench.program_cache import compiled
 
@@ -525,8 +527,9 @@ def policy_sweep(
         if note:
             warnings.warn(note, EdgebertWarning, stacklevel=2)
     cfg = SweepConfig(swept, targets, base, list(policies), cache_dir, per_sentence)
-    return PolicySweepResult(run_sweep(model, config, sentences, cfg, timing_only=replay, labels=found,
-                                       progress=progress))
+    with worker_pool(jobs) as pool:
+        return PolicySweepResult(run_sweep(model, config, sentences, cfg, timing_only=replay, labels=found,
+                                           progress=progress, executor=pool))
 
 
 # ---- sweep -------------------------------------------------------------------------------------------------------

@@ -8,12 +8,14 @@ mean and up-to against no exit and early exit, ee+dvfs / oracle; and per policy 
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
+import multiprocessing
 import re
 import time
-from collections.abc import Sequence
-from concurrent.futures import Executor
+from collections.abc import Iterator, Sequence
+from concurrent.futures import Executor, ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -85,6 +87,19 @@ def _entry(res: dict[str, Any], program: Any, threshold: float, policy: str, spe
         out["per_sentence"] = {m: {k: v[k] for k in ("energy_j", "exit_layer", "latency_s")}
                                for m, v in res["per_sentence"].items()}
     return out
+
+
+@contextlib.contextmanager
+def worker_pool(jobs: int) -> Iterator[Executor | None]:
+    """`jobs` worker processes for `run_sweep(executor=...)` (None when 1: the sweep runs in this process). Spawned,
+    not forked: TVM's thread pool does not survive a fork."""
+    if jobs < 1:
+        raise EdgebertError(f"--jobs must be at least 1, got {jobs}")
+    if jobs == 1:
+        yield None
+        return
+    with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+        yield pool
 
 
 def sweep_pair(model: str | Path, hw: HardwareConfig, sentences: list[dict[str, Any]], cfg: SweepConfig,

@@ -21,7 +21,7 @@ _SWEEP_FLAGS = (("--threshold", "threshold", None), ("--exit-policy", "exit_poli
                 ("--exit-compare", "exit_compare", "lt"), ("--dvfs-planner", "dvfs_planner", "table"),
                 ("--layer1-point", "layer1_point", "planned"), ("--dvfs-bins-scale", "dvfs_bins_scale", None),
                 ("--dvfs-margin", "dvfs_margin", 0.0), ("--cache", "cache", None),
-                ("--per-sentence", "per_sentence", False))
+                ("--per-sentence", "per_sentence", False), ("--jobs", "jobs", 1))
 
 
 def add_sweep_arguments(p: argparse.ArgumentParser) -> None:
@@ -45,6 +45,8 @@ def add_sweep_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--cache", metavar="DIR", help="compiled programs cache (default: $XDG_CACHE_HOME/edgebert/programs "
                    "or ~/.cache/edgebert/programs)")
     g.add_argument("--per-sentence", action="store_true", help="keep every run's per-sentence energies in --json")
+    g.add_argument("--jobs", type=int, default=1, metavar="N", help="worker processes for the (threshold, policy) "
+                   "pairs (default 1; the same results)")
 
 
 def is_model(path: str) -> bool:
@@ -56,7 +58,8 @@ def check_no_sweep_arguments(args: argparse.Namespace) -> None:
     """Compile options with an .ebin are an error naming the option (the program has its own compiled in)."""
     for flag, attr, default in _SWEEP_FLAGS:
         if getattr(args, attr) != default:
-            raise EdgebertError(f"{flag} is a compile option: give the ONNX model instead of {args.program} (a sweep)")
+            what = "runs a sweep in parallel" if flag == "--jobs" else "is a compile option"
+            raise EdgebertError(f"{flag} {what}: give the ONNX model instead of {args.program} (a sweep)")
 
 
 def _split(values: Sequence[str] | None) -> list[str]:
@@ -217,7 +220,7 @@ def run_sweep_cli(args: argparse.Namespace) -> int:
             hw=args.hw, predictor_table=args.predictor_table, calibration_entropies=args.calibration_entropies,
             exit_compare=args.exit_compare, dvfs_planner=args.dvfs_planner, layer1_point=args.layer1_point,
             dvfs_bins_scale=args.dvfs_bins_scale, dvfs_margin=args.dvfs_margin, limit=args.limit, cache=args.cache,
-            per_sentence=args.per_sentence, progress=progress)
+            per_sentence=args.per_sentence, progress=progress, jobs=args.jobs)
     write_outputs(result, args.json, args.plot)
     if not args.quiet:
         print("\n".join(sweep_markdown(result) + bound_lines(result)))

@@ -233,27 +233,34 @@ def test_sweep_of_targets_thresholds_and_policies(tiny_onnx: Path, tmp_path: Pat
     assert main(args) == 0  # the second time from the cache
 
 
-def test_sweep_in_worker_processes_gives_the_same_result(tiny_onnx: Path, tmp_path: Path) -> None:
-    """`run_sweep(executor=...)` (bench_sst2_compiled.py --jobs N): the (threshold, policy) pairs in spawned worker
-    processes give the serial sweep's result, number for number and in the same order."""
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor
-
+def test_sweep_in_worker_processes_gives_the_same_result(tiny_onnx: Path, tmp_path: Path, capsys) -> None:
+    """`run_sweep(executor=...)` (`edgebert-bench model.onnx --jobs N`, bench_sst2_compiled.py --jobs N): the
+    (threshold, policy) pairs in spawned worker processes give the serial sweep's result, number for number and in
+    the same order; --jobs with a compiled program or below 1 is one clear error."""
     from edgebert.compiler.options import EarlyExitOptions
     from edgebert.emulator.bench import SweepConfig, run_sweep
+    from edgebert.emulator.bench.policy_sweep import worker_pool
+    from edgebert.isa.errors import EdgebertError
     from edgebert.isa.hardware import load_config
+    from edgebert.isa.traces import write_entropy_trace
 
     hw = load_config()
     trace = [{"entropies": row} for row in TRACE]
     cfg = SweepConfig([0.35, 0.2], ["1.3x", "3x"], EarlyExitOptions(calibration_entropies=np.array(TRACE)),
                       ("recover", "forced"), tmp_path / "cache")
     serial = run_sweep(tiny_onnx, hw, trace, cfg, timing_only=True)
-    with ProcessPoolExecutor(2, multiprocessing.get_context("spawn")) as pool:
+    with worker_pool(2) as pool:
         parallel = run_sweep(tiny_onnx, hw, trace, cfg, timing_only=True, executor=pool)
     assert len(serial["runs"]) == 8
     for r in (serial, parallel):
         r.pop("wall_seconds")
     assert json.dumps(parallel, sort_keys=True) == json.dumps(serial, sort_keys=True)
+    with pytest.raises(EdgebertError, match="--jobs must be at least 1"), worker_pool(0):
+        pass
+    trace_file = tmp_path / "trace.txt"
+    write_entropy_trace(trace_file, np.array(TRACE))
+    assert main([str(tmp_path / "p.ebin"), "--entropy-trace", str(trace_file), "--jobs", "2", "-q"]) == 2
+    assert "--jobs runs a sweep in parallel: give the ONNX model" in capsys.readouterr().err
 
 
 def test_bench_refuses_to_overwrite_its_inputs(tmp_path, capsys):
