@@ -234,25 +234,50 @@ def same_shape_reshape(value, var2val: dict):
 
 
 def composed_permute(value, var2val: dict):
-    """`permute_dims(x, p1[p2])` when `value` is `permute_dims(permute_dims(x, p1), p2)` (dynamo's `k.transpose(-1,
-    -2)` after the head split: two transposes the attention fusion sees as one), else None."""
-    outer = _op(value, var2val, "relax.permute_dims")
-    if outer is None:
+    """`permute_dims(x, axes)` (or `x`) when `value` is a chain of at least two transposes and reshapes that only add
+    or drop size-1 dims, with at least one transpose, down to `x` (dynamo's `k.transpose(-1, -2)` after the head
+    split: two transposes with a no-op reshape between, or a transpose of [H, S, D] between reshapes dropping and
+    restoring the batch dim), else None: the attention fusion sees one transpose."""
+    chain: list = []  # the ops from `value` down to the base
+    expr = value
+    while True:
+        call = _op(expr, var2val, "relax.permute_dims")
+        if call is None:
+            call = _op(expr, var2val, "relax.reshape")
+        if call is None or (call.op.name == "relax.reshape" and not _unit_reshape(call.args[0], call)):
+            break
+        chain.append(call)
+        expr = call.args[0]
+    if len(chain) < 2 or all(c.op.name == "relax.reshape" for c in chain):
         return None
-    arg = outer.args[0]
-    noop = same_shape_reshape(var2val.get(arg, arg), var2val) if isinstance(arg, relax.Var) else None
-    inner = _op(noop if noop is not None else arg, var2val, "relax.permute_dims")  # (dynamo reshapes in between)
-    if inner is None:
+    base_shape, out_shape = _static_shape(expr), _static_shape(value)
+    if base_shape is None or out_shape is None or len(base_shape) != len(out_shape):
         return None
-    ndim = value.ty.ndim
-    if ndim < 1:
+    axes: list[int | None] = list(range(len(base_shape)))  # per axis of the current tensor: its base axis (None: 1)
+    for call in reversed(chain):
+        if call.op.name == "relax.permute_dims":
+            n = len(axes)
+            perm = [int(a) % n for a in call.attrs.axes] if call.attrs.axes is not None else list(range(n))[::-1]
+            if sorted(perm) != list(range(n)):
+                return None
+            axes = [axes[j] for j in perm]
+        else:  # the non-unit axes keep their order; unit axes come and go
+            real = iter(a for a in axes if a is not None and base_shape[a] != 1)
+            axes = [None if d == 1 else next(real) for d in _static_shape(call)]
+    units = iter(i for i, d in enumerate(base_shape) if d == 1)
+    try:
+        full = [a if a is not None and base_shape[a] != 1 else next(units) for a in axes]
+    except StopIteration:
         return None
-    p1 = [int(a) % ndim for a in inner.attrs.axes] if inner.attrs.axes is not None else list(range(ndim))[::-1]
-    p2 = [int(a) % ndim for a in outer.attrs.axes] if outer.attrs.axes is not None else list(range(ndim))[::-1]
-    if len(p1) != ndim or len(p2) != ndim:
+    if sorted(full) != list(range(len(base_shape))) or [base_shape[a] for a in full] != out_shape:
         return None
-    axes = [p1[a] for a in p2]
-    return inner.args[0] if axes == list(range(ndim)) else relax.op.permute_dims(inner.args[0], axes)
+    return expr if full == list(range(len(full))) else relax.op.permute_dims(expr, full)
+
+
+def _unit_reshape(x, reshape) -> bool:
+    """Whether `reshape` of `x` only adds or drops size-1 dims (static shapes)."""
+    a, b = _static_shape(x), _static_shape(reshape)
+    return a is not None and b is not None and [d for d in a if d != 1] == [d for d in b if d != 1]
 
 
 def _static_shape(expr) -> list[int] | None:

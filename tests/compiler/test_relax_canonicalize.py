@@ -87,15 +87,30 @@ def _transposes(second: list[int] | None):
     return model
 
 
+def _batch_dropped_transpose():
+    """Reshape [1, 6, 8] -> [6, 8], Transpose, Reshape -> [1, 8, 6] (dynamo's RoBERTa k^T: the transpose of [H, S, D]
+    between reshapes that drop and restore the batch dim)."""
+    s1 = helper.make_tensor("s1", TensorProto.INT64, [2], [SHAPE[1], SHAPE[2]])
+    s2 = helper.make_tensor("s2", TensorProto.INT64, [3], [1, SHAPE[2], SHAPE[1]])
+    nodes = [helper.make_node("Reshape", ["x", "s1"], ["a"]), helper.make_node("Transpose", ["a"], ["t"], perm=[1, 0]),
+             helper.make_node("Reshape", ["t", "s2"], ["y"])]
+    model = _model(nodes, {})
+    model.graph.initializer.extend([s1, s2])
+    for dim, n in zip(model.graph.output[0].type.tensor_type.shape.dim, (1, SHAPE[2], SHAPE[1]), strict=True):
+        dim.dim_value = n
+    return model
+
+
 def test_consecutive_transposes_compose():
     assert _ops(_transposes([0, 2, 1])) == []  # they cancel: y is x
     assert _ops(_transposes([1, 0, 2])) == ["relax.permute_dims"]  # [1, 8, 6] -> [8, 1, 6]: x by axes [2, 0, 1]
     assert _ops(_transposes(None)) == ["relax.permute_dims"]  # reversed: [6, 8, 1], x by axes [1, 2, 0]
+    assert _ops(_batch_dropped_transpose()) == ["relax.permute_dims"]  # x by axes [0, 2, 1]
 
 
 @pytest.mark.parametrize("build", [lambda: _gelu("dynamo", "mul"), lambda: _layer_norm("mul", 1e-5),
                                    lambda: _transposes([0, 2, 1]), lambda: _transposes([1, 0, 2]),
-                                   lambda: _transposes(None)])
+                                   lambda: _transposes(None), _batch_dropped_transpose])
 def test_canonicalised_models_match_onnxruntime(build):
     import onnxruntime as ort
 

@@ -140,10 +140,11 @@ def test_zoo_models_are_random_everywhere_and_onnx_matches_torch(family, tmp_pat
     assert done.inputs["input_ids"].max() < cfg.vocab_size
 
 
-@pytest.mark.parametrize("name", ["bert-base-legacy18-static", "bert-base-dynamo-dynamic"])
+@pytest.mark.parametrize("name", ["bert-base-legacy18-static", "bert-base-dynamo-dynamic", "roberta-base-dynamo-static"])
 def test_sdpa_attention_is_one_composite(tmp_path, name):
     """transformers' SDPA path exports q and k^T each scaled by sqrt(1 / sqrt(d)), a NaN guard after the softmax and
-    a no-op reshape (dynamo: k^T as two transposes with a reshape between): canonicalised, BERT's attention is one
+    a no-op reshape (dynamo: k^T as two transposes with a reshape between; RoBERTa: the transpose of [H, S, D]
+    between reshapes dropping and restoring the batch dim): canonicalised, the attention is one
     `edgebert.attention` composite (what the memory-hierarchy plan blocks per head on edgebert-cmod's buffers; the
     per-head `attention_core` had to fit whole), and the program still matches onnxruntime."""
     import dataclasses
