@@ -39,7 +39,7 @@ from pathlib import Path
 
 from edgebert.compiler.options import EarlyExitOptions
 from edgebert.emulator.bench import SweepConfig, run_sweep
-from edgebert.emulator.bench.policy_sweep import worker_pool
+from edgebert.emulator.bench.policy_sweep import in_worker, worker_pool
 from edgebert.emulator.bench.policy_sweep_cli import bound_lines, sweep_markdown, write_outputs
 from edgebert.isa.hardware import HardwareConfig, load_config
 from edgebert.isa.progress import terminal_progress
@@ -191,8 +191,8 @@ def prefetch_attribution(executor: Executor, model: Path, hw: HardwareConfig, se
     for policy, target, hw_, opts in [s[2:] for s in steps] + list(alone.values()):
         key = _run_key(policy, target, hw_, opts)
         if key not in memo:
-            memo[key] = executor.submit(_one, model, hw_, sentences, opts, ATTRIBUTION_THRESHOLD, policy, target,
-                                        cache)
+            memo[key] = executor.submit(in_worker, _one, model, hw_, sentences, opts, ATTRIBUTION_THRESHOLD, policy,
+                                        target, cache)
     return memo
 
 

@@ -102,6 +102,15 @@ def worker_pool(jobs: int) -> Iterator[Executor | None]:
         yield pool
 
 
+def in_worker(fn: Any, *args: Any) -> Any:
+    """`fn(*args)` in a worker process: an edgebert error comes back as a plain EdgebertError with its message (a
+    subclass with its own constructor, e.g. SramTooSmall, would not unpickle in the parent: the pool would break)."""
+    try:
+        return fn(*args)
+    except EdgebertError as exc:
+        raise EdgebertError(str(exc)) from None
+
+
 def sweep_pair(model: str | Path, hw: HardwareConfig, sentences: list[dict[str, Any]], cfg: SweepConfig,
                threshold: float | None, policy: str, timing_only: bool, labels: Sequence[int] | None = None,
                say: Progress | None = None, bar: Any = None) -> tuple[list[dict[str, Any]], dict[str, float]]:
@@ -160,8 +169,8 @@ def run_sweep(model: str | Path, hw: HardwareConfig, sentences: list[dict[str, A
                    * len(cfg.targets))
     pairs = [(threshold, policy) for threshold in cfg.thresholds for policy in cfg.policies]
     if executor is not None:
-        futures = [executor.submit(sweep_pair, model, hw, sentences, cfg, threshold, policy, timing_only, labels)
-                   for threshold, policy in pairs]
+        futures = [executor.submit(in_worker, sweep_pair, model, hw, sentences, cfg, threshold, policy, timing_only,
+                                   labels) for threshold, policy in pairs]
         results = (f.result() for f in futures)
     else:
         results = (sweep_pair(model, hw, sentences, cfg, threshold, policy, timing_only, labels, say, bar)

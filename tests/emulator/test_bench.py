@@ -263,6 +263,25 @@ def test_sweep_in_worker_processes_gives_the_same_result(tiny_onnx: Path, tmp_pa
     assert "--jobs runs a sweep in parallel: give the ONNX model" in capsys.readouterr().err
 
 
+def _too_small() -> None:
+    from edgebert.compiler.errors import SramTooSmall
+
+    raise SramTooSmall("op", "a block", 100, 50, 0)
+
+
+def test_worker_errors_come_back_as_picklable_edgebert_errors() -> None:
+    """An error with its own constructor raised in a sweep worker (SramTooSmall) would not unpickle in the parent and
+    would break the pool: `in_worker` sends its message as a plain EdgebertError."""
+    import pickle
+
+    from edgebert.emulator.bench.policy_sweep import in_worker
+    from edgebert.isa.errors import EdgebertError
+
+    with pytest.raises(EdgebertError, match="SRAM too small: op 'op'") as info:
+        in_worker(_too_small)
+    assert type(pickle.loads(pickle.dumps(info.value))) is EdgebertError
+
+
 def test_bench_refuses_to_overwrite_its_inputs(tmp_path, capsys):
     """`--json` or `--plot` naming an input file is refused before the run (the input survives)."""
     from edgebert.emulator.bench import main
