@@ -99,7 +99,11 @@ def worker_pool(jobs: int) -> Iterator[Executor | None]:
         yield None
         return
     with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
-        yield pool
+        try:
+            yield pool
+        except BaseException:  # an error (or Ctrl-C): the queued pairs are not started, the error shows at once
+            pool.shutdown(wait=True, cancel_futures=True)
+            raise
 
 
 def in_worker(fn: Any, *args: Any) -> Any:
