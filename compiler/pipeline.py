@@ -428,12 +428,12 @@ def _run_blocked(c: Compilation, stages: list[Stage]) -> None:
         if step and time.perf_counter() > deadline:
             break
         guess = -(-guess // 4096) * 4096
-        trial_hw = _with_sram(c.hw, guess)
-        tried = trial_hw.memory.sram.size_bytes
-        if _fit_blocked(dataclasses.replace(c, hw=trial_hw, timings={}), stages) is None:
+        trial = dataclasses.replace(c, hw=_with_sram(c.hw, guess), timings={})
+        tried = trial.hw.memory.sram.size_bytes
+        if _fit_blocked(trial, stages) is None:
             found = tried
             break
-        _drop_attempt(c, constants=True)
+        _drop_attempt(trial, constants=True)
         guess += guess // 8
     if isinstance(failure, SramTooSmall):
         raise SramTooSmall(failure.op, failure.block, failure.need, size, found, tried)

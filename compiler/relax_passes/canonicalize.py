@@ -11,8 +11,9 @@
 
 * SDPA-exported attention (BERT, RoBERTa, ... from transformers' sdpa path): `matmul(q * c, kT * c)` ->
   `matmul(q, kT) * c^2`, `where(isnan(softmax(x)), 0, softmax(x))` -> the softmax, and a reshape to the shape it
-  already has -> its operand, and two consecutive transposes (dynamo's `k.transpose(-1, -2)` after the head split)
-  -> one, so the attention fuses into `edgebert.attention` (the memory-hierarchy plan blocks it per head on small
+  already has -> its operand, and any chain of transposes and reshapes that only add or drop size-1 dims (dynamo's
+  `k.transpose(-1, -2)` after the head split, with or without the batch dim dropped) -> one transpose, so the
+  attention fuses into `edgebert.attention` (the memory-hierarchy plan blocks it per head on small
   SRAMs; unfused, its [heads, seq, seq] scores had to fit whole).
 
 Constants are checked (sqrt 2, 1, 0.5 to rtol 1e-5); anything else stays as it is (still lowered op by op).
